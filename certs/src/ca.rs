@@ -1,0 +1,260 @@
+//! Core's certificate authority and the certificates it issues.
+//!
+//! The CA (ECDSA P-256, ten years) is created on core's first start and kept in the data
+//! directory. Its SHA-256 fingerprint travels in the join token; nodes trust nothing else. At every
+//! start core issues itself a fresh server certificate for [`TLS_SERVER_NAME`]; admins get client
+//! certificates (extended key usage `clientAuth`, common name = admin name).
+
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType, SerialNumber,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tether_wire::TLS_SERVER_NAME;
+use time::OffsetDateTime;
+
+use crate::{CertError, Fingerprint, fingerprint};
+
+const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+const SERVER_VALIDITY: Duration = Duration::from_secs(2 * 365 * 24 * 3600);
+const ADMIN_VALIDITY: Duration = Duration::from_secs(5 * 365 * 24 * 3600);
+/// Certificates start an hour in the past so a peer whose clock is a little behind accepts them.
+const BACKDATE: Duration = Duration::from_secs(3600);
+
+fn cert_err(e: rcgen::Error) -> CertError {
+    CertError::Certificate(e.to_string())
+}
+
+fn validity(params: &mut CertificateParams, lifetime: Duration) {
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - BACKDATE;
+    params.not_after = now + lifetime;
+}
+
+fn random_serial(params: &mut CertificateParams) {
+    let mut serial = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut serial);
+    serial[0] &= 0x7f; // positive
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
+}
+
+/// Core's certificate authority.
+pub struct CoreCa {
+    cert_pem: String,
+    cert_der: CertificateDer<'static>,
+    key: KeyPair,
+}
+
+impl std::fmt::Debug for CoreCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CoreCa({})", self.fingerprint())
+    }
+}
+
+/// A certificate chain with its private key, ready for rustls.
+#[derive(Debug)]
+pub struct CertifiedKey {
+    /// Leaf first, then the CA.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The leaf's private key.
+    pub key: PrivateKeyDer<'static>,
+}
+
+/// An issued certificate in PEM, with its key.
+#[derive(Debug, Clone)]
+pub struct IssuedPem {
+    /// Certificate PEM.
+    pub cert_pem: String,
+    /// PKCS#8 private key PEM.
+    pub key_pem: String,
+}
+
+impl CoreCa {
+    /// Creates a new CA named after `core_name`.
+    pub fn generate(core_name: &str) -> Result<Self, CertError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(cert_err)?;
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("Tether CA ({core_name})"));
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        validity(&mut params, CA_VALIDITY);
+        random_serial(&mut params);
+        let issuer = CertifiedIssuer::self_signed(params, &key).map_err(cert_err)?;
+        let cert_pem = issuer.pem();
+        let cert_der = issuer.der().clone();
+        drop(issuer);
+        Ok(Self {
+            cert_pem,
+            cert_der,
+            key,
+        })
+    }
+
+    /// Loads a CA from its certificate and key PEM.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, CertError> {
+        let key = KeyPair::from_pem(key_pem).map_err(cert_err)?;
+        let cert_der = parse_cert_pem(cert_pem)?;
+        // Fail now, not at the first issuance, if the pair does not belong together.
+        Issuer::from_ca_cert_der(&cert_der, &key).map_err(cert_err)?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(&cert_der)
+            .map_err(|e| CertError::Certificate(e.to_string()))?;
+        if parsed.public_key().raw != rcgen::PublicKeyData::subject_public_key_info(&key).as_slice()
+        {
+            return Err(CertError::Key(
+                "the CA key does not match the CA certificate".into(),
+            ));
+        }
+        Ok(Self {
+            cert_pem: cert_pem.to_string(),
+            cert_der,
+            key,
+        })
+    }
+
+    /// The CA certificate, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The CA certificate, DER.
+    pub fn cert_der(&self) -> &CertificateDer<'static> {
+        &self.cert_der
+    }
+
+    /// The CA private key, PKCS#8 PEM (store with mode 0600).
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+
+    /// SHA-256 of the CA certificate: what the join token pins.
+    pub fn fingerprint(&self) -> Fingerprint {
+        fingerprint(&self.cert_der)
+    }
+
+    fn issuer(&self) -> Result<Issuer<'static, &KeyPair>, CertError> {
+        Issuer::from_ca_cert_der(&self.cert_der, &self.key).map_err(cert_err)
+    }
+
+    /// Issues core's server certificate for [`TLS_SERVER_NAME`] plus `extra_names` (DNS names or
+    /// IP addresses), with a fresh key.
+    pub fn issue_server(&self, extra_names: &[String]) -> Result<CertifiedKey, CertError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(cert_err)?;
+        let mut names = vec![TLS_SERVER_NAME.to_string()];
+        names.extend(extra_names.iter().cloned());
+        let mut params = CertificateParams::new(names).map_err(cert_err)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, TLS_SERVER_NAME);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        validity(&mut params, SERVER_VALIDITY);
+        random_serial(&mut params);
+        let cert = params.signed_by(&key, &self.issuer()?).map_err(cert_err)?;
+        Ok(CertifiedKey {
+            chain: vec![cert.der().clone(), self.cert_der.clone()],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        })
+    }
+
+    /// Issues an admin client certificate whose common name is `name`.
+    pub fn issue_admin(&self, name: &str) -> Result<IssuedPem, CertError> {
+        check_admin_name(name)?;
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(cert_err)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.subject_alt_names = vec![SanType::DnsName(
+            format!("{name}.admin.tether")
+                .try_into()
+                .map_err(cert_err)?,
+        )];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        validity(&mut params, ADMIN_VALIDITY);
+        random_serial(&mut params);
+        let cert = params.signed_by(&key, &self.issuer()?).map_err(cert_err)?;
+        Ok(IssuedPem {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// Admin names: 1–64 of letters, digits, `-`, `_`, `.`.
+pub fn check_admin_name(name: &str) -> Result<(), CertError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(CertError::Certificate(format!(
+            "admin name {name:?} must be 1 to 64 letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+/// The first certificate in a PEM text, as DER.
+pub fn parse_cert_pem(pem: &str) -> Result<CertificateDer<'static>, CertError> {
+    let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|e| CertError::Certificate(format!("not a PEM certificate: {e}")))?;
+    if parsed.label != "CERTIFICATE" {
+        return Err(CertError::Certificate(format!(
+            "expected a CERTIFICATE, found {}",
+            parsed.label
+        )));
+    }
+    Ok(CertificateDer::from(parsed.contents))
+}
+
+/// The common name of a certificate (the admin name of an admin certificate).
+pub fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_reloads_and_issues() {
+        let ca = CoreCa::generate("test").unwrap();
+        let again = CoreCa::from_pem(ca.cert_pem(), &ca.key_pem()).unwrap();
+        assert_eq!(ca.fingerprint(), again.fingerprint());
+
+        let server = again.issue_server(&["127.0.0.1".into()]).unwrap();
+        assert_eq!(server.chain.len(), 2);
+        assert_eq!(
+            common_name(&server.chain[0]).as_deref(),
+            Some(TLS_SERVER_NAME)
+        );
+
+        let admin = again.issue_admin("alice").unwrap();
+        let der = parse_cert_pem(&admin.cert_pem).unwrap();
+        assert_eq!(common_name(&der).as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn mismatched_ca_key_refused() {
+        let a = CoreCa::generate("a").unwrap();
+        let b = CoreCa::generate("b").unwrap();
+        assert!(CoreCa::from_pem(a.cert_pem(), &b.key_pem()).is_err());
+    }
+
+    #[test]
+    fn admin_names_checked() {
+        assert!(check_admin_name("ops-1.bob_x").is_ok());
+        for bad in ["", ".hidden", "a b", "x/y", &"n".repeat(65)] {
+            assert!(check_admin_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

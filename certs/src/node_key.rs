@@ -1,0 +1,176 @@
+//! A node's RSA key pair (seed 000): it signs the enrollment request and unwraps the agent secret
+//! core encrypts to it with RSA-OAEP (SHA-256).
+//!
+//! Core only ever uses the public half (verify, encrypt). The private half is used by the node on
+//! its own schedule — one signature per enrollment attempt, one decryption per approval — so no
+//! remote party can make it a timing oracle (see docs/security.md on RUSTSEC-2023-0071).
+
+use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
+use rsa::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
+use rsa::signature::{SignatureEncoding, Signer, Verifier};
+use rsa::traits::PublicKeyParts;
+use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
+use sha2::{Digest, Sha256};
+
+use crate::CertError;
+
+/// Size of the keys nodes generate.
+pub const NODE_KEY_BITS: usize = 2048;
+/// Smallest key core accepts.
+pub const MIN_KEY_BITS: usize = 2048;
+/// Largest key core accepts (bigger keys only make verification slower for core).
+pub const MAX_KEY_BITS: usize = 4096;
+
+/// A node's private key.
+#[derive(Clone)]
+pub struct NodeKey {
+    private: RsaPrivateKey,
+}
+
+impl std::fmt::Debug for NodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodeKey(rsa-{}, private)", self.private.size() * 8)
+    }
+}
+
+impl NodeKey {
+    /// Generates a fresh RSA-2048 key.
+    pub fn generate() -> Result<Self, CertError> {
+        let private = RsaPrivateKey::new(&mut rand::rngs::OsRng, NODE_KEY_BITS)
+            .map_err(|e| CertError::Key(e.to_string()))?;
+        Ok(Self { private })
+    }
+
+    /// PKCS#8 PEM of the private key (store it with mode 0600).
+    pub fn to_pem(&self) -> String {
+        self.private
+            .to_pkcs8_pem(LineEnding::LF)
+            .expect("an RSA key always encodes")
+            .to_string()
+    }
+
+    /// Parses a PKCS#8 PEM private key.
+    pub fn from_pem(pem: &str) -> Result<Self, CertError> {
+        let private = RsaPrivateKey::from_pkcs8_pem(pem)
+            .map_err(|e| CertError::Key(format!("not an RSA PKCS#8 private key: {e}")))?;
+        Ok(Self { private })
+    }
+
+    /// The public half.
+    pub fn public(&self) -> NodePublicKey {
+        NodePublicKey {
+            public: self.private.to_public_key(),
+        }
+    }
+
+    /// RSA PKCS#1 v1.5 signature with SHA-256.
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        SigningKey::<Sha256>::new(self.private.clone())
+            .sign(message)
+            .to_vec()
+    }
+
+    /// Unwraps an RSA-OAEP-SHA256 ciphertext (the agent secret).
+    pub fn decrypt(&self, ciphertext: &[u8]) -> Result<Vec<u8>, CertError> {
+        self.private
+            .decrypt(Oaep::new::<Sha256>(), ciphertext)
+            .map_err(|_| {
+                CertError::Key("the encrypted secret does not decrypt with this node's key".into())
+            })
+    }
+}
+
+/// A node's public key, as core holds it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NodePublicKey {
+    public: RsaPublicKey,
+}
+
+impl std::fmt::Debug for NodePublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodePublicKey({})", self.fingerprint())
+    }
+}
+
+impl NodePublicKey {
+    /// Parses a SubjectPublicKeyInfo PEM and checks the key size is acceptable.
+    pub fn from_pem(pem: &str) -> Result<Self, CertError> {
+        let public = RsaPublicKey::from_public_key_pem(pem)
+            .map_err(|e| CertError::Key(format!("not an RSA public key: {e}")))?;
+        let bits = public.size() * 8;
+        if !(MIN_KEY_BITS..=MAX_KEY_BITS).contains(&bits) {
+            return Err(CertError::Key(format!(
+                "RSA key of {bits} bits; between {MIN_KEY_BITS} and {MAX_KEY_BITS} are accepted"
+            )));
+        }
+        Ok(Self { public })
+    }
+
+    /// SubjectPublicKeyInfo PEM.
+    pub fn to_pem(&self) -> String {
+        self.public
+            .to_public_key_pem(LineEnding::LF)
+            .expect("an RSA key always encodes")
+    }
+
+    /// SHA-256 of the DER public key, hex: what admins compare.
+    pub fn fingerprint(&self) -> String {
+        let der = self
+            .public
+            .to_public_key_der()
+            .expect("an RSA key always encodes");
+        hex::encode(Sha256::digest(der.as_bytes()))
+    }
+
+    /// Checks an RSA PKCS#1 v1.5 SHA-256 signature.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        let Ok(signature) = Signature::try_from(signature) else {
+            return false;
+        };
+        VerifyingKey::<Sha256>::new(self.public.clone())
+            .verify(message, &signature)
+            .is_ok()
+    }
+
+    /// Encrypts a secret to this key with RSA-OAEP-SHA256.
+    pub fn encrypt(&self, secret: &[u8]) -> Result<Vec<u8>, CertError> {
+        self.public
+            .encrypt(&mut rand::rngs::OsRng, Oaep::new::<Sha256>(), secret)
+            .map_err(|e| CertError::Key(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_verify_encrypt_decrypt() {
+        let key = NodeKey::generate().unwrap();
+        let again = NodeKey::from_pem(&key.to_pem()).unwrap();
+        let public = NodePublicKey::from_pem(&again.public().to_pem()).unwrap();
+        assert_eq!(public, key.public());
+
+        let sig = key.sign(b"hello");
+        assert!(public.verify(b"hello", &sig));
+        assert!(!public.verify(b"hellO", &sig));
+        assert!(!public.verify(b"hello", &sig[1..]));
+
+        let secret = [42u8; 32];
+        let wrapped = public.encrypt(&secret).unwrap();
+        assert_ne!(&wrapped[..32], &secret);
+        assert_eq!(key.decrypt(&wrapped).unwrap(), secret);
+
+        let other = NodeKey::generate().unwrap();
+        assert!(other.decrypt(&wrapped).is_err());
+        assert!(!other.public().verify(b"hello", &sig));
+    }
+
+    #[test]
+    fn garbage_public_keys_refused() {
+        assert!(NodePublicKey::from_pem("hello").is_err());
+        assert!(NodePublicKey::from_pem("").is_err());
+    }
+}

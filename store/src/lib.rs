@@ -1,0 +1,95 @@
+//! # tether-store
+//!
+//! All of core's persistence: nodes, enrollment applications, used nonces, agent secrets, static
+//! facts, last-seen times and the status log. This is the only crate that knows redb.
+//!
+//! Writes go through one writer thread (as in iroh-dns-server): each write is a closure queued on a
+//! channel; the writer applies every queued closure in one transaction, commits it with
+//! `Durability::Immediate`, and only then answers each caller through its oneshot channel. So an
+//! answer means "on disk", many small writes cost one fsync, and writes never interleave. Reads are
+//! redb MVCC snapshots taken from any thread; they never wait for the writer.
+//!
+//! This crate must never open a socket, read the clock (callers pass times in), or decide policy
+//! beyond data integrity: whether an enrollment is allowed is core's business, but "one
+//! application per node id" and "a nonce is used once" are enforced here, atomically.
+
+mod codec;
+mod enroll;
+mod nodes;
+mod records;
+mod tables;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::Database;
+
+pub use enroll::{Decision, DecisionOutcome, NewApplication, Submission};
+pub use nodes::{ConnectivityChange, NodeDetail, Resolved};
+pub use records::{ApplicationRecord, NodeRecord, StatusEvent};
+
+/// What went wrong in the store. Logical outcomes (not found, conflicts) are not errors: they are
+/// values in each operation's result.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another process (probably another core) has the database open.
+    #[error("the database {0} is in use by another process (is another tether-core running?)")]
+    InUse(String),
+    /// redb failed.
+    #[error("database: {0}")]
+    Database(String),
+    /// A stored value does not decode.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The writer stopped (the store is closing).
+    #[error("the store is closed")]
+    Closed,
+}
+
+macro_rules! from_redb {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for StoreError {
+            fn from(e: $ty) -> Self {
+                StoreError::Database(e.to_string())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: Arc<Database>,
+    writer: writer::WriterHandle,
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path` and starts its writer thread.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                StoreError::InUse(path.display().to_string())
+            }
+            other => StoreError::Database(format!("{}: {other}", path.display())),
+        })?;
+        let db = Arc::new(db);
+        tables::create_all(&db)?;
+        let writer = writer::start(db.clone());
+        Ok(Self { db, writer })
+    }
+
+    /// Waits until every queued write is committed and stops the writer.
+    pub async fn close(self) {
+        self.writer.close().await;
+    }
+}

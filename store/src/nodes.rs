@@ -1,0 +1,444 @@
+//! Nodes: reads, admin changes, connectivity, facts, last-seen, status log.
+
+use redb::{ReadableTable, TableDefinition};
+use tether_wire::admin::NodeStatus;
+use tether_wire::facts::StaticFacts;
+use tether_wire::{ApplicationId, NodeId};
+use uuid::Uuid;
+
+use crate::enroll::{load_node_w, log_status, save_node};
+use crate::records::{NodeRecord, StatusEvent};
+use crate::tables::*;
+use crate::{Store, StoreError, codec};
+
+/// A node with what is stored beside its record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeDetail {
+    /// The record.
+    pub record: NodeRecord,
+    /// Static facts, once received.
+    pub facts: Option<StaticFacts>,
+    /// Last heartbeat flushed to disk, unix ms.
+    pub last_seen_ms: Option<i64>,
+}
+
+/// Result of resolving an id or a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved<T> {
+    /// Exactly one match.
+    One(T),
+    /// Nothing matches.
+    NotFound,
+    /// Several match (at most ten are listed).
+    Ambiguous(Vec<T>),
+    /// The text is not an id or a hex prefix of one.
+    Invalid(String),
+}
+
+impl<T> Resolved<T> {
+    fn map<U>(self, f: impl Fn(T) -> U) -> Resolved<U> {
+        match self {
+            Resolved::One(v) => Resolved::One(f(v)),
+            Resolved::NotFound => Resolved::NotFound,
+            Resolved::Ambiguous(vs) => Resolved::Ambiguous(vs.into_iter().map(f).collect()),
+            Resolved::Invalid(m) => Resolved::Invalid(m),
+        }
+    }
+}
+
+/// Range of u128 keys whose hex text starts with `text` (dashes ignored).
+fn prefix_range(text: &str) -> Result<(u128, u128), String> {
+    let hex: String = text
+        .chars()
+        .filter(|c| *c != '-')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if hex.is_empty() || hex.len() > 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "{text:?} is not an id or the beginning of one (hexadecimal digits and dashes)"
+        ));
+    }
+    let low = u128::from_str_radix(&format!("{hex:0<32}"), 16).expect("hex");
+    let high = u128::from_str_radix(&format!("{hex:f<32}"), 16).expect("hex");
+    Ok((low, high))
+}
+
+fn resolve_in(
+    store: &Store,
+    table: TableDefinition<'_, u128, &[u8]>,
+    text: &str,
+) -> Result<Resolved<u128>, StoreError> {
+    let (low, high) = match prefix_range(text) {
+        Ok(range) => range,
+        Err(message) => return Ok(Resolved::Invalid(message)),
+    };
+    let txn = store.read()?;
+    let table = txn.open_table(table)?;
+    let mut found = Vec::new();
+    for entry in table.range(low..=high)?.take(11) {
+        found.push(entry?.0.value());
+    }
+    Ok(match found.len() {
+        0 => Resolved::NotFound,
+        1 => Resolved::One(found[0]),
+        _ => {
+            found.truncate(10);
+            Resolved::Ambiguous(found)
+        }
+    })
+}
+
+impl Store {
+    /// Resolves a node id or unique prefix.
+    pub fn resolve_node(&self, text: &str) -> Result<Resolved<NodeId>, StoreError> {
+        Ok(resolve_in(self, NODES, text)?.map(|k| NodeId(Uuid::from_u128(k))))
+    }
+
+    /// Resolves an application id or unique prefix.
+    pub fn resolve_application(&self, text: &str) -> Result<Resolved<ApplicationId>, StoreError> {
+        Ok(resolve_in(self, APPLICATIONS, text)?.map(|k| ApplicationId(Uuid::from_u128(k))))
+    }
+
+    /// One node with its facts.
+    pub fn node(&self, id: NodeId) -> Result<Option<NodeDetail>, StoreError> {
+        let txn = self.read()?;
+        let key = id.0.as_u128();
+        let nodes = txn.open_table(NODES)?;
+        let Some(value) = nodes.get(key)? else {
+            return Ok(None);
+        };
+        let record: NodeRecord = codec::decode(value.value())?;
+        let facts = txn
+            .open_table(FACTS)?
+            .get(key)?
+            .map(|v| codec::decode(v.value()))
+            .transpose()?;
+        let last_seen_ms = txn.open_table(LAST_SEEN)?.get(key)?.map(|v| v.value());
+        Ok(Some(NodeDetail {
+            record,
+            facts,
+            last_seen_ms,
+        }))
+    }
+
+    /// Every node (deleted ones too), in id order.
+    pub fn nodes(&self) -> Result<Vec<NodeDetail>, StoreError> {
+        let txn = self.read()?;
+        let nodes = txn.open_table(NODES)?;
+        let facts = txn.open_table(FACTS)?;
+        let last_seen = txn.open_table(LAST_SEEN)?;
+        let mut out = Vec::new();
+        for entry in nodes.iter()? {
+            let (key, value) = entry?;
+            let key = key.value();
+            out.push(NodeDetail {
+                record: codec::decode(value.value())?,
+                facts: facts
+                    .get(key)?
+                    .map(|v| codec::decode(v.value()))
+                    .transpose()?,
+                last_seen_ms: last_seen.get(key)?.map(|v| v.value()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// A node's agent secret; `None` for unknown or deleted nodes.
+    pub fn secret(&self, id: NodeId) -> Result<Option<[u8; 32]>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(SECRETS)?;
+        let value = table.get(id.0.as_u128())?;
+        Ok(value.and_then(|v| v.value().try_into().ok()))
+    }
+
+    /// Changes a node record with `change` (which returns whether it changed anything) and stamps
+    /// `updated_at_ms`. `None` if there is no such node.
+    pub async fn update_node<F>(
+        &self,
+        id: NodeId,
+        now_ms: i64,
+        change: F,
+    ) -> Result<Option<NodeRecord>, StoreError>
+    where
+        F: FnOnce(&mut NodeRecord) -> bool + Send + 'static,
+    {
+        self.write(move |txn| {
+            let Some(mut node) = load_node_w(txn, id.0.as_u128())? else {
+                return Ok(None);
+            };
+            let before_maintenance = node.maintenance;
+            if change(&mut node) {
+                node.updated_at_ms = now_ms;
+                save_node(txn, &node)?;
+                if node.maintenance != before_maintenance {
+                    log_status(
+                        txn,
+                        &StatusEvent {
+                            node_id: id,
+                            status: if node.maintenance {
+                                NodeStatus::Maintenance
+                            } else {
+                                node.connectivity
+                            },
+                            reason: format!(
+                                "maintenance {}",
+                                if node.maintenance { "on" } else { "off" }
+                            ),
+                            at_ms: now_ms,
+                        },
+                    )?;
+                }
+            }
+            Ok(Some(node))
+        })
+        .await
+    }
+
+    /// Soft-deletes a node: the record stays with `deleted`, its secret is destroyed.
+    pub async fn delete_node(
+        &self,
+        id: NodeId,
+        by: String,
+        now_ms: i64,
+    ) -> Result<Option<NodeRecord>, StoreError> {
+        self.write(move |txn| {
+            let key = id.0.as_u128();
+            let Some(mut node) = load_node_w(txn, key)? else {
+                return Ok(None);
+            };
+            if !node.deleted {
+                node.deleted = true;
+                node.deleted_at_ms = Some(now_ms);
+                node.updated_at_ms = now_ms;
+                node.connectivity = NodeStatus::Offline;
+                node.connectivity_changed_ms = now_ms;
+                save_node(txn, &node)?;
+                txn.open_table(SECRETS)?.remove(key)?;
+                log_status(
+                    txn,
+                    &StatusEvent {
+                        node_id: id,
+                        status: NodeStatus::Offline,
+                        reason: format!("deleted by {by}"),
+                        at_ms: now_ms,
+                    },
+                )?;
+            }
+            Ok(Some(node))
+        })
+        .await
+    }
+
+    /// Records a connectivity change (online/offline) with its reason, and for a new connection the
+    /// address and agent version it came with. Deleted nodes are left alone.
+    pub async fn record_connectivity(&self, change: ConnectivityChange) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            let key = change.node_id.0.as_u128();
+            let Some(mut node) = load_node_w(txn, key)? else {
+                return Ok(());
+            };
+            if node.deleted {
+                return Ok(());
+            }
+            node.connectivity = change.status;
+            node.connectivity_changed_ms = change.at_ms;
+            if let Some(addr) = change.public_addr {
+                node.public_addr = Some(addr);
+            }
+            if let Some(version) = change.agent_version {
+                node.agent_version = version;
+            }
+            if let Some(skew) = change.clock_skew_ms {
+                node.clock_skew_ms = skew;
+            }
+            save_node(txn, &node)?;
+            if let Some(seen) = change.last_seen_ms {
+                txn.open_table(LAST_SEEN)?.insert(key, seen)?;
+            }
+            log_status(
+                txn,
+                &StatusEvent {
+                    node_id: change.node_id,
+                    status: change.status,
+                    reason: change.reason,
+                    at_ms: change.at_ms,
+                },
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records a clock skew measurement (`None` clears it) without a status change.
+    pub async fn record_clock_skew(
+        &self,
+        id: NodeId,
+        skew_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            let Some(mut node) = load_node_w(txn, id.0.as_u128())? else {
+                return Ok(());
+            };
+            if node.clock_skew_ms != skew_ms && !node.deleted {
+                node.clock_skew_ms = skew_ms;
+                save_node(txn, &node)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Stores a node's static facts (and its hostname from them).
+    pub async fn set_static_facts(
+        &self,
+        id: NodeId,
+        facts: StaticFacts,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            let key = id.0.as_u128();
+            let Some(mut node) = load_node_w(txn, key)? else {
+                return Ok(());
+            };
+            if node.deleted {
+                return Ok(());
+            }
+            if !facts.hostname.is_empty() && node.hostname != facts.hostname {
+                node.hostname = facts.hostname.clone();
+                node.updated_at_ms = now_ms;
+                save_node(txn, &node)?;
+            }
+            txn.open_table(FACTS)?
+                .insert(key, codec::encode(&facts).as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Writes last-seen times in one transaction.
+    pub async fn flush_last_seen(&self, seen: Vec<(NodeId, i64)>) -> Result<(), StoreError> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        self.write(move |txn| {
+            let mut table = txn.open_table(LAST_SEEN)?;
+            for (id, at_ms) in seen {
+                table.insert(id.0.as_u128(), at_ms)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// At start-up: every node recorded online is offline now (its connection died with the old
+    /// process). Returns how many.
+    pub async fn mark_all_offline(&self, now_ms: i64, reason: String) -> Result<usize, StoreError> {
+        self.write(move |txn| {
+            let online: Vec<NodeRecord> = {
+                let nodes = txn.open_table(NODES)?;
+                let mut online = Vec::new();
+                for entry in nodes.iter()? {
+                    let (_, value) = entry?;
+                    let node: NodeRecord = codec::decode(value.value())?;
+                    if node.connectivity == NodeStatus::Online {
+                        online.push(node);
+                    }
+                }
+                online
+            };
+            for mut node in online.iter().cloned() {
+                node.connectivity = NodeStatus::Offline;
+                node.connectivity_changed_ms = now_ms;
+                save_node(txn, &node)?;
+                log_status(
+                    txn,
+                    &StatusEvent {
+                        node_id: node.id,
+                        status: NodeStatus::Offline,
+                        reason: reason.clone(),
+                        at_ms: now_ms,
+                    },
+                )?;
+            }
+            Ok(online.len())
+        })
+        .await
+    }
+
+    /// The status log, newest first, optionally for one node, at most `limit` entries.
+    pub fn status_log(
+        &self,
+        node: Option<NodeId>,
+        limit: usize,
+    ) -> Result<Vec<StatusEvent>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(STATUS_LOG)?;
+        let mut out = Vec::new();
+        for entry in table.iter()?.rev() {
+            let (_, value) = entry?;
+            let event: StatusEvent = codec::decode(value.value())?;
+            if node.is_none_or(|id| id == event.node_id) {
+                out.push(event);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops status log entries older than `before_ms`; returns how many.
+    pub async fn prune_status_log(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.write(move |txn| {
+            let mut table = txn.open_table(STATUS_LOG)?;
+            let old: Vec<(i64, u64)> = table
+                .range(..(before_ms, 0))?
+                .map(|entry| entry.map(|(key, _)| key.value()))
+                .collect::<Result<_, _>>()?;
+            for key in &old {
+                table.remove(*key)?;
+            }
+            Ok(old.len())
+        })
+        .await
+    }
+}
+
+/// A connectivity change to record.
+#[derive(Debug, Clone)]
+pub struct ConnectivityChange {
+    /// The node.
+    pub node_id: NodeId,
+    /// `Online` or `Offline`.
+    pub status: NodeStatus,
+    /// Why.
+    pub reason: String,
+    /// When, unix ms.
+    pub at_ms: i64,
+    /// Address of a new connection.
+    pub public_addr: Option<String>,
+    /// Agent version of a new connection.
+    pub agent_version: Option<String>,
+    /// Last heartbeat to record with it.
+    pub last_seen_ms: Option<i64>,
+    /// A skew measurement to record with it (`Some(None)` clears).
+    pub clock_skew_ms: Option<Option<i64>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ranges() {
+        let (low, high) = prefix_range("AB-c").unwrap();
+        assert_eq!(low, 0xabc0_0000_0000_0000_0000_0000_0000_0000);
+        assert_eq!(high, 0xabcf_ffff_ffff_ffff_ffff_ffff_ffff_ffff);
+        let full = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+        let (low, high) = prefix_range(full).unwrap();
+        assert_eq!(low, high);
+        assert!(prefix_range("").is_err());
+        assert!(prefix_range("xyz").is_err());
+        assert!(prefix_range(&"a".repeat(33)).is_err());
+    }
+}

@@ -1,0 +1,48 @@
+//! Table definitions. Ids are stored as `u128` (big-endian UUID value), so key order is the order
+//! of their hex text and a prefix search is a range scan.
+
+use redb::{Database, TableDefinition};
+
+use crate::StoreError;
+
+/// node id → encoded [`crate::NodeRecord`].
+pub(crate) const NODES: TableDefinition<'_, u128, &[u8]> = TableDefinition::new("nodes");
+/// node id → 32-byte agent secret. Separate so listing nodes never reads a secret.
+pub(crate) const SECRETS: TableDefinition<'_, u128, &[u8]> = TableDefinition::new("secrets");
+/// node id → encoded static facts.
+pub(crate) const FACTS: TableDefinition<'_, u128, &[u8]> = TableDefinition::new("facts");
+/// node id → last heartbeat, unix ms. Small, so periodic flushes are cheap.
+pub(crate) const LAST_SEEN: TableDefinition<'_, u128, i64> = TableDefinition::new("last_seen");
+/// application id → encoded [`crate::ApplicationRecord`].
+pub(crate) const APPLICATIONS: TableDefinition<'_, u128, &[u8]> =
+    TableDefinition::new("applications");
+/// node id → its latest application id: one application per node id.
+pub(crate) const APPLICATION_BY_NODE: TableDefinition<'_, u128, u128> =
+    TableDefinition::new("application_by_node");
+/// application id → (), for the pending ones only: counts them in O(1).
+pub(crate) const PENDING: TableDefinition<'_, u128, ()> = TableDefinition::new("pending");
+/// nonce → expiry, unix seconds.
+pub(crate) const NONCES: TableDefinition<'_, &[u8], u64> = TableDefinition::new("nonces");
+/// (expiry, nonce) → (): expiry index.
+pub(crate) const NONCE_EXPIRY: TableDefinition<'_, (u64, &[u8]), ()> =
+    TableDefinition::new("nonce_expiry");
+/// (unix ms, sequence) → encoded [`crate::StatusEvent`].
+pub(crate) const STATUS_LOG: TableDefinition<'_, (i64, u64), &[u8]> =
+    TableDefinition::new("status_log");
+
+/// Creates every table so readers never meet a missing one.
+pub(crate) fn create_all(db: &Database) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    txn.open_table(NODES)?;
+    txn.open_table(SECRETS)?;
+    txn.open_table(FACTS)?;
+    txn.open_table(LAST_SEEN)?;
+    txn.open_table(APPLICATIONS)?;
+    txn.open_table(APPLICATION_BY_NODE)?;
+    txn.open_table(PENDING)?;
+    txn.open_table(NONCES)?;
+    txn.open_table(NONCE_EXPIRY)?;
+    txn.open_table(STATUS_LOG)?;
+    txn.commit()?;
+    Ok(())
+}

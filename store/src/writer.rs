@@ -1,0 +1,143 @@
+//! The single writer: batches queued writes into one transaction, commits, then replies.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use redb::{Database, Durability, ReadableDatabase, WriteTransaction};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{Store, StoreError};
+
+/// Most writes folded into one transaction.
+const MAX_BATCH: usize = 1024;
+/// Queue depth before writers wait (backpressure instead of unbounded memory).
+const QUEUE_DEPTH: usize = 8192;
+
+/// One queued write.
+trait Job: Send {
+    /// Applies the write. An `Err` is a storage failure and aborts the whole batch; logical
+    /// outcomes belong in the job's own result value. A job validates before it writes.
+    fn apply(&mut self, txn: &WriteTransaction) -> Result<(), StoreError>;
+    /// Delivers the result once the batch committed (or failed).
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>);
+}
+
+struct Op<T, F> {
+    write: Option<F>,
+    output: Option<T>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for Op<T, F>
+where
+    T: Send,
+    F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send,
+{
+    fn apply(&mut self, txn: &WriteTransaction) -> Result<(), StoreError> {
+        let write = self.write.take().expect("applied once");
+        self.output = Some(write(txn)?);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
+        let Op { output, reply, .. } = *self;
+        let result = committed.and_then(|()| {
+            output.ok_or_else(|| StoreError::Database("write was not applied".into()))
+        });
+        // The caller may have gone away; the write stands either way.
+        let _ = reply.send(result);
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct WriterHandle {
+    jobs: mpsc::Sender<Box<dyn Job>>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for dyn Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+pub(crate) fn start(db: Arc<Database>) -> WriterHandle {
+    let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+    let thread = std::thread::Builder::new()
+        .name("tether-store-writer".into())
+        .spawn(move || run(db, queue))
+        .expect("spawning the store writer thread");
+    WriterHandle {
+        jobs,
+        thread: Arc::new(Mutex::new(Some(thread))),
+    }
+}
+
+fn run(db: Arc<Database>, mut queue: mpsc::Receiver<Box<dyn Job>>) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let committed = apply_batch(&db, &mut batch);
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, jobs = batch.len(), "store batch failed; nothing in it was written");
+        }
+        for job in batch.drain(..) {
+            job.finish(committed.clone());
+        }
+    }
+}
+
+fn apply_batch(db: &Database, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    for job in batch.iter_mut() {
+        job.apply(&txn)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+impl WriterHandle {
+    pub(crate) async fn close(self) {
+        let WriterHandle { jobs, thread } = self;
+        drop(jobs);
+        let handle = thread.lock().expect("not poisoned").take();
+        if let Some(handle) = handle {
+            // Other clones of the store may still hold senders; the thread ends when all are gone.
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
+
+impl Store {
+    /// Queues a write and waits until it is committed.
+    pub(crate) async fn write<T, F>(&self, write: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let op: Box<dyn Job> = Box::new(Op {
+            write: Some(write),
+            output: None,
+            reply,
+        });
+        self.writer
+            .jobs
+            .send(op)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// A read snapshot.
+    pub(crate) fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        Ok(self.db.begin_read()?)
+    }
+}

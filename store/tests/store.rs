@@ -1,0 +1,411 @@
+//! The store on real redb files in temp dirs.
+
+use tether_store::*;
+use tether_wire::admin::{ApplicationStatus, NodeStatus};
+use tether_wire::facts::StaticFacts;
+use tether_wire::{ApplicationId, NodeId};
+
+fn new_app(node_id: NodeId, key: &str, nonce: u8) -> NewApplication {
+    NewApplication {
+        node_id,
+        hostname: "web-1".into(),
+        public_key_pem: key.into(),
+        key_fingerprint: "ff".into(),
+        agent_version: "0.1.0".into(),
+        remote_addr: Some("127.0.0.1:5000".into()),
+        nonce: vec![nonce; 64],
+        nonce_expires_secs: 1_000,
+        now_ms: 10,
+        max_pending: 3,
+        auto_approve_secret: None,
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(&dir.path().join("tether.redb")).unwrap()
+}
+
+fn approve(secret: u8) -> Decision {
+    Decision::Approve {
+        by: "alice".into(),
+        secret: [secret; 32],
+        now_ms: 20,
+    }
+}
+
+#[tokio::test]
+async fn enrollment_is_idempotent_and_nonces_are_single_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let node = NodeId::random();
+
+    let Submission::Pending(first) = store
+        .submit_application(new_app(node, "K", 1))
+        .await
+        .unwrap()
+    else {
+        panic!("expected pending");
+    };
+    // Same node, same key, fresh nonce: the same application, no duplicate, no error.
+    let Submission::Pending(again) = store
+        .submit_application(new_app(node, "K", 2))
+        .await
+        .unwrap()
+    else {
+        panic!("expected pending again");
+    };
+    assert_eq!(first.id, again.id);
+    assert_eq!(store.applications(None).unwrap().len(), 1);
+    assert_eq!(store.pending_count().unwrap(), 1);
+
+    // The same nonce twice is a replay, whatever else the request says.
+    assert!(matches!(
+        store
+            .submit_application(new_app(node, "K", 2))
+            .await
+            .unwrap(),
+        Submission::ReplayedNonce
+    ));
+    assert!(matches!(
+        store
+            .submit_application(new_app(NodeId::random(), "K", 1))
+            .await
+            .unwrap(),
+        Submission::ReplayedNonce
+    ));
+    // Same node id, another key: refused.
+    assert!(matches!(
+        store
+            .submit_application(new_app(node, "OTHER", 3))
+            .await
+            .unwrap(),
+        Submission::KeyMismatch
+    ));
+    assert_eq!(
+        store.applications(None).unwrap().len(),
+        1,
+        "nothing added by refusals"
+    );
+}
+
+#[tokio::test]
+async fn approval_creates_node_and_secret_and_is_repeatable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let node = NodeId::random();
+    let Submission::Pending(app) = store
+        .submit_application(new_app(node, "K", 1))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+
+    let DecisionOutcome::Approved {
+        node: record,
+        secret,
+        ..
+    } = store.decide_application(app.id, approve(7)).await.unwrap()
+    else {
+        panic!("expected approval")
+    };
+    assert_eq!(record.id, node);
+    assert!(record.labels.is_empty() && !record.deleted && !record.maintenance);
+    assert_eq!(secret, [7; 32]);
+    assert_eq!(store.secret(node).unwrap(), Some([7; 32]));
+    assert_eq!(store.pending_count().unwrap(), 0);
+    assert_eq!(
+        store.application(app.id).unwrap().unwrap().status,
+        ApplicationStatus::Approved
+    );
+
+    // Approving again returns the same secret; it does not mint a new one.
+    let DecisionOutcome::Approved { secret, .. } =
+        store.decide_application(app.id, approve(9)).await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(secret, [7; 32]);
+    // Rejecting an approved application is a conflict.
+    assert!(matches!(
+        store
+            .decide_application(
+                app.id,
+                Decision::Reject {
+                    by: "bob".into(),
+                    reason: "x".into(),
+                    now_ms: 30
+                }
+            )
+            .await
+            .unwrap(),
+        DecisionOutcome::Conflict(_)
+    ));
+    // The node asking again (it lost its secret file) gets the same secret back.
+    let Submission::Approved { secret, .. } = store
+        .submit_application(new_app(node, "K", 4))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(secret, [7; 32]);
+    // With another key it is refused.
+    assert!(matches!(
+        store
+            .submit_application(new_app(node, "OTHER", 5))
+            .await
+            .unwrap(),
+        Submission::KeyMismatch
+    ));
+    assert!(matches!(
+        store
+            .decide_application(ApplicationId::random(), approve(1))
+            .await
+            .unwrap(),
+        DecisionOutcome::NotFound
+    ));
+}
+
+#[tokio::test]
+async fn rejection_sticks_and_deleted_nodes_stay_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+
+    let rejected = NodeId::random();
+    let Submission::Pending(app) = store
+        .submit_application(new_app(rejected, "K", 1))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let reject = Decision::Reject {
+        by: "bob".into(),
+        reason: "unknown machine".into(),
+        now_ms: 5,
+    };
+    assert!(matches!(
+        store
+            .decide_application(app.id, reject.clone())
+            .await
+            .unwrap(),
+        DecisionOutcome::Rejected(_)
+    ));
+    let Submission::Rejected(again) = store
+        .submit_application(new_app(rejected, "K", 2))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(again.reason.as_deref(), Some("unknown machine"));
+    assert!(matches!(
+        store.decide_application(app.id, approve(1)).await.unwrap(),
+        DecisionOutcome::Conflict(_)
+    ));
+
+    let deleted = NodeId::random();
+    let Submission::Pending(app) = store
+        .submit_application(new_app(deleted, "K2", 3))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    store.decide_application(app.id, approve(2)).await.unwrap();
+    let record = store
+        .delete_node(deleted, "alice".into(), 50)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(record.deleted);
+    assert_eq!(store.secret(deleted).unwrap(), None, "secret revoked");
+    assert!(matches!(
+        store
+            .submit_application(new_app(deleted, "K2", 4))
+            .await
+            .unwrap(),
+        Submission::NodeRemoved
+    ));
+    // Still listed, marked deleted.
+    assert!(store.node(deleted).unwrap().unwrap().record.deleted);
+}
+
+#[tokio::test]
+async fn pending_applications_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for i in 0..3 {
+        assert!(matches!(
+            store
+                .submit_application(new_app(NodeId::random(), "K", i))
+                .await
+                .unwrap(),
+            Submission::Pending(_)
+        ));
+    }
+    assert!(matches!(
+        store
+            .submit_application(new_app(NodeId::random(), "K", 10))
+            .await
+            .unwrap(),
+        Submission::TooManyPending { limit: 3 }
+    ));
+    // Auto-approval does not queue, so the cap does not apply to it.
+    let mut auto = new_app(NodeId::random(), "K", 11);
+    auto.auto_approve_secret = Some([1; 32]);
+    assert!(matches!(
+        store.submit_application(auto).await.unwrap(),
+        Submission::Approved { .. }
+    ));
+}
+
+#[tokio::test]
+async fn nonces_expire_by_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut early = new_app(NodeId::random(), "K", 1);
+    early.nonce_expires_secs = 100;
+    let mut late = new_app(NodeId::random(), "K", 2);
+    late.nonce_expires_secs = 200;
+    store.submit_application(early).await.unwrap();
+    store.submit_application(late).await.unwrap();
+
+    assert_eq!(
+        store.expire_nonces(100).await.unwrap(),
+        0,
+        "expiry is exclusive"
+    );
+    assert_eq!(store.expire_nonces(150).await.unwrap(), 1);
+    assert!(!store.nonce_known(&[1; 64]).unwrap());
+    assert!(store.nonce_known(&[2; 64]).unwrap());
+    assert_eq!(store.expire_nonces(1_000).await.unwrap(), 1);
+    assert!(!store.nonce_known(&[2; 64]).unwrap());
+}
+
+#[tokio::test]
+async fn everything_acknowledged_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeId::random();
+    {
+        let store = open(&dir);
+        let Submission::Pending(app) = store
+            .submit_application(new_app(node, "K", 1))
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        store.decide_application(app.id, approve(3)).await.unwrap();
+        store
+            .update_node(node, 40, |n| {
+                n.labels.insert("env".into(), "prod".into());
+                true
+            })
+            .await
+            .unwrap();
+        store
+            .record_connectivity(ConnectivityChange {
+                node_id: node,
+                status: NodeStatus::Online,
+                reason: "connected".into(),
+                at_ms: 50,
+                public_addr: Some("10.0.0.1:999".into()),
+                agent_version: Some("0.2.0".into()),
+                last_seen_ms: Some(50),
+                clock_skew_ms: None,
+            })
+            .await
+            .unwrap();
+        let facts = StaticFacts {
+            hostname: "renamed".into(),
+            cpu_count: 8,
+            ..Default::default()
+        };
+        store.set_static_facts(node, facts, 60).await.unwrap();
+        store.close().await;
+    }
+    let store = open(&dir);
+    let detail = store.node(node).unwrap().unwrap();
+    assert_eq!(
+        detail.record.labels.get("env").map(String::as_str),
+        Some("prod")
+    );
+    assert_eq!(detail.record.hostname, "renamed");
+    assert_eq!(detail.record.connectivity, NodeStatus::Online);
+    assert_eq!(detail.record.agent_version, "0.2.0");
+    assert_eq!(detail.facts.unwrap().cpu_count, 8);
+    assert_eq!(detail.last_seen_ms, Some(50));
+    assert_eq!(store.secret(node).unwrap(), Some([3; 32]));
+
+    // After a restart nothing is online.
+    assert_eq!(
+        store
+            .mark_all_offline(70, "core restarted".into())
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.node(node).unwrap().unwrap().record.connectivity,
+        NodeStatus::Offline
+    );
+    let log = store.status_log(Some(node), 10).unwrap();
+    assert_eq!(log[0].reason, "core restarted");
+    assert_eq!(log.len(), 3, "approved, online, restarted");
+}
+
+#[tokio::test]
+async fn second_open_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(&dir);
+    let err = Store::open(&dir.path().join("tether.redb")).unwrap_err();
+    assert!(matches!(err, StoreError::InUse(_)), "{err}");
+    assert!(err.to_string().contains("another tether-core"));
+}
+
+#[tokio::test]
+async fn many_concurrent_writes_all_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut tasks = Vec::new();
+    for i in 0..500u32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut app = new_app(NodeId::random(), "K", 0);
+            app.nonce = i.to_be_bytes().repeat(16);
+            app.auto_approve_secret = Some([5; 32]);
+            store.submit_application(app).await.unwrap()
+        }));
+    }
+    for task in tasks {
+        assert!(matches!(task.await.unwrap(), Submission::Approved { .. }));
+    }
+    assert_eq!(store.nodes().unwrap().len(), 500);
+}
+
+#[tokio::test]
+async fn ids_resolve_by_unique_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let a: NodeId = "aaaa1111-0000-4000-8000-000000000000".parse().unwrap();
+    let b: NodeId = "aaaa2222-0000-4000-8000-000000000000".parse().unwrap();
+    for (i, id) in [a, b].into_iter().enumerate() {
+        let mut app = new_app(id, "K", i as u8);
+        app.auto_approve_secret = Some([1; 32]);
+        store.submit_application(app).await.unwrap();
+    }
+    assert_eq!(store.resolve_node("aaaa1").unwrap(), Resolved::One(a));
+    assert_eq!(
+        store.resolve_node(&b.to_string()).unwrap(),
+        Resolved::One(b)
+    );
+    assert_eq!(store.resolve_node("AAAA-2").unwrap(), Resolved::One(b));
+    assert!(matches!(store.resolve_node("aaaa").unwrap(), Resolved::Ambiguous(v) if v.len() == 2));
+    assert_eq!(store.resolve_node("b").unwrap(), Resolved::NotFound);
+    assert!(matches!(
+        store.resolve_node("zz").unwrap(),
+        Resolved::Invalid(_)
+    ));
+}

@@ -1,0 +1,38 @@
+//! # tether-wire
+//!
+//! Every message that crosses a Tether process boundary — node ↔ core, admin CLI ↔ core, and the
+//! join token a human carries from one machine to another — with its encoding, framing, limits and
+//! error codes.
+//!
+//! This crate is a pure state machine in the spirit of `quinn-proto`: it turns bytes into messages
+//! and messages into bytes, and answers "incomplete" when it needs more. It must never open a
+//! socket, spawn a task, read a clock or depend on tokio; callers pass time and bytes in. Every
+//! encode/decode call lives in [`codec`], so the encoding (bincode 2 today) can be swapped without
+//! touching anything else.
+
+pub mod admin;
+pub mod bytes;
+pub mod codec;
+pub mod control;
+pub mod error;
+pub mod facts;
+pub mod frame;
+pub mod heartbeat;
+pub mod ids;
+pub mod limits;
+pub mod token;
+
+pub use error::ErrorCode;
+pub use ids::{ApplicationId, NodeId};
+
+/// ALPN a node speaks on its one connection to core.
+pub const NODE_ALPN: &[u8] = b"tether-node/1";
+/// ALPN the admin CLI (and later the web bridge) speaks to core.
+pub const ADMIN_ALPN: &[u8] = b"tether-admin/1";
+/// The TLS server name every client asks for. Nodes pin core's CA by fingerprint, so the name only
+/// has to match what core's own CA put in the server certificate, whatever address was dialled.
+pub const TLS_SERVER_NAME: &str = "tether-core";
+/// Label of the TLS exporter value that binds a node's proof to one connection (RFC 5705/8446).
+pub const AUTH_EXPORTER_LABEL: &[u8] = b"EXPORTER-tether-node-auth-v1";
+/// Length of that exporter value.
+pub const AUTH_EXPORTER_LEN: usize = 32;

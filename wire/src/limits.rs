@@ -1,0 +1,34 @@
+//! Limits enforced on both sides of every boundary. Exceeding one is a clear error, never a
+//! silent truncation.
+
+/// Largest frame on a node's control stream (static facts are the biggest message).
+pub const MAX_CONTROL_FRAME_LEN: usize = 1024 * 1024;
+/// Largest frame on an admin stream (node lists are sent in chunks well under this).
+pub const MAX_ADMIN_FRAME_LEN: usize = 8 * 1024 * 1024;
+/// Largest heartbeat datagram a node will build: comfortably under quinn's 1162-byte
+/// `max_datagram_size()` at the minimum QUIC MTU of 1200.
+pub const MAX_HEARTBEAT_LEN: usize = 1100;
+/// Enrollment nonce length (seed 000: 64 random bytes).
+pub const NONCE_LEN: usize = 64;
+/// Length of the node's agent secret and of the join token's enrollment secret.
+pub const SECRET_LEN: usize = 32;
+/// Length of the HMAC-SHA256 connection proof.
+pub const PROOF_LEN: usize = 32;
+/// Longest hostname (DNS limit).
+pub const MAX_HOSTNAME_LEN: usize = 253;
+/// Longest public key PEM accepted in an enrollment request (RSA-4096 is about 800 bytes).
+pub const MAX_PUBLIC_KEY_PEM_LEN: usize = 4096;
+/// Longest RSA signature accepted (RSA-4096).
+pub const MAX_SIGNATURE_LEN: usize = 512;
+/// Longest agent version string.
+pub const MAX_VERSION_LEN: usize = 64;
+/// Most labels on one node.
+pub const MAX_LABELS: usize = 64;
+/// Longest label key.
+pub const MAX_LABEL_KEY_LEN: usize = 63;
+/// Longest label value.
+pub const MAX_LABEL_VALUE_LEN: usize = 253;
+/// Longest rejection reason.
+pub const MAX_REASON_LEN: usize = 1024;
+/// Most nodes per admin list chunk.
+pub const ADMIN_LIST_CHUNK: usize = 256;

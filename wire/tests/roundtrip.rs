@@ -1,0 +1,419 @@
+//! Property tests: every message survives encode → decode unchanged, every strict prefix of a
+//! frame is "incomplete", every strict prefix of a payload is refused, and garbage never panics.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use proptest::collection::vec;
+use proptest::option;
+use proptest::prelude::*;
+use tether_wire::admin::*;
+use tether_wire::bytes::{ByteBuf, FixedBytes};
+use tether_wire::control::*;
+use tether_wire::facts::*;
+use tether_wire::frame::{Decoded, FrameError, decode_frame, encode_frame};
+use tether_wire::heartbeat::*;
+use tether_wire::limits::{MAX_ADMIN_FRAME_LEN, MAX_CONTROL_FRAME_LEN};
+use tether_wire::token::{Fingerprint, JoinToken};
+use tether_wire::{ApplicationId, ErrorCode, NodeId, codec};
+
+fn text() -> impl Strategy<Value = String> {
+    "[ -~]{0,24}|\\PC{0,8}"
+}
+fn float() -> impl Strategy<Value = f32> {
+    -1.0e6f32..1.0e6f32
+}
+fn node_id() -> impl Strategy<Value = NodeId> {
+    any::<[u8; 16]>().prop_map(NodeId::from_bytes)
+}
+fn app_id() -> impl Strategy<Value = ApplicationId> {
+    any::<[u8; 16]>().prop_map(ApplicationId::from_bytes)
+}
+fn fixed32() -> impl Strategy<Value = FixedBytes<32>> {
+    any::<[u8; 32]>().prop_map(FixedBytes)
+}
+fn bytes() -> impl Strategy<Value = ByteBuf> {
+    vec(any::<u8>(), 0..300).prop_map(ByteBuf)
+}
+fn code() -> impl Strategy<Value = ErrorCode> {
+    any::<u16>().prop_map(ErrorCode)
+}
+
+fn disk_info() -> impl Strategy<Value = DiskInfo> {
+    (text(), text(), text(), text(), any::<u64>()).prop_map(
+        |(name, mount, filesystem, kind, total_bytes)| DiskInfo {
+            name,
+            mount,
+            filesystem,
+            kind,
+            total_bytes,
+        },
+    )
+}
+
+fn nic() -> impl Strategy<Value = NicInfo> {
+    (
+        text(),
+        text(),
+        vec(any::<IpAddr>(), 0..4),
+        option::of(any::<u32>()),
+    )
+        .prop_map(|(name, mac, addresses, speed_mbps)| NicInfo {
+            name,
+            mac,
+            addresses,
+            speed_mbps,
+        })
+}
+
+prop_compose! {
+    fn facts()(
+        strings in vec(text(), 8),
+        numbers in vec(any::<u64>(), 5),
+        cpu_count in any::<u32>(),
+        virtualization in option::of(text()),
+        disks in vec(disk_info(), 0..4),
+        nics in vec(nic(), 0..4),
+        gpus in vec(text(), 0..2),
+    ) -> StaticFacts {
+        StaticFacts {
+            hostname: strings[0].clone(),
+            os_name: strings[1].clone(),
+            os_version: strings[2].clone(),
+            kernel_version: strings[3].clone(),
+            arch: strings[4].clone(),
+            cpu_model: strings[5].clone(),
+            agent_version: strings[6].clone(),
+            boot_time: numbers[0],
+            cpu_frequency_mhz: numbers[1],
+            memory_total: numbers[2],
+            swap_total: numbers[3],
+            cpu_count,
+            virtualization,
+            disks,
+            nics,
+            gpus,
+        }
+    }
+}
+
+prop_compose! {
+    fn metrics()(
+        floats in vec(float(), 4),
+        numbers in vec(any::<u64>(), 9),
+        counts in vec(any::<u32>(), 4),
+        temperature_c in option::of(float()),
+        disks in vec((text(), any::<u64>(), any::<u64>()), 0..4),
+    ) -> Metrics {
+        Metrics {
+            cpu_percent: floats[0],
+            load1: floats[1],
+            load5: floats[2],
+            load15: floats[3],
+            memory_used: numbers[0],
+            memory_total: numbers[1],
+            swap_used: numbers[2],
+            swap_total: numbers[3],
+            net_rx_bytes_per_sec: numbers[4],
+            net_tx_bytes_per_sec: numbers[5],
+            net_rx_total: numbers[6],
+            net_tx_total: numbers[7],
+            uptime_secs: numbers[8],
+            processes: counts[0],
+            tcp_connections: counts[1],
+            udp_connections: counts[2],
+            tty_sessions: counts[3],
+            temperature_c,
+            disks: disks.into_iter().map(|(mount, used_bytes, total_bytes)| DiskUsage { mount, used_bytes, total_bytes }).collect(),
+        }
+    }
+}
+
+fn heartbeat() -> impl Strategy<Value = Heartbeat> {
+    (any::<u32>(), any::<i64>(), metrics()).prop_map(|(seq, timestamp_ms, metrics)| Heartbeat {
+        seq,
+        timestamp_ms,
+        metrics,
+    })
+}
+
+prop_compose! {
+    fn enroll()(
+        nonce in vec(any::<u8>(), 64),
+        timestamp in any::<i64>(),
+        node_id in node_id(),
+        public_key_pem in text(),
+        hostname in text(),
+        secret in any::<[u8; 32]>(),
+        agent_version in text(),
+        signature in bytes(),
+    ) -> EnrollRequest {
+        EnrollRequest {
+            nonce: FixedBytes(nonce.try_into().unwrap()),
+            timestamp, node_id, public_key_pem, hostname,
+            join_secret: FixedBytes(secret), agent_version, signature,
+        }
+    }
+}
+
+fn node_message() -> impl Strategy<Value = NodeMessage> {
+    prop_oneof![
+        enroll().prop_map(NodeMessage::Enroll),
+        (node_id(), any::<i64>(), fixed32(), text()).prop_map(
+            |(node_id, timestamp, proof, agent_version)| NodeMessage::Auth(AuthRequest {
+                node_id,
+                timestamp,
+                proof,
+                agent_version
+            })
+        ),
+        facts().prop_map(NodeMessage::StaticFacts),
+    ]
+}
+
+fn core_message() -> impl Strategy<Value = CoreMessage> {
+    prop_oneof![
+        app_id().prop_map(|application_id| CoreMessage::EnrollPending { application_id }),
+        (node_id(), bytes()).prop_map(|(node_id, encrypted_secret)| {
+            CoreMessage::EnrollApproved {
+                node_id,
+                encrypted_secret,
+            }
+        }),
+        (app_id(), text()).prop_map(|(application_id, reason)| CoreMessage::EnrollRejected {
+            application_id,
+            reason
+        }),
+        (
+            node_id(),
+            any::<u32>(),
+            any::<i64>(),
+            any::<u32>(),
+            option::of(fixed32())
+        )
+            .prop_map(|(node_id, hb, t, skew, digest)| CoreMessage::AuthOk(
+                SessionParams {
+                    node_id,
+                    heartbeat_interval_ms: hb,
+                    core_time_ms: t,
+                    max_clock_skew_secs: skew,
+                    static_facts_digest: digest,
+                }
+            )),
+        (code(), text()).prop_map(|(code, message)| CoreMessage::Refused { code, message }),
+        text().prop_map(|reason| CoreMessage::Removed { reason }),
+    ]
+}
+
+fn node_status() -> impl Strategy<Value = NodeStatus> {
+    prop_oneof![
+        Just(NodeStatus::Online),
+        Just(NodeStatus::Offline),
+        Just(NodeStatus::Maintenance)
+    ]
+}
+fn app_status() -> impl Strategy<Value = ApplicationStatus> {
+    prop_oneof![
+        Just(ApplicationStatus::Pending),
+        Just(ApplicationStatus::Approved),
+        Just(ApplicationStatus::Rejected)
+    ]
+}
+fn labels() -> impl Strategy<Value = Vec<(String, String)>> {
+    vec((text(), text()), 0..4)
+}
+
+prop_compose! {
+    fn node_view()(
+        id in node_id(), hostname in text(), status in node_status(),
+        flags in any::<(bool, bool, bool)>(),
+        times in (option::of(any::<i64>()), any::<i64>(), any::<i64>(), option::of(any::<i64>()), option::of(any::<i64>())),
+        labels in labels(),
+        public_addr in option::of(text()),
+        agent_version in text(),
+        static_facts in option::of(facts()),
+        metrics in option::of(metrics()),
+        counters in any::<(u64, u64)>(),
+    ) -> NodeView {
+        NodeView {
+            id, hostname, status,
+            connected: flags.0, maintenance: flags.1, deleted: flags.2,
+            last_seen_ms: times.0, created_at_ms: times.1, updated_at_ms: times.2,
+            clock_skew_ms: times.3, metrics_at_ms: times.4,
+            labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
+            public_addr, agent_version, static_facts, metrics,
+            malformed_datagrams: counters.0, skewed_heartbeats: counters.1,
+        }
+    }
+}
+
+prop_compose! {
+    fn app_view()(
+        id in app_id(), node_id in node_id(), hostname in text(), status in app_status(),
+        created_at_ms in any::<i64>(), decided_at_ms in option::of(any::<i64>()),
+        decided_by in option::of(text()), reason in option::of(text()),
+        key_fingerprint in text(), remote_addr in option::of(text()),
+    ) -> ApplicationView {
+        ApplicationView { id, node_id, hostname, status, created_at_ms, decided_at_ms, decided_by, reason, key_fingerprint, remote_addr }
+    }
+}
+
+fn admin_request() -> impl Strategy<Value = AdminRequest> {
+    prop_oneof![
+        Just(AdminRequest::Ping),
+        option::of(app_status()).prop_map(|status| AdminRequest::ListApplications { status }),
+        text().prop_map(|id| AdminRequest::ApproveApplication { id }),
+        (text(), text()).prop_map(|(id, reason)| AdminRequest::RejectApplication { id, reason }),
+        (option::of(node_status()), labels(), any::<bool>()).prop_map(
+            |(status, labels, include_deleted)| AdminRequest::ListNodes {
+                status,
+                labels,
+                include_deleted
+            }
+        ),
+        text().prop_map(|id| AdminRequest::ShowNode { id }),
+        (text(), labels(), vec(text(), 0..3))
+            .prop_map(|(id, set, remove)| AdminRequest::LabelNode { id, set, remove }),
+        (text(), any::<bool>()).prop_map(|(id, on)| AdminRequest::SetMaintenance { id, on }),
+        text().prop_map(|id| AdminRequest::DeleteNode { id }),
+    ]
+}
+
+fn admin_response() -> impl Strategy<Value = AdminResponse> {
+    prop_oneof![
+        (text(), text()).prop_map(|(core_version, admin)| AdminResponse::Pong {
+            core_version,
+            admin
+        }),
+        vec(app_view(), 0..3).prop_map(AdminResponse::Applications),
+        app_view().prop_map(AdminResponse::Application),
+        vec(node_view(), 0..3).prop_map(AdminResponse::Nodes),
+        node_view().prop_map(AdminResponse::Node),
+        (code(), text()).prop_map(|(code, message)| AdminResponse::Error { code, message }),
+    ]
+}
+
+/// Round trip through a frame, plus the truncation properties.
+fn check_frame<T>(message: &T, max: usize) -> Result<(), TestCaseError>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let frame = encode_frame(message, max).expect("fits");
+    match decode_frame::<T>(&frame, max).expect("decodes") {
+        Decoded::Complete {
+            message: back,
+            consumed,
+        } => {
+            prop_assert_eq!(&back, message);
+            prop_assert_eq!(consumed, frame.len());
+        }
+        Decoded::Incomplete { .. } => prop_assert!(false, "whole frame reported incomplete"),
+    }
+    // Any strict prefix of the frame is incomplete, never an error and never a message.
+    let cut = frame.len() / 2;
+    let incomplete = matches!(
+        decode_frame::<T>(&frame[..cut], max),
+        Ok(Decoded::Incomplete { .. })
+    );
+    prop_assert!(incomplete, "strict prefix not incomplete");
+    // A payload cut short is refused.
+    let payload = codec::encode(message);
+    for cut in [0, payload.len() / 3, payload.len().saturating_sub(1)] {
+        if cut < payload.len() {
+            prop_assert!(codec::decode::<T>(&payload[..cut]).is_err());
+        }
+    }
+    // A limit one byte below the frame's size refuses it, on both sides.
+    let len = frame.len() - 4;
+    let refused_in = matches!(
+        decode_frame::<T>(&frame, len - 1),
+        Err(FrameError::TooLarge { .. })
+    );
+    let refused_out = matches!(
+        encode_frame(message, len - 1),
+        Err(FrameError::TooLarge { .. })
+    );
+    prop_assert!(refused_in && refused_out, "limit not enforced");
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn node_messages(message in node_message()) {
+        check_frame(&message, MAX_CONTROL_FRAME_LEN)?;
+    }
+
+    #[test]
+    fn core_messages(message in core_message()) {
+        check_frame(&message, MAX_CONTROL_FRAME_LEN)?;
+    }
+
+    #[test]
+    fn admin_requests(message in admin_request()) {
+        check_frame(&message, MAX_ADMIN_FRAME_LEN)?;
+    }
+
+    #[test]
+    fn admin_responses(message in admin_response()) {
+        check_frame(&message, MAX_ADMIN_FRAME_LEN)?;
+    }
+
+    #[test]
+    fn heartbeats(hb in heartbeat()) {
+        let (bytes, dropped) = encode_heartbeat(hb.clone());
+        prop_assert_eq!(dropped, 0);
+        match decode_datagram(&bytes).unwrap() {
+            Datagram::Heartbeat(back) => prop_assert_eq!(&back, &hb),
+            other => prop_assert!(false, "unexpected datagram {:?}", other),
+        }
+        for cut in [0, bytes.len() / 2, bytes.len() - 1] {
+            prop_assert!(decode_datagram(&bytes[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn facts_digest_is_stable(f in facts()) {
+        prop_assert_eq!(f.digest(), f.clone().digest());
+        let mut changed = f.clone();
+        changed.cpu_count = changed.cpu_count.wrapping_add(1);
+        prop_assert_ne!(f.digest(), changed.digest());
+    }
+
+    #[test]
+    fn join_tokens(fp in any::<[u8; 32]>(), secret in any::<[u8; 32]>(), addr in "[a-z0-9.:-]{0,60}") {
+        let token = JoinToken { core_addr: addr, ca_fingerprint: Fingerprint(fp), secret: FixedBytes(secret) };
+        prop_assert_eq!(JoinToken::parse(&token.encode()).unwrap(), token);
+    }
+
+    #[test]
+    fn garbage_never_panics(data in vec(any::<u8>(), 0..2048)) {
+        let _ = decode_frame::<NodeMessage>(&data, MAX_CONTROL_FRAME_LEN);
+        let _ = decode_frame::<CoreMessage>(&data, MAX_CONTROL_FRAME_LEN);
+        let _ = decode_frame::<AdminRequest>(&data, MAX_ADMIN_FRAME_LEN);
+        let _ = decode_datagram(&data);
+        let _ = JoinToken::parse(&String::from_utf8_lossy(&data));
+    }
+
+    #[test]
+    fn signed_bytes_cover_every_field(a in enroll(), b in enroll()) {
+        // Different requests (ignoring the signature) never share signed bytes.
+        let mut b2 = b.clone();
+        b2.signature = a.signature.clone();
+        if a != b2 {
+            prop_assert_ne!(a.signed_bytes(), b.signed_bytes());
+        }
+    }
+}
+
+#[test]
+fn huge_length_claim_inside_a_message_does_not_allocate() {
+    // A heartbeat whose disk list claims 2^32 entries: refused by the codec's limit, not by OOM.
+    let mut bytes = vec![0u8]; // Datagram::Heartbeat
+    bytes.extend_from_slice(&[1, 2]); // seq, timestamp
+    bytes.extend_from_slice(&[0, 0, 0, 0]); // cpu_percent
+    bytes.extend_from_slice(&[0, 0, 0, 0]); // memory used/total, swap used/total
+    bytes.extend_from_slice(&[0xfc, 0xff, 0xff, 0xff, 0xff]); // disks: len = u32::MAX
+    assert!(decode_datagram(&bytes).is_err());
+}
