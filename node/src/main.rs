@@ -1,1 +1,140 @@
-fn main() {}
+//! `tether-node`: the agent's command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tether_node::config::{NodeConfigFile, parse_duration};
+use tether_node::{NodeConfig, NodeError};
+use tether_wire::token::JoinToken;
+
+/// Tether's agent: keeps one QUIC connection to core, enrolls, reports facts and metrics.
+#[derive(Debug, Parser)]
+#[command(name = "tether-node", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent: enroll on first start (waiting for approval), then stay connected.
+    ///
+    /// Exit codes: 0 stopped by a signal; 3 application rejected; 4 node deleted by an admin;
+    /// 5 core's CA does not match the join token; 6 refused for good (wrong token, key mismatch,
+    /// not enrolled); 1 any other error. Only 0 and 1 are worth restarting.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Core's address, HOST:PORT (default: from the join token, then from the enrollment).
+    #[arg(long, value_name = "HOST:PORT")]
+    core: Option<String>,
+    /// Join token printed by `tether-core key show` (needed only to enroll).
+    #[arg(
+        long,
+        env = "TETHER_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    token: Option<String>,
+    /// State directory (default /var/lib/tether-node as root, else ~/.local/state/tether-node).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Hostname to report instead of the system's.
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Config file with a [node] section (core_addr, register_token, hostname, state_dir, ...).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// QUIC keep-alive interval, e.g. 15s.
+    #[arg(long, value_parser = parse_duration)]
+    keep_alive: Option<std::time::Duration>,
+    /// Longest delay between reconnect attempts, e.g. 30s.
+    #[arg(long, value_parser = parse_duration)]
+    reconnect_max: Option<std::time::Duration>,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}
+
+fn build_config(args: RunArgs) -> anyhow::Result<NodeConfig> {
+    let mut config = NodeConfig::with_state_dir(NodeConfig::default_state_dir());
+    if let Some(path) = &args.config {
+        let file = NodeConfigFile::load(path).map_err(anyhow::Error::msg)?;
+        config
+            .apply_file(file)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("in {}", path.display()))?;
+    }
+    if let Some(core) = args.core {
+        config.core_addr = Some(core);
+    }
+    if let Some(token) = args.token {
+        config.token = Some(JoinToken::parse(&token).context("--token")?);
+    }
+    if let Some(dir) = args.state_dir {
+        config.state_dir = dir;
+    }
+    if let Some(hostname) = args.hostname {
+        config.hostname = Some(hostname);
+    }
+    if let Some(keep_alive) = args.keep_alive {
+        config.keep_alive = keep_alive;
+    }
+    if let Some(max) = args.reconnect_max {
+        config.reconnect_max = max;
+    }
+    config.validate().map_err(anyhow::Error::msg)?;
+    Ok(config)
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let Command::Run(args) = cli.command;
+    let config = match build_config(args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("tether-node: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    // One thread is plenty for one connection; it keeps the agent small.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("tether-node: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(tether_node::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tether-node: {e}");
+            ExitCode::from(u8::try_from(NodeError::exit_code(&e)).unwrap_or(1))
+        }
+    }
+}

@@ -195,9 +195,14 @@ pub struct NodeView {
     pub metrics: Option<Metrics>,
     /// When those metrics arrived, unix ms.
     pub metrics_at_ms: Option<i64>,
-    /// Datagrams from this node that did not decode, since core started.
+    /// Heartbeats accepted on the current connection.
+    pub heartbeats_received: u64,
+    /// Static facts messages received on the current connection (the node sends them only when
+    /// they differ from what core holds).
+    pub static_facts_received: u64,
+    /// Datagrams on the current connection that did not decode.
     pub malformed_datagrams: u64,
-    /// Heartbeats refused for clock skew, since core started.
+    /// Heartbeats on the current connection refused for clock skew.
     pub skewed_heartbeats: u64,
 }
 

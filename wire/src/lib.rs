@@ -36,3 +36,6 @@ pub const TLS_SERVER_NAME: &str = "tether-core";
 pub const AUTH_EXPORTER_LABEL: &[u8] = b"EXPORTER-tether-node-auth-v1";
 /// Length of that exporter value.
 pub const AUTH_EXPORTER_LEN: usize = 32;
+
+#[cfg(feature = "quinn")]
+pub mod stream;

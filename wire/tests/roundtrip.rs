@@ -233,7 +233,7 @@ prop_compose! {
         agent_version in text(),
         static_facts in option::of(facts()),
         metrics in option::of(metrics()),
-        counters in any::<(u64, u64)>(),
+        counters in any::<(u64, u64, u64, u64)>(),
     ) -> NodeView {
         NodeView {
             id, hostname, status,
@@ -243,6 +243,7 @@ prop_compose! {
             labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
             public_addr, agent_version, static_facts, metrics,
             malformed_datagrams: counters.0, skewed_heartbeats: counters.1,
+            heartbeats_received: counters.2, static_facts_received: counters.3,
         }
     }
 }

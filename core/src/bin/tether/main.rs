@@ -1,1 +1,348 @@
-fn main() {}
+//! `tether`: the admin CLI. Talks to core over QUIC with an admin identity file.
+
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use tether_certs::identity::AdminIdentity;
+use tether_core::client::{AdminClient, ClientError};
+use tether_wire::admin::{AdminRequest, AdminResponse, ApplicationStatus, NodeStatus, parse_label};
+
+/// Manage a Tether fleet: enrollments and nodes.
+///
+/// The identity comes from --identity, else $TETHER_IDENTITY, else ~/.config/tether/identity;
+/// core's address from the identity unless --core is given. Data goes to stdout (tables, or one
+/// JSON document with --json); messages for people go to stderr.
+#[derive(Debug, Parser)]
+#[command(name = "tether", version, about, long_about)]
+struct Cli {
+    /// Admin identity file (made by `tether-core serve` or `tether-core admin issue`).
+    #[arg(long, global = true, env = "TETHER_IDENTITY", value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// Core's address, HOST:PORT, instead of the one in the identity.
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    core: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Enrollment applications from new nodes.
+    #[command(subcommand)]
+    Enroll(EnrollCommand),
+    /// Nodes in the fleet.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Check the identity works and core answers.
+    Ping {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EnrollCommand {
+    /// List applications, newest first.
+    List {
+        /// Only applications in this status: pending, approved or rejected.
+        #[arg(long)]
+        status: Option<ApplicationStatus>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve an application; the node is told at once and comes online.
+    Approve {
+        /// Application id or unique prefix.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reject an application; the node is told why and stops.
+    Reject {
+        /// Application id or unique prefix.
+        id: String,
+        /// Told to the node and kept on the record.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// List nodes.
+    List {
+        /// Only nodes in this status: online, offline or maintenance.
+        #[arg(long)]
+        status: Option<NodeStatus>,
+        /// Only nodes with this label (repeat for several; all must match).
+        #[arg(long, value_name = "KEY=VALUE", value_parser = parse_label)]
+        label: Vec<(String, String)>,
+        /// Include deleted nodes.
+        #[arg(long)]
+        deleted: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every static fact and the latest metrics of one node.
+    Show {
+        /// Node id or unique prefix.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set labels (KEY=VALUE) and remove them (--remove KEY).
+    Label {
+        /// Node id or unique prefix.
+        id: String,
+        /// Labels to set.
+        #[arg(value_name = "KEY=VALUE", value_parser = parse_label)]
+        set: Vec<(String, String)>,
+        /// Label keys to remove.
+        #[arg(long, value_name = "KEY")]
+        remove: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Switch maintenance mode on or off.
+    Maintenance {
+        /// Node id or unique prefix.
+        id: String,
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        mode: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a node: its record is kept (marked deleted), its secret revoked, its connection
+    /// closed; the agent is told and exits. It cannot come back with the same identity.
+    Delete {
+        /// Node id or unique prefix.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn identity_path(cli: &Cli) -> anyhow::Result<PathBuf> {
+    if let Some(path) = &cli.identity {
+        return Ok(path.clone());
+    }
+    let home = std::env::var_os("HOME").context("no --identity, no TETHER_IDENTITY and no HOME")?;
+    Ok(PathBuf::from(home).join(".config/tether/identity"))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let path = identity_path(&cli)?;
+    let identity = AdminIdentity::load(&path).with_context(|| {
+        format!(
+            "cannot use the admin identity {} (pass --identity FILE or set TETHER_IDENTITY; \
+             core writes DATA/admin.identity on first start)",
+            path.display()
+        )
+    })?;
+    let client = AdminClient::connect(&identity, cli.core.as_deref()).await?;
+    let result = dispatch(&client, cli.command).await;
+    client.close().await;
+    result
+}
+
+fn single<T>(
+    mut responses: Vec<AdminResponse>,
+    pick: fn(AdminResponse) -> Option<T>,
+) -> anyhow::Result<T> {
+    match responses.pop().and_then(pick) {
+        Some(value) if responses.is_empty() => Ok(value),
+        _ => bail!("core sent an unexpected answer"),
+    }
+}
+
+async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<()> {
+    let node = |r| match r {
+        AdminResponse::Node(node) => Some(node),
+        _ => None,
+    };
+    let application = |r| match r {
+        AdminResponse::Application(app) => Some(app),
+        _ => None,
+    };
+    match command {
+        Command::Ping { json } => {
+            let (core_version, admin) =
+                single(client.request(&AdminRequest::Ping).await?, |r| match r {
+                    AdminResponse::Pong {
+                        core_version,
+                        admin,
+                    } => Some((core_version, admin)),
+                    _ => None,
+                })?;
+            if json {
+                output::print_json(
+                    &serde_json::json!({ "core_version": core_version, "admin": admin }),
+                )?;
+            } else {
+                println!("core {core_version} answers; you are admin {admin:?}");
+            }
+        }
+        Command::Enroll(EnrollCommand::List { status, json }) => {
+            let mut apps = Vec::new();
+            for response in client
+                .request(&AdminRequest::ListApplications { status })
+                .await?
+            {
+                if let AdminResponse::Applications(chunk) = response {
+                    apps.extend(chunk);
+                }
+            }
+            output::applications(&apps, json)?;
+        }
+        Command::Enroll(EnrollCommand::Approve { id, json }) => {
+            let app = single(
+                client
+                    .request(&AdminRequest::ApproveApplication { id })
+                    .await?,
+                application,
+            )?;
+            if json {
+                output::print_json(&output::application_json(&app))?;
+            }
+            eprintln!(
+                "approved application {}: node {} ({})",
+                app.id, app.node_id, app.hostname
+            );
+        }
+        Command::Enroll(EnrollCommand::Reject { id, reason, json }) => {
+            let app = single(
+                client
+                    .request(&AdminRequest::RejectApplication { id, reason })
+                    .await?,
+                application,
+            )?;
+            if json {
+                output::print_json(&output::application_json(&app))?;
+            }
+            eprintln!(
+                "rejected application {} from {} ({})",
+                app.id, app.hostname, app.node_id
+            );
+        }
+        Command::Node(NodeCommand::List {
+            status,
+            label,
+            deleted,
+            json,
+        }) => {
+            let request = AdminRequest::ListNodes {
+                status,
+                labels: label,
+                include_deleted: deleted,
+            };
+            let mut nodes = Vec::new();
+            for response in client.request(&request).await? {
+                if let AdminResponse::Nodes(chunk) = response {
+                    nodes.extend(chunk);
+                }
+            }
+            output::nodes(&nodes, json)?;
+        }
+        Command::Node(NodeCommand::Show { id, json }) => {
+            let view = single(client.request(&AdminRequest::ShowNode { id }).await?, node)?;
+            output::node_detail(&view, json)?;
+        }
+        Command::Node(NodeCommand::Label {
+            id,
+            set,
+            remove,
+            json,
+        }) => {
+            if set.is_empty() && remove.is_empty() {
+                bail!("give labels to set (KEY=VALUE ...) or --remove KEY");
+            }
+            let view = single(
+                client
+                    .request(&AdminRequest::LabelNode { id, set, remove })
+                    .await?,
+                node,
+            )?;
+            if json {
+                output::print_json(&output::node_json(&view))?;
+            }
+            eprintln!(
+                "labels of {} ({}): {}",
+                view.id,
+                view.hostname,
+                output::labels_text(&view.labels)
+            );
+        }
+        Command::Node(NodeCommand::Maintenance { id, mode, json }) => {
+            let on = mode == "on";
+            let view = single(
+                client
+                    .request(&AdminRequest::SetMaintenance { id, on })
+                    .await?,
+                node,
+            )?;
+            if json {
+                output::print_json(&output::node_json(&view))?;
+            }
+            eprintln!(
+                "maintenance {mode} for {} ({}); status: {}",
+                view.id, view.hostname, view.status
+            );
+        }
+        Command::Node(NodeCommand::Delete { id, json }) => {
+            let view = single(
+                client.request(&AdminRequest::DeleteNode { id }).await?,
+                node,
+            )?;
+            if json {
+                output::print_json(&output::node_json(&view))?;
+            }
+            eprintln!(
+                "deleted node {} ({}); its secret is revoked",
+                view.id, view.hostname
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("tether: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            match e.downcast_ref::<ClientError>() {
+                Some(ClientError::Core { code, message }) => {
+                    eprintln!("tether: {message} [{}]", code.name())
+                }
+                _ => eprintln!("tether: {e:#}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! The admin API over QUIC: one request per bidirectional stream, answered with one or more
+//! frames. Every connection must present an admin certificate issued by core's CA; its common name
+//! is the admin's name in logs and records.
+
+use std::sync::Arc;
+
+use quinn::{Connection, RecvStream, SendStream};
+use rustls::pki_types::CertificateDer;
+use tether_store::{Decision, DecisionOutcome, Resolved, StoreError};
+use tether_wire::admin::{AdminRequest, AdminResponse, check_label};
+use tether_wire::limits::{ADMIN_LIST_CHUNK, MAX_ADMIN_FRAME_LEN, MAX_LABELS, MAX_REASON_LEN};
+use tether_wire::stream::{FramedRecv, FramedSend};
+use tether_wire::{ApplicationId, ErrorCode, NodeId};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::node_conn::close;
+use crate::presence::{Notice, SessionCommand};
+use crate::server::Shared;
+use crate::views::{application_view, node_view, status};
+
+type Reply = Result<Vec<AdminResponse>, (ErrorCode, String)>;
+
+/// Serves one admin connection.
+pub(crate) async fn serve(shared: Arc<Shared>, connection: Connection) {
+    let admin = connection
+        .peer_identity()
+        .and_then(|identity| identity.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .and_then(|chain| {
+            chain
+                .first()
+                .and_then(|cert| tether_certs::ca::common_name(cert))
+        });
+    let Some(admin) = admin else {
+        warn!("admin connection without an admin certificate");
+        close(
+            &connection,
+            ErrorCode::FORBIDDEN,
+            "an admin certificate is required",
+        );
+        return;
+    };
+    debug!(%admin, "admin connected");
+    loop {
+        let (send, recv) = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            stream = connection.accept_bi() => match stream {
+                Ok(pair) => pair,
+                Err(_) => return,
+            },
+        };
+        let shared = shared.clone();
+        let span = info_span!("admin", %admin);
+        let admin = admin.clone();
+        tokio::spawn(
+            async move { handle_stream(&shared, &admin, send, recv).await }.instrument(span),
+        );
+    }
+}
+
+async fn handle_stream(shared: &Shared, admin: &str, send: SendStream, recv: RecvStream) {
+    let mut recv = FramedRecv::new(recv, MAX_ADMIN_FRAME_LEN);
+    let mut send = FramedSend::new(send, MAX_ADMIN_FRAME_LEN);
+    let reply = match recv.next::<AdminRequest>().await {
+        Ok(Some(request)) => handle(shared, admin, request).await,
+        Ok(None) => return,
+        Err(e) => Err((
+            e.protocol_code().unwrap_or(ErrorCode::MALFORMED),
+            format!("bad request: {e}"),
+        )),
+    };
+    let responses =
+        reply.unwrap_or_else(|(code, message)| vec![AdminResponse::Error { code, message }]);
+    for response in &responses {
+        if let Err(e) = send.send(response).await {
+            debug!(error = %e, "admin went away mid-answer");
+            return;
+        }
+    }
+    send.finish();
+}
+
+fn internal(e: StoreError) -> (ErrorCode, String) {
+    warn!(error = %e, "store failure while serving an admin");
+    (ErrorCode::INTERNAL, format!("core's database failed: {e}"))
+}
+
+fn resolve<T: std::fmt::Display>(
+    kind: &str,
+    text: &str,
+    resolved: Resolved<T>,
+) -> Result<T, (ErrorCode, String)> {
+    match resolved {
+        Resolved::One(id) => Ok(id),
+        Resolved::NotFound => Err((ErrorCode::NOT_FOUND, format!("no {kind} matches {text:?}"))),
+        Resolved::Ambiguous(ids) => Err((
+            ErrorCode::AMBIGUOUS,
+            format!(
+                "{text:?} matches several {kind}s ({}); give more of the id",
+                ids.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+        Resolved::Invalid(message) => Err((ErrorCode::INVALID_ARGUMENT, message)),
+    }
+}
+
+fn resolve_node(shared: &Shared, text: &str) -> Result<NodeId, (ErrorCode, String)> {
+    resolve(
+        "node",
+        text,
+        shared.store.resolve_node(text).map_err(internal)?,
+    )
+}
+
+fn resolve_application(shared: &Shared, text: &str) -> Result<ApplicationId, (ErrorCode, String)> {
+    resolve(
+        "application",
+        text,
+        shared.store.resolve_application(text).map_err(internal)?,
+    )
+}
+
+fn show_node(shared: &Shared, id: NodeId) -> Reply {
+    let detail = shared
+        .store
+        .node(id)
+        .map_err(internal)?
+        .ok_or_else(|| (ErrorCode::NOT_FOUND, format!("node {id} does not exist")))?;
+    let session = shared.presence.get(id);
+    Ok(vec![AdminResponse::Node(node_view(
+        detail,
+        session.as_deref(),
+    ))])
+}
+
+async fn handle(shared: &Shared, admin: &str, request: AdminRequest) -> Reply {
+    match request {
+        AdminRequest::Ping => Ok(vec![AdminResponse::Pong {
+            core_version: env!("CARGO_PKG_VERSION").to_string(),
+            admin: admin.to_string(),
+        }]),
+        AdminRequest::ListApplications { status } => {
+            let apps = shared.store.applications(status).map_err(internal)?;
+            let views: Vec<_> = apps.into_iter().map(application_view).collect();
+            Ok(chunks(views, AdminResponse::Applications))
+        }
+        AdminRequest::ApproveApplication { id } => {
+            let id = resolve_application(shared, &id)?;
+            let mut secret = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
+            let decision = Decision::Approve {
+                by: admin.to_string(),
+                secret,
+                now_ms: shared.now_ms(),
+            };
+            match shared
+                .store
+                .decide_application(id, decision)
+                .await
+                .map_err(internal)?
+            {
+                DecisionOutcome::Approved {
+                    application,
+                    secret,
+                    ..
+                } => {
+                    let pushed = shared
+                        .presence
+                        .notify(application.node_id, Notice::Approved { secret });
+                    info!(application = %id, node_id = %application.node_id, pushed, "approved");
+                    Ok(vec![AdminResponse::Application(application_view(
+                        application,
+                    ))])
+                }
+                DecisionOutcome::Conflict(application) => Err((
+                    ErrorCode::CONFLICT,
+                    format!("application {id} is already {}", application.status),
+                )),
+                _ => Err((
+                    ErrorCode::NOT_FOUND,
+                    format!("application {id} does not exist"),
+                )),
+            }
+        }
+        AdminRequest::RejectApplication { id, reason } => {
+            if reason.len() > MAX_REASON_LEN {
+                return Err((
+                    ErrorCode::INVALID_ARGUMENT,
+                    format!("the reason is longer than {MAX_REASON_LEN} bytes"),
+                ));
+            }
+            let id = resolve_application(shared, &id)?;
+            let decision = Decision::Reject {
+                by: admin.to_string(),
+                reason: reason.clone(),
+                now_ms: shared.now_ms(),
+            };
+            match shared
+                .store
+                .decide_application(id, decision)
+                .await
+                .map_err(internal)?
+            {
+                DecisionOutcome::Rejected(application) => {
+                    let pushed = shared
+                        .presence
+                        .notify(application.node_id, Notice::Rejected { reason });
+                    info!(application = %id, node_id = %application.node_id, pushed, "rejected");
+                    Ok(vec![AdminResponse::Application(application_view(
+                        application,
+                    ))])
+                }
+                DecisionOutcome::Conflict(application) => Err((
+                    ErrorCode::CONFLICT,
+                    format!(
+                        "application {id} is already {}; to remove an approved node use `tether node delete`",
+                        application.status
+                    ),
+                )),
+                _ => Err((
+                    ErrorCode::NOT_FOUND,
+                    format!("application {id} does not exist"),
+                )),
+            }
+        }
+        AdminRequest::ListNodes {
+            status: wanted,
+            labels,
+            include_deleted,
+        } => {
+            for (key, value) in &labels {
+                check_label(key, value).map_err(|m| (ErrorCode::INVALID_ARGUMENT, m))?;
+            }
+            let nodes = shared.store.nodes().map_err(internal)?;
+            let views: Vec<_> = nodes
+                .into_iter()
+                .filter(|d| include_deleted || !d.record.deleted)
+                .filter(|d| {
+                    labels
+                        .iter()
+                        .all(|(k, v)| d.record.labels.get(k) == Some(v))
+                })
+                .filter_map(|d| {
+                    let session = shared.presence.get(d.record.id);
+                    let current = status(d.record.maintenance, session.as_deref());
+                    wanted
+                        .is_none_or(|w| w == current)
+                        .then(|| node_view(d, session.as_deref()))
+                })
+                .collect();
+            Ok(chunks(views, AdminResponse::Nodes))
+        }
+        AdminRequest::ShowNode { id } => {
+            let id = resolve_node(shared, &id)?;
+            show_node(shared, id)
+        }
+        AdminRequest::LabelNode { id, set, remove } => {
+            let id = resolve_node(shared, &id)?;
+            for (key, value) in &set {
+                check_label(key, value).map_err(|m| (ErrorCode::INVALID_ARGUMENT, m))?;
+            }
+            for key in &remove {
+                check_label(key, "").map_err(|m| (ErrorCode::INVALID_ARGUMENT, m))?;
+            }
+            if set.is_empty() && remove.is_empty() {
+                return Err((
+                    ErrorCode::INVALID_ARGUMENT,
+                    "give labels to set (KEY=VALUE) or --remove KEY".into(),
+                ));
+            }
+            let too_many = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = too_many.clone();
+            let (set_log, remove_log) = (set.clone(), remove.clone());
+            let updated = shared
+                .store
+                .update_node(id, shared.now_ms(), move |node| {
+                    let mut labels = node.labels.clone();
+                    for key in &remove {
+                        labels.remove(key);
+                    }
+                    labels.extend(set);
+                    if labels.len() > MAX_LABELS {
+                        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                        return false;
+                    }
+                    let changed = labels != node.labels;
+                    node.labels = labels;
+                    changed
+                })
+                .await
+                .map_err(internal)?;
+            if too_many.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err((
+                    ErrorCode::INVALID_ARGUMENT,
+                    format!("a node may carry at most {MAX_LABELS} labels"),
+                ));
+            }
+            if updated.is_none() {
+                return Err((ErrorCode::NOT_FOUND, format!("node {id} does not exist")));
+            }
+            info!(node_id = %id, set = ?set_log, remove = ?remove_log, "labels changed");
+            show_node(shared, id)
+        }
+        AdminRequest::SetMaintenance { id, on } => {
+            let id = resolve_node(shared, &id)?;
+            let updated = shared
+                .store
+                .update_node(id, shared.now_ms(), move |node| {
+                    let changed = node.maintenance != on;
+                    node.maintenance = on;
+                    changed
+                })
+                .await
+                .map_err(internal)?;
+            if updated.is_none() {
+                return Err((ErrorCode::NOT_FOUND, format!("node {id} does not exist")));
+            }
+            info!(node_id = %id, on, "maintenance");
+            show_node(shared, id)
+        }
+        AdminRequest::DeleteNode { id } => {
+            let id = resolve_node(shared, &id)?;
+            let deleted = shared
+                .store
+                .delete_node(id, admin.to_string(), shared.now_ms())
+                .await
+                .map_err(internal)?;
+            if deleted.is_none() {
+                return Err((ErrorCode::NOT_FOUND, format!("node {id} does not exist")));
+            }
+            if let Some(session) = shared.presence.get(id) {
+                let reason = format!("deleted by admin {admin}");
+                if session
+                    .commands
+                    .send(SessionCommand::Remove { reason })
+                    .await
+                    .is_err()
+                {
+                    close(
+                        &session.connection,
+                        ErrorCode::NODE_REMOVED,
+                        "this node was deleted",
+                    );
+                }
+            }
+            info!(node_id = %id, "node deleted");
+            show_node(shared, id)
+        }
+        _ => Err((
+            ErrorCode::UNSUPPORTED,
+            "this core does not know that request".into(),
+        )),
+    }
+}
+
+/// Splits a list into frames of at most [`ADMIN_LIST_CHUNK`] items; an empty list is one empty
+/// frame, so the client always gets an answer.
+fn chunks<T>(items: Vec<T>, wrap: fn(Vec<T>) -> AdminResponse) -> Vec<AdminResponse> {
+    if items.is_empty() {
+        return vec![wrap(Vec::new())];
+    }
+    let mut out = Vec::new();
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        out.push(wrap(items.by_ref().take(ADMIN_LIST_CHUNK).collect()));
+    }
+    out
+}

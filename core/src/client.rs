@@ -1,0 +1,145 @@
+//! The admin side of the admin API, used by the `tether` CLI and by tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicClientConfig;
+use quinn::{ClientConfig, Connection, Endpoint, TransportConfig, VarInt};
+use tether_certs::identity::AdminIdentity;
+use tether_wire::admin::{AdminRequest, AdminResponse};
+use tether_wire::limits::MAX_ADMIN_FRAME_LEN;
+use tether_wire::stream::{FramedRecv, FramedSend};
+use tether_wire::{ErrorCode, TLS_SERVER_NAME};
+
+/// Why an admin request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The address does not resolve.
+    #[error("cannot resolve core address {0:?}: {1}")]
+    Resolve(String, String),
+    /// TLS or endpoint setup failed.
+    #[error("setting up the connection: {0}")]
+    Setup(String),
+    /// Core could not be reached or refused the connection.
+    #[error("cannot connect to core at {addr}: {reason}")]
+    Connect {
+        /// Where.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// The request or its answer failed in transit.
+    #[error("talking to core: {0}")]
+    Transport(String),
+    /// Core answered with an error.
+    #[error("{message}")]
+    Core {
+        /// The code.
+        code: ErrorCode,
+        /// Core's sentence.
+        message: String,
+    },
+}
+
+/// A connection to core as an admin.
+#[derive(Debug)]
+pub struct AdminClient {
+    endpoint: Endpoint,
+    connection: Connection,
+}
+
+/// Resolves `HOST:PORT`, preferring what the system lists first.
+pub async fn resolve(addr: &str) -> Result<SocketAddr, ClientError> {
+    let mut addrs = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| ClientError::Resolve(addr.to_string(), e.to_string()))?;
+    addrs
+        .next()
+        .ok_or_else(|| ClientError::Resolve(addr.to_string(), "no addresses".into()))
+}
+
+impl AdminClient {
+    /// Connects to core (at `core_addr`, else the identity's address) with an admin identity.
+    pub async fn connect(
+        identity: &AdminIdentity,
+        core_addr: Option<&str>,
+    ) -> Result<Self, ClientError> {
+        let addr_text = core_addr.unwrap_or(&identity.core);
+        let addr = resolve(addr_text).await?;
+        let tls = tether_certs::tls::admin_client_config(identity)
+            .map_err(|e| ClientError::Setup(e.to_string()))?;
+        let quic = QuicClientConfig::try_from(Arc::new(tls))
+            .map_err(|e| ClientError::Setup(e.to_string()))?;
+        let mut config = ClientConfig::new(Arc::new(quic));
+        let mut transport = TransportConfig::default();
+        transport.max_idle_timeout(Some(VarInt::from_u32(30_000).into()));
+        transport.keep_alive_interval(Some(Duration::from_secs(10)));
+        config.transport_config(Arc::new(transport));
+        let bind: SocketAddr = if addr.is_ipv6() {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        }
+        .parse()
+        .expect("valid");
+        let mut endpoint = Endpoint::client(bind).map_err(|e| ClientError::Setup(e.to_string()))?;
+        endpoint.set_default_client_config(config);
+        let connect_error = |reason: String| ClientError::Connect {
+            addr: addr_text.to_string(),
+            reason,
+        };
+        let connecting = endpoint
+            .connect(addr, TLS_SERVER_NAME)
+            .map_err(|e| connect_error(e.to_string()))?;
+        let connection = tokio::time::timeout(Duration::from_secs(10), connecting)
+            .await
+            .map_err(|_| {
+                connect_error("no answer within 10 s (is core running and UDP reachable?)".into())
+            })?
+            .map_err(|e| connect_error(e.to_string()))?;
+        Ok(Self {
+            endpoint,
+            connection,
+        })
+    }
+
+    /// Sends one request and collects every response frame. An error answer becomes
+    /// [`ClientError::Core`].
+    pub async fn request(&self, request: &AdminRequest) -> Result<Vec<AdminResponse>, ClientError> {
+        let transport = |e: &dyn std::fmt::Display| ClientError::Transport(e.to_string());
+        let (send, recv) = self.connection.open_bi().await.map_err(|e| transport(&e))?;
+        let mut send = FramedSend::new(send, MAX_ADMIN_FRAME_LEN);
+        let mut recv = FramedRecv::new(recv, MAX_ADMIN_FRAME_LEN);
+        send.send(request).await.map_err(|e| transport(&e))?;
+        send.finish();
+        let mut responses = Vec::new();
+        while let Some(response) = recv.next::<AdminResponse>().await.map_err(|e| {
+            match self.connection.close_reason() {
+                Some(quinn::ConnectionError::ApplicationClosed(close)) => ClientError::Core {
+                    code: ErrorCode::from_close_code(close.error_code.into_inner()),
+                    message: String::from_utf8_lossy(&close.reason).into_owned(),
+                },
+                _ => transport(&e),
+            }
+        })? {
+            if let AdminResponse::Error { code, message } = response {
+                return Err(ClientError::Core { code, message });
+            }
+            responses.push(response);
+        }
+        if responses.is_empty() {
+            return Err(ClientError::Transport(
+                "core closed the stream without answering".into(),
+            ));
+        }
+        Ok(responses)
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(self) {
+        self.connection.close(VarInt::from_u32(0), b"bye");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}

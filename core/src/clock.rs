@@ -1,0 +1,43 @@
+//! Wall-clock time, injectable so tests can skew it. Timers use tokio's clock instead, so they
+//! can be tested with `tokio::time::pause()`.
+
+use std::fmt::Debug;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A source of wall-clock time.
+pub trait Clock: Send + Sync + Debug {
+    /// Unix milliseconds.
+    fn now_ms(&self) -> i64;
+    /// Unix seconds.
+    fn now_secs(&self) -> i64 {
+        self.now_ms().div_euclid(1000)
+    }
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        unix_ms(SystemTime::now())
+    }
+}
+
+/// The system clock shifted by a fixed offset (tests).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OffsetClock(pub i64);
+
+impl Clock for OffsetClock {
+    fn now_ms(&self) -> i64 {
+        unix_ms(SystemTime::now()) + self.0
+    }
+}
+
+/// Unix milliseconds of a system time.
+pub fn unix_ms(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}

@@ -1,0 +1,734 @@
+//! One node's connection, from hello to goodbye:
+//!
+//! 1. the node opens the control stream and says hello (`Enroll` or `Auth`) within
+//!    `hello_timeout`, or the connection is closed;
+//! 2. enrollment: checks, the store's atomic submission, then — while pending — waiting for an
+//!    admin's decision, which is pushed over this connection the moment it is made;
+//! 3. authentication: HMAC proof bound to this connection's TLS exporter, clock check, and the
+//!    node's older connection, if any, is replaced;
+//! 4. the session: heartbeat datagrams, static facts on the control stream, offline after
+//!    `offline_after` of silence, until the connection ends or an admin deletes the node.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quinn::{Connection, ConnectionError, VarInt};
+use tether_certs::node_key::NodePublicKey;
+use tether_store::{ConnectivityChange, NewApplication, Submission};
+use tether_wire::admin::NodeStatus;
+use tether_wire::bytes::ByteBuf;
+use tether_wire::control::{
+    AuthRequest, CoreMessage, EnrollRequest, NodeMessage, SessionParams, auth_proof_input,
+};
+use tether_wire::limits::MAX_CONTROL_FRAME_LEN;
+use tether_wire::stream::{FramedRecv, FramedSend, RecvError};
+use tether_wire::{AUTH_EXPORTER_LABEL, AUTH_EXPORTER_LEN, ErrorCode, NodeId};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::enroll::{Refusal, check_request, describe_skew};
+use crate::presence::{Ingested, Live, Notice, Session, SessionCommand, ingest_datagram};
+use crate::server::Shared;
+
+/// How long core waits for a node to close after telling it why it must go.
+const GOODBYE_GRACE: Duration = Duration::from_secs(2);
+
+/// The node's control stream.
+struct Control {
+    send: FramedSend,
+    recv: FramedRecv,
+}
+
+/// Closes `connection` with `code` and a short human reason.
+pub(crate) fn close(connection: &Connection, code: ErrorCode, message: &str) {
+    let mut end = message.len().min(200);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    connection.close(
+        VarInt::from_u32(code.close_code()),
+        &message.as_bytes()[..end],
+    );
+}
+
+/// Tells the node why it must go, lets it read that and close, then closes if it has not.
+async fn goodbye(
+    connection: &Connection,
+    control: &mut Control,
+    message: CoreMessage,
+    code: ErrorCode,
+    text: &str,
+) {
+    if control.send.send(&message).await.is_ok() {
+        control.send.finish();
+        let _ = tokio::time::timeout(GOODBYE_GRACE, connection.closed()).await;
+    }
+    close(connection, code, text);
+}
+
+async fn refuse(connection: &Connection, control: &mut Control, (code, message): Refusal) {
+    warn!(code = %code, reason = %message, "refused");
+    goodbye(
+        connection,
+        control,
+        CoreMessage::Refused {
+            code,
+            message: message.clone(),
+        },
+        code,
+        &message,
+    )
+    .await;
+}
+
+/// Closes for a protocol violation, with a log line.
+fn protocol_error(connection: &Connection, error: &RecvError) {
+    let code = error.protocol_code().unwrap_or(ErrorCode::MALFORMED);
+    warn!(code = %code, error = %error, "protocol error on the control stream");
+    close(connection, code, &error.to_string());
+}
+
+/// Serves one connection that negotiated the node ALPN.
+pub(crate) async fn serve(shared: Arc<Shared>, connection: Connection) {
+    let hello = tokio::time::timeout(shared.config.hello_timeout, async {
+        let (send, recv) = connection.accept_bi().await?;
+        let mut control = Control {
+            send: FramedSend::new(send, MAX_CONTROL_FRAME_LEN),
+            recv: FramedRecv::new(recv, MAX_CONTROL_FRAME_LEN),
+        };
+        let first = control.recv.next::<NodeMessage>().await;
+        Ok::<_, ConnectionError>((control, first))
+    })
+    .await;
+    let (mut control, first) = match hello {
+        Err(_) => {
+            warn!(timeout = ?shared.config.hello_timeout, "no hello in time");
+            close(&connection, ErrorCode::HELLO_TIMEOUT, "no hello in time");
+            return;
+        }
+        Ok(Err(e)) => {
+            debug!(error = %e, "connection ended before hello");
+            return;
+        }
+        Ok(Ok(pair)) => pair,
+    };
+    match first {
+        Ok(Some(NodeMessage::Enroll(request))) => {
+            let node_id = request.node_id;
+            let span = info_span!("enroll", node_id = %node_id);
+            let approved = enroll(&shared, &connection, &mut control, request)
+                .instrument(span)
+                .await;
+            if !approved {
+                return;
+            }
+            // An approved node proves itself on the same connection, straight away.
+            match tokio::time::timeout(
+                shared.config.hello_timeout,
+                control.recv.next::<NodeMessage>(),
+            )
+            .await
+            {
+                Ok(Ok(Some(NodeMessage::Auth(auth)))) if auth.node_id == node_id => {
+                    authenticate_and_run(shared, connection, control, auth).await
+                }
+                Ok(Ok(Some(_))) => {
+                    refuse(
+                        &connection,
+                        &mut control,
+                        (
+                            ErrorCode::UNEXPECTED_MESSAGE,
+                            "expected Auth after EnrollApproved".into(),
+                        ),
+                    )
+                    .await
+                }
+                Ok(Err(e)) => protocol_error(&connection, &e),
+                Ok(Ok(None)) => {}
+                Err(_) => close(
+                    &connection,
+                    ErrorCode::HELLO_TIMEOUT,
+                    "no Auth after approval",
+                ),
+            }
+        }
+        Ok(Some(NodeMessage::Auth(auth))) => {
+            authenticate_and_run(shared, connection, control, auth).await
+        }
+        Ok(Some(_)) => {
+            refuse(
+                &connection,
+                &mut control,
+                (
+                    ErrorCode::UNEXPECTED_MESSAGE,
+                    "the first message must be Enroll or Auth".into(),
+                ),
+            )
+            .await
+        }
+        Ok(None) => debug!("control stream finished before hello"),
+        Err(e) => protocol_error(&connection, &e),
+    }
+}
+
+/// Handles an enrollment request; true if the node was approved and sent its secret.
+async fn enroll(
+    shared: &Arc<Shared>,
+    connection: &Connection,
+    control: &mut Control,
+    request: EnrollRequest,
+) -> bool {
+    let secret = match shared.data_dir.enrollment_secret() {
+        Ok(secret) => secret,
+        Err(e) => {
+            warn!(error = %e, "cannot read the enrollment secret");
+            let refusal = (
+                ErrorCode::INTERNAL,
+                "core cannot read its enrollment secret".to_string(),
+            );
+            refuse(connection, control, refusal).await;
+            return false;
+        }
+    };
+    let max_skew = i64::try_from(shared.config.max_clock_skew.as_secs()).unwrap_or(i64::MAX);
+    let public_key = match check_request(&request, &secret, shared.clock.now_secs(), max_skew) {
+        Ok(key) => key,
+        Err(refusal) => {
+            refuse(connection, control, refusal).await;
+            return false;
+        }
+    };
+    let node_id = request.node_id;
+    // Register for the decision before submitting, so a decision made in between is not missed.
+    let (generation, decision) = shared.presence.wait_for_decision(node_id);
+    let submission = shared
+        .store
+        .submit_application(NewApplication {
+            node_id,
+            hostname: request.hostname.clone(),
+            public_key_pem: request.public_key_pem.clone(),
+            key_fingerprint: public_key.fingerprint(),
+            agent_version: request.agent_version.clone(),
+            remote_addr: Some(connection.remote_address().to_string()),
+            nonce: request.nonce.as_bytes().to_vec(),
+            // After this the timestamp is outside the window, so the nonce can be forgotten.
+            nonce_expires_secs: u64::try_from(
+                request.timestamp.saturating_add(max_skew).saturating_add(1),
+            )
+            .unwrap_or(0),
+            now_ms: shared.now_ms(),
+            max_pending: shared.config.max_pending_applications,
+            auto_approve_secret: shared.config.auto_approve.then(new_secret),
+        })
+        .await;
+    if !matches!(submission, Ok(Submission::Pending(_))) {
+        shared.presence.stop_waiting(node_id, generation);
+    }
+    let refusal = match submission {
+        Ok(Submission::Pending(application)) => {
+            info!(application = %application.id, hostname = %application.hostname,
+                  key = %application.key_fingerprint, "application pending");
+            let pending = CoreMessage::EnrollPending {
+                application_id: application.id,
+            };
+            let outcome = if control.send.send(&pending).await.is_ok() {
+                wait_for_decision(shared, connection, control, decision).await
+            } else {
+                None
+            };
+            shared.presence.stop_waiting(node_id, generation);
+            return match outcome {
+                Some(Notice::Approved { secret }) => {
+                    send_secret(connection, control, node_id, &public_key, secret).await
+                }
+                Some(Notice::Rejected { reason }) => {
+                    reject(connection, control, application.id, reason).await;
+                    false
+                }
+                None => false,
+            };
+        }
+        Ok(Submission::Approved { node, secret }) => {
+            info!(hostname = %node.hostname, "approved; sending the agent secret");
+            return send_secret(connection, control, node_id, &public_key, secret).await;
+        }
+        Ok(Submission::Rejected(application)) => {
+            reject(
+                connection,
+                control,
+                application.id,
+                application.reason.unwrap_or_default(),
+            )
+            .await;
+            return false;
+        }
+        Ok(Submission::ReplayedNonce) => (
+            ErrorCode::REPLAYED_NONCE,
+            "this enrollment nonce was used before: the request is a replay".to_string(),
+        ),
+        Ok(Submission::KeyMismatch) => (
+            ErrorCode::KEY_MISMATCH,
+            format!(
+                "node id {node_id} is already known to core with a different public key; \
+                 if this machine was reinstalled, remove the node's state directory so it enrolls with a new id"
+            ),
+        ),
+        Ok(Submission::NodeRemoved) => (
+            ErrorCode::NODE_REMOVED,
+            format!(
+                "node {node_id} was deleted by an admin and may not come back with the same id"
+            ),
+        ),
+        Ok(Submission::TooManyPending { limit }) => (
+            ErrorCode::TOO_MANY_PENDING,
+            format!("{limit} applications are already waiting for an admin; try again later"),
+        ),
+        Ok(_) => (
+            ErrorCode::INTERNAL,
+            "unexpected enrollment outcome".to_string(),
+        ),
+        Err(e) => {
+            warn!(error = %e, "storing the application failed");
+            (
+                ErrorCode::INTERNAL,
+                "core could not store the application".to_string(),
+            )
+        }
+    };
+    refuse(connection, control, refusal).await;
+    false
+}
+
+/// Waits while an application is pending. `None` if the connection ended first.
+async fn wait_for_decision(
+    shared: &Shared,
+    connection: &Connection,
+    control: &mut Control,
+    decision: tokio::sync::oneshot::Receiver<Notice>,
+) -> Option<Notice> {
+    tokio::select! {
+        notice = decision => match notice {
+            Ok(notice) => Some(notice),
+            Err(_) => {
+                close(connection, ErrorCode::REPLACED, "a newer connection of this node is waiting instead");
+                None
+            }
+        },
+        frame = control.recv.next::<NodeMessage>() => {
+            match frame {
+                Ok(None) => {}
+                Ok(Some(_)) => close(connection, ErrorCode::UNEXPECTED_MESSAGE, "nothing may be sent while pending"),
+                Err(e) => protocol_error(connection, &e),
+            }
+            None
+        }
+        _ = shared.shutdown.cancelled() => {
+            close(connection, ErrorCode::SHUTTING_DOWN, "core is shutting down");
+            None
+        }
+    }
+}
+
+/// Sends the agent secret wrapped with RSA-OAEP to the node's key.
+async fn send_secret(
+    connection: &Connection,
+    control: &mut Control,
+    node_id: NodeId,
+    public_key: &NodePublicKey,
+    secret: [u8; 32],
+) -> bool {
+    let encrypted = match public_key.encrypt(&secret) {
+        Ok(encrypted) => encrypted,
+        Err(e) => {
+            warn!(error = %e, "cannot encrypt the agent secret");
+            refuse(
+                connection,
+                control,
+                (
+                    ErrorCode::INTERNAL,
+                    "cannot encrypt the agent secret".into(),
+                ),
+            )
+            .await;
+            return false;
+        }
+    };
+    let approved = CoreMessage::EnrollApproved {
+        node_id,
+        encrypted_secret: ByteBuf(encrypted),
+    };
+    control.send.send(&approved).await.is_ok()
+}
+
+async fn reject(
+    connection: &Connection,
+    control: &mut Control,
+    application_id: tether_wire::ApplicationId,
+    reason: String,
+) {
+    info!(application = %application_id, %reason, "telling the node it was rejected");
+    let text = if reason.is_empty() {
+        "the application was rejected".to_string()
+    } else {
+        format!("the application was rejected: {reason}")
+    };
+    goodbye(
+        connection,
+        control,
+        CoreMessage::EnrollRejected {
+            application_id,
+            reason,
+        },
+        ErrorCode::APPLICATION_REJECTED,
+        &text,
+    )
+    .await;
+}
+
+async fn authenticate_and_run(
+    shared: Arc<Shared>,
+    connection: Connection,
+    mut control: Control,
+    auth: AuthRequest,
+) {
+    let node_id = auth.node_id;
+    let span = info_span!("node", node_id = %node_id);
+    async move {
+        let Some((session, commands)) =
+            authenticate(&shared, &connection, &mut control, auth).await
+        else {
+            return;
+        };
+        let reason = run_session(&shared, &connection, &mut control, &session, commands).await;
+        end_session(&shared, &session, reason).await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// Verifies the proof and clock, registers the session (replacing an older one) and records the
+/// node online. `None` if refused.
+async fn authenticate(
+    shared: &Arc<Shared>,
+    connection: &Connection,
+    control: &mut Control,
+    auth: AuthRequest,
+) -> Option<(Arc<Session>, mpsc::Receiver<SessionCommand>)> {
+    let node_id = auth.node_id;
+    if let Err(message) = tether_wire::control::check_version(&auth.agent_version) {
+        refuse(connection, control, (ErrorCode::INVALID_REQUEST, message)).await;
+        return None;
+    }
+    let node = match shared.store.node(node_id) {
+        Ok(Some(detail)) => detail,
+        Ok(None) => {
+            let message = format!("core does not know node {node_id}; it must enroll");
+            refuse(connection, control, (ErrorCode::UNKNOWN_NODE, message)).await;
+            return None;
+        }
+        Err(e) => {
+            warn!(error = %e, "reading the node failed");
+            refuse(
+                connection,
+                control,
+                (
+                    ErrorCode::INTERNAL,
+                    "core could not read its database".into(),
+                ),
+            )
+            .await;
+            return None;
+        }
+    };
+    let secret = match shared.store.secret(node_id) {
+        Ok(Some(secret)) if !node.record.deleted => secret,
+        Ok(_) => {
+            let message = format!("node {node_id} was deleted by an admin");
+            refuse(connection, control, (ErrorCode::NODE_REMOVED, message)).await;
+            return None;
+        }
+        Err(e) => {
+            warn!(error = %e, "reading the secret failed");
+            refuse(
+                connection,
+                control,
+                (
+                    ErrorCode::INTERNAL,
+                    "core could not read its database".into(),
+                ),
+            )
+            .await;
+            return None;
+        }
+    };
+    let mut exporter = [0u8; AUTH_EXPORTER_LEN];
+    if connection
+        .export_keying_material(&mut exporter, AUTH_EXPORTER_LABEL, b"")
+        .is_err()
+    {
+        refuse(
+            connection,
+            control,
+            (ErrorCode::INTERNAL, "TLS exporter unavailable".into()),
+        )
+        .await;
+        return None;
+    }
+    let input = auth_proof_input(node_id, auth.timestamp, &exporter);
+    if !tether_certs::proof::verify(&secret, &input, auth.proof.as_bytes()) {
+        let message = "the connection proof does not verify with the node's secret".to_string();
+        refuse(connection, control, (ErrorCode::BAD_PROOF, message)).await;
+        return None;
+    }
+    // The proof is authentic, so the timestamp really is the node's clock: record its skew.
+    let now_ms = shared.now_ms();
+    let skew_ms = auth.timestamp.saturating_mul(1000).saturating_sub(now_ms);
+    let max_skew_ms = i64::try_from(shared.config.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
+    if skew_ms.abs() > max_skew_ms {
+        if let Err(e) = shared.store.record_clock_skew(node_id, Some(skew_ms)).await {
+            warn!(error = %e, "recording the clock skew failed");
+        }
+        let message = format!(
+            "this node's clock is {} core's (±{} s allowed); fix its clock (NTP)",
+            describe_skew(skew_ms / 1000),
+            max_skew_ms / 1000
+        );
+        refuse(connection, control, (ErrorCode::CLOCK_SKEW, message)).await;
+        return None;
+    }
+
+    let (commands, command_queue) = mpsc::channel(4);
+    let session = Arc::new(Session {
+        node_id,
+        generation: shared.presence.next_generation(),
+        connection: connection.clone(),
+        commands,
+        live: Mutex::new(Live {
+            heartbeat_ok: true,
+            last_heartbeat_ms: Some(now_ms),
+            ..Default::default()
+        }),
+    });
+    if let Some(old) = shared.presence.register(session.clone()) {
+        info!(old_remote = %old.connection.remote_address(), "a newer connection replaces the older one");
+        close(
+            &old.connection,
+            ErrorCode::REPLACED,
+            "a newer connection of this node replaced this one",
+        );
+    }
+    let change = ConnectivityChange {
+        node_id,
+        status: NodeStatus::Online,
+        reason: "connected".into(),
+        at_ms: now_ms,
+        public_addr: Some(connection.remote_address().to_string()),
+        agent_version: Some(auth.agent_version.clone()),
+        last_seen_ms: Some(now_ms),
+        clock_skew_ms: Some((skew_ms.abs() > 1000).then_some(skew_ms)),
+    };
+    if let Err(e) = shared.store.record_connectivity(change).await {
+        warn!(error = %e, "recording the connection failed");
+    }
+    let params = SessionParams {
+        node_id,
+        heartbeat_interval_ms: u32::try_from(shared.config.heartbeat_interval.as_millis())
+            .unwrap_or(u32::MAX),
+        core_time_ms: now_ms,
+        max_clock_skew_secs: u32::try_from(shared.config.max_clock_skew.as_secs())
+            .unwrap_or(u32::MAX),
+        static_facts_digest: node.facts.as_ref().map(|f| f.digest()),
+    };
+    if control
+        .send
+        .send(&CoreMessage::AuthOk(params))
+        .await
+        .is_err()
+    {
+        shared.presence.unregister(node_id, session.generation);
+        return None;
+    }
+    info!(remote = %connection.remote_address(), version = %auth.agent_version, "node online");
+    Some((session, command_queue))
+}
+
+/// How a session ended, for the status log.
+struct Ended {
+    reason: String,
+    /// Deleted nodes are not recorded offline: their record says deleted.
+    deleted: bool,
+}
+
+/// The authenticated session: heartbeats, facts, silence detection, admin commands.
+async fn run_session(
+    shared: &Arc<Shared>,
+    connection: &Connection,
+    control: &mut Control,
+    session: &Arc<Session>,
+    mut commands: mpsc::Receiver<SessionCommand>,
+) -> Ended {
+    let offline_after = shared.config.offline_after;
+    let max_skew_ms = i64::try_from(shared.config.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
+    let mut silent_since = Instant::now() + offline_after;
+    let mut skew_recorded: Option<i64> = None;
+    let ended = |reason: String| Ended {
+        reason,
+        deleted: false,
+    };
+    loop {
+        let heartbeat_ok = session.live.lock().expect("not poisoned").heartbeat_ok;
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => {
+                close(connection, ErrorCode::SHUTTING_DOWN, "core is shutting down");
+                return ended("core shut down".into());
+            }
+            Some(command) = commands.recv() => match command {
+                SessionCommand::Remove { reason } => {
+                    info!(%reason, "telling the node it was deleted");
+                    let text = format!("this node was deleted: {reason}");
+                    goodbye(connection, control, CoreMessage::Removed { reason }, ErrorCode::NODE_REMOVED, &text).await;
+                    return Ended { reason: "deleted".into(), deleted: true };
+                }
+            },
+            datagram = connection.read_datagram() => {
+                let bytes = match datagram {
+                    Ok(bytes) => bytes,
+                    Err(e) => return ended(describe_close(&e)),
+                };
+                let now_ms = shared.now_ms();
+                match ingest_datagram(&session.live, &bytes, now_ms, max_skew_ms) {
+                    Ingested::Accepted { resumed } => {
+                        silent_since = Instant::now() + offline_after;
+                        if resumed {
+                            info!("heartbeats resumed; online");
+                            record(shared, session.node_id, NodeStatus::Online, "heartbeats resumed".into(), now_ms).await;
+                        }
+                        if skew_recorded.take().is_some()
+                            && let Err(e) = shared.store.record_clock_skew(session.node_id, None).await
+                        {
+                            warn!(error = %e, "clearing the clock skew failed");
+                        }
+                    }
+                    Ingested::Ignored => {}
+                    Ingested::Malformed(e) => {
+                        shared.presence.malformed_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        debug!(error = %e, len = bytes.len(), "dropped a malformed datagram");
+                    }
+                    Ingested::Skewed { skew_ms } => {
+                        warn!(skew_ms, "refused a heartbeat: the node's clock is {} core's", describe_skew(skew_ms / 1000));
+                        // Record once per episode, not once per heartbeat.
+                        if skew_recorded.is_none() {
+                            skew_recorded = Some(skew_ms);
+                            if let Err(e) = shared.store.record_clock_skew(session.node_id, Some(skew_ms)).await {
+                                warn!(error = %e, "recording the clock skew failed");
+                            }
+                        }
+                    }
+                }
+            }
+            frame = control.recv.next::<NodeMessage>() => match frame {
+                Ok(Some(NodeMessage::StaticFacts(facts))) => {
+                    debug!("static facts received");
+                    if let Err(e) = shared.store.set_static_facts(session.node_id, facts, shared.now_ms()).await {
+                        warn!(error = %e, "storing static facts failed");
+                    }
+                    session.live.lock().expect("not poisoned").facts_received += 1;
+                }
+                Ok(Some(_)) => {
+                    close(connection, ErrorCode::UNEXPECTED_MESSAGE, "unexpected message during the session");
+                    return ended("protocol error: unexpected message".into());
+                }
+                Ok(None) => {
+                    close(connection, ErrorCode::OK, "control stream finished");
+                    return ended("the node finished its control stream".into());
+                }
+                Err(e) => {
+                    if e.protocol_code().is_some() {
+                        protocol_error(connection, &e);
+                        return ended(format!("protocol error: {e}"));
+                    }
+                    return ended(match connection.close_reason() {
+                        Some(reason) => describe_close(&reason),
+                        None => e.to_string(),
+                    });
+                }
+            },
+            _ = tokio::time::sleep_until(silent_since), if heartbeat_ok => {
+                session.live.lock().expect("not poisoned").heartbeat_ok = false;
+                let reason = format!("no heartbeat for {}", humantime::format_duration(offline_after));
+                warn!("{reason}; offline");
+                record(shared, session.node_id, NodeStatus::Offline, reason, shared.now_ms()).await;
+            }
+        }
+    }
+}
+
+async fn record(shared: &Shared, node_id: NodeId, status: NodeStatus, reason: String, at_ms: i64) {
+    let change = ConnectivityChange {
+        node_id,
+        status,
+        reason,
+        at_ms,
+        public_addr: None,
+        agent_version: None,
+        last_seen_ms: None,
+        clock_skew_ms: None,
+    };
+    if let Err(e) = shared.store.record_connectivity(change).await {
+        warn!(error = %e, "recording a status change failed");
+    }
+}
+
+/// After the session: unless a newer connection took over, the node is offline now.
+async fn end_session(shared: &Shared, session: &Session, ended: Ended) {
+    let still_current = shared
+        .presence
+        .unregister(session.node_id, session.generation);
+    if !still_current {
+        debug!(reason = %ended.reason, "replaced connection ended");
+        return;
+    }
+    info!(reason = %ended.reason, "node offline");
+    if ended.deleted {
+        return;
+    }
+    let last_seen_ms = session.live.lock().expect("not poisoned").last_heartbeat_ms;
+    let change = ConnectivityChange {
+        node_id: session.node_id,
+        status: NodeStatus::Offline,
+        reason: ended.reason,
+        at_ms: shared.now_ms(),
+        public_addr: None,
+        agent_version: None,
+        last_seen_ms,
+        clock_skew_ms: None,
+    };
+    if let Err(e) = shared.store.record_connectivity(change).await {
+        warn!(error = %e, "recording the disconnection failed");
+    }
+}
+
+/// A human reason for a connection's end.
+fn describe_close(error: &ConnectionError) -> String {
+    match error {
+        ConnectionError::ApplicationClosed(close) => {
+            let code = ErrorCode::from_close_code(close.error_code.into_inner());
+            let reason = String::from_utf8_lossy(&close.reason);
+            if reason.is_empty() {
+                format!("connection closed ({code})")
+            } else {
+                format!("connection closed ({code}): {reason}")
+            }
+        }
+        ConnectionError::TimedOut => "connection timed out".into(),
+        ConnectionError::LocallyClosed => "connection closed by core".into(),
+        other => format!("connection lost: {other}"),
+    }
+}
+
+fn new_secret() -> [u8; 32] {
+    let mut secret = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
+    secret
+}

@@ -1,0 +1,318 @@
+//! Who is connected right now, and what their latest heartbeat said. In memory only: after a
+//! restart every node is offline until it reconnects.
+//!
+//! The global map is locked only when a session starts, ends or is listed; a heartbeat touches only
+//! its own session's small mutex, so heartbeats from different nodes never contend.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tether_wire::NodeId;
+use tether_wire::heartbeat::{Datagram, DatagramError, Metrics, decode_datagram};
+use tokio::sync::{mpsc, oneshot};
+
+/// Commands another task can give a node's session.
+#[derive(Debug)]
+pub(crate) enum SessionCommand {
+    /// The node was deleted: tell it, then close.
+    Remove {
+        /// For the node's log.
+        reason: String,
+    },
+}
+
+/// One authenticated node connection.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub node_id: NodeId,
+    /// Distinguishes this session from older or newer ones of the same node.
+    pub generation: u64,
+    pub connection: quinn::Connection,
+    pub commands: mpsc::Sender<SessionCommand>,
+    pub live: Mutex<Live>,
+}
+
+/// What the latest heartbeats said.
+#[derive(Debug, Default, Clone)]
+pub struct Live {
+    /// Latest metrics.
+    pub metrics: Option<Metrics>,
+    /// When they arrived (core's clock), unix ms.
+    pub metrics_at_ms: Option<i64>,
+    /// Last accepted heartbeat (core's clock), unix ms.
+    pub last_heartbeat_ms: Option<i64>,
+    /// False once `offline_after` passed without a heartbeat.
+    pub heartbeat_ok: bool,
+    /// Heartbeats accepted on this connection.
+    pub heartbeats: u64,
+    /// Static facts messages received on this connection.
+    pub facts_received: u64,
+    /// Datagrams that did not decode on this connection.
+    pub malformed: u64,
+    /// Heartbeats refused for clock skew on this connection.
+    pub skewed: u64,
+    /// Node clock minus core clock at the last heartbeat, when beyond a second.
+    pub clock_skew_ms: Option<i64>,
+}
+
+/// What became of one datagram.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ingested {
+    /// A heartbeat was accepted; `resumed` if the node had been marked offline for silence.
+    Accepted {
+        /// The node had gone silent before this one.
+        resumed: bool,
+    },
+    /// A valid datagram of a kind core does not act on.
+    Ignored,
+    /// Not a valid datagram: dropped and counted.
+    Malformed(DatagramError),
+    /// A heartbeat whose timestamp is too far from core's clock: refused and counted.
+    Skewed {
+        /// Node clock minus core clock.
+        skew_ms: i64,
+    },
+}
+
+/// Skew below this is network delay, not a wrong clock.
+const NOTABLE_SKEW_MS: i64 = 1000;
+
+/// Decodes one datagram and updates `live`: the whole of core's per-heartbeat work.
+pub fn ingest_datagram(
+    live: &Mutex<Live>,
+    bytes: &[u8],
+    now_ms: i64,
+    max_skew_ms: i64,
+) -> Ingested {
+    let heartbeat = match decode_datagram(bytes) {
+        Ok(Datagram::Heartbeat(heartbeat)) => heartbeat,
+        Ok(_) => {
+            // A datagram kind this version does not use: not an error of the node's, just ignored.
+            return Ingested::Ignored;
+        }
+        Err(e) => {
+            live.lock().expect("not poisoned").malformed += 1;
+            return Ingested::Malformed(e);
+        }
+    };
+    let skew_ms = heartbeat.timestamp_ms.saturating_sub(now_ms);
+    let mut live = live.lock().expect("not poisoned");
+    live.clock_skew_ms = (skew_ms.abs() > NOTABLE_SKEW_MS).then_some(skew_ms);
+    if skew_ms.abs() > max_skew_ms {
+        live.skewed += 1;
+        return Ingested::Skewed { skew_ms };
+    }
+    let resumed = !live.heartbeat_ok;
+    live.heartbeat_ok = true;
+    live.heartbeats += 1;
+    live.last_heartbeat_ms = Some(now_ms);
+    live.metrics = Some(heartbeat.metrics);
+    live.metrics_at_ms = Some(now_ms);
+    Ingested::Accepted { resumed }
+}
+
+/// What an admin decided about a node waiting for enrollment.
+#[derive(Debug)]
+pub(crate) enum Notice {
+    Approved { secret: [u8; 32] },
+    Rejected { reason: String },
+}
+
+/// The registry.
+#[derive(Debug, Default)]
+pub(crate) struct Presence {
+    sessions: Mutex<HashMap<NodeId, Arc<Session>>>,
+    waiting: Mutex<HashMap<NodeId, (u64, oneshot::Sender<Notice>)>>,
+    next_generation: AtomicU64,
+    /// Malformed datagrams from all nodes since start.
+    pub malformed_total: AtomicU64,
+}
+
+impl Presence {
+    pub fn next_generation(&self) -> u64 {
+        self.next_generation.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Makes `session` the node's current one; returns the one it replaces.
+    pub fn register(&self, session: Arc<Session>) -> Option<Arc<Session>> {
+        self.sessions
+            .lock()
+            .expect("not poisoned")
+            .insert(session.node_id, session)
+    }
+
+    /// Removes the node's session if it is still `generation`; true if it was.
+    pub fn unregister(&self, node_id: NodeId, generation: u64) -> bool {
+        let mut sessions = self.sessions.lock().expect("not poisoned");
+        match sessions.get(&node_id) {
+            Some(current) if current.generation == generation => {
+                sessions.remove(&node_id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn get(&self, node_id: NodeId) -> Option<Arc<Session>> {
+        self.sessions
+            .lock()
+            .expect("not poisoned")
+            .get(&node_id)
+            .cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        self.sessions
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn connected(&self) -> usize {
+        self.sessions.lock().expect("not poisoned").len()
+    }
+
+    /// Registers a connection waiting for a decision on its application. A newer waiter of the
+    /// same node replaces the older one (whose receiver then fails).
+    pub fn wait_for_decision(&self, node_id: NodeId) -> (u64, oneshot::Receiver<Notice>) {
+        let generation = self.next_generation();
+        let (tx, rx) = oneshot::channel();
+        self.waiting
+            .lock()
+            .expect("not poisoned")
+            .insert(node_id, (generation, tx));
+        (generation, rx)
+    }
+
+    pub fn stop_waiting(&self, node_id: NodeId, generation: u64) {
+        let mut waiting = self.waiting.lock().expect("not poisoned");
+        if waiting.get(&node_id).is_some_and(|(g, _)| *g == generation) {
+            waiting.remove(&node_id);
+        }
+    }
+
+    /// Pushes a decision to the waiting connection, if there is one.
+    pub fn notify(&self, node_id: NodeId, notice: Notice) -> bool {
+        let waiter = self.waiting.lock().expect("not poisoned").remove(&node_id);
+        waiter.is_some_and(|(_, tx)| tx.send(notice).is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tether_wire::heartbeat::{Heartbeat, encode_datagram};
+
+    fn datagram(timestamp_ms: i64, cpu: f32) -> Vec<u8> {
+        let mut hb = Heartbeat {
+            seq: 1,
+            timestamp_ms,
+            ..Default::default()
+        };
+        hb.metrics.cpu_percent = cpu;
+        encode_datagram(&Datagram::Heartbeat(hb))
+    }
+
+    #[test]
+    fn heartbeats_update_live_state() {
+        let live = Mutex::new(Live {
+            heartbeat_ok: true,
+            ..Default::default()
+        });
+        assert_eq!(
+            ingest_datagram(&live, &datagram(10_000, 12.5), 10_050, 120_000),
+            Ingested::Accepted { resumed: false }
+        );
+        let state = live.lock().unwrap().clone();
+        assert_eq!(state.metrics.unwrap().cpu_percent, 12.5);
+        assert_eq!(state.last_heartbeat_ms, Some(10_050));
+        assert_eq!(state.clock_skew_ms, None, "50 ms is network delay");
+    }
+
+    #[test]
+    fn malformed_datagrams_are_counted_and_change_nothing() {
+        let live = Mutex::new(Live {
+            heartbeat_ok: true,
+            ..Default::default()
+        });
+        assert!(matches!(
+            ingest_datagram(&live, &[0xff, 1, 2], 0, 1000),
+            Ingested::Malformed(_)
+        ));
+        assert!(matches!(
+            ingest_datagram(&live, &[], 0, 1000),
+            Ingested::Malformed(_)
+        ));
+        let state = live.lock().unwrap().clone();
+        assert_eq!(state.malformed, 2);
+        assert!(state.metrics.is_none());
+    }
+
+    #[test]
+    fn skewed_heartbeats_are_refused_and_shown() {
+        let live = Mutex::new(Live {
+            heartbeat_ok: true,
+            ..Default::default()
+        });
+        let now = 1_000_000;
+        assert_eq!(
+            ingest_datagram(&live, &datagram(now + 300_000, 1.0), now, 120_000),
+            Ingested::Skewed { skew_ms: 300_000 }
+        );
+        let state = live.lock().unwrap().clone();
+        assert_eq!(state.skewed, 1);
+        assert_eq!(state.clock_skew_ms, Some(300_000));
+        assert!(state.metrics.is_none(), "refused heartbeat not used");
+        // Within the window, but notable: accepted and shown.
+        assert_eq!(
+            ingest_datagram(&live, &datagram(now - 5_000, 1.0), now, 120_000),
+            Ingested::Accepted { resumed: false }
+        );
+        assert_eq!(live.lock().unwrap().clock_skew_ms, Some(-5_000));
+    }
+
+    #[test]
+    fn a_heartbeat_after_silence_resumes() {
+        let live = Mutex::new(Live {
+            heartbeat_ok: false,
+            ..Default::default()
+        });
+        assert_eq!(
+            ingest_datagram(&live, &datagram(0, 1.0), 0, 1000),
+            Ingested::Accepted { resumed: true }
+        );
+        assert_eq!(
+            ingest_datagram(&live, &datagram(0, 1.0), 0, 1000),
+            Ingested::Accepted { resumed: false }
+        );
+    }
+
+    #[test]
+    fn decisions_reach_only_the_newest_waiter() {
+        let presence = Presence::default();
+        let node = NodeId::random();
+        let (old_gen, mut old) = presence.wait_for_decision(node);
+        let (_, new) = presence.wait_for_decision(node);
+        presence.stop_waiting(node, old_gen); // must not remove the newer waiter
+        assert!(presence.notify(
+            node,
+            Notice::Rejected {
+                reason: "no".into()
+            }
+        ));
+        assert!(old.try_recv().is_err());
+        assert!(matches!(
+            new.blocking_recv().unwrap(),
+            Notice::Rejected { .. }
+        ));
+        assert!(!presence.notify(
+            node,
+            Notice::Rejected {
+                reason: "again".into()
+            }
+        ));
+    }
+}

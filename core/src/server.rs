@@ -1,0 +1,310 @@
+//! Core's QUIC endpoint: one UDP socket, two ALPNs (nodes and admins), the accept loop and the
+//! background chores (last-seen flushes, nonce expiry, status-log pruning).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicServerConfig;
+use quinn::{Endpoint, EndpointConfig, IdleTimeout, TransportConfig, VarInt};
+use tether_store::Store;
+use tether_wire::{ADMIN_ALPN, ErrorCode, NODE_ALPN};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{ConfigError, CoreConfig};
+use crate::data_dir::{DataDir, DataDirError};
+use crate::presence::Presence;
+use crate::{admin_api, node_conn};
+
+/// Why core could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data directory is unusable.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] tether_store::StoreError),
+    /// TLS setup failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The UDP socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// State every connection task shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: CoreConfig,
+    pub store: Store,
+    pub data_dir: DataDir,
+    pub presence: Presence,
+    pub clock: Arc<dyn Clock>,
+    pub shutdown: CancellationToken,
+}
+
+impl Shared {
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+/// A running core.
+#[derive(Debug)]
+pub struct Core {
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// QUIC transport settings for core. Windows are limits, not allocations; they are kept modest
+/// because one core holds very many connections. Keep-alives are the nodes' job.
+fn transport_config(config: &CoreConfig) -> Result<TransportConfig, StartError> {
+    let mut transport = TransportConfig::default();
+    transport.max_idle_timeout(Some(
+        IdleTimeout::try_from(config.idle_timeout).map_err(|e| StartError::Tls(e.to_string()))?,
+    ));
+    transport.keep_alive_interval(None);
+    transport.max_concurrent_bidi_streams(VarInt::from_u32(64));
+    transport.max_concurrent_uni_streams(VarInt::from_u32(0));
+    transport.stream_receive_window(VarInt::from_u32(256 * 1024));
+    transport.receive_window(VarInt::from_u32(2 * 1024 * 1024));
+    transport.send_window(2 * 1024 * 1024);
+    transport.datagram_receive_buffer_size(Some(64 * 1024));
+    transport.datagram_send_buffer_size(16 * 1024);
+    Ok(transport)
+}
+
+/// Endpoint settings that survive restarts. After a crash the new process must (1) accept the
+/// connection ids the old one issued as its own, and (2) answer them with stateless resets the
+/// nodes recognise; then every node learns at its next packet that its connection is gone and
+/// reconnects, instead of waiting out its idle timeout. Both keys derive from one persistent key.
+fn endpoint_config(reset_key: &[u8; 32]) -> EndpointConfig {
+    let hmac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset_key);
+    let tag = ring::hmac::sign(&hmac, b"tether connection id generator");
+    let cid_key = u64::from_le_bytes(tag.as_ref()[..8].try_into().expect("8 bytes"));
+    let mut config = EndpointConfig::new(Arc::new(hmac));
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    config
+}
+
+impl Core {
+    /// Starts core with the system clock.
+    pub async fn start(config: CoreConfig) -> Result<Core, StartError> {
+        Self::start_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Starts core with a given wall clock (tests skew it).
+    pub async fn start_with_clock(
+        config: CoreConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Core, StartError> {
+        config.validate()?;
+        let data_dir = DataDir::new(&config.data_dir);
+        let advertised = config.advertised_addr();
+        let (ca, first_start) = data_dir.open_or_init(&advertised)?;
+        if first_start {
+            info!(data_dir = %data_dir.root().display(), ca = %ca.fingerprint(), "initialised a new data directory");
+        }
+        let store = Store::open(&data_dir.database_path())?;
+        let went_offline = store
+            .mark_all_offline(clock.now_ms(), "core restarted".into())
+            .await?;
+        if went_offline > 0 {
+            info!(
+                nodes = went_offline,
+                "nodes recorded online by the previous run are offline until they reconnect"
+            );
+        }
+
+        let server_cert = ca
+            .issue_server(&[])
+            .map_err(|e| StartError::Tls(e.to_string()))?;
+        let tls = tether_certs::tls::server_config(ca.cert_der(), server_cert)
+            .map_err(|e| StartError::Tls(e.to_string()))?;
+        let quic_tls = QuicServerConfig::try_from(Arc::new(tls))
+            .map_err(|e| StartError::Tls(e.to_string()))?;
+        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_tls));
+        server_config.transport_config(Arc::new(transport_config(&config)?));
+        server_config.migration(true);
+        let endpoint_config = endpoint_config(&data_dir.reset_key()?);
+        let bind_error = |source| StartError::Bind {
+            addr: config.listen,
+            source,
+        };
+        let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_error)?;
+        let endpoint = Endpoint::new(
+            endpoint_config,
+            Some(server_config),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(bind_error)?;
+        let local_addr = endpoint.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        info!(%local_addr, advertised = %advertised, "core listening");
+
+        let shared = Arc::new(Shared {
+            config,
+            store,
+            data_dir,
+            presence: Presence::default(),
+            clock,
+            shutdown: CancellationToken::new(),
+        });
+        let tasks = vec![
+            tokio::spawn(accept_loop(shared.clone(), endpoint.clone())),
+            tokio::spawn(chores(shared.clone())),
+        ];
+        Ok(Core {
+            shared,
+            endpoint,
+            tasks,
+        })
+    }
+
+    /// The UDP address core is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint.local_addr().expect("bound endpoint")
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.shared.data_dir
+    }
+
+    /// Nodes connected and authenticated right now.
+    pub fn connected_nodes(&self) -> usize {
+        self.shared.presence.connected()
+    }
+
+    /// Stops accepting, tells every connection core is going away, flushes last-seen times and
+    /// closes the database.
+    pub async fn shutdown(self) {
+        let Core {
+            shared,
+            endpoint,
+            tasks,
+        } = self;
+        shared.shutdown.cancel();
+        endpoint.close(
+            VarInt::from_u32(ErrorCode::SHUTTING_DOWN.close_code()),
+            b"core is shutting down",
+        );
+        for task in tasks {
+            let _ = task.await;
+        }
+        // Connection tasks record their nodes offline as they end; give them a moment.
+        let _ = tokio::time::timeout(Duration::from_secs(5), endpoint.wait_idle()).await;
+        for _ in 0..50 {
+            if shared.presence.connected() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        flush_last_seen(&shared).await;
+        info!("core stopped");
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint) {
+    loop {
+        let incoming = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            incoming = endpoint.accept() => incoming,
+        };
+        let Some(incoming) = incoming else { return };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let connection = match incoming.await {
+                Ok(connection) => connection,
+                Err(e) => {
+                    debug!(%remote, error = %e, "handshake failed");
+                    return;
+                }
+            };
+            let alpn = connection
+                .handshake_data()
+                .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+                .and_then(|data| data.protocol);
+            match alpn.as_deref() {
+                Some(NODE_ALPN) => {
+                    node_conn::serve(shared, connection)
+                        .instrument(info_span!("node_conn", %remote))
+                        .await
+                }
+                Some(ADMIN_ALPN) => {
+                    admin_api::serve(shared, connection)
+                        .instrument(info_span!("admin_conn", %remote))
+                        .await
+                }
+                _ => {
+                    warn!(%remote, "connection without a known ALPN");
+                    connection.close(
+                        VarInt::from_u32(ErrorCode::UNSUPPORTED.close_code()),
+                        b"unsupported protocol",
+                    );
+                }
+            }
+        });
+    }
+}
+
+async fn flush_last_seen(shared: &Shared) {
+    let seen: Vec<_> = shared
+        .presence
+        .all()
+        .iter()
+        .filter_map(|s| {
+            let live = s.live.lock().expect("not poisoned");
+            live.last_heartbeat_ms.map(|at| (s.node_id, at))
+        })
+        .collect();
+    if let Err(e) = shared.store.flush_last_seen(seen).await {
+        warn!(error = %e, "could not record last-seen times");
+    }
+}
+
+/// Periodic work: last-seen flushes, nonce expiry, status-log pruning.
+async fn chores(shared: Arc<Shared>) {
+    let mut flush = tokio::time::interval(shared.config.last_seen_flush);
+    let mut sweep = tokio::time::interval(Duration::from_secs(60));
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            _ = flush.tick() => flush_last_seen(&shared).await,
+            _ = sweep.tick() => {
+                let now_secs = u64::try_from(shared.clock.now_secs()).unwrap_or(0);
+                match shared.store.expire_nonces(now_secs).await {
+                    Ok(0) => {}
+                    Ok(n) => debug!(nonces = n, "expired enrollment nonces"),
+                    Err(e) => warn!(error = %e, "nonce expiry failed"),
+                }
+                let retention = i64::try_from(shared.config.status_log_retention.as_millis()).unwrap_or(i64::MAX);
+                if let Err(e) = shared.store.prune_status_log(shared.now_ms().saturating_sub(retention)).await {
+                    warn!(error = %e, "status log pruning failed");
+                }
+            }
+        }
+    }
+}

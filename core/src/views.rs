@@ -1,0 +1,76 @@
+//! Turning stored records and live state into what admins see.
+
+use tether_store::{ApplicationRecord, NodeDetail};
+use tether_wire::admin::{ApplicationView, NodeStatus, NodeView};
+
+use crate::presence::Session;
+
+/// A node's status: maintenance wins; otherwise online while connected and heartbeating.
+pub(crate) fn status(maintenance: bool, session: Option<&Session>) -> NodeStatus {
+    if maintenance {
+        return NodeStatus::Maintenance;
+    }
+    match session {
+        Some(session) if session.live.lock().expect("not poisoned").heartbeat_ok => {
+            NodeStatus::Online
+        }
+        _ => NodeStatus::Offline,
+    }
+}
+
+pub(crate) fn node_view(detail: NodeDetail, session: Option<&Session>) -> NodeView {
+    let NodeDetail {
+        record,
+        facts,
+        last_seen_ms,
+    } = detail;
+    let status = status(record.maintenance, session);
+    let live = session.map(|s| s.live.lock().expect("not poisoned").clone());
+    let last_seen_ms = live
+        .as_ref()
+        .and_then(|l| l.last_heartbeat_ms)
+        .or(last_seen_ms);
+    let clock_skew_ms = live
+        .as_ref()
+        .and_then(|l| l.clock_skew_ms)
+        .or(record.clock_skew_ms);
+    NodeView {
+        id: record.id,
+        hostname: record.hostname,
+        status,
+        connected: session.is_some(),
+        maintenance: record.maintenance,
+        deleted: record.deleted,
+        last_seen_ms,
+        labels: record.labels,
+        created_at_ms: record.created_at_ms,
+        updated_at_ms: record.updated_at_ms,
+        public_addr: session
+            .map(|s| s.connection.remote_address().to_string())
+            .or(record.public_addr),
+        clock_skew_ms,
+        agent_version: record.agent_version,
+        static_facts: facts,
+        metrics: live.as_ref().and_then(|l| l.metrics.clone()),
+        metrics_at_ms: live.as_ref().and_then(|l| l.metrics_at_ms),
+        heartbeats_received: live.as_ref().map_or(0, |l| l.heartbeats),
+        static_facts_received: live.as_ref().map_or(0, |l| l.facts_received),
+        malformed_datagrams: live.as_ref().map_or(0, |l| l.malformed),
+        skewed_heartbeats: live.as_ref().map_or(0, |l| l.skewed),
+    }
+}
+
+pub(crate) fn application_view(app: ApplicationRecord) -> ApplicationView {
+    ApplicationView {
+        id: app.id,
+        node_id: app.node_id,
+        hostname: app.hostname,
+        status: app.status,
+        created_at_ms: app.created_at_ms,
+        decided_at_ms: app.decided_at_ms,
+        decided_by: app.decided_by,
+        reason: app.reason,
+        key_fingerprint: app.key_fingerprint,
+        remote_addr: app.remote_addr,
+    }
+}

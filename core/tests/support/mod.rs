@@ -1,0 +1,567 @@
+//! Shared helpers for the end-to-end tests: real QUIC on 127.0.0.1, real redb files in temp dirs,
+//! real `tether-core`, `tether-node` and `tether` processes where a test needs them.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicClientConfig;
+use quinn::{Connection, Endpoint};
+use tether_certs::identity::AdminIdentity;
+use tether_certs::node_key::NodeKey;
+use tether_core::Core;
+use tether_core::client::AdminClient;
+use tether_core::config::CoreConfig;
+use tether_wire::admin::{AdminRequest, AdminResponse, ApplicationView, NodeView};
+use tether_wire::bytes::{ByteBuf, FixedBytes};
+use tether_wire::control::{
+    AuthRequest, CoreMessage, EnrollRequest, NodeMessage, auth_proof_input,
+};
+use tether_wire::limits::MAX_CONTROL_FRAME_LEN;
+use tether_wire::stream::{FramedRecv, FramedSend};
+use tether_wire::token::{Fingerprint, JoinToken};
+use tether_wire::{AUTH_EXPORTER_LABEL, ErrorCode, NodeId, TLS_SERVER_NAME};
+
+/// Generous bound for things that should happen within a second or two.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("TETHER_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
+}
+
+/// Polls `check` until it returns `Some`, or panics after `PATIENCE` with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Settings that make tests quick: 1 s heartbeats, 3 s to offline.
+pub fn test_config(data_dir: &Path) -> CoreConfig {
+    let mut config = CoreConfig::with_data_dir(data_dir.to_path_buf());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.heartbeat_interval = Duration::from_secs(1);
+    config.offline_after = Duration::from_secs(3);
+    config.hello_timeout = Duration::from_secs(2);
+    config.last_seen_flush = Duration::from_secs(1);
+    config
+}
+
+/// A core running in this process.
+pub struct TestCore {
+    pub core: Option<Core>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestCore {
+    pub async fn start(tweak: impl FnOnce(&mut CoreConfig)) -> Self {
+        init_tracing();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(&dir.path().join("core"));
+        tweak(&mut config);
+        let core = Core::start(config).await.expect("core starts");
+        let addr = core.local_addr();
+        Self {
+            core: Some(core),
+            addr,
+            dir,
+        }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("core")
+    }
+
+    pub fn token(&self) -> JoinToken {
+        let mut token = self.core.as_ref().unwrap().data_dir().join_token().unwrap();
+        token.core_addr = self.addr.to_string();
+        token
+    }
+
+    pub fn identity(&self) -> AdminIdentity {
+        AdminIdentity::load(&self.data().join("admin.identity")).unwrap()
+    }
+
+    pub async fn admin(&self) -> Admin {
+        Admin(
+            AdminClient::connect(&self.identity(), Some(&self.addr.to_string()))
+                .await
+                .unwrap(),
+        )
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(core) = self.core.take() {
+            core.shutdown().await;
+        }
+    }
+}
+
+/// An admin client with typed helpers.
+pub struct Admin(pub AdminClient);
+
+impl Admin {
+    pub async fn request(
+        &self,
+        request: AdminRequest,
+    ) -> Result<Vec<AdminResponse>, tether_core::client::ClientError> {
+        self.0.request(&request).await
+    }
+
+    pub async fn nodes(&self) -> Vec<NodeView> {
+        let mut out = Vec::new();
+        for r in self
+            .request(AdminRequest::ListNodes {
+                status: None,
+                labels: vec![],
+                include_deleted: true,
+            })
+            .await
+            .unwrap()
+        {
+            if let AdminResponse::Nodes(chunk) = r {
+                out.extend(chunk);
+            }
+        }
+        out
+    }
+
+    pub async fn node(&self, id: NodeId) -> Option<NodeView> {
+        self.nodes().await.into_iter().find(|n| n.id == id)
+    }
+
+    pub async fn applications(&self) -> Vec<ApplicationView> {
+        let mut out = Vec::new();
+        for r in self
+            .request(AdminRequest::ListApplications { status: None })
+            .await
+            .unwrap()
+        {
+            if let AdminResponse::Applications(chunk) = r {
+                out.extend(chunk);
+            }
+        }
+        out
+    }
+
+    pub async fn approve(&self, id: &str) -> ApplicationView {
+        match self
+            .request(AdminRequest::ApproveApplication { id: id.into() })
+            .await
+            .unwrap()
+            .pop()
+        {
+            Some(AdminResponse::Application(app)) => app,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// One RSA key for all raw test nodes: generating one per test is slow, and different node ids
+/// may share a key.
+pub fn test_key() -> &'static NodeKey {
+    static KEY: OnceLock<NodeKey> = OnceLock::new();
+    KEY.get_or_init(|| NodeKey::generate().unwrap())
+}
+
+pub fn now_secs() -> i64 {
+    tether_core::clock::unix_ms(std::time::SystemTime::now()) / 1000
+}
+
+/// A node speaking the wire protocol by hand, to send what a real node never would.
+pub struct RawNode {
+    pub endpoint: Endpoint,
+    pub connection: Connection,
+    pub send: FramedSend,
+    pub recv: FramedRecv,
+}
+
+impl RawNode {
+    /// Connects and opens the control stream (nothing sent yet).
+    pub async fn connect(addr: SocketAddr, ca: Fingerprint) -> RawNode {
+        let (connection, endpoint) = Self::dial(addr, ca).await.expect("connects");
+        let (send, recv) = connection.open_bi().await.unwrap();
+        RawNode {
+            endpoint,
+            connection,
+            send: FramedSend::new(send, MAX_CONTROL_FRAME_LEN),
+            recv: FramedRecv::new(recv, MAX_CONTROL_FRAME_LEN),
+        }
+    }
+
+    pub async fn dial(
+        addr: SocketAddr,
+        ca: Fingerprint,
+    ) -> Result<(Connection, Endpoint), quinn::ConnectionError> {
+        let (tls, _) = tether_certs::tls::node_client_config(ca).unwrap();
+        let quic = QuicClientConfig::try_from(Arc::new(tls)).unwrap();
+        let mut endpoint = Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+        let connection = endpoint.connect(addr, TLS_SERVER_NAME).unwrap().await?;
+        Ok((connection, endpoint))
+    }
+
+    pub async fn send(&mut self, message: &NodeMessage) {
+        self.send.send(message).await.unwrap();
+    }
+
+    pub async fn recv(&mut self) -> Option<CoreMessage> {
+        tokio::time::timeout(PATIENCE, self.recv.next::<CoreMessage>())
+            .await
+            .expect("core answers in time")
+            .ok()
+            .flatten()
+    }
+
+    /// The code and reason core closed the connection with.
+    pub async fn closed(&self) -> (ErrorCode, String) {
+        let error = tokio::time::timeout(PATIENCE, self.connection.closed())
+            .await
+            .expect("closed in time");
+        match error {
+            quinn::ConnectionError::ApplicationClosed(close) => (
+                ErrorCode::from_close_code(close.error_code.into_inner()),
+                String::from_utf8_lossy(&close.reason).into_owned(),
+            ),
+            other => panic!("closed without an application code: {other}"),
+        }
+    }
+
+    pub fn auth(&self, node_id: NodeId, secret: &[u8; 32], timestamp: i64) -> NodeMessage {
+        let mut exporter = [0u8; 32];
+        self.connection
+            .export_keying_material(&mut exporter, AUTH_EXPORTER_LABEL, b"")
+            .unwrap();
+        let proof =
+            tether_certs::proof::compute(secret, &auth_proof_input(node_id, timestamp, &exporter));
+        NodeMessage::Auth(AuthRequest {
+            node_id,
+            timestamp,
+            proof: FixedBytes(proof),
+            agent_version: "test".into(),
+        })
+    }
+}
+
+/// A signed enrollment request.
+pub fn enroll_request(
+    node_id: NodeId,
+    token: &JoinToken,
+    timestamp: i64,
+    nonce: [u8; 64],
+) -> EnrollRequest {
+    let key = test_key();
+    let mut request = EnrollRequest {
+        nonce: FixedBytes(nonce),
+        timestamp,
+        node_id,
+        public_key_pem: key.public().to_pem(),
+        hostname: "raw-node".into(),
+        join_secret: token.secret,
+        agent_version: "test".into(),
+        signature: ByteBuf::default(),
+    };
+    request.signature = ByteBuf(key.sign(&request.signed_bytes()));
+    request
+}
+
+pub fn random_nonce() -> [u8; 64] {
+    let mut nonce = [0u8; 64];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+    nonce
+}
+
+/// Enrolls a raw node with auto-approval (or pending approval by `admin`), returning its secret.
+pub async fn enroll_raw(addr: SocketAddr, token: &JoinToken, node_id: NodeId) -> [u8; 32] {
+    let mut raw = RawNode::connect(addr, token.ca_fingerprint).await;
+    raw.send(&NodeMessage::Enroll(enroll_request(
+        node_id,
+        token,
+        now_secs(),
+        random_nonce(),
+    )))
+    .await;
+    match raw.recv().await {
+        Some(CoreMessage::EnrollApproved {
+            encrypted_secret, ..
+        }) => {
+            let secret = test_key().decrypt(&encrypted_secret.0).unwrap();
+            raw.connection.close(0u32.into(), b"");
+            secret.try_into().unwrap()
+        }
+        other => panic!("expected approval, got {other:?}"),
+    }
+}
+
+// ---- real processes ----
+
+/// Path of a workspace binary next to this test's own binaries; builds it if missing.
+pub fn binary(name: &str) -> PathBuf {
+    match name {
+        "tether-core" => return PathBuf::from(env!("CARGO_BIN_EXE_tether-core")),
+        "tether" => return PathBuf::from(env!("CARGO_BIN_EXE_tether")),
+        _ => {}
+    }
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let dir = PathBuf::from(env!("CARGO_BIN_EXE_tether-core"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = dir.join(name);
+    BUILT.get_or_init(|| {
+        // `cargo test --workspace` builds every binary; `cargo test -p tether-core` does not.
+        if path.exists() {
+            return;
+        }
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "tether-node",
+                "--bin",
+                "tether-node",
+            ])
+            .status()
+            .expect("running cargo");
+        assert!(status.success(), "building tether-node");
+    });
+    assert!(path.exists(), "{} missing", path.display());
+    path
+}
+
+/// A free UDP port on 127.0.0.1 (for processes that must come back on the same address).
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed when dropped, with the file its stderr goes to.
+pub struct Proc(pub Option<Child>, pub PathBuf);
+
+impl Proc {
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits for the process to exit; its code and stderr.
+    pub fn wait_exit(&mut self, timeout: Duration) -> (Option<i32>, String) {
+        let mut child = self.0.take().expect("running");
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (status.code(), self.log());
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("process did not exit in {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Everything the process wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.1).unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn spawn(binary: &Path, args: &[String], log: &Path) -> Proc {
+    let log_file = std::fs::File::create(log).unwrap();
+    let child = Command::new(binary)
+        .args(args)
+        .env("TETHER_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    Proc(Some(child), log.to_path_buf())
+}
+
+/// The real `tether-core serve` on a fixed port with quick test timings.
+pub fn spawn_core(data: &Path, port: u16, extra: &[&str]) -> Proc {
+    let mut args: Vec<String> = [
+        "serve",
+        "--data",
+        &data.to_string_lossy(),
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--heartbeat-interval",
+        "1s",
+        "--offline-after",
+        "3s",
+        "--last-seen-flush",
+        "1s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let log = data.with_extension("core.log");
+    spawn(&binary("tether-core"), &args, &log)
+}
+
+/// The real `tether-node run`, its stderr captured for `wait_exit`.
+pub fn spawn_node(state: &Path, core: &str, token: Option<&str>) -> Proc {
+    let mut args = vec![
+        "run".to_string(),
+        "--state-dir".into(),
+        state.to_string_lossy().into(),
+        "--core".into(),
+        core.into(),
+    ];
+    if let Some(token) = token {
+        args.push("--token".into());
+        args.push(token.into());
+    }
+    args.extend(["--reconnect-max".into(), "2s".into()]);
+    // A new log per start, so a test reads what this run said.
+    let mut n = 0;
+    let log = loop {
+        let candidate = state.with_extension(format!("node-{n}.log"));
+        if !candidate.exists() {
+            break candidate;
+        }
+        n += 1;
+    };
+    spawn(&binary("tether-node"), &args, &log)
+}
+
+/// Runs the `tether` CLI.
+pub fn tether(identity: &Path, core: &str, args: &[&str]) -> Output {
+    Command::new(binary("tether"))
+        .arg("--identity")
+        .arg(identity)
+        .arg("--core")
+        .arg(core)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs the `tether` CLI and parses its JSON stdout.
+pub fn tether_json(identity: &Path, core: &str, args: &[&str]) -> serde_json::Value {
+    let output = tether(identity, core, args);
+    assert!(
+        output.status.success(),
+        "tether {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The join token, as `tether-core key show` prints it.
+pub fn join_token_of(data: &Path) -> String {
+    let output = Command::new(binary("tether-core"))
+        .args(["key", "show", "--data"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+// ---- in-process nodes ----
+
+/// A real agent (the `tether-node` library) running as a task in this process.
+pub struct LibNode {
+    pub cancel: tokio_util::sync::CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<(), tether_node::NodeError>>,
+}
+
+impl LibNode {
+    pub fn start(
+        state: &Path,
+        core: SocketAddr,
+        token: Option<JoinToken>,
+        tweak: impl FnOnce(&mut tether_node::NodeConfig),
+    ) -> LibNode {
+        let mut config = tether_node::NodeConfig::with_state_dir(state.to_path_buf());
+        config.core_addr = Some(core.to_string());
+        config.token = token;
+        config.reconnect_max = Duration::from_secs(1);
+        tweak(&mut config);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(tether_node::run(config, cancel.clone().cancelled_owned()));
+        LibNode { cancel, task }
+    }
+
+    /// Stops the agent gracefully and returns how it ended.
+    pub async fn stop(self) -> Result<(), tether_node::NodeError> {
+        self.cancel.cancel();
+        tokio::time::timeout(PATIENCE, self.task)
+            .await
+            .expect("node stops")
+            .expect("no panic")
+    }
+}
+
+/// The node id an agent created in its state directory.
+pub async fn node_id_in(state: &Path) -> NodeId {
+    let path = state.join("node.id");
+    eventually("the node to create its id", || {
+        let path = path.clone();
+        async move {
+            std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+        }
+    })
+    .await
+}
+
+/// Waits until the node is listed with `status` (and, when online, with metrics).
+pub async fn wait_status(
+    admin: &Admin,
+    id: NodeId,
+    status: tether_wire::admin::NodeStatus,
+) -> NodeView {
+    eventually(&format!("node {id} to be {status}"), || async move {
+        admin.node(id).await.filter(|n| {
+            n.status == status
+                && (status != tether_wire::admin::NodeStatus::Online || n.metrics.is_some())
+        })
+    })
+    .await
+}

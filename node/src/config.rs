@@ -1,0 +1,192 @@
+//! The node's configuration: defaults, then `node.toml` (seed 004's `[node]` section), then flags.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tether_wire::token::JoinToken;
+
+/// Everything the agent can be told.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Core's `HOST:PORT`; default: the join token's address, then the one recorded at enrollment.
+    pub core_addr: Option<String>,
+    /// The join token (needed to enroll; not needed once enrolled).
+    pub token: Option<JoinToken>,
+    /// Where the node keeps its identity (0700).
+    pub state_dir: PathBuf,
+    /// Hostname to report instead of the system's.
+    pub hostname: Option<String>,
+    /// QUIC keep-alive interval (keeps NAT mappings open; core never pings).
+    pub keep_alive: Duration,
+    /// A connection with no traffic for this long is dead.
+    pub idle_timeout: Duration,
+    /// First reconnect delay bound; doubles per failure.
+    pub reconnect_initial: Duration,
+    /// Largest reconnect delay bound.
+    pub reconnect_max: Duration,
+    /// How often static facts are re-read to see if they changed.
+    pub facts_refresh: Duration,
+    /// Added to the system clock (tests that need a skewed node).
+    pub clock_offset_ms: i64,
+}
+
+impl NodeConfig {
+    /// Defaults with the given state directory.
+    pub fn with_state_dir(state_dir: PathBuf) -> Self {
+        Self {
+            core_addr: None,
+            token: None,
+            state_dir,
+            hostname: None,
+            keep_alive: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(60),
+            reconnect_initial: Duration::from_millis(500),
+            reconnect_max: Duration::from_secs(30),
+            facts_refresh: Duration::from_secs(600),
+            clock_offset_ms: 0,
+        }
+    }
+
+    /// The default state directory: `/var/lib/tether-node` for root, else
+    /// `$XDG_STATE_HOME/tether-node` or `~/.local/state/tether-node`.
+    pub fn default_state_dir() -> PathBuf {
+        use std::os::unix::fs::MetadataExt;
+        let is_root = std::fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false);
+        if is_root {
+            return PathBuf::from("/var/lib/tether-node");
+        }
+        if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|s| !s.is_empty()) {
+            return PathBuf::from(state).join("tether-node");
+        }
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+        home.join(".local/state/tether-node")
+    }
+
+    /// Applies a parsed config file.
+    pub fn apply_file(&mut self, file: NodeConfigFile) -> Result<(), String> {
+        let Some(node) = file.node else { return Ok(()) };
+        if let Some(addr) = node.core_addr {
+            self.core_addr = Some(addr);
+        }
+        if let Some(token) = node.register_token {
+            self.token =
+                Some(JoinToken::parse(&token).map_err(|e| format!("register_token: {e}"))?);
+        }
+        if let Some(dir) = node.state_dir {
+            self.state_dir = dir;
+        }
+        if let Some(hostname) = node.hostname {
+            self.hostname = Some(hostname);
+        }
+        let duration =
+            |key: &str, text: Option<String>, target: &mut Duration| -> Result<(), String> {
+                if let Some(text) = text {
+                    *target = parse_duration(&text).map_err(|e| format!("{key}: {e}"))?;
+                }
+                Ok(())
+            };
+        duration("keep_alive", node.keep_alive, &mut self.keep_alive)?;
+        duration("idle_timeout", node.idle_timeout, &mut self.idle_timeout)?;
+        duration("reconnect_max", node.reconnect_max, &mut self.reconnect_max)?;
+        Ok(())
+    }
+
+    /// Checks values make sense together.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.keep_alive.is_zero() || self.keep_alive >= self.idle_timeout {
+            return Err("keep_alive must be shorter than idle_timeout".into());
+        }
+        if self.reconnect_initial.is_zero() || self.reconnect_max < self.reconnect_initial {
+            return Err("reconnect_max must be at least the initial reconnect delay".into());
+        }
+        if let Some(hostname) = &self.hostname {
+            tether_wire::control::check_hostname(hostname)?;
+        }
+        Ok(())
+    }
+}
+
+/// `node.toml`, as in seed 004:
+///
+/// ```toml
+/// [node]
+/// core_addr = "core.example.net:4433"
+/// register_token = "tether1-..."
+/// hostname = "node-01"
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfigFile {
+    /// The `[node]` section.
+    pub node: Option<NodeSection>,
+}
+
+/// Keys of the `[node]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Core's address.
+    pub core_addr: Option<String>,
+    /// The join token.
+    pub register_token: Option<String>,
+    /// Hostname override.
+    pub hostname: Option<String>,
+    /// State directory.
+    pub state_dir: Option<PathBuf>,
+    /// Keep-alive interval, e.g. `15s`.
+    pub keep_alive: Option<String>,
+    /// Idle timeout, e.g. `60s`.
+    pub idle_timeout: Option<String>,
+    /// Longest reconnect delay, e.g. `30s`.
+    pub reconnect_max: Option<String>,
+}
+
+impl NodeConfigFile {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// Parses `500ms`, `30s`, `2m` (a unit is required).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("duration {text:?} needs a unit, e.g. \"{text}s\""));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("duration {text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_004_layout_parses() {
+        let file: NodeConfigFile = toml::from_str(
+            "[node]\ncore_addr = \"127.0.0.1:9999\"\nhostname = \"node-01\"\nkeep_alive = \"10s\"\n",
+        )
+        .unwrap();
+        let mut config = NodeConfig::with_state_dir("s".into());
+        config.apply_file(file).unwrap();
+        assert_eq!(config.core_addr.as_deref(), Some("127.0.0.1:9999"));
+        assert_eq!(config.hostname.as_deref(), Some("node-01"));
+        assert_eq!(config.keep_alive, Duration::from_secs(10));
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_files_are_refused() {
+        assert!(toml::from_str::<NodeConfigFile>("[node]\ncore = \"x\"").is_err());
+        let file: NodeConfigFile = toml::from_str("[node]\nregister_token = \"abc\"").unwrap();
+        let err = NodeConfig::with_state_dir("s".into())
+            .apply_file(file)
+            .unwrap_err();
+        assert!(err.contains("register_token"), "{err}");
+    }
+}

@@ -1,0 +1,126 @@
+//! Frames over quinn streams (feature `quinn`): the thin async shell around [`crate::frame`].
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::ErrorCode;
+use crate::frame::{FrameError, FrameReader, encode_frame_into};
+
+/// Largest chunk read from a stream at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Why a frame could not be received.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// The bytes broke the protocol.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The stream or connection failed.
+    #[error("stream read failed: {0}")]
+    Read(#[from] quinn::ReadError),
+    /// The peer finished the stream in the middle of a frame.
+    #[error("stream ended in the middle of a frame ({0} bytes buffered)")]
+    Truncated(usize),
+}
+
+impl RecvError {
+    /// The code to close with, when the failure is the peer's protocol error.
+    pub fn protocol_code(&self) -> Option<ErrorCode> {
+        match self {
+            RecvError::Frame(e) => Some(e.code()),
+            RecvError::Truncated(_) => Some(ErrorCode::MALFORMED),
+            RecvError::Read(_) => None,
+        }
+    }
+}
+
+/// Why a frame could not be sent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The message is larger than the stream's limit.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The stream or connection failed.
+    #[error("stream write failed: {0}")]
+    Write(#[from] quinn::WriteError),
+}
+
+/// The receiving half of a framed stream.
+#[derive(Debug)]
+pub struct FramedRecv {
+    stream: quinn::RecvStream,
+    reader: FrameReader,
+}
+
+impl FramedRecv {
+    /// Wraps a stream whose frames may not exceed `max_len` bytes.
+    pub fn new(stream: quinn::RecvStream, max_len: usize) -> Self {
+        Self {
+            stream,
+            reader: FrameReader::new(max_len),
+        }
+    }
+
+    /// The next message; `Ok(None)` when the peer finished the stream cleanly between frames.
+    /// Cancel-safe: bytes already read stay buffered for the next call.
+    pub async fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, RecvError> {
+        loop {
+            if let Some(message) = self.reader.next()? {
+                return Ok(Some(message));
+            }
+            match self.stream.read_chunk(READ_CHUNK, true).await? {
+                Some(chunk) => self.reader.push(&chunk.bytes),
+                None if self.reader.buffered() == 0 => return Ok(None),
+                None => return Err(RecvError::Truncated(self.reader.buffered())),
+            }
+        }
+    }
+
+    /// The underlying stream.
+    pub fn stream_mut(&mut self) -> &mut quinn::RecvStream {
+        &mut self.stream
+    }
+}
+
+/// The sending half of a framed stream.
+#[derive(Debug)]
+pub struct FramedSend {
+    stream: quinn::SendStream,
+    max_len: usize,
+    buf: Vec<u8>,
+}
+
+impl FramedSend {
+    /// Wraps a stream whose frames may not exceed `max_len` bytes.
+    pub fn new(stream: quinn::SendStream, max_len: usize) -> Self {
+        Self {
+            stream,
+            max_len,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends one message.
+    pub async fn send<T: Serialize>(&mut self, message: &T) -> Result<(), SendError> {
+        self.buf.clear();
+        encode_frame_into(message, self.max_len, &mut self.buf)?;
+        self.stream.write_all(&self.buf).await?;
+        if self.buf.capacity() > 64 * 1024 {
+            self.buf = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Finishes the stream: no more frames.
+    pub fn finish(&mut self) {
+        // Only fails if already finished or reset; either way nothing more can be sent.
+        let _ = self.stream.finish();
+    }
+
+    /// The underlying stream.
+    pub fn stream_mut(&mut self) -> &mut quinn::SendStream {
+        &mut self.stream
+    }
+}
