@@ -109,7 +109,11 @@ impl AdminClient {
     /// [`ClientError::Core`].
     pub async fn request(&self, request: &AdminRequest) -> Result<Vec<AdminResponse>, ClientError> {
         let transport = |e: &dyn std::fmt::Display| ClientError::Transport(e.to_string());
-        let (send, recv) = self.connection.open_bi().await.map_err(|e| transport(&e))?;
+        let (send, recv) = self
+            .connection
+            .open_bi()
+            .await
+            .map_err(|e| describe_close(&e))?;
         let mut send = FramedSend::new(send, MAX_ADMIN_FRAME_LEN);
         let mut recv = FramedRecv::new(recv, MAX_ADMIN_FRAME_LEN);
         send.send(request).await.map_err(|e| transport(&e))?;
@@ -117,11 +121,8 @@ impl AdminClient {
         let mut responses = Vec::new();
         while let Some(response) = recv.next::<AdminResponse>().await.map_err(|e| {
             match self.connection.close_reason() {
-                Some(quinn::ConnectionError::ApplicationClosed(close)) => ClientError::Core {
-                    code: ErrorCode::from_close_code(close.error_code.into_inner()),
-                    message: String::from_utf8_lossy(&close.reason).into_owned(),
-                },
-                _ => transport(&e),
+                Some(reason) => describe_close(&reason),
+                None => transport(&e),
             }
         })? {
             if let AdminResponse::Error { code, message } = response {
@@ -141,5 +142,33 @@ impl AdminClient {
     pub async fn close(self) {
         self.connection.close(VarInt::from_u32(0), b"bye");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Turns the way core closed the connection into something an admin can act on.
+fn describe_close(error: &quinn::ConnectionError) -> ClientError {
+    match error {
+        quinn::ConnectionError::ApplicationClosed(close) => ClientError::Core {
+            code: ErrorCode::from_close_code(close.error_code.into_inner()),
+            message: String::from_utf8_lossy(&close.reason).into_owned(),
+        },
+        quinn::ConnectionError::ConnectionClosed(close) => {
+            let code = u64::from(close.error_code);
+            // TLS alerts travel as 0x100 + alert number.
+            let certificate_alert = matches!(code.checked_sub(0x100), Some(42..=46 | 48 | 116));
+            if certificate_alert {
+                ClientError::Connect {
+                    addr: "core".into(),
+                    reason: format!(
+                        "core does not accept this identity's certificate (TLS alert {}); \
+                         is the identity file for this core, and still valid?",
+                        code - 0x100
+                    ),
+                }
+            } else {
+                ClientError::Transport(format!("core closed the connection: {close}"))
+            }
+        }
+        other => ClientError::Transport(other.to_string()),
     }
 }

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::enroll::{Refusal, check_request, describe_skew};
-use crate::presence::{Ingested, Live, Notice, Session, SessionCommand, ingest_datagram};
+use crate::presence::{Ingested, Live, Liveness, Notice, Session, SessionCommand, ingest_datagram};
 use crate::server::Shared;
 
 /// How long core waits for a node to close after telling it why it must go.
@@ -570,7 +570,7 @@ async fn run_session(
 ) -> Ended {
     let offline_after = shared.config.offline_after;
     let max_skew_ms = i64::try_from(shared.config.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
-    let mut silent_since = Instant::now() + offline_after;
+    let mut liveness = Liveness::new(offline_after, Instant::now());
     let mut skew_recorded: Option<i64> = None;
     let ended = |reason: String| Ended {
         reason,
@@ -599,7 +599,7 @@ async fn run_session(
                 let now_ms = shared.now_ms();
                 match ingest_datagram(&session.live, &bytes, now_ms, max_skew_ms) {
                     Ingested::Accepted { resumed } => {
-                        silent_since = Instant::now() + offline_after;
+                        liveness.heard(Instant::now());
                         if resumed {
                             info!("heartbeats resumed; online");
                             record(shared, session.node_id, NodeStatus::Online, "heartbeats resumed".into(), now_ms).await;
@@ -654,7 +654,7 @@ async fn run_session(
                     });
                 }
             },
-            _ = tokio::time::sleep_until(silent_since), if heartbeat_ok => {
+            _ = tokio::time::sleep_until(liveness.deadline()), if heartbeat_ok => {
                 session.live.lock().expect("not poisoned").heartbeat_ok = false;
                 let reason = format!("no heartbeat for {}", humantime::format_duration(offline_after));
                 warn!("{reason}; offline");

@@ -8,9 +8,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
 use tether_wire::NodeId;
 use tether_wire::heartbeat::{Datagram, DatagramError, Metrics, decode_datagram};
+
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 /// Commands another task can give a node's session.
 #[derive(Debug)]
@@ -110,6 +113,39 @@ pub fn ingest_datagram(
     live.metrics = Some(heartbeat.metrics);
     live.metrics_at_ms = Some(now_ms);
     Ingested::Accepted { resumed }
+}
+
+/// When a silent node becomes offline. Pure: the caller passes the time, so it is tested with
+/// tokio's paused clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Liveness {
+    offline_after: Duration,
+    deadline: Instant,
+}
+
+impl Liveness {
+    /// A node just heard from at `now`.
+    pub fn new(offline_after: Duration, now: Instant) -> Self {
+        Self {
+            offline_after,
+            deadline: now + offline_after,
+        }
+    }
+
+    /// A heartbeat arrived at `now`.
+    pub fn heard(&mut self, now: Instant) {
+        self.deadline = now + self.offline_after;
+    }
+
+    /// When the node is offline unless heard from before.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Whether the node has been silent for `offline_after` at `now`.
+    pub fn is_silent(&self, now: Instant) -> bool {
+        now >= self.deadline
+    }
 }
 
 /// What an admin decided about a node waiting for enrollment.
@@ -288,6 +324,29 @@ mod tests {
             ingest_datagram(&live, &datagram(0, 1.0), 0, 1000),
             Ingested::Accepted { resumed: false }
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_for_offline_after_means_offline() {
+        let offline_after = Duration::from_secs(90);
+        let start = Instant::now();
+        let mut liveness = Liveness::new(offline_after, start);
+        // Heartbeats every 30 s keep it alive however long it runs.
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            assert!(!liveness.is_silent(Instant::now()));
+            liveness.heard(Instant::now());
+        }
+        let last = Instant::now();
+        tokio::time::sleep(Duration::from_secs(89)).await;
+        assert!(
+            !liveness.is_silent(Instant::now()),
+            "89 s of silence is not yet offline"
+        );
+        tokio::time::sleep_until(liveness.deadline()).await;
+        assert!(liveness.is_silent(Instant::now()));
+        assert_eq!(Instant::now() - last, offline_after);
+        assert_eq!(Instant::now() - start, Duration::from_secs(300 + 90));
     }
 
     #[test]

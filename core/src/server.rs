@@ -308,3 +308,67 @@ async fn chores(shared: Arc<Shared>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use tether_store::NewApplication;
+    use tether_wire::NodeId;
+
+    #[tokio::test(start_paused = true)]
+    async fn nonces_are_forgotten_once_their_window_has_passed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = DataDir::new(tmp.path().join("core"));
+        data_dir.open_or_init("127.0.0.1:1").unwrap();
+        let store = Store::open(&data_dir.database_path()).unwrap();
+        let clock = Arc::new(ManualClock::at(1_000_000));
+        let shared = Arc::new(Shared {
+            config: CoreConfig::with_data_dir(tmp.path().into()),
+            store: store.clone(),
+            data_dir,
+            presence: Presence::default(),
+            clock: clock.clone(),
+            shutdown: CancellationToken::new(),
+        });
+        store
+            .submit_application(NewApplication {
+                node_id: NodeId::random(),
+                hostname: "h".into(),
+                public_key_pem: "k".into(),
+                key_fingerprint: "f".into(),
+                agent_version: "v".into(),
+                remote_addr: None,
+                nonce: vec![7; 64],
+                nonce_expires_secs: 1_121, // a request stamped 1000 s, ±120 s window
+                now_ms: 1_000_000,
+                max_pending: 10,
+                auto_approve_secret: None,
+            })
+            .await
+            .unwrap();
+        let chores = tokio::spawn(chores(shared.clone()));
+
+        // Inside the window the nonce is kept, however often the sweep runs.
+        clock.set(1_120_000);
+        tokio::time::sleep(Duration::from_secs(125)).await;
+        assert!(store.nonce_known(&[7; 64]).unwrap());
+        // Past it, the next sweep (at most a minute later) forgets it.
+        clock.set(1_122_000);
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        // The sweep's write commits on the store's own thread: give it real time to land.
+        let mut forgotten = false;
+        for _ in 0..200 {
+            tokio::task::yield_now().await;
+            if !store.nonce_known(&[7; 64]).unwrap() {
+                forgotten = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(forgotten, "the sweep after the window forgot the nonce");
+
+        shared.shutdown.cancel();
+        chores.await.unwrap();
+    }
+}

@@ -372,7 +372,7 @@ impl Store {
                 apps.push(app);
             }
         }
-        apps.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms));
+        apps.sort_by_key(|a| std::cmp::Reverse(a.created_at_ms));
         Ok(apps)
     }
 

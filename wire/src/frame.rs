@@ -121,7 +121,7 @@ pub fn decode_frame<T: DeserializeOwned>(
 /// A buffer that collects stream bytes and hands out whole messages.
 ///
 /// Feed it whatever the transport delivered with [`FrameReader::push`], then call
-/// [`FrameReader::next`] until it returns `Ok(None)`. It holds at most one partial frame (bounded by
+/// [`FrameReader::next_message`] until it returns `Ok(None)`. It holds at most one partial frame (bounded by
 /// `max_len`) plus the last chunk pushed.
 #[derive(Debug)]
 pub struct FrameReader {
@@ -149,7 +149,7 @@ impl FrameReader {
     }
 
     /// The next whole message, if the buffer holds one.
-    pub fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
+    pub fn next_message<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
         match decode_frame(&self.buf, self.max_len)? {
             Decoded::Incomplete { .. } => Ok(None),
             Decoded::Complete { message, consumed } => {
@@ -241,7 +241,7 @@ mod tests {
         let mut got = Vec::new();
         for byte in stream {
             reader.push(&[byte]);
-            while let Some(v) = reader.next::<u32>().unwrap() {
+            while let Some(v) = reader.next_message::<u32>().unwrap() {
                 got.push(v);
             }
         }

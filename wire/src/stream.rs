@@ -67,7 +67,7 @@ impl FramedRecv {
     /// Cancel-safe: bytes already read stay buffered for the next call.
     pub async fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, RecvError> {
         loop {
-            if let Some(message) = self.reader.next()? {
+            if let Some(message) = self.reader.next_message()? {
                 return Ok(Some(message));
             }
             match self.stream.read_chunk(READ_CHUNK, true).await? {

@@ -415,7 +415,7 @@ fn spawn(binary: &Path, args: &[String], log: &Path) -> Proc {
     Proc(Some(child), log.to_path_buf())
 }
 
-/// The real `tether-core serve` on a fixed port with quick test timings.
+/// The real `tether-core serve` on a fixed port with quick test timings (flags in `extra` win).
 pub fn spawn_core(data: &Path, port: u16, extra: &[&str]) -> Proc {
     let mut args: Vec<String> = [
         "serve",
@@ -423,16 +423,19 @@ pub fn spawn_core(data: &Path, port: u16, extra: &[&str]) -> Proc {
         &data.to_string_lossy(),
         "--listen",
         &format!("127.0.0.1:{port}"),
-        "--heartbeat-interval",
-        "1s",
-        "--offline-after",
-        "3s",
-        "--last-seen-flush",
-        "1s",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
+    for (flag, value) in [
+        ("--heartbeat-interval", "1s"),
+        ("--offline-after", "3s"),
+        ("--last-seen-flush", "1s"),
+    ] {
+        if !extra.contains(&flag) {
+            args.extend([flag.to_string(), value.to_string()]);
+        }
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     let log = data.with_extension("core.log");
     spawn(&binary("tether-core"), &args, &log)

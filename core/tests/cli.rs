@@ -1,0 +1,337 @@
+//! The command lines as scripts use them: flags, files, JSON, stdout vs stderr, exit codes.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use support::*;
+use tether_wire::NodeId;
+use tether_wire::admin::NodeStatus;
+use tether_wire::control::{CoreMessage, NodeMessage};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_output_carries_the_documented_fields() {
+    let core = TestCore::start(|_| {}).await;
+    let admin = core.admin().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("node");
+    let node = LibNode::start(&state, core.addr, Some(core.token()), |c| {
+        c.hostname = Some("json-node".into())
+    });
+    let identity = core.data().join("admin.identity");
+    let addr = core.addr.to_string();
+
+    let apps = eventually("a pending application", || async {
+        let apps = tether_json(
+            &identity,
+            &addr,
+            &["enroll", "list", "--status", "pending", "--json"],
+        );
+        (apps.as_array().unwrap().len() == 1).then_some(apps)
+    })
+    .await;
+    let app = &apps[0];
+    for key in ["id", "node_id", "hostname", "status", "created_at"] {
+        assert!(!app[key].is_null(), "application JSON lacks {key}: {app}");
+    }
+    assert_eq!(app["status"], "pending");
+    assert_eq!(app["hostname"], "json-node");
+    let id: NodeId = app["node_id"].as_str().unwrap().parse().unwrap();
+    let approve = tether(
+        &identity,
+        &addr,
+        &["enroll", "approve", app["id"].as_str().unwrap()],
+    );
+    assert!(approve.status.success());
+    assert!(
+        approve.stdout.is_empty(),
+        "without --json, confirmations go to stderr"
+    );
+    assert!(String::from_utf8_lossy(&approve.stderr).contains("approved application"));
+    wait_status(&admin, id, NodeStatus::Online).await;
+    eventually("facts", || async {
+        admin.node(id).await.and_then(|n| n.static_facts)
+    })
+    .await;
+    tether(
+        &identity,
+        &addr,
+        &["node", "label", &id.to_string(), "env=prod", "tier=web"],
+    );
+
+    let list = tether_json(
+        &identity,
+        &addr,
+        &["node", "list", "--label", "env=prod", "--json"],
+    );
+    let listed = &list.as_array().unwrap()[0];
+    let shown = tether_json(
+        &identity,
+        &addr,
+        &["node", "show", &id.to_string()[..5], "--json"],
+    );
+    for node in [listed, &shown] {
+        for key in [
+            "id",
+            "hostname",
+            "status",
+            "last_seen",
+            "labels",
+            "static",
+            "metrics",
+            "created_at",
+            "agent_version",
+        ] {
+            assert!(!node[key].is_null(), "node JSON lacks {key}: {node}");
+        }
+        assert_eq!(node["status"], "online");
+        assert_eq!(node["labels"]["env"], "prod");
+        let last_seen = node["last_seen"].as_str().unwrap();
+        assert!(
+            last_seen.ends_with('Z') && last_seen.contains('T'),
+            "RFC 3339: {last_seen}"
+        );
+        for key in [
+            "hostname",
+            "os_name",
+            "os_version",
+            "kernel_version",
+            "arch",
+            "boot_time",
+            "cpu_model",
+            "cpu_count",
+            "cpu_frequency_mhz",
+            "memory_total",
+            "swap_total",
+            "disks",
+            "nics",
+            "gpus",
+            "agent_version",
+        ] {
+            assert!(node["static"].get(key).is_some(), "static lacks {key}");
+        }
+        for key in [
+            "cpu_percent",
+            "memory_used",
+            "memory_total",
+            "swap_used",
+            "disks",
+            "net_rx_bytes_per_sec",
+            "net_tx_bytes_per_sec",
+            "net_rx_total",
+            "net_tx_total",
+            "load1",
+            "load5",
+            "load15",
+            "processes",
+            "tcp_connections",
+            "udp_connections",
+            "uptime_secs",
+            "tty_sessions",
+            "at",
+        ] {
+            assert!(node["metrics"].get(key).is_some(), "metrics lacks {key}");
+        }
+    }
+    let none = tether_json(
+        &identity,
+        &addr,
+        &["node", "list", "--label", "env=dev", "--json"],
+    );
+    assert_eq!(
+        none,
+        serde_json::json!([]),
+        "an empty list is an empty JSON array"
+    );
+    let human = tether(&identity, &addr, &["node", "list"]);
+    let text = String::from_utf8(human.stdout).unwrap();
+    assert!(
+        text.starts_with("ID") && text.contains("json-node") && text.contains("env=prod,tier=web"),
+        "{text}"
+    );
+    node.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_errors_are_clear_and_exit_non_zero() {
+    let core = TestCore::start(|_| {}).await;
+    let identity = core.data().join("admin.identity");
+    let addr = core.addr.to_string();
+
+    let output = tether(&identity, &addr, &["node", "show", "deadbeef"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no node matches \"deadbeef\"") && stderr.contains("not_found"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+
+    let missing = Command::new(binary("tether"))
+        .args(["--identity", "/nonexistent/identity", "node", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("TETHER_IDENTITY"));
+
+    // A readable-by-others identity is refused, with the fix.
+    let tmp = tempfile::tempdir().unwrap();
+    let loose = tmp.path().join("identity");
+    std::fs::copy(&identity, &loose).unwrap();
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = tether(&loose, &addr, &["ping"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("chmod 600"));
+
+    // Nothing listening there.
+    let port = free_udp_port();
+    let output = tether(&identity, &format!("127.0.0.1:{port}"), &["ping"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot connect to core"));
+
+    let usage = tether(&identity, &addr, &["node", "label", "abc"]);
+    assert_eq!(usage.status.code(), Some(1));
+    let usage = tether(&identity, &addr, &["node", "list", "--status", "sleeping"]);
+    assert_eq!(usage.status.code(), Some(2), "clap usage errors exit 2");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_show_prints_only_the_token_and_admin_issue_makes_a_working_identity() {
+    let core = TestCore::start(|_| {}).await;
+    let output = Command::new(binary("tether-core"))
+        .args(["key", "show", "--data"])
+        .arg(core.data())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.starts_with("tether1-"));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("tether-node run"),
+        "explanations on stderr"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let bob = tmp.path().join("bob.identity");
+    let output = Command::new(binary("tether-core"))
+        .args(["admin", "issue", "bob", "--out"])
+        .arg(&bob)
+        .arg("--data")
+        .arg(core.data())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        std::fs::metadata(&bob).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let pong = tether_json(&bob, &core.addr.to_string(), &["ping", "--json"]);
+    assert_eq!(pong["admin"], "bob");
+
+    let uninitialised = Command::new(binary("tether-core"))
+        .args(["key", "show", "--data"])
+        .arg(tmp.path().join("none"))
+        .output()
+        .unwrap();
+    assert_eq!(uninitialised.status.code(), Some(1));
+    assert!(uninitialised.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&uninitialised.stderr)
+            .contains("not an initialised data directory")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_file_then_flags_and_bad_values_are_refused() {
+    init_tracing();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("core");
+    let config = tmp.path().join("core.toml");
+    std::fs::write(&config, "auto_approve = true\nheartbeat_interval = \"7s\"\nmax_clock_skew = \"60s\"\noffline_after = \"30s\"\n").unwrap();
+    let port = free_udp_port();
+    let mut core = spawn_core(
+        &data,
+        port,
+        &[
+            "--config",
+            &config.to_string_lossy(),
+            "--heartbeat-interval",
+            "2s",
+            "--offline-after",
+            "30s",
+        ],
+    );
+    eventually("core to initialise", || async {
+        data.join("core.addr").exists().then_some(())
+    })
+    .await;
+    let token = tether_wire::token::JoinToken::parse(&join_token_of(&data)).unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let id = NodeId::random();
+    let secret = eventually("core to answer", || async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            enroll_raw(addr, &token, id),
+        )
+        .await
+        .ok()
+    })
+    .await;
+    let mut raw = RawNode::connect(addr, token.ca_fingerprint).await;
+    let auth = raw.auth(id, &secret, now_secs());
+    raw.send(&auth).await;
+    match raw.recv().await {
+        Some(CoreMessage::AuthOk(params)) => {
+            assert_eq!(
+                params.heartbeat_interval_ms, 2000,
+                "the flag overrides the file"
+            );
+            assert_eq!(
+                params.max_clock_skew_secs, 60,
+                "the file overrides the default"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A second core on the same data directory is refused, clearly.
+    let mut second = spawn_core(&data, free_udp_port(), &[]);
+    let (code, log) = second.wait_exit(PATIENCE);
+    assert_eq!(code, Some(1));
+    assert!(log.contains("in use by another process"), "{log}");
+    assert!(core.is_running());
+
+    for (contents, expected) in [
+        ("hearbeat_interval = \"5s\"\n", "unknown field"),
+        ("offline_after = \"90\"\n", "needs a unit"),
+        (
+            "heartbeat_interval = \"30s\"\noffline_after = \"10s\"\n",
+            "offline_after",
+        ),
+    ] {
+        std::fs::write(&config, contents).unwrap();
+        let output = Command::new(binary("tether-core"))
+            .args(["serve", "--data"])
+            .arg(tmp.path().join("other"))
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{contents}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{contents}: {stderr}");
+    }
+    let output = Command::new(binary("tether-core"))
+        .args(["serve", "--heartbeat-interval", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("needs a unit"));
+    let _ = NodeMessage::StaticFacts(Default::default());
+}
