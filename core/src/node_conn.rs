@@ -600,6 +600,7 @@ async fn run_session(
                 match ingest_datagram(&session.live, &bytes, now_ms, max_skew_ms) {
                     Ingested::Accepted { resumed } => {
                         liveness.heard(Instant::now());
+                        shared.presence.heartbeats_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         if resumed {
                             info!("heartbeats resumed; online");
                             record(shared, session.node_id, NodeStatus::Online, "heartbeats resumed".into(), now_ms).await;

@@ -163,6 +163,8 @@ pub(crate) struct Presence {
     next_generation: AtomicU64,
     /// Malformed datagrams from all nodes since start.
     pub malformed_total: AtomicU64,
+    /// Heartbeats accepted from all nodes since start.
+    pub heartbeats_total: AtomicU64,
 }
 
 impl Presence {

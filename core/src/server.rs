@@ -195,6 +195,22 @@ impl Core {
         self.shared.presence.connected()
     }
 
+    /// Heartbeats accepted from all nodes since start.
+    pub fn heartbeats_received(&self) -> u64 {
+        self.shared
+            .presence
+            .heartbeats_total
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Datagrams from all nodes that did not decode, since start.
+    pub fn malformed_datagrams(&self) -> u64 {
+        self.shared
+            .presence
+            .malformed_total
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Stops accepting, tells every connection core is going away, flushes last-seen times and
     /// closes the database.
     pub async fn shutdown(self) {

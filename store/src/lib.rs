@@ -82,6 +82,10 @@ impl Store {
             }
             other => StoreError::Database(format!("{}: {other}", path.display())),
         })?;
+        // The file holds agent secrets: owner only, whatever the umask.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StoreError::Database(format!("{}: {e}", path.display())))?;
         let db = Arc::new(db);
         tables::create_all(&db)?;
         let writer = writer::start(db.clone());

@@ -357,6 +357,18 @@ async fn everything_acknowledged_survives_reopen() {
 }
 
 #[tokio::test]
+async fn the_database_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(&dir);
+    let mode = std::fs::metadata(dir.path().join("tether.redb"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test]
 async fn second_open_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let _store = open(&dir);
