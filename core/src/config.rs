@@ -209,16 +209,8 @@ impl<'de> Deserialize<'de> for DurationText {
     }
 }
 
-/// Parses `500ms`, `30s`, `2m`, `1h` (a unit is required).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "duration {text:?} needs a unit, e.g. \"{text}s\" or \"{text}ms\""
-        ));
-    }
-    humantime::parse_duration(text).map_err(|e| format!("duration {text:?}: {e}"))
-}
+/// Parses `500ms`, `30s`, `2m`, `1h` (a unit is required); the same rules as the node's config.
+pub use tether_node::config::parse_duration;
 
 /// A configuration problem.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -420,45 +420,29 @@ async fn authenticate(
         refuse(connection, control, (ErrorCode::INVALID_REQUEST, message)).await;
         return None;
     }
-    let node = match shared.store.node(node_id) {
-        Ok(Some(detail)) => detail,
-        Ok(None) => {
+    let lookup = shared
+        .store
+        .node(node_id)
+        .and_then(|node| Ok((node, shared.store.secret(node_id)?)));
+    let (node, secret) = match lookup {
+        Ok((Some(node), Some(secret))) if !node.record.deleted => (node, secret),
+        Ok((None, _)) => {
             let message = format!("core does not know node {node_id}; it must enroll");
             refuse(connection, control, (ErrorCode::UNKNOWN_NODE, message)).await;
             return None;
         }
-        Err(e) => {
-            warn!(error = %e, "reading the node failed");
-            refuse(
-                connection,
-                control,
-                (
-                    ErrorCode::INTERNAL,
-                    "core could not read its database".into(),
-                ),
-            )
-            .await;
-            return None;
-        }
-    };
-    let secret = match shared.store.secret(node_id) {
-        Ok(Some(secret)) if !node.record.deleted => secret,
         Ok(_) => {
             let message = format!("node {node_id} was deleted by an admin");
             refuse(connection, control, (ErrorCode::NODE_REMOVED, message)).await;
             return None;
         }
         Err(e) => {
-            warn!(error = %e, "reading the secret failed");
-            refuse(
-                connection,
-                control,
-                (
-                    ErrorCode::INTERNAL,
-                    "core could not read its database".into(),
-                ),
-            )
-            .await;
+            warn!(error = %e, "reading the node failed");
+            let refusal = (
+                ErrorCode::INTERNAL,
+                "core could not read its database".to_string(),
+            );
+            refuse(connection, control, refusal).await;
             return None;
         }
     };

@@ -193,14 +193,9 @@ async fn replayed_enrollment_is_refused() {
     // The captured request, sent again on another connection.
     let mut replay = RawNode::connect(core.addr, token.ca_fingerprint).await;
     replay.send(&NodeMessage::Enroll(request)).await;
-    match replay.recv().await {
-        Some(CoreMessage::Refused { code, message }) => {
-            assert_eq!(code, ErrorCode::REPLAYED_NONCE);
-            assert!(message.contains("replay"), "{message}");
-        }
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-    assert_eq!(replay.closed().await.0, ErrorCode::REPLAYED_NONCE);
+    let (code, message) = replay.refusal().await;
+    assert_eq!(code, ErrorCode::REPLAYED_NONCE);
+    assert!(message.contains("replay"), "{message}");
     assert_eq!(core.admin().await.applications().await.len(), 1);
 }
 
@@ -216,15 +211,7 @@ async fn each_bad_enrollment_gets_its_own_clear_error_and_changes_nothing() {
     ) -> (ErrorCode, String) {
         let mut raw = RawNode::connect(core.addr, core.token().ca_fingerprint).await;
         raw.send(&NodeMessage::Enroll(request)).await;
-        let answer = raw.recv().await;
-        let (close_code, _) = raw.closed().await;
-        match answer {
-            Some(CoreMessage::Refused { code, message }) => {
-                assert_eq!(code, close_code, "the close code repeats the refusal");
-                (code, message)
-            }
-            other => panic!("expected a refusal, got {other:?}"),
-        }
+        raw.refusal().await
     }
 
     let mut wrong_token = token.clone();

@@ -134,13 +134,9 @@ async fn proofs_are_bound_to_their_connection() {
     let captured = first.auth(id, &secret, now_secs());
     let mut second = RawNode::connect(core.addr, token.ca_fingerprint).await;
     second.send(&captured).await;
-    match second.recv().await {
-        Some(CoreMessage::Refused { code, message }) => {
-            assert_eq!(code, ErrorCode::BAD_PROOF);
-            assert!(message.contains("proof"), "{message}");
-        }
-        other => panic!("expected BAD_PROOF, got {other:?}"),
-    }
+    let (code, message) = second.refusal().await;
+    assert_eq!(code, ErrorCode::BAD_PROOF);
+    assert!(message.contains("proof"), "{message}");
 
     // A wrong secret fails the same way; an unknown node has its own code.
     let mut wrong = RawNode::connect(core.addr, token.ca_fingerprint).await;
@@ -168,16 +164,12 @@ async fn proofs_are_bound_to_their_connection() {
     let mut skewed = RawNode::connect(core.addr, token.ca_fingerprint).await;
     let auth = skewed.auth(id, &secret, now_secs() - 600);
     skewed.send(&auth).await;
-    match skewed.recv().await {
-        Some(CoreMessage::Refused { code, message }) => {
-            assert_eq!(code, ErrorCode::CLOCK_SKEW);
-            assert!(
-                message.contains("600 s behind") || message.contains("599 s behind"),
-                "{message}"
-            );
-        }
-        other => panic!("expected CLOCK_SKEW, got {other:?}"),
-    }
+    let (code, message) = skewed.refusal().await;
+    assert_eq!(code, ErrorCode::CLOCK_SKEW);
+    assert!(
+        message.contains("600 s behind") || message.contains("599 s behind"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -231,6 +231,19 @@ impl RawNode {
             .flatten()
     }
 
+    /// The refusal core answers with (the frame), checked against the close code that follows.
+    pub async fn refusal(&mut self) -> (ErrorCode, String) {
+        let answer = self.recv().await;
+        let (close_code, _) = self.closed().await;
+        match answer {
+            Some(CoreMessage::Refused { code, message }) => {
+                assert_eq!(code, close_code, "the close code repeats the refusal");
+                (code, message)
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
     /// The code and reason core closed the connection with.
     pub async fn closed(&self) -> (ErrorCode, String) {
         let error = tokio::time::timeout(PATIENCE, self.connection.closed())
