@@ -335,3 +335,66 @@ async fn config_file_then_flags_and_bad_values_are_refused() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("needs a unit"));
     let _ = NodeMessage::StaticFacts(Default::default());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quick_start_runs_core_and_a_node_and_stops_on_ctrl_c() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("tether-dev");
+    let port = free_udp_port();
+    let addr = format!("127.0.0.1:{port}");
+    let log = tmp.path().join("dev.log");
+    let child = Command::new(binary("tether-core"))
+        .args(["dev", "--data"])
+        .arg(&root)
+        .args([
+            "--listen",
+            &addr,
+            "--heartbeat-interval",
+            "1s",
+            "--offline-after",
+            "3s",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut dev = Proc(Some(child), log);
+    let identity = root.join("core/admin.identity");
+    eventually("the local node online with metrics", || async {
+        let output = tether(
+            &identity,
+            &addr,
+            &["node", "list", "--status", "online", "--json"],
+        );
+        let list: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+        list.as_array()
+            .and_then(|l| l.first().cloned())
+            .filter(|n| !n["metrics"].is_null())
+    })
+    .await;
+    assert!(
+        dev.log().contains("TETHER_IDENTITY"),
+        "the quick start says what to try next"
+    );
+    assert_eq!(
+        std::fs::metadata(&root).unwrap().permissions().mode() & 0o077,
+        0,
+        "private data"
+    );
+    assert!(root.join("node/node.key").exists());
+
+    let pid = dev.0.as_ref().unwrap().id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (code, log) = dev.wait_exit(PATIENCE);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("core stopped"), "{log}");
+    // The node said goodbye before core went: its status log ends with a clean close.
+    assert!(log.contains("node offline"), "{log}");
+}
