@@ -139,9 +139,41 @@ impl CoreCa {
         Issuer::from_ca_cert_der(&self.cert_der, &self.key).map_err(cert_err)
     }
 
-    /// Issues core's server certificate for [`TLS_SERVER_NAME`] plus `extra_names` (DNS names or
-    /// IP addresses), with a fresh key.
-    pub fn issue_server(&self, extra_names: &[String]) -> Result<CertifiedKey, CertError> {
+    /// Issues core's server certificate (see [`CoreCa::issue_server`]) as PEM, to keep on disk.
+    pub fn issue_server_pem(&self, extra_names: &[String]) -> Result<IssuedPem, CertError> {
+        let (cert, key) = self.server_cert(extra_names)?;
+        Ok(IssuedPem {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// A server certificate kept as PEM, ready for rustls — if it was issued by this CA and stays
+    /// valid for at least `margin`; `None` means "issue a new one".
+    pub fn reuse_server(&self, issued: &IssuedPem, margin: Duration) -> Option<CertifiedKey> {
+        let leaf = parse_cert_pem(&issued.cert_pem).ok()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&leaf).ok()?;
+        let (_, ca) = x509_parser::parse_x509_certificate(&self.cert_der).ok()?;
+        cert.verify_signature(Some(ca.public_key())).ok()?;
+        let not_after = cert.validity().not_after.timestamp();
+        let deadline = OffsetDateTime::now_utc() + margin;
+        if not_after < deadline.unix_timestamp() {
+            return None;
+        }
+        let key = KeyPair::from_pem(&issued.key_pem).ok()?;
+        if cert.public_key().raw != rcgen::PublicKeyData::subject_public_key_info(&key).as_slice() {
+            return None;
+        }
+        Some(CertifiedKey {
+            chain: vec![leaf, self.cert_der.clone()],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        })
+    }
+
+    fn server_cert(
+        &self,
+        extra_names: &[String],
+    ) -> Result<(rcgen::Certificate, KeyPair), CertError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(cert_err)?;
         let mut names = vec![TLS_SERVER_NAME.to_string()];
         names.extend(extra_names.iter().cloned());
@@ -154,6 +186,13 @@ impl CoreCa {
         validity(&mut params, SERVER_VALIDITY);
         random_serial(&mut params);
         let cert = params.signed_by(&key, &self.issuer()?).map_err(cert_err)?;
+        Ok((cert, key))
+    }
+
+    /// Issues core's server certificate for [`TLS_SERVER_NAME`] plus `extra_names` (DNS names or
+    /// IP addresses), with a fresh key.
+    pub fn issue_server(&self, extra_names: &[String]) -> Result<CertifiedKey, CertError> {
+        let (cert, key) = self.server_cert(extra_names)?;
         Ok(CertifiedKey {
             chain: vec![cert.der().clone(), self.cert_der.clone()],
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
@@ -241,6 +280,31 @@ mod tests {
         let admin = again.issue_admin("alice").unwrap();
         let der = parse_cert_pem(&admin.cert_pem).unwrap();
         assert_eq!(common_name(&der).as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn kept_server_certificates_are_reused_only_when_fit() {
+        let ca = CoreCa::generate("test").unwrap();
+        let issued = ca.issue_server_pem(&[]).unwrap();
+        let reused = ca
+            .reuse_server(&issued, Duration::from_secs(30 * 24 * 3600))
+            .unwrap();
+        assert_eq!(reused.chain[1], *ca.cert_der());
+        // Too close to expiry (it lives two years): issue anew.
+        assert!(
+            ca.reuse_server(&issued, Duration::from_secs(3 * 365 * 24 * 3600))
+                .is_none()
+        );
+        // Issued by another CA: issue anew.
+        let other = CoreCa::generate("other").unwrap();
+        assert!(other.reuse_server(&issued, Duration::ZERO).is_none());
+        // A key that does not belong to the certificate: issue anew.
+        let stranger = ca.issue_server_pem(&[]).unwrap();
+        let mixed = IssuedPem {
+            cert_pem: issued.cert_pem.clone(),
+            key_pem: stranger.key_pem,
+        };
+        assert!(ca.reuse_server(&mixed, Duration::ZERO).is_none());
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! DIR/                  0700
 //!   ca.crt              core's CA certificate (its fingerprint is pinned by every node)
 //!   ca.key              0600  the CA's private key
+//!   server.crt          core's server certificate, issued by the CA (renewed within 30 days of expiry)
+//!   server.key          0600  its private key
 //!   enrollment.secret   0600  the secret in the join token (`key rotate` replaces it)
 //!   admin.identity      0600  the first admin's identity for the `tether` CLI
 //!   core.addr           the address advertised in join tokens
@@ -17,7 +19,9 @@
 use std::path::{Path, PathBuf};
 
 use rand::RngCore;
-use tether_certs::ca::CoreCa;
+use std::time::Duration;
+
+use tether_certs::ca::{CertifiedKey, CoreCa, IssuedPem};
 use tether_certs::identity::AdminIdentity;
 use tether_certs::{CertError, files};
 use tether_wire::control::JoinSecret;
@@ -68,6 +72,14 @@ impl DataDir {
     /// The enrollment secret.
     pub fn enrollment_secret_path(&self) -> PathBuf {
         self.root.join("enrollment.secret")
+    }
+    /// Core's server certificate.
+    pub fn server_cert_path(&self) -> PathBuf {
+        self.root.join("server.crt")
+    }
+    /// Core's server key.
+    pub fn server_key_path(&self) -> PathBuf {
+        self.root.join("server.key")
     }
     /// The first admin's identity.
     pub fn admin_identity_path(&self) -> PathBuf {
@@ -121,6 +133,28 @@ impl DataDir {
                 .save(&self.admin_identity_path())?;
         }
         Ok((ca, first_start))
+    }
+
+    /// Core's server certificate: the kept one while it is fit (issued by this CA, valid for 30 more
+    /// days), else a new one, kept for next time.
+    pub fn server_certificate(&self, ca: &CoreCa) -> Result<CertifiedKey, DataDirError> {
+        const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
+        let kept = std::fs::read_to_string(self.server_cert_path())
+            .ok()
+            .zip(files::read_private_text(&self.server_key_path()).ok())
+            .map(|(cert_pem, key_pem)| IssuedPem { cert_pem, key_pem });
+        if let Some(server) = kept.and_then(|issued| ca.reuse_server(&issued, RENEW_BEFORE)) {
+            return Ok(server);
+        }
+        let issued = ca.issue_server_pem(&[])?;
+        files::write_private_file(&self.server_key_path(), issued.key_pem.as_bytes())?;
+        files::write_public_file(&self.server_cert_path(), issued.cert_pem.as_bytes())?;
+        ca.reuse_server(&issued, Duration::ZERO).ok_or_else(|| {
+            DataDirError::Invalid(
+                self.server_cert_path().display().to_string(),
+                "just issued, yet unusable".into(),
+            )
+        })
     }
 
     /// Loads the CA.
@@ -238,6 +272,27 @@ mod tests {
         assert!(!first);
         assert_eq!(again.fingerprint(), ca.fingerprint(), "CA kept");
         let reset_key = dir.reset_key().unwrap();
+        let server = dir.server_certificate(&again).unwrap();
+        assert_eq!(mode(&dir.server_key_path()), 0o600);
+        assert_eq!(
+            dir.server_certificate(&again).unwrap().chain,
+            server.chain,
+            "kept, not reissued"
+        );
+        std::fs::write(
+            dir.server_cert_path(),
+            CoreCa::generate("x")
+                .unwrap()
+                .issue_server_pem(&[])
+                .unwrap()
+                .cert_pem,
+        )
+        .unwrap();
+        assert_ne!(
+            dir.server_certificate(&again).unwrap().chain,
+            server.chain,
+            "a foreign one is replaced"
+        );
         assert_eq!(
             dir.join_token().unwrap().secret,
             token.secret,

@@ -132,9 +132,7 @@ impl Core {
             );
         }
 
-        let server_cert = ca
-            .issue_server(&[])
-            .map_err(|e| StartError::Tls(e.to_string()))?;
+        let server_cert = data_dir.server_certificate(&ca)?;
         let tls = tether_certs::tls::server_config(ca.cert_der(), server_cert)
             .map_err(|e| StartError::Tls(e.to_string()))?;
         let quic_tls = QuicServerConfig::try_from(Arc::new(tls))

@@ -23,8 +23,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the server. On first start creates the data directory (0700) with core's CA, the
-    /// enrollment secret, the database and DIR/admin.identity for the `tether` CLI.
+    /// Run the server. On first start creates the data directory (0700) with core's CA and server
+    /// certificate, the enrollment secret, the database and DIR/admin.identity for the `tether` CLI.
     Serve(CoreFlags),
     /// The join token (stdout) nodes need to enroll, and rotation of its secret.
     #[command(subcommand)]
