@@ -195,15 +195,9 @@ async fn a_newer_connection_replaces_the_older_one() {
     let id = NodeId::random();
     let secret = enroll_raw(core.addr, &token, id).await;
 
-    let mut old = RawNode::connect(core.addr, token.ca_fingerprint).await;
-    let auth = old.auth(id, &secret, now_secs());
-    old.send(&auth).await;
-    assert!(matches!(old.recv().await, Some(CoreMessage::AuthOk(_))));
+    let old = RawNode::authenticated(core.addr, token.ca_fingerprint, id, &secret).await;
 
-    let mut new = RawNode::connect(core.addr, token.ca_fingerprint).await;
-    let auth = new.auth(id, &secret, now_secs());
-    new.send(&auth).await;
-    assert!(matches!(new.recv().await, Some(CoreMessage::AuthOk(_))));
+    let new = RawNode::authenticated(core.addr, token.ca_fingerprint, id, &secret).await;
 
     assert_eq!(old.closed().await.0, ErrorCode::REPLACED);
     let view = admin.node(id).await.unwrap();
@@ -320,10 +314,7 @@ async fn skewed_and_malformed_datagrams_are_dropped_and_counted() {
     let token = core.token();
     let id = NodeId::random();
     let secret = enroll_raw(core.addr, &token, id).await;
-    let mut raw = RawNode::connect(core.addr, token.ca_fingerprint).await;
-    let auth = raw.auth(id, &secret, now_secs());
-    raw.send(&auth).await;
-    assert!(matches!(raw.recv().await, Some(CoreMessage::AuthOk(_))));
+    let raw = RawNode::authenticated(core.addr, token.ca_fingerprint, id, &secret).await;
 
     raw.connection
         .send_datagram(vec![0xff, 0x00, 0x13].into())

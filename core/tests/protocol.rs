@@ -106,10 +106,7 @@ async fn a_session_that_breaks_the_protocol_is_closed_and_goes_offline() {
     let token = core.token();
     let id = NodeId::random();
     let secret = enroll_raw(core.addr, &token, id).await;
-    let mut raw = RawNode::connect(core.addr, token.ca_fingerprint).await;
-    let auth = raw.auth(id, &secret, now_secs());
-    raw.send(&auth).await;
-    assert!(matches!(raw.recv().await, Some(CoreMessage::AuthOk(_))));
+    let mut raw = RawNode::authenticated(core.addr, token.ca_fingerprint, id, &secret).await;
     // Enrolling again inside an authenticated session is not allowed.
     raw.send(&NodeMessage::Enroll(enroll_request(
         id,

@@ -219,6 +219,23 @@ impl RawNode {
         Ok((connection, endpoint))
     }
 
+    /// Connects and authenticates as `id`, expecting `AuthOk`.
+    pub async fn authenticated(
+        addr: SocketAddr,
+        ca: Fingerprint,
+        id: NodeId,
+        secret: &[u8; 32],
+    ) -> RawNode {
+        let mut raw = RawNode::connect(addr, ca).await;
+        let auth = raw.auth(id, secret, now_secs());
+        raw.send(&auth).await;
+        match raw.recv().await {
+            Some(CoreMessage::AuthOk(params)) => assert_eq!(params.node_id, id),
+            other => panic!("expected AuthOk, got {other:?}"),
+        }
+        raw
+    }
+
     pub async fn send(&mut self, message: &NodeMessage) {
         self.send.send(message).await.unwrap();
     }
