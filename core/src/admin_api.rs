@@ -57,10 +57,23 @@ pub(crate) async fn serve(shared: Arc<Shared>, connection: Connection) {
     }
 }
 
-async fn handle_stream(shared: &Shared, admin: &str, send: SendStream, recv: RecvStream) {
+async fn handle_stream(shared: &Arc<Shared>, admin: &str, send: SendStream, recv: RecvStream) {
     let mut recv = FramedRecv::new(recv, MAX_ADMIN_FRAME_LEN);
     let mut send = FramedSend::new(send, MAX_ADMIN_FRAME_LEN);
     let reply = match recv.next::<AdminRequest>().await {
+        Ok(Some(AdminRequest::Exec(spec))) => {
+            // An execution streams its answers and listens for a cancel: it takes the stream.
+            crate::exec::serve(shared.clone(), admin.to_string(), spec, send, recv).await;
+            return;
+        }
+        Ok(Some(AdminRequest::ShowExec { id })) => {
+            // Output of many nodes: streamed in frames as it is read, never all in memory.
+            if let Err((code, message)) = crate::exec::show(shared, &id, &mut send).await {
+                let _ = send.send(&AdminResponse::Error { code, message }).await;
+            }
+            send.finish();
+            return;
+        }
         Ok(Some(request)) => handle(shared, admin, request).await,
         Ok(None) => return,
         Err(e) => Err((
@@ -79,12 +92,12 @@ async fn handle_stream(shared: &Shared, admin: &str, send: SendStream, recv: Rec
     send.finish();
 }
 
-fn internal(e: StoreError) -> (ErrorCode, String) {
+pub(crate) fn internal(e: StoreError) -> (ErrorCode, String) {
     warn!(error = %e, "store failure while serving an admin");
     (ErrorCode::INTERNAL, format!("core's database failed: {e}"))
 }
 
-fn resolve<T: std::fmt::Display>(
+pub(crate) fn resolve<T: std::fmt::Display>(
     kind: &str,
     text: &str,
     resolved: Resolved<T>,
@@ -348,6 +361,22 @@ async fn handle(shared: &Shared, admin: &str, request: AdminRequest) -> Reply {
             info!(node_id = %id, "node deleted");
             show_node(shared, id)
         }
+        AdminRequest::ExecHistory { node, limit } => {
+            let node = node.map(|text| resolve_node(shared, &text)).transpose()?;
+            let limit = usize::try_from(limit.clamp(1, 10_000)).unwrap_or(100);
+            let records = shared.store.executions(node, limit).map_err(internal)?;
+            Ok(chunks(
+                records
+                    .into_iter()
+                    .map(crate::exec::execution_view)
+                    .collect(),
+                AdminResponse::Executions,
+            ))
+        }
+        AdminRequest::CancelExec => Err((
+            ErrorCode::UNEXPECTED_MESSAGE,
+            "CancelExec belongs on the stream of a running Exec".into(),
+        )),
         _ => Err((
             ErrorCode::UNSUPPORTED,
             "this core does not know that request".into(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use quinn::crypto::rustls::QuicClientConfig;
 use quinn::{ClientConfig, Connection, Endpoint, TransportConfig, VarInt};
 use tether_certs::identity::AdminIdentity;
-use tether_wire::admin::{AdminRequest, AdminResponse};
+use tether_wire::admin::{AdminRequest, AdminResponse, ExecSpec};
 use tether_wire::limits::MAX_ADMIN_FRAME_LEN;
 use tether_wire::stream::{FramedRecv, FramedSend};
 use tether_wire::{ErrorCode, TLS_SERVER_NAME};
@@ -138,6 +138,28 @@ impl AdminClient {
         Ok(responses)
     }
 
+    /// Starts an execution; its answers are read from the returned session as they come.
+    pub async fn exec(&self, spec: ExecSpec) -> Result<ExecSession, ClientError> {
+        let (send, recv) = self
+            .connection
+            .open_bi()
+            .await
+            .map_err(|e| describe_close(&e))?;
+        let mut session = ExecSession {
+            send: FramedSend::new(send, MAX_ADMIN_FRAME_LEN),
+            recv: FramedRecv::new(recv, MAX_ADMIN_FRAME_LEN),
+            connection: self.connection.clone(),
+            cancelled: false,
+        };
+        // The send side stays open: a CancelExec may follow.
+        session
+            .send
+            .send(&AdminRequest::Exec(spec))
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(session)
+    }
+
     /// Closes the connection politely.
     pub async fn close(self) {
         self.connection.close(VarInt::from_u32(0), b"bye");
@@ -170,5 +192,45 @@ fn describe_close(error: &quinn::ConnectionError) -> ClientError {
             }
         }
         other => ClientError::Transport(other.to_string()),
+    }
+}
+
+/// A running execution, from the admin's side.
+#[derive(Debug)]
+pub struct ExecSession {
+    send: FramedSend,
+    recv: FramedRecv,
+    connection: Connection,
+    cancelled: bool,
+}
+
+impl ExecSession {
+    /// The next answer (`ExecStarted`, `ExecOutput`, `ExecNodeDone`, `ExecFinished`); `None` after
+    /// the last. An error answer becomes [`ClientError::Core`].
+    pub async fn next(&mut self) -> Result<Option<AdminResponse>, ClientError> {
+        match self.recv.next::<AdminResponse>().await {
+            Ok(Some(AdminResponse::Error { code, message })) => {
+                Err(ClientError::Core { code, message })
+            }
+            Ok(other) => Ok(other),
+            Err(e) => Err(match self.connection.close_reason() {
+                Some(reason) => describe_close(&reason),
+                None => ClientError::Transport(e.to_string()),
+            }),
+        }
+    }
+
+    /// Asks core to cancel: nodes not yet reached are skipped, running commands are killed. Keep
+    /// reading to get every node's final result.
+    pub async fn cancel(&mut self) -> Result<(), ClientError> {
+        if !self.cancelled {
+            self.cancelled = true;
+            self.send
+                .send(&AdminRequest::CancelExec)
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))?;
+            self.send.finish();
+        }
+        Ok(())
     }
 }

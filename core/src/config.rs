@@ -37,6 +37,10 @@ pub struct CoreConfig {
     pub last_seen_flush: Duration,
     /// How long the status log keeps entries.
     pub status_log_retention: Duration,
+    /// Output kept in the execution history per node (stdout and stderr together), bytes.
+    pub exec_output_cap: u64,
+    /// After SIGTERM (timeout or cancel), how long a command's process group has before SIGKILL.
+    pub exec_kill_grace: Duration,
 }
 
 impl CoreConfig {
@@ -55,6 +59,8 @@ impl CoreConfig {
             idle_timeout: Duration::from_secs(60),
             last_seen_flush: Duration::from_secs(60),
             status_log_retention: Duration::from_secs(30 * 24 * 3600),
+            exec_output_cap: 1024 * 1024,
+            exec_kill_grace: Duration::from_secs(5),
         }
     }
 
@@ -89,6 +95,15 @@ impl CoreConfig {
         }
         if self.last_seen_flush < Duration::from_secs(1) {
             return bad("last_seen_flush", "must be at least 1s".into());
+        }
+        if self.exec_output_cap > 4 * 1024 * 1024 {
+            return bad(
+                "exec_output_cap",
+                "must be at most 4194304 bytes (4 MiB)".into(),
+            );
+        }
+        if self.exec_kill_grace > Duration::from_secs(600) {
+            return bad("exec_kill_grace", "must be at most 10m".into());
         }
         Ok(())
     }
@@ -127,6 +142,8 @@ impl CoreConfig {
             idle_timeout,
             last_seen_flush,
             status_log_retention,
+            exec_output_cap,
+            exec_kill_grace,
         } = file;
         set(&mut self.listen, listen);
         set(&mut self.data_dir, data_dir);
@@ -148,6 +165,8 @@ impl CoreConfig {
             &mut self.status_log_retention,
             status_log_retention.map(|d| d.0),
         );
+        set(&mut self.exec_output_cap, exec_output_cap);
+        set(&mut self.exec_kill_grace, exec_kill_grace.map(|d| d.0));
     }
 }
 
@@ -185,6 +204,10 @@ pub struct ConfigFile {
     pub last_seen_flush: Option<DurationText>,
     /// See [`CoreConfig::status_log_retention`].
     pub status_log_retention: Option<DurationText>,
+    /// See [`CoreConfig::exec_output_cap`].
+    pub exec_output_cap: Option<u64>,
+    /// See [`CoreConfig::exec_kill_grace`].
+    pub exec_kill_grace: Option<DurationText>,
 }
 
 impl ConfigFile {

@@ -20,6 +20,7 @@ pub mod server;
 
 mod admin_api;
 mod enroll;
+mod exec;
 mod node_conn;
 mod views;
 

@@ -20,7 +20,8 @@ use tether_wire::bytes::ByteBuf;
 use tether_wire::control::{
     AuthRequest, CoreMessage, EnrollRequest, NodeMessage, SessionParams, auth_proof_input,
 };
-use tether_wire::limits::MAX_CONTROL_FRAME_LEN;
+use tether_wire::exec::ExecFrame;
+use tether_wire::limits::{MAX_CONTROL_FRAME_LEN, MAX_EXEC_FRAME_LEN};
 use tether_wire::stream::{FramedRecv, FramedSend, RecvError};
 use tether_wire::{AUTH_EXPORTER_LABEL, AUTH_EXPORTER_LEN, ErrorCode, NodeId};
 use tokio::sync::mpsc;
@@ -568,12 +569,26 @@ async fn run_session(
                 return ended("core shut down".into());
             }
             Some(command) = commands.recv() => match command {
+                SessionCommand::Send(message) => {
+                    if let Err(e) = control.send.send(&message).await {
+                        return ended(match connection.close_reason() {
+                            Some(reason) => describe_close(&reason),
+                            None => format!("control stream write failed: {e}"),
+                        });
+                    }
+                }
                 SessionCommand::Remove { reason } => {
                     info!(%reason, "telling the node it was deleted");
                     let text = format!("this node was deleted: {reason}");
                     goodbye(connection, control, CoreMessage::Removed { reason }, ErrorCode::NODE_REMOVED, &text).await;
                     return Ended { reason: "deleted".into(), deleted: true };
                 }
+            },
+            stream = connection.accept_uni() => match stream {
+                Ok(stream) => {
+                    tokio::spawn(route_exec_stream(shared.clone(), session.node_id, stream).in_current_span());
+                }
+                Err(e) => return ended(describe_close(&e)),
             },
             datagram = connection.read_datagram() => {
                 let bytes = match datagram {
@@ -692,6 +707,37 @@ async fn end_session(shared: &Shared, session: &Session, ended: Ended) {
     if let Err(e) = shared.store.record_connectivity(change).await {
         warn!(error = %e, "recording the disconnection failed");
     }
+}
+
+/// Reads the first frame of a stream the node opened and hands the stream to the execution it
+/// names. A stream that names nothing expected, or breaks the protocol, is stopped — the node's
+/// connection is not touched.
+async fn route_exec_stream(shared: Arc<Shared>, node_id: NodeId, stream: quinn::RecvStream) {
+    let mut stream = FramedRecv::new(stream, MAX_EXEC_FRAME_LEN);
+    let first = tokio::time::timeout(shared.config.hello_timeout, stream.next::<ExecFrame>()).await;
+    let code = match first {
+        Ok(Ok(Some(ExecFrame::Open { exec_id }))) => match shared
+            .presence
+            .deliver_exec_stream(node_id, exec_id, stream)
+        {
+            Ok(()) => return,
+            Err(returned) => {
+                debug!(%exec_id, "an output stream for an execution not waiting for it");
+                stream = returned;
+                ErrorCode::UNEXPECTED_MESSAGE
+            }
+        },
+        Ok(Ok(Some(_))) => ErrorCode::UNEXPECTED_MESSAGE,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            warn!(error = %e, "a stream from the node broke the protocol");
+            e.protocol_code().unwrap_or(ErrorCode::MALFORMED)
+        }
+        Err(_) => ErrorCode::HELLO_TIMEOUT,
+    };
+    let _ = stream
+        .stream_mut()
+        .stop(VarInt::from_u32(code.close_code()));
 }
 
 /// A human reason for a connection's end.

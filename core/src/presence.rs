@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
-use tether_wire::NodeId;
 use tether_wire::heartbeat::{Datagram, DatagramError, Metrics, decode_datagram};
+use tether_wire::{ExecutionId, NodeId};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -23,6 +23,8 @@ pub(crate) enum SessionCommand {
         /// For the node's log.
         reason: String,
     },
+    /// Send a frame on the control stream (exec requests and cancels).
+    Send(tether_wire::control::CoreMessage),
 }
 
 /// One authenticated node connection.
@@ -155,10 +157,14 @@ pub(crate) enum Notice {
     Rejected { reason: String },
 }
 
+/// An execution's output stream, once its node opened it.
+pub(crate) type ExecStream = tether_wire::stream::FramedRecv;
+
 /// The registry.
 #[derive(Debug, Default)]
 pub(crate) struct Presence {
     sessions: Mutex<HashMap<NodeId, Arc<Session>>>,
+    exec_streams: Mutex<HashMap<(NodeId, ExecutionId), oneshot::Sender<ExecStream>>>,
     waiting: Mutex<HashMap<NodeId, (u64, oneshot::Sender<Notice>)>>,
     next_generation: AtomicU64,
     /// Malformed datagrams from all nodes since start.
@@ -230,6 +236,46 @@ impl Presence {
         if waiting.get(&node_id).is_some_and(|(g, _)| *g == generation) {
             waiting.remove(&node_id);
         }
+    }
+
+    /// Announces that `node` will open an output stream for `exec_id`.
+    pub fn expect_exec_stream(
+        &self,
+        node: NodeId,
+        exec_id: ExecutionId,
+    ) -> oneshot::Receiver<ExecStream> {
+        let (tx, rx) = oneshot::channel();
+        self.exec_streams
+            .lock()
+            .expect("not poisoned")
+            .insert((node, exec_id), tx);
+        rx
+    }
+
+    /// Hands a stream `node` opened to the execution waiting for it; gives it back if none is.
+    pub fn deliver_exec_stream(
+        &self,
+        node: NodeId,
+        exec_id: ExecutionId,
+        stream: ExecStream,
+    ) -> Result<(), ExecStream> {
+        let waiter = self
+            .exec_streams
+            .lock()
+            .expect("not poisoned")
+            .remove(&(node, exec_id));
+        match waiter {
+            Some(tx) => tx.send(stream),
+            None => Err(stream),
+        }
+    }
+
+    /// The execution no longer waits for that stream.
+    pub fn forget_exec_stream(&self, node: NodeId, exec_id: ExecutionId) {
+        self.exec_streams
+            .lock()
+            .expect("not poisoned")
+            .remove(&(node, exec_id));
     }
 
     /// Pushes a decision to the waiting connection, if there is one.

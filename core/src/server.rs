@@ -79,7 +79,10 @@ fn transport_config(config: &CoreConfig) -> Result<TransportConfig, StartError> 
     ));
     transport.keep_alive_interval(None);
     transport.max_concurrent_bidi_streams(VarInt::from_u32(64));
-    transport.max_concurrent_uni_streams(VarInt::from_u32(0));
+    // Nodes open one unidirectional stream per running command.
+    transport.max_concurrent_uni_streams(VarInt::from_u32(
+        2 * tether_wire::limits::MAX_EXECS_PER_NODE as u32,
+    ));
     transport.stream_receive_window(VarInt::from_u32(256 * 1024));
     transport.receive_window(VarInt::from_u32(2 * 1024 * 1024));
     transport.send_window(2 * 1024 * 1024);
@@ -129,6 +132,13 @@ impl Core {
             info!(
                 nodes = went_offline,
                 "nodes recorded online by the previous run are offline until they reconnect"
+            );
+        }
+        let interrupted = store.interrupt_running_executions(clock.now_ms()).await?;
+        if interrupted > 0 {
+            warn!(
+                executions = interrupted,
+                "executions running when core stopped are marked interrupted"
             );
         }
 

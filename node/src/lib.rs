@@ -13,6 +13,7 @@
 pub mod backoff;
 pub mod collect;
 pub mod config;
+mod exec;
 mod session;
 pub mod state;
 

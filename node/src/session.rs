@@ -24,6 +24,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::backoff::Backoff;
 use crate::collect::{Collector, collect_facts};
+use crate::exec::Executions;
 use crate::state::NodeState;
 use crate::{AGENT_VERSION, NodeConfig, NodeError};
 
@@ -43,6 +44,7 @@ struct Context {
     pinned: Fingerprint,
     cancel: CancellationToken,
     endpoint: Option<Endpoint>,
+    executions: Arc<Executions>,
 }
 
 impl Context {
@@ -100,6 +102,7 @@ pub async fn run(
         pinned,
         cancel,
         endpoint: None,
+        executions: Arc::default(),
     };
     let mut backoff = Backoff::new(ctx.config.reconnect_initial, ctx.config.reconnect_max);
     let result = loop {
@@ -212,6 +215,8 @@ async fn attempt(ctx: &mut Context) -> Result<Attempt, NodeError> {
     };
     debug!(%addr, "connected");
     let result = converse(ctx, &connection).await;
+    // Results of runs still going could reach no one now: stop them.
+    ctx.executions.cancel_all();
     if matches!(result, Ok(Attempt::Shutdown)) {
         connection.close(
             VarInt::from_u32(ErrorCode::OK.close_code()),
@@ -486,6 +491,11 @@ async fn run_session(
             message = recv.next::<CoreMessage>() => match message {
                 Ok(Some(CoreMessage::Removed { reason })) => return Err(NodeError::Removed { reason }),
                 Ok(Some(CoreMessage::Refused { code, message })) => return classify(ctx, code, message, true),
+                Ok(Some(CoreMessage::Exec(request))) => {
+                    info!(exec_id = %request.exec_id, command = ?request.command, "running a command for core");
+                    ctx.executions.start(connection.clone(), request);
+                }
+                Ok(Some(CoreMessage::CancelExec { exec_id })) => ctx.executions.cancel(exec_id),
                 Ok(Some(other)) => debug!(?other, "ignoring a message this agent does not act on"),
                 Ok(None) | Err(_) => return closed(ctx, connection, true),
             },

@@ -15,6 +15,7 @@
 
 mod codec;
 mod enroll;
+mod exec;
 mod nodes;
 mod records;
 mod tables;
@@ -27,7 +28,7 @@ use redb::Database;
 
 pub use enroll::{Decision, DecisionOutcome, NewApplication, Submission};
 pub use nodes::{ConnectivityChange, NodeDetail, Resolved};
-pub use records::{ApplicationRecord, NodeRecord, StatusEvent};
+pub use records::{ApplicationRecord, ExecutionRecord, NodeExecRecord, NodeRecord, StatusEvent};
 
 /// What went wrong in the store. Logical outcomes (not found, conflicts) are not errors: they are
 /// values in each operation's result.

@@ -36,7 +36,7 @@ pub enum Resolved<T> {
 }
 
 impl<T> Resolved<T> {
-    fn map<U>(self, f: impl Fn(T) -> U) -> Resolved<U> {
+    pub(crate) fn map<U>(self, f: impl Fn(T) -> U) -> Resolved<U> {
         match self {
             Resolved::One(v) => Resolved::One(f(v)),
             Resolved::NotFound => Resolved::NotFound,
@@ -63,7 +63,7 @@ fn prefix_range(text: &str) -> Result<(u128, u128), String> {
     Ok((low, high))
 }
 
-fn resolve_in(
+pub(crate) fn resolve_in(
     store: &Store,
     table: TableDefinition<'_, u128, &[u8]>,
     text: &str,

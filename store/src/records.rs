@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tether_wire::admin::{ApplicationStatus, NodeStatus};
-use tether_wire::{ApplicationId, NodeId};
+use tether_wire::admin::{ApplicationStatus, ExecCounts, ExecStatus, ExecutionState, NodeStatus};
+use tether_wire::{ApplicationId, ExecutionId, NodeId};
 
 /// An approved node (seed 001's `assets`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,4 +81,79 @@ pub struct StatusEvent {
     pub reason: String,
     /// When, unix ms.
     pub at_ms: i64,
+}
+
+/// An execution (seed 002's `tasks` / `task_executions`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    /// Execution id.
+    pub id: ExecutionId,
+    /// Admin who ran it.
+    pub admin: String,
+    /// Program and arguments.
+    pub command: Vec<String>,
+    /// Names of environment variables given (values are not stored: they may be secrets).
+    pub env_keys: Vec<String>,
+    /// Working directory.
+    pub cwd: Option<String>,
+    /// Timeout.
+    pub timeout_ms: Option<u64>,
+    /// The selection as written.
+    pub selector: String,
+    /// Start, unix ms.
+    pub created_at_ms: i64,
+    /// End, unix ms.
+    pub finished_at_ms: Option<i64>,
+    /// State.
+    pub state: ExecutionState,
+    /// Nodes targeted.
+    pub node_count: u32,
+    /// Per-status counts, kept up to date with each node's result.
+    pub counts: ExecCounts,
+}
+
+/// One node's part in an execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeExecRecord {
+    /// Node id.
+    pub node_id: NodeId,
+    /// Hostname at the time.
+    pub hostname: String,
+    /// Status.
+    pub status: ExecStatus,
+    /// Exit code.
+    pub exit_code: Option<i32>,
+    /// Terminating signal.
+    pub signal: Option<i32>,
+    /// Start, unix ms.
+    pub started_at_ms: Option<i64>,
+    /// End, unix ms.
+    pub finished_at_ms: Option<i64>,
+    /// Why it is not ok, where there is a reason.
+    pub error: Option<String>,
+    /// Standard output bytes produced.
+    pub stdout_bytes: u64,
+    /// Standard error bytes produced.
+    pub stderr_bytes: u64,
+    /// Output beyond the cap was not kept.
+    pub truncated: bool,
+}
+
+impl NodeExecRecord {
+    /// A node not yet sent the command.
+    pub fn pending(node_id: NodeId, hostname: String) -> Self {
+        Self {
+            node_id,
+            hostname,
+            status: ExecStatus::Pending,
+            exit_code: None,
+            signal: None,
+            started_at_ms: None,
+            finished_at_ms: None,
+            error: None,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            truncated: false,
+        }
+    }
 }

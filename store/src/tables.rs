@@ -43,6 +43,29 @@ pub(crate) fn create_all(db: &Database) -> Result<(), StoreError> {
     txn.open_table(NONCES)?;
     txn.open_table(NONCE_EXPIRY)?;
     txn.open_table(STATUS_LOG)?;
+    txn.open_table(EXECUTIONS)?;
+    txn.open_table(EXEC_BY_TIME)?;
+    txn.open_table(EXEC_BY_NODE)?;
+    txn.open_table(EXEC_NODES)?;
+    txn.open_table(EXEC_OUTPUT)?;
+    txn.open_table(EXEC_RUNNING)?;
     txn.commit()?;
     Ok(())
 }
+
+/// execution id → encoded [`crate::ExecutionRecord`].
+pub(crate) const EXECUTIONS: TableDefinition<'_, u128, &[u8]> = TableDefinition::new("executions");
+/// (created unix ms, execution id) → (): newest-first listing.
+pub(crate) const EXEC_BY_TIME: TableDefinition<'_, (i64, u128), ()> =
+    TableDefinition::new("exec_by_time");
+/// (node id, created unix ms, execution id) → (): a node's history.
+pub(crate) const EXEC_BY_NODE: TableDefinition<'_, (u128, i64, u128), ()> =
+    TableDefinition::new("exec_by_node");
+/// (execution id, node id) → encoded [`crate::NodeExecRecord`].
+pub(crate) const EXEC_NODES: TableDefinition<'_, (u128, u128), &[u8]> =
+    TableDefinition::new("exec_nodes");
+/// (execution id, node id, chunk number) → stream tag byte, then output bytes.
+pub(crate) const EXEC_OUTPUT: TableDefinition<'_, (u128, u128, u32), &[u8]> =
+    TableDefinition::new("exec_output");
+/// execution id → (), for executions still running: marked interrupted at start-up.
+pub(crate) const EXEC_RUNNING: TableDefinition<'_, u128, ()> = TableDefinition::new("exec_running");

@@ -421,3 +421,110 @@ async fn ids_resolve_by_unique_prefix() {
         Resolved::Invalid(_)
     ));
 }
+
+fn execution(id: tether_wire::ExecutionId, at: i64) -> ExecutionRecord {
+    ExecutionRecord {
+        id,
+        admin: "alice".into(),
+        command: vec!["true".into()],
+        env_keys: vec![],
+        cwd: None,
+        timeout_ms: None,
+        selector: "--all".into(),
+        created_at_ms: at,
+        finished_at_ms: None,
+        state: tether_wire::admin::ExecutionState::Running,
+        node_count: 0,
+        counts: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn executions_keep_counts_and_running_ones_are_interrupted_on_reopen() {
+    use tether_wire::admin::{ExecStatus, ExecutionState};
+    use tether_wire::exec::OutputStream;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (NodeId::random(), NodeId::random());
+    let finished = tether_wire::ExecutionId::random();
+    let running = tether_wire::ExecutionId::random();
+    {
+        let store = open(&dir);
+        for (id, at) in [(finished, 10), (running, 20)] {
+            store
+                .create_execution(execution(id, at), vec![(a, "a".into()), (b, "b".into())])
+                .await
+                .unwrap();
+        }
+        let mut done = NodeExecRecord::pending(a, "a".into());
+        done.status = ExecStatus::Ok;
+        store
+            .update_exec_node(finished, done.clone())
+            .await
+            .unwrap();
+        done.node_id = b;
+        done.status = ExecStatus::Failed;
+        store.update_exec_node(finished, done).await.unwrap();
+        store
+            .finish_execution(finished, ExecutionState::Finished, 30)
+            .await
+            .unwrap();
+        store
+            .append_exec_output(finished, a, 0, OutputStream::Stdout, b"out ".to_vec())
+            .await
+            .unwrap();
+        store
+            .append_exec_output(finished, a, 1, OutputStream::Stderr, b"err".to_vec())
+            .await
+            .unwrap();
+        store
+            .append_exec_output(finished, a, 2, OutputStream::Stdout, b"more".to_vec())
+            .await
+            .unwrap();
+
+        let mut started = NodeExecRecord::pending(a, "a".into());
+        started.status = ExecStatus::Running;
+        store.update_exec_node(running, started).await.unwrap();
+        let (record, _) = store.execution(running).unwrap().unwrap();
+        assert_eq!(record.counts.unfinished, 2);
+        store.close().await;
+    }
+    let store = open(&dir);
+    assert_eq!(store.interrupt_running_executions(40).await.unwrap(), 1);
+    let (record, nodes) = store.execution(running).unwrap().unwrap();
+    assert_eq!(record.state, ExecutionState::Interrupted);
+    assert_eq!(
+        (record.counts.interrupted, record.counts.unfinished),
+        (2, 0)
+    );
+    assert!(nodes.iter().all(|n| n.status == ExecStatus::Interrupted));
+
+    let (record, _) = store.execution(finished).unwrap().unwrap();
+    assert_eq!(record.state, ExecutionState::Finished);
+    assert_eq!(
+        (
+            record.counts.ok,
+            record.counts.failed,
+            record.counts.unfinished
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(
+        store.exec_output(finished, a).unwrap(),
+        (b"out more".to_vec(), b"err".to_vec())
+    );
+
+    let newest_first: Vec<_> = store
+        .executions(None, 10)
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(newest_first, vec![running, finished]);
+    assert_eq!(store.executions(Some(b), 1).unwrap()[0].id, running);
+    assert!(
+        store
+            .executions(Some(NodeId::random()), 10)
+            .unwrap()
+            .is_empty()
+    );
+}

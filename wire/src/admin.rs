@@ -11,10 +11,12 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bytes::ByteBuf;
 use crate::error::ErrorCode;
+use crate::exec::OutputStream;
 use crate::facts::StaticFacts;
 use crate::heartbeat::Metrics;
-use crate::ids::{ApplicationId, NodeId};
+use crate::ids::{ApplicationId, ExecutionId, NodeId};
 use crate::limits;
 
 /// A request from an admin.
@@ -75,6 +77,45 @@ pub enum AdminRequest {
         /// Node id or unique prefix.
         id: String,
     },
+    /// Run a command on the selected nodes. The client keeps its side of the stream open: a later
+    /// `CancelExec` frame on it cancels the run. Answers: `ExecStarted`, then `ExecOutput` and
+    /// `ExecNodeDone` as they happen, then `ExecFinished`.
+    Exec(ExecSpec),
+    /// Cancel the execution running on this stream (sent after `Exec`).
+    CancelExec,
+    /// Stored executions, newest first.
+    ExecHistory {
+        /// Only executions that ran on this node (id or unique prefix).
+        node: Option<String>,
+        /// At most this many.
+        limit: u32,
+    },
+    /// One stored execution with each node's result and kept output.
+    ShowExec {
+        /// Execution id or unique prefix.
+        id: String,
+    },
+}
+
+/// What to run, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecSpec {
+    /// Node ids, unique id prefixes, or hostnames (globs `*`, `?`, `[...]` allowed).
+    pub targets: Vec<String>,
+    /// Also every node carrying all of these labels.
+    pub labels: Vec<(String, String)>,
+    /// Also every node.
+    pub all: bool,
+    /// Program and arguments.
+    pub command: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Working directory.
+    pub cwd: Option<String>,
+    /// Kill after this long.
+    pub timeout_ms: Option<u64>,
+    /// Nodes running at once.
+    pub concurrency: u32,
 }
 
 /// A response frame from core.
@@ -96,6 +137,31 @@ pub enum AdminResponse {
     Nodes(Vec<NodeView>),
     /// One node.
     Node(NodeView),
+    /// The execution started: its id and the nodes it targets.
+    ExecStarted {
+        /// Execution id.
+        exec_id: ExecutionId,
+        /// Every node selected, in the order results may arrive.
+        nodes: Vec<ExecTarget>,
+    },
+    /// Output from one node.
+    ExecOutput {
+        /// From which node.
+        node_id: NodeId,
+        /// Which stream.
+        stream: OutputStream,
+        /// The bytes, as the process wrote them.
+        data: ByteBuf,
+    },
+    /// One node is done.
+    ExecNodeDone(NodeExecView),
+    /// Every node is done; the execution as stored.
+    ExecFinished(ExecutionView),
+    /// A chunk of stored executions.
+    Executions(Vec<ExecutionView>),
+    /// One stored execution; a large one comes as several frames, each repeating the header with
+    /// the next nodes.
+    Execution(ExecutionDetail),
     /// The request failed.
     Error {
         /// What kind of failure.
@@ -154,6 +220,180 @@ macro_rules! text_enum {
             }
         }
     };
+}
+
+/// What became of an execution on one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ExecStatus {
+    /// Not sent yet (waiting for a concurrency slot).
+    Pending,
+    /// Sent, not finished.
+    Running,
+    /// Exited with code 0.
+    Ok,
+    /// Exited with another code, or was killed by a signal.
+    Failed,
+    /// Killed because its timeout passed.
+    Timeout,
+    /// The node was not connected: nothing was sent.
+    Offline,
+    /// Cancelled by an admin (or the admin went away).
+    Cancelled,
+    /// Could not run, or the node or its stream failed mid-run.
+    Error,
+    /// Core stopped while it ran: its end is unknown.
+    Interrupted,
+}
+
+impl ExecStatus {
+    /// Whether this is a final state.
+    pub fn is_final(self) -> bool {
+        !matches!(self, ExecStatus::Pending | ExecStatus::Running)
+    }
+}
+
+/// The state of a whole execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ExecutionState {
+    /// Some nodes are not done.
+    Running,
+    /// Every node is done.
+    Finished,
+    /// Cancelled before every node was done.
+    Cancelled,
+    /// Core stopped while it ran.
+    Interrupted,
+}
+
+text_enum!(ExecStatus {
+    Pending = "pending", Running = "running", Ok = "ok", Failed = "failed", Timeout = "timeout",
+    Offline = "offline", Cancelled = "cancelled", Error = "error", Interrupted = "interrupted"
+});
+text_enum!(ExecutionState { Running = "running", Finished = "finished", Cancelled = "cancelled", Interrupted = "interrupted" });
+
+/// A node an execution targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecTarget {
+    /// Node id.
+    pub node_id: NodeId,
+    /// Its hostname.
+    pub hostname: String,
+}
+
+/// One node's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeExecView {
+    /// Node id.
+    pub node_id: NodeId,
+    /// Hostname at the time.
+    pub hostname: String,
+    /// What became of it.
+    pub status: ExecStatus,
+    /// Exit code, if it exited.
+    pub exit_code: Option<i32>,
+    /// Terminating signal, if killed by one.
+    pub signal: Option<i32>,
+    /// When it started, unix ms.
+    pub started_at_ms: Option<i64>,
+    /// When it finished, unix ms.
+    pub finished_at_ms: Option<i64>,
+    /// Why it is `error`, `offline`, `cancelled` or `interrupted`.
+    pub error: Option<String>,
+    /// Bytes written to standard output in all.
+    pub stdout_bytes: u64,
+    /// Bytes written to standard error in all.
+    pub stderr_bytes: u64,
+    /// Kept standard output (in `ShowExec` answers).
+    pub stdout: Option<ByteBuf>,
+    /// Kept standard error (in `ShowExec` answers).
+    pub stderr: Option<ByteBuf>,
+    /// Output beyond the kept cap was not stored.
+    pub truncated: bool,
+}
+
+/// Per-status counts of an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ExecCounts {
+    /// Exit code 0.
+    pub ok: u32,
+    /// Non-zero exit or signal.
+    pub failed: u32,
+    /// Timed out.
+    pub timeout: u32,
+    /// Not connected.
+    pub offline: u32,
+    /// Cancelled.
+    pub cancelled: u32,
+    /// Failed to run or lost mid-run.
+    pub error: u32,
+    /// Unknown end (core stopped).
+    pub interrupted: u32,
+    /// Not done yet.
+    pub unfinished: u32,
+}
+
+impl ExecCounts {
+    /// Counts one more node in `status`.
+    pub fn add(&mut self, status: ExecStatus) {
+        *self.slot(status) += 1;
+    }
+
+    /// Counts one node fewer in `status` (it moved on).
+    pub fn remove(&mut self, status: ExecStatus) {
+        let slot = self.slot(status);
+        *slot = slot.saturating_sub(1);
+    }
+
+    fn slot(&mut self, status: ExecStatus) -> &mut u32 {
+        match status {
+            ExecStatus::Ok => &mut self.ok,
+            ExecStatus::Failed => &mut self.failed,
+            ExecStatus::Timeout => &mut self.timeout,
+            ExecStatus::Offline => &mut self.offline,
+            ExecStatus::Cancelled => &mut self.cancelled,
+            ExecStatus::Error => &mut self.error,
+            ExecStatus::Interrupted => &mut self.interrupted,
+            ExecStatus::Pending | ExecStatus::Running => &mut self.unfinished,
+        }
+    }
+}
+
+/// An execution as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionView {
+    /// Execution id.
+    pub id: ExecutionId,
+    /// Who ran it.
+    pub admin: String,
+    /// What ran.
+    pub command: Vec<String>,
+    /// Names of the environment variables given (values are not stored).
+    pub env_keys: Vec<String>,
+    /// Working directory.
+    pub cwd: Option<String>,
+    /// Timeout.
+    pub timeout_ms: Option<u64>,
+    /// The selection as the admin wrote it (targets, labels, `--all`).
+    pub selector: String,
+    /// When it started, unix ms.
+    pub created_at_ms: i64,
+    /// When the last node finished, unix ms.
+    pub finished_at_ms: Option<i64>,
+    /// State of the whole execution.
+    pub state: ExecutionState,
+    /// Nodes targeted.
+    pub nodes: u32,
+    /// Per-status counts.
+    pub counts: ExecCounts,
+}
+
+/// An execution with each node's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionDetail {
+    /// The execution.
+    pub execution: ExecutionView,
+    /// Each node's result.
+    pub nodes: Vec<NodeExecView>,
 }
 
 text_enum!(NodeStatus { Online = "online", Offline = "offline", Maintenance = "maintenance" });

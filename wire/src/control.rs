@@ -13,6 +13,8 @@
 //!  ◀──────────────────────────── AuthOk          (heartbeat interval, facts digest core holds)
 //!  ── StaticFacts ────────────────────▶          (only if the digest differs)
 //!  ◀─────────────────────────── Removed          (admin deleted the node: exit, do not retry)
+//!  ◀────────────────────────────── Exec          (run a command; output on a new uni stream)
+//!  ◀──────────────────────── CancelExec          (kill it; the stream still ends with Finished)
 //! ```
 //! Any refusal is a [`CoreMessage::Refused`] frame followed by a connection close with the same
 //! [`ErrorCode`].
@@ -182,6 +184,13 @@ pub enum CoreMessage {
     Removed {
         /// Why, for the node's log.
         reason: String,
+    },
+    /// Run a command; its output comes back on a unidirectional stream the node opens for it.
+    Exec(crate::exec::ExecRequest),
+    /// Kill an execution's process group; its stream still ends with `Finished`.
+    CancelExec {
+        /// Which one.
+        exec_id: crate::ids::ExecutionId,
     },
 }
 

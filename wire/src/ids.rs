@@ -56,3 +56,7 @@ uuid_id!(
     /// An enrollment application.
     ApplicationId
 );
+uuid_id!(
+    /// One execution of a command on one or many nodes.
+    ExecutionId
+);

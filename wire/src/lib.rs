@@ -15,6 +15,7 @@ pub mod bytes;
 pub mod codec;
 pub mod control;
 pub mod error;
+pub mod exec;
 pub mod facts;
 pub mod frame;
 pub mod heartbeat;
@@ -23,7 +24,7 @@ pub mod limits;
 pub mod token;
 
 pub use error::ErrorCode;
-pub use ids::{ApplicationId, NodeId};
+pub use ids::{ApplicationId, ExecutionId, NodeId};
 
 /// ALPN a node speaks on its one connection to core.
 pub const NODE_ALPN: &[u8] = b"tether-node/1";

@@ -32,3 +32,17 @@ pub const MAX_LABEL_VALUE_LEN: usize = 253;
 pub const MAX_REASON_LEN: usize = 1024;
 /// Most nodes per admin list chunk.
 pub const ADMIN_LIST_CHUNK: usize = 256;
+/// Largest frame on an execution's output stream.
+pub const MAX_EXEC_FRAME_LEN: usize = 256 * 1024;
+/// Output is sent in chunks of at most this many bytes.
+pub const EXEC_CHUNK: usize = 64 * 1024;
+/// Command, environment and directory together.
+pub const MAX_COMMAND_BYTES: usize = 128 * 1024;
+/// Arguments of one command.
+pub const MAX_COMMAND_ARGS: usize = 4096;
+/// Environment variables of one command.
+pub const MAX_ENV_VARS: usize = 256;
+/// Executions running at once on one node.
+pub const MAX_EXECS_PER_NODE: usize = 64;
+/// Nodes one execution may target.
+pub const MAX_EXEC_TARGETS: usize = 100_000;

@@ -598,3 +598,112 @@ pub async fn wait_status(
     })
     .await
 }
+
+// ---- executions ----
+
+/// Everything an execution answered.
+#[derive(Debug, Default)]
+pub struct ExecRun {
+    pub exec_id: Option<tether_wire::ExecutionId>,
+    pub targets: Vec<tether_wire::admin::ExecTarget>,
+    pub results: std::collections::HashMap<NodeId, tether_wire::admin::NodeExecView>,
+    pub stdout: std::collections::HashMap<NodeId, Vec<u8>>,
+    pub stderr: std::collections::HashMap<NodeId, Vec<u8>>,
+    pub finished: Option<tether_wire::admin::ExecutionView>,
+}
+
+impl ExecRun {
+    /// The only node's result.
+    pub fn single(&self) -> &tether_wire::admin::NodeExecView {
+        assert_eq!(self.results.len(), 1, "{:?}", self.results);
+        self.results.values().next().unwrap()
+    }
+    pub fn stdout_of(&self, id: NodeId) -> String {
+        String::from_utf8_lossy(self.stdout.get(&id).map_or(&[][..], |v| v)).into_owned()
+    }
+    pub fn stderr_of(&self, id: NodeId) -> String {
+        String::from_utf8_lossy(self.stderr.get(&id).map_or(&[][..], |v| v)).into_owned()
+    }
+}
+
+pub fn spec(targets: &[&str], command: &[&str]) -> tether_wire::admin::ExecSpec {
+    tether_wire::admin::ExecSpec {
+        targets: targets.iter().map(|s| s.to_string()).collect(),
+        labels: vec![],
+        all: false,
+        command: command.iter().map(|s| s.to_string()).collect(),
+        env: vec![],
+        cwd: None,
+        timeout_ms: None,
+        concurrency: 1000,
+    }
+}
+
+impl Admin {
+    /// Runs an execution to its end.
+    pub async fn exec(
+        &self,
+        spec: tether_wire::admin::ExecSpec,
+    ) -> Result<ExecRun, tether_core::client::ClientError> {
+        let mut session = self.0.exec(spec).await?;
+        collect(&mut session).await
+    }
+}
+
+/// Reads an execution's answers to the end.
+pub async fn collect(
+    session: &mut tether_core::client::ExecSession,
+) -> Result<ExecRun, tether_core::client::ClientError> {
+    let mut run = ExecRun::default();
+    while let Some(answer) = tokio::time::timeout(Duration::from_secs(120), session.next())
+        .await
+        .expect("answers in time")?
+    {
+        match answer {
+            AdminResponse::ExecStarted { exec_id, nodes } => {
+                run.exec_id = Some(exec_id);
+                run.targets = nodes;
+            }
+            AdminResponse::ExecOutput {
+                node_id,
+                stream,
+                data,
+            } => {
+                let map = match stream {
+                    tether_wire::exec::OutputStream::Stdout => &mut run.stdout,
+                    tether_wire::exec::OutputStream::Stderr => &mut run.stderr,
+                };
+                map.entry(node_id).or_default().extend_from_slice(&data.0);
+            }
+            AdminResponse::ExecNodeDone(view) => {
+                run.results.insert(view.node_id, view);
+            }
+            AdminResponse::ExecFinished(view) => run.finished = Some(view),
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    Ok(run)
+}
+
+/// Peak resident memory of a process, KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Whether a process is alive (a zombie is not).
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            stat.rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next())
+                != Some("Z")
+        }
+        Err(_) => false,
+    }
+}

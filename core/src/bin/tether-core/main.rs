@@ -108,6 +108,12 @@ struct CoreFlags {
     /// How long the status log keeps entries [default: 30days].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     status_log_retention: Option<Duration>,
+    /// Command output kept in history per node, in bytes [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    exec_output_cap: Option<u64>,
+    /// Grace between SIGTERM and SIGKILL for timed-out or cancelled commands [default: 5s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    exec_kill_grace: Option<Duration>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -152,6 +158,10 @@ impl CoreFlags {
         set(&mut config.idle_timeout, self.idle_timeout);
         set(&mut config.last_seen_flush, self.last_seen_flush);
         set(&mut config.status_log_retention, self.status_log_retention);
+        set(&mut config.exec_kill_grace, self.exec_kill_grace);
+        if let Some(cap) = self.exec_output_cap {
+            config.exec_output_cap = cap;
+        }
         if let Some(auto) = self.auto_approve {
             config.auto_approve = auto;
         }

@@ -1,5 +1,6 @@
 //! `tether`: the admin CLI. Talks to core over QUIC with an admin identity file.
 
+mod exec;
 mod output;
 
 use std::path::PathBuf;
@@ -37,6 +38,8 @@ enum Command {
     /// Nodes in the fleet.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Run a command on nodes (`tether exec web-1 -- uptime`), or look at past runs.
+    Exec(exec::ExecArgs),
     /// Check the identity works and core answers.
     Ping {
         /// Print JSON.
@@ -146,7 +149,8 @@ fn identity_path(cli: &Cli) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".config/tether/identity"))
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+/// The exit status on success.
+async fn run(cli: Cli) -> anyhow::Result<u8> {
     let path = identity_path(&cli)?;
     let identity = AdminIdentity::load(&path).with_context(|| {
         format!(
@@ -171,7 +175,7 @@ fn single<T>(
     }
 }
 
-async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<()> {
+async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<u8> {
     let node = |r| match r {
         AdminResponse::Node(node) => Some(node),
         _ => None,
@@ -181,6 +185,7 @@ async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<()> 
         _ => None,
     };
     match command {
+        Command::Exec(args) => return exec::run(client, args).await,
         Command::Ping { json } => {
             let (core_version, admin) =
                 single(client.request(&AdminRequest::Ping).await?, |r| match r {
@@ -318,7 +323,7 @@ async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<()> 
             );
         }
     }
-    Ok(())
+    Ok(0)
 }
 
 fn main() -> ExitCode {
@@ -334,7 +339,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             match e.downcast_ref::<ClientError>() {
                 Some(ClientError::Core { code, message }) => {

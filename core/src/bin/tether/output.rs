@@ -15,7 +15,7 @@ pub fn rfc3339(ms: i64) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
-fn ago(ms: Option<i64>) -> String {
+pub fn ago(ms: Option<i64>) -> String {
     let Some(ms) = ms else { return "never".into() };
     let now = tether_core::clock::unix_ms(SystemTime::now());
     let secs = (now - ms).max(0) / 1000;
@@ -148,7 +148,7 @@ pub fn application_json(app: &ApplicationView) -> ApplicationJson<'_> {
 }
 
 /// Prints rows with columns padded to their widest cell.
-fn table(header: &[&str], rows: Vec<Vec<String>>) -> anyhow::Result<()> {
+pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> anyhow::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (i, cell) in row.iter().enumerate() {

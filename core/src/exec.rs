@@ -1,0 +1,819 @@
+//! Running a command on many nodes for an admin (seeds 002 and 004).
+//!
+//! ```text
+//! admin stream ──Exec──▶ select nodes ─▶ store (execution + every node, pending) ─▶ ExecStarted
+//!                        for each node, at most `concurrency` at once:
+//!                          offline? ─▶ result `offline`, nothing sent
+//!                          Exec on its control stream ─▶ its own output stream ─▶ ExecOutput…
+//!                          Finished ─▶ store ─▶ ExecNodeDone
+//!                        ExecFinished (counts), stream finished
+//! ```
+//!
+//! Output travels node → core → admin through one bounded channel per execution, so a slow admin
+//! slows the nodes (QUIC flow control all the way back to each process's pipe) instead of growing
+//! core's memory. Each node's output is also kept for history up to `exec_output_cap`, written in
+//! chunks as it arrives. A CancelExec frame on the admin's stream, or the admin going away, cancels:
+//! nodes not yet sent the command are `cancelled` at once, the others kill their process groups and
+//! report.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::VarInt;
+use tether_store::{ExecutionRecord, NodeExecRecord};
+use tether_wire::admin::{
+    AdminRequest, AdminResponse, ExecSpec, ExecStatus, ExecTarget, ExecutionDetail, ExecutionState,
+    ExecutionView, NodeExecView,
+};
+use tether_wire::bytes::ByteBuf;
+use tether_wire::control::CoreMessage;
+use tether_wire::exec::{ExecFrame, ExecOutcome, ExecRequest, OutputStream, check_command};
+use tether_wire::limits::{EXEC_CHUNK, MAX_EXEC_TARGETS};
+use tether_wire::stream::{FramedRecv, FramedSend};
+use tether_wire::{ErrorCode, ExecutionId, NodeId};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::presence::SessionCommand;
+use crate::server::Shared;
+
+/// Events from the node tasks to the admin's stream.
+enum Event {
+    Output {
+        node_id: NodeId,
+        stream: OutputStream,
+        data: Vec<u8>,
+    },
+    Done(NodeExecView),
+}
+
+/// How long a node may take to open the output stream after being sent a command.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Beyond timeout and grace, how long core waits for a node's verdict before giving up on it.
+const VERDICT_SLACK: Duration = Duration::from_secs(30);
+
+type Refusal = (ErrorCode, String);
+
+/// Serves one `Exec` request to its end.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    admin: String,
+    spec: ExecSpec,
+    mut send: FramedSend,
+    mut recv: FramedRecv,
+) {
+    let started = match start(&shared, &admin, &spec).await {
+        Ok(started) => started,
+        Err((code, message)) => {
+            let _ = send.send(&AdminResponse::Error { code, message }).await;
+            send.finish();
+            return;
+        }
+    };
+    let exec_id = started.record.id;
+    let span = info_span!("exec", %exec_id);
+    async move {
+        info!(%admin, command = ?spec.command, nodes = started.targets.len(), selector = %started.record.selector, "execution started");
+        let targets: Vec<ExecTarget> = started
+            .targets
+            .iter()
+            .map(|(node_id, hostname)| ExecTarget { node_id: *node_id, hostname: hostname.clone() })
+            .collect();
+        let mut admin_present = send.send(&AdminResponse::ExecStarted { exec_id, nodes: targets }).await.is_ok();
+
+        let cancel = CancellationToken::new();
+        let (events_tx, mut events) = mpsc::channel::<Event>(64);
+        let fan_out = tokio::spawn(
+            fan_out(shared.clone(), started.request, started.targets, spec.concurrency, cancel.clone(), events_tx).in_current_span(),
+        );
+        let mut reading_admin = true;
+        loop {
+            tokio::select! {
+                event = events.recv() => {
+                    let Some(event) = event else { break };
+                    let response = match event {
+                        Event::Output { node_id, stream, data } => AdminResponse::ExecOutput { node_id, stream, data: ByteBuf(data) },
+                        Event::Done(view) => AdminResponse::ExecNodeDone(view),
+                    };
+                    if admin_present && send.send(&response).await.is_err() {
+                        info!("the admin went away; cancelling");
+                        admin_present = false;
+                        cancel.cancel();
+                    }
+                }
+                frame = recv.next::<AdminRequest>(), if reading_admin => match frame {
+                    Ok(Some(AdminRequest::CancelExec)) => {
+                        info!("cancelled by the admin");
+                        cancel.cancel();
+                    }
+                    Ok(Some(_)) => debug!("ignoring a request other than CancelExec on an exec stream"),
+                    Ok(None) => reading_admin = false,
+                    Err(e) => {
+                        info!(error = %e, "the admin went away; cancelling");
+                        reading_admin = false;
+                        admin_present = false;
+                        cancel.cancel();
+                    }
+                },
+            }
+        }
+        let _ = fan_out.await;
+        let state = if cancel.is_cancelled() { ExecutionState::Cancelled } else { ExecutionState::Finished };
+        if let Err(e) = shared.store.finish_execution(exec_id, state, shared.now_ms()).await {
+            warn!(error = %e, "recording the end of the execution failed");
+        }
+        let view = match shared.store.execution(exec_id) {
+            Ok(Some((record, _))) => execution_view(record),
+            _ => return,
+        };
+        info!(state = %view.state, ok = view.counts.ok, failed = view.counts.failed, "execution finished");
+        if admin_present {
+            let _ = send.send(&AdminResponse::ExecFinished(view)).await;
+            send.finish();
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+struct Started {
+    record: ExecutionRecord,
+    targets: Vec<(NodeId, String)>,
+    request: ExecRequest,
+}
+
+/// Checks the request, selects the nodes and records the execution before anything runs.
+async fn start(shared: &Shared, admin: &str, spec: &ExecSpec) -> Result<Started, Refusal> {
+    check_command(&spec.command, &spec.env, spec.cwd.as_deref())
+        .map_err(|m| (ErrorCode::INVALID_ARGUMENT, m))?;
+    if spec.concurrency == 0 {
+        return Err((
+            ErrorCode::INVALID_ARGUMENT,
+            "concurrency must be at least 1".into(),
+        ));
+    }
+    let targets = select_nodes(shared, spec)?;
+    let exec_id = ExecutionId::random();
+    let record = ExecutionRecord {
+        id: exec_id,
+        admin: admin.to_string(),
+        command: spec.command.clone(),
+        env_keys: spec.env.iter().map(|(k, _)| k.clone()).collect(),
+        cwd: spec.cwd.clone(),
+        timeout_ms: spec.timeout_ms,
+        selector: describe_selection(spec),
+        created_at_ms: shared.now_ms(),
+        finished_at_ms: None,
+        state: ExecutionState::Running,
+        node_count: 0,
+        counts: Default::default(),
+    };
+    shared
+        .store
+        .create_execution(record.clone(), targets.clone())
+        .await
+        .map_err(|e| {
+            (
+                ErrorCode::INTERNAL,
+                format!("core could not record the execution: {e}"),
+            )
+        })?;
+    let request = ExecRequest {
+        exec_id,
+        command: spec.command.clone(),
+        env: spec.env.clone(),
+        cwd: spec.cwd.clone(),
+        timeout_ms: spec.timeout_ms,
+        kill_grace_ms: u64::try_from(shared.config.exec_kill_grace.as_millis()).unwrap_or(u64::MAX),
+    };
+    Ok(Started {
+        record,
+        targets,
+        request,
+    })
+}
+
+fn describe_selection(spec: &ExecSpec) -> String {
+    let mut parts: Vec<String> = spec.targets.clone();
+    parts.extend(spec.labels.iter().map(|(k, v)| format!("--label {k}={v}")));
+    if spec.all {
+        parts.push("--all".into());
+    }
+    parts.join(" ")
+}
+
+/// The nodes a spec selects, by id, id prefix, hostname glob, labels and `--all`; every target
+/// must match something.
+fn select_nodes(shared: &Shared, spec: &ExecSpec) -> Result<Vec<(NodeId, String)>, Refusal> {
+    let internal =
+        |e: tether_store::StoreError| (ErrorCode::INTERNAL, format!("core's database failed: {e}"));
+    let nodes: Vec<_> = shared
+        .store
+        .nodes()
+        .map_err(internal)?
+        .into_iter()
+        .filter(|n| !n.record.deleted)
+        .collect();
+    let mut selected: BTreeMap<NodeId, String> = BTreeMap::new();
+    let mut unmatched = Vec::new();
+    for target in &spec.targets {
+        match shared.store.resolve_node(target).map_err(internal)? {
+            tether_store::Resolved::One(id) => {
+                if let Some(node) = nodes.iter().find(|n| n.record.id == id) {
+                    selected.insert(id, node.record.hostname.clone());
+                    continue;
+                }
+            }
+            // A prefix of several ids may still be a hostname; if not, it is ambiguous.
+            tether_store::Resolved::Ambiguous(ids)
+                if !nodes.iter().any(|n| glob_match(target, &n.record.hostname)) =>
+            {
+                let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                return Err((
+                    ErrorCode::AMBIGUOUS,
+                    format!(
+                        "{target:?} is the beginning of several node ids ({}); give more of it",
+                        ids.join(", ")
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        let mut matched = false;
+        for node in nodes
+            .iter()
+            .filter(|n| glob_match(target, &n.record.hostname))
+        {
+            selected.insert(node.record.id, node.record.hostname.clone());
+            matched = true;
+        }
+        if !matched {
+            unmatched.push(target.clone());
+        }
+    }
+    if !spec.labels.is_empty() {
+        let mut matched = false;
+        for node in nodes.iter().filter(|n| {
+            spec.labels
+                .iter()
+                .all(|(k, v)| n.record.labels.get(k) == Some(v))
+        }) {
+            selected.insert(node.record.id, node.record.hostname.clone());
+            matched = true;
+        }
+        if !matched {
+            let labels: Vec<String> = spec
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            unmatched.push(format!("--label {}", labels.join(" --label ")));
+        }
+    }
+    if spec.all {
+        for node in &nodes {
+            selected.insert(node.record.id, node.record.hostname.clone());
+        }
+    }
+    if !unmatched.is_empty() {
+        return Err((
+            ErrorCode::NOT_FOUND,
+            format!(
+                "no node matches {} (targets are node ids, unique id prefixes or hostnames; globs allowed)",
+                unmatched
+                    .iter()
+                    .map(|u| format!("{u:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    if selected.is_empty() {
+        return Err((
+            ErrorCode::INVALID_ARGUMENT,
+            "no nodes selected: give targets, --label or --all".into(),
+        ));
+    }
+    if selected.len() > MAX_EXEC_TARGETS {
+        return Err((
+            ErrorCode::INVALID_ARGUMENT,
+            format!(
+                "{} nodes selected; the limit is {MAX_EXEC_TARGETS}",
+                selected.len()
+            ),
+        ));
+    }
+    Ok(selected.into_iter().collect())
+}
+
+/// Shell-style glob: `*`, `?`, `[abc]`, `[a-z]`, `[!x]`.
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
+    fn class(set: &[char], c: char) -> bool {
+        let (negate, set) = match set.first() {
+            Some('!') | Some('^') => (true, &set[1..]),
+            _ => (false, set),
+        };
+        let mut i = 0;
+        let mut hit = false;
+        while i < set.len() {
+            if i + 2 < set.len() && set[i + 1] == '-' {
+                hit |= set[i] <= c && c <= set[i + 2];
+                i += 3;
+            } else {
+                hit |= set[i] == c;
+                i += 1;
+            }
+        }
+        hit != negate
+    }
+    fn go(p: &[char], t: &[char]) -> bool {
+        match p.first() {
+            None => t.is_empty(),
+            Some('*') => (0..=t.len()).any(|skip| go(&p[1..], &t[skip..])),
+            Some('?') => !t.is_empty() && go(&p[1..], &t[1..]),
+            Some('[') => match p.iter().position(|c| *c == ']') {
+                Some(end) if end > 1 => {
+                    !t.is_empty() && class(&p[1..end], t[0]) && go(&p[end + 1..], &t[1..])
+                }
+                _ => t.first() == Some(&'[') && go(&p[1..], &t[1..]),
+            },
+            Some(c) => t.first() == Some(c) && go(&p[1..], &t[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    go(&p, &t)
+}
+
+/// Runs the command on every target, at most `concurrency` at once.
+async fn fan_out(
+    shared: Arc<Shared>,
+    request: ExecRequest,
+    targets: Vec<(NodeId, String)>,
+    concurrency: u32,
+    cancel: CancellationToken,
+    events: mpsc::Sender<Event>,
+) {
+    let slots = Arc::new(Semaphore::new(concurrency as usize));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (node_id, hostname) in targets {
+        let (shared, request, cancel, events, slots) = (
+            shared.clone(),
+            request.clone(),
+            cancel.clone(),
+            events.clone(),
+            slots.clone(),
+        );
+        tasks.spawn(
+            async move {
+                let permit = tokio::select! {
+                    permit = slots.acquire_owned() => permit.ok(),
+                    _ = cancel.cancelled() => None,
+                };
+                let mut run = NodeRun::new(&shared, request.exec_id, node_id, hostname);
+                let record = match permit {
+                    Some(_permit) => run.run(&request, &cancel, &events).await,
+                    None => run.finish_without_sending(
+                        ExecStatus::Cancelled,
+                        "cancelled before it was sent",
+                    ),
+                };
+                if let Err(e) = shared
+                    .store
+                    .update_exec_node(request.exec_id, record.clone())
+                    .await
+                {
+                    warn!(error = %e, "recording a node's result failed");
+                }
+                let _ = events.send(Event::Done(node_view(record, None))).await;
+            }
+            .instrument(info_span!("node", %node_id)),
+        );
+    }
+    drop(events);
+    while tasks.join_next().await.is_some() {}
+}
+
+/// One node's part in an execution.
+struct NodeRun<'a> {
+    shared: &'a Shared,
+    exec_id: ExecutionId,
+    record: NodeExecRecord,
+    kept: Kept,
+}
+
+impl<'a> NodeRun<'a> {
+    fn new(shared: &'a Shared, exec_id: ExecutionId, node_id: NodeId, hostname: String) -> Self {
+        Self {
+            shared,
+            exec_id,
+            record: NodeExecRecord::pending(node_id, hostname),
+            kept: Kept::new(usize::try_from(shared.config.exec_output_cap).unwrap_or(usize::MAX)),
+        }
+    }
+
+    fn finish_without_sending(&mut self, status: ExecStatus, why: &str) -> NodeExecRecord {
+        self.record.status = status;
+        self.record.error = Some(why.to_string());
+        self.record.finished_at_ms = Some(self.shared.now_ms());
+        self.record.clone()
+    }
+
+    fn finish(&mut self, status: ExecStatus, error: Option<String>) -> NodeExecRecord {
+        self.record.status = status;
+        self.record.error = error;
+        self.record.finished_at_ms = Some(self.shared.now_ms());
+        self.record.truncated = self.kept.truncated;
+        self.record.clone()
+    }
+
+    async fn run(
+        &mut self,
+        request: &ExecRequest,
+        cancel: &CancellationToken,
+        events: &mpsc::Sender<Event>,
+    ) -> NodeExecRecord {
+        let node_id = self.record.node_id;
+        let session = self
+            .shared
+            .presence
+            .get(node_id)
+            .filter(|s| s.live.lock().expect("not poisoned").heartbeat_ok);
+        let Some(session) = session else {
+            return self.finish_without_sending(ExecStatus::Offline, "the node is not connected");
+        };
+        let stream = self
+            .shared
+            .presence
+            .expect_exec_stream(node_id, self.exec_id);
+        if session
+            .commands
+            .send(SessionCommand::Send(CoreMessage::Exec(request.clone())))
+            .await
+            .is_err()
+        {
+            self.shared
+                .presence
+                .forget_exec_stream(node_id, self.exec_id);
+            return self.finish_without_sending(ExecStatus::Offline, "the node disconnected");
+        }
+        self.record.status = ExecStatus::Running;
+        self.record.started_at_ms = Some(self.shared.now_ms());
+        if let Err(e) = self
+            .shared
+            .store
+            .update_exec_node(self.exec_id, self.record.clone())
+            .await
+        {
+            warn!(error = %e, "recording the start failed");
+        }
+        let connection = session.connection.clone();
+        let lost =
+            |error: quinn::ConnectionError| format!("the node disconnected while it ran: {error}");
+
+        let mut stream = tokio::select! {
+            stream = stream => match stream {
+                Ok(stream) => stream,
+                Err(_) => return self.finish(ExecStatus::Error, Some("the node's output stream was not delivered".into())),
+            },
+            error = connection.closed() => {
+                self.shared.presence.forget_exec_stream(node_id, self.exec_id);
+                return self.finish(ExecStatus::Error, Some(lost(error)));
+            }
+            _ = tokio::time::sleep(OPEN_TIMEOUT) => {
+                self.shared.presence.forget_exec_stream(node_id, self.exec_id);
+                return self.finish(ExecStatus::Error, Some("the node did not start the command in time".into()));
+            }
+        };
+
+        let grace = self.shared.config.exec_kill_grace;
+        let far = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+        let mut verdict_by = request.timeout_ms.map(|ms| {
+            tokio::time::Instant::now() + Duration::from_millis(ms) + grace + VERDICT_SLACK
+        });
+        let mut cancel_sent = false;
+        loop {
+            tokio::select! {
+                frame = stream.next::<ExecFrame>() => match frame {
+                    Ok(Some(ExecFrame::Stdout(data))) => self.output(OutputStream::Stdout, data.0, events).await,
+                    Ok(Some(ExecFrame::Stderr(data))) => self.output(OutputStream::Stderr, data.0, events).await,
+                    Ok(Some(ExecFrame::Finished(outcome))) => {
+                        self.kept.flush(self.shared, self.exec_id, node_id).await;
+                        let (status, error) = verdict(&outcome, cancel_sent);
+                        self.record.exit_code = outcome.exit_code;
+                        self.record.signal = outcome.signal;
+                        return self.finish(status, error);
+                    }
+                    Ok(Some(_)) => {
+                        let _ = stream.stream_mut().stop(VarInt::from_u32(ErrorCode::UNEXPECTED_MESSAGE.close_code()));
+                        self.kept.flush(self.shared, self.exec_id, node_id).await;
+                        return self.finish(ExecStatus::Error, Some("the output stream broke the protocol: unexpected frame".into()));
+                    }
+                    Ok(None) => {
+                        self.kept.flush(self.shared, self.exec_id, node_id).await;
+                        return self.finish(ExecStatus::Error, Some("the output stream ended without a result".into()));
+                    }
+                    Err(e) => {
+                        self.kept.flush(self.shared, self.exec_id, node_id).await;
+                        if let Some(code) = e.protocol_code() {
+                            warn!(error = %e, "an output stream broke the protocol; stopping it");
+                            let _ = stream.stream_mut().stop(VarInt::from_u32(code.close_code()));
+                            return self.finish(ExecStatus::Error, Some(format!("the output stream broke the protocol: {e}")));
+                        }
+                        let why = connection.close_reason().map_or_else(|| e.to_string(), lost);
+                        return self.finish(ExecStatus::Error, Some(why));
+                    }
+                },
+                _ = cancel.cancelled(), if !cancel_sent => {
+                    cancel_sent = true;
+                    let _ = session.commands.send(SessionCommand::Send(CoreMessage::CancelExec { exec_id: self.exec_id })).await;
+                    verdict_by = Some(tokio::time::Instant::now() + grace + VERDICT_SLACK);
+                }
+                _ = tokio::time::sleep_until(verdict_by.unwrap_or(far)), if verdict_by.is_some() => {
+                    let _ = stream.stream_mut().stop(VarInt::from_u32(ErrorCode::OK.close_code()));
+                    self.kept.flush(self.shared, self.exec_id, node_id).await;
+                    let status = if cancel_sent { ExecStatus::Cancelled } else { ExecStatus::Error };
+                    return self.finish(status, Some("the node did not report an end in time".into()));
+                }
+            }
+        }
+    }
+
+    async fn output(&mut self, stream: OutputStream, data: Vec<u8>, events: &mpsc::Sender<Event>) {
+        match stream {
+            OutputStream::Stdout => self.record.stdout_bytes += data.len() as u64,
+            OutputStream::Stderr => self.record.stderr_bytes += data.len() as u64,
+        }
+        self.kept
+            .push(
+                self.shared,
+                self.exec_id,
+                self.record.node_id,
+                stream,
+                &data,
+            )
+            .await;
+        // Waiting here is the back-pressure: a slow admin slows this node's stream.
+        let _ = events
+            .send(Event::Output {
+                node_id: self.record.node_id,
+                stream,
+                data,
+            })
+            .await;
+    }
+}
+
+/// Maps a node's outcome to a status.
+fn verdict(outcome: &ExecOutcome, cancel_sent: bool) -> (ExecStatus, Option<String>) {
+    if let Some(error) = &outcome.error {
+        return (ExecStatus::Error, Some(error.clone()));
+    }
+    if outcome.cancelled || cancel_sent {
+        return (ExecStatus::Cancelled, Some("cancelled".into()));
+    }
+    if outcome.timed_out {
+        return (ExecStatus::Timeout, Some("killed after its timeout".into()));
+    }
+    match (outcome.exit_code, outcome.signal) {
+        (Some(0), _) => (ExecStatus::Ok, None),
+        (Some(_), _) | (None, Some(_)) => (ExecStatus::Failed, None),
+        (None, None) => (
+            ExecStatus::Error,
+            Some("the process ended without an exit status".into()),
+        ),
+    }
+}
+
+/// Output kept for history: up to the cap, written to the store in chunks as it arrives.
+struct Kept {
+    cap: usize,
+    kept: usize,
+    truncated: bool,
+    pending: Vec<u8>,
+    pending_stream: OutputStream,
+    chunk: u32,
+}
+
+impl Kept {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            kept: 0,
+            truncated: false,
+            pending: Vec::new(),
+            pending_stream: OutputStream::Stdout,
+            chunk: 0,
+        }
+    }
+
+    async fn push(
+        &mut self,
+        shared: &Shared,
+        exec_id: ExecutionId,
+        node_id: NodeId,
+        stream: OutputStream,
+        data: &[u8],
+    ) {
+        let room = self.cap - self.kept;
+        if data.len() > room {
+            self.truncated = true;
+        }
+        let take = &data[..data.len().min(room)];
+        if take.is_empty() {
+            return;
+        }
+        if stream != self.pending_stream || self.pending.len() + take.len() > EXEC_CHUNK {
+            self.flush(shared, exec_id, node_id).await;
+            self.pending_stream = stream;
+        }
+        self.pending.extend_from_slice(take);
+        self.kept += take.len();
+    }
+
+    async fn flush(&mut self, shared: &Shared, exec_id: ExecutionId, node_id: NodeId) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let data = std::mem::take(&mut self.pending);
+        if let Err(e) = shared
+            .store
+            .append_exec_output(exec_id, node_id, self.chunk, self.pending_stream, data)
+            .await
+        {
+            warn!(error = %e, "keeping output failed");
+        }
+        self.chunk += 1;
+    }
+}
+
+/// Streams a stored execution: `Execution` frames that repeat the header, each with as many nodes
+/// (and their kept output) as fit in about 4 MiB.
+pub(crate) async fn show(
+    shared: &Shared,
+    text: &str,
+    send: &mut FramedSend,
+) -> Result<(), Refusal> {
+    use crate::admin_api::{internal, resolve};
+    let id = resolve(
+        "execution",
+        text,
+        shared.store.resolve_execution(text).map_err(internal)?,
+    )?;
+    let (record, nodes) = shared
+        .store
+        .execution(id)
+        .map_err(internal)?
+        .ok_or_else(|| {
+            (
+                ErrorCode::NOT_FOUND,
+                format!("execution {id} does not exist"),
+            )
+        })?;
+    let execution = execution_view(record);
+    let mut batch = Vec::new();
+    let mut batch_bytes = 0usize;
+    let mut sent_any = false;
+    for node in nodes {
+        let output = shared
+            .store
+            .exec_output(id, node.node_id)
+            .map_err(internal)?;
+        let size = output.0.len() + output.1.len() + 512;
+        if !batch.is_empty() && batch_bytes + size > SHOW_FRAME_BUDGET {
+            let detail = ExecutionDetail {
+                execution: execution.clone(),
+                nodes: std::mem::take(&mut batch),
+            };
+            if send.send(&AdminResponse::Execution(detail)).await.is_err() {
+                return Ok(());
+            }
+            sent_any = true;
+            batch_bytes = 0;
+        }
+        batch_bytes += size;
+        batch.push(node_view(node, Some(output)));
+    }
+    if !batch.is_empty() || !sent_any {
+        let _ = send
+            .send(&AdminResponse::Execution(ExecutionDetail {
+                execution,
+                nodes: batch,
+            }))
+            .await;
+    }
+    Ok(())
+}
+
+/// Bytes of output per `Execution` frame (the frame limit is 8 MiB; one node keeps at most 4).
+const SHOW_FRAME_BUDGET: usize = 4 * 1024 * 1024;
+
+pub(crate) fn node_view(
+    record: NodeExecRecord,
+    output: Option<(Vec<u8>, Vec<u8>)>,
+) -> NodeExecView {
+    let (stdout, stderr) = match output {
+        Some((stdout, stderr)) => (Some(ByteBuf(stdout)), Some(ByteBuf(stderr))),
+        None => (None, None),
+    };
+    NodeExecView {
+        node_id: record.node_id,
+        hostname: record.hostname,
+        status: record.status,
+        exit_code: record.exit_code,
+        signal: record.signal,
+        started_at_ms: record.started_at_ms,
+        finished_at_ms: record.finished_at_ms,
+        error: record.error,
+        stdout_bytes: record.stdout_bytes,
+        stderr_bytes: record.stderr_bytes,
+        stdout,
+        stderr,
+        truncated: record.truncated,
+    }
+}
+
+pub(crate) fn execution_view(record: ExecutionRecord) -> ExecutionView {
+    ExecutionView {
+        id: record.id,
+        admin: record.admin,
+        command: record.command,
+        env_keys: record.env_keys,
+        cwd: record.cwd,
+        timeout_ms: record.timeout_ms,
+        selector: record.selector,
+        created_at_ms: record.created_at_ms,
+        finished_at_ms: record.finished_at_ms,
+        state: record.state,
+        nodes: record.node_count,
+        counts: record.counts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("web-*", "web-01"));
+        assert!(glob_match("web-0?", "web-01"));
+        assert!(!glob_match("web-0?", "web-012"));
+        assert!(glob_match("db[12]", "db2"));
+        assert!(!glob_match("db[12]", "db3"));
+        assert!(glob_match("db[1-3]", "db3"));
+        assert!(glob_match("db[!1]", "db3"));
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("exact", "exact"));
+        assert!(!glob_match("exact", "exactly"));
+        assert!(glob_match("a*b*c", "a-xx-b-yy-c"));
+        assert!(glob_match("[oops", "[oops"));
+    }
+
+    #[test]
+    fn verdicts() {
+        let outcome = |code, signal| ExecOutcome {
+            exit_code: code,
+            signal,
+            ..Default::default()
+        };
+        assert_eq!(verdict(&outcome(Some(0), None), false).0, ExecStatus::Ok);
+        assert_eq!(
+            verdict(&outcome(Some(3), None), false).0,
+            ExecStatus::Failed
+        );
+        assert_eq!(
+            verdict(&outcome(None, Some(9)), false).0,
+            ExecStatus::Failed
+        );
+        assert_eq!(
+            verdict(
+                &ExecOutcome {
+                    timed_out: true,
+                    signal: Some(15),
+                    ..Default::default()
+                },
+                false
+            )
+            .0,
+            ExecStatus::Timeout
+        );
+        assert_eq!(
+            verdict(&outcome(None, Some(15)), true).0,
+            ExecStatus::Cancelled
+        );
+        assert_eq!(
+            verdict(
+                &ExecOutcome {
+                    error: Some("no such file".into()),
+                    ..Default::default()
+                },
+                false
+            )
+            .0,
+            ExecStatus::Error
+        );
+    }
+}

@@ -1,0 +1,313 @@
+//! Running commands for core: each in its own process group, stdin closed, output streamed on a
+//! unidirectional QUIC stream of its own as the process writes it.
+//!
+//! Three tasks per run: two pipe readers and the stream writer, joined by a small bounded channel.
+//! When core reads slowly, the writer waits for QUIC flow control, the channel fills, the readers
+//! stop reading, the pipes fill and the process blocks in `write` — memory stays bounded whatever
+//! the process prints. Timeouts and cancels are handled by the supervising loop, which never waits
+//! on the network: SIGTERM to the whole group, then SIGKILL after the grace period.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quinn::Connection;
+use rustix::process::{Pid, Signal, kill_process_group};
+use tether_wire::ExecutionId;
+use tether_wire::bytes::ByteBuf;
+use tether_wire::exec::{ExecFrame, ExecOutcome, ExecRequest};
+use tether_wire::limits::{EXEC_CHUNK, MAX_EXEC_FRAME_LEN, MAX_EXECS_PER_NODE};
+use tether_wire::stream::FramedSend;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+/// After the process exits, how long to keep reading pipes that a background child holds open.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+/// Runs in progress, so core can cancel them.
+#[derive(Debug, Default)]
+pub(crate) struct Executions {
+    running: Mutex<HashMap<ExecutionId, CancellationToken>>,
+}
+
+impl Executions {
+    /// Asks a run to stop (SIGTERM, then SIGKILL after its grace period).
+    pub(crate) fn cancel(&self, exec_id: ExecutionId) {
+        match self.running.lock().expect("not poisoned").get(&exec_id) {
+            Some(token) => token.cancel(),
+            None => debug!(%exec_id, "cancel for an execution that is not running here"),
+        }
+    }
+
+    /// Stops every run (the connection they report on is gone).
+    pub(crate) fn cancel_all(&self) {
+        for token in self.running.lock().expect("not poisoned").values() {
+            token.cancel();
+        }
+    }
+
+    /// Starts a run in the background.
+    pub(crate) fn start(self: &Arc<Self>, connection: Connection, request: ExecRequest) {
+        let cancel = CancellationToken::new();
+        let refused = {
+            let mut running = self.running.lock().expect("not poisoned");
+            if running.len() >= MAX_EXECS_PER_NODE {
+                Some(format!(
+                    "this node already runs {MAX_EXECS_PER_NODE} commands; try again later"
+                ))
+            } else if running.insert(request.exec_id, cancel.clone()).is_some() {
+                Some("this execution is already running here".to_string())
+            } else {
+                None
+            }
+        };
+        let registry = self.clone();
+        let span = info_span!("exec", exec_id = %request.exec_id);
+        tokio::spawn(
+            async move {
+                let exec_id = request.exec_id;
+                run(connection, request, cancel, refused).await;
+                registry
+                    .running
+                    .lock()
+                    .expect("not poisoned")
+                    .remove(&exec_id);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// One run, from opening its stream to `Finished`.
+async fn run(
+    connection: Connection,
+    request: ExecRequest,
+    cancel: CancellationToken,
+    refused: Option<String>,
+) {
+    let stream = match connection.open_uni().await {
+        Ok(stream) => stream,
+        Err(e) => {
+            warn!(error = %e, "cannot open the output stream");
+            return;
+        }
+    };
+    let mut out = FramedSend::new(stream, MAX_EXEC_FRAME_LEN);
+    if out
+        .send(&ExecFrame::Open {
+            exec_id: request.exec_id,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    if let Some(error) = refused {
+        let now = now_ms();
+        let outcome = ExecOutcome {
+            error: Some(error),
+            started_at_ms: now,
+            finished_at_ms: now,
+            ..Default::default()
+        };
+        let _ = out.send(&ExecFrame::Finished(outcome)).await;
+        out.finish();
+        return;
+    }
+    let (frames, mut outgoing) = mpsc::channel::<ExecFrame>(4);
+    let abandon = CancellationToken::new();
+    let execution = tokio::spawn(execute(request, frames, cancel, abandon.clone()));
+    while let Some(frame) = outgoing.recv().await {
+        if abandon.is_cancelled() {
+            continue; // drain so the readers never block
+        }
+        if let Err(e) = out.send(&frame).await {
+            // Core stopped reading (its admin went away) or the connection is gone: kill at once.
+            debug!(error = %e, "output stream closed by core; killing the process group");
+            abandon.cancel();
+        }
+    }
+    let outcome = match execution.await {
+        Ok(outcome) => outcome,
+        Err(e) => ExecOutcome {
+            error: Some(format!("the run failed: {e}")),
+            ..Default::default()
+        },
+    };
+    info!(exit_code = ?outcome.exit_code, signal = ?outcome.signal, timed_out = outcome.timed_out,
+          cancelled = outcome.cancelled, error = ?outcome.error, "command finished");
+    if !abandon.is_cancelled() && out.send(&ExecFrame::Finished(outcome)).await.is_ok() {
+        out.finish();
+        // Wait for core to have it all before the stream is dropped.
+        let _ = out.stream_mut().stopped().await;
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn signal_group(pgid: Option<Pid>, signal: Signal) {
+    if let Some(pgid) = pgid
+        && let Err(e) = kill_process_group(pgid, signal)
+    {
+        debug!(error = %e, "signalling the process group");
+    }
+}
+
+/// Spawns the command and supervises it; output goes to `frames`.
+async fn execute(
+    request: ExecRequest,
+    frames: mpsc::Sender<ExecFrame>,
+    cancel: CancellationToken,
+    abandon: CancellationToken,
+) -> ExecOutcome {
+    let started_at_ms = now_ms();
+    let failed = |error: String| ExecOutcome {
+        error: Some(error),
+        started_at_ms,
+        finished_at_ms: now_ms(),
+        ..Default::default()
+    };
+    if let Err(e) = request.check() {
+        return failed(e);
+    }
+    let mut command = tokio::process::Command::new(&request.command[0]);
+    command
+        .args(&request.command[1..])
+        .envs(request.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(cwd) = &request.cwd {
+        command.current_dir(cwd);
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let place = request
+                .cwd
+                .as_deref()
+                .map(|d| format!(" in {d}"))
+                .unwrap_or_default();
+            return failed(format!("cannot run {:?}{place}: {e}", request.command[0]));
+        }
+    };
+    let pgid = child
+        .id()
+        .and_then(|id| Pid::from_raw(i32::try_from(id).ok()?));
+    debug!(pid = ?pgid, command = ?request.command, "started");
+
+    let mut readers = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        readers.push(tokio::spawn(pump(
+            stdout,
+            frames.clone(),
+            ExecFrame::Stdout,
+        )));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        readers.push(tokio::spawn(pump(
+            stderr,
+            frames.clone(),
+            ExecFrame::Stderr,
+        )));
+    }
+    drop(frames);
+
+    let timeout_at = request
+        .timeout_ms
+        .map(|ms| Instant::now() + Duration::from_millis(ms));
+    let grace = Duration::from_millis(request.kill_grace_ms);
+    let mut kill_at: Option<Instant> = None;
+    let (mut timed_out, mut cancelled) = (false, false);
+    let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            _ = tokio::time::sleep_until(timeout_at.unwrap_or(far)), if timeout_at.is_some() && kill_at.is_none() => {
+                timed_out = true;
+                signal_group(pgid, Signal::TERM);
+                kill_at = Some(Instant::now() + grace);
+            }
+            _ = cancel.cancelled(), if kill_at.is_none() => {
+                cancelled = true;
+                signal_group(pgid, Signal::TERM);
+                kill_at = Some(Instant::now() + grace);
+            }
+            _ = abandon.cancelled(), if !cancelled => {
+                cancelled = true;
+                signal_group(pgid, Signal::KILL);
+                kill_at = Some(Instant::now());
+            }
+            _ = tokio::time::sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
+                signal_group(pgid, Signal::KILL);
+                kill_at = Some(far);
+            }
+        }
+    };
+    // The group's other members die with it when it was killed; after a normal exit, give pipes a
+    // moment to drain, then stop waiting for background children that keep them open.
+    if timed_out || cancelled {
+        signal_group(pgid, Signal::KILL);
+    }
+    let drain = async {
+        for reader in &mut readers {
+            let _ = reader.await;
+        }
+    };
+    if tokio::time::timeout(DRAIN_AFTER_EXIT, drain).await.is_err() {
+        debug!("background processes keep the output open; not waiting for them");
+        for reader in &readers {
+            reader.abort();
+        }
+    }
+    let mut outcome = ExecOutcome {
+        timed_out,
+        cancelled,
+        started_at_ms,
+        finished_at_ms: now_ms(),
+        ..Default::default()
+    };
+    match status {
+        Ok(status) => {
+            use std::os::unix::process::ExitStatusExt;
+            outcome.exit_code = status.code();
+            outcome.signal = status.signal();
+        }
+        Err(e) => outcome.error = Some(format!("waiting for the process failed: {e}")),
+    }
+    outcome
+}
+
+/// Copies a pipe into output frames until end of file.
+async fn pump(
+    mut pipe: impl tokio::io::AsyncRead + Unpin,
+    frames: mpsc::Sender<ExecFrame>,
+    wrap: fn(ByteBuf) -> ExecFrame,
+) {
+    let mut buf = vec![0u8; EXEC_CHUNK];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) => return,
+            Ok(n) => {
+                if frames.send(wrap(ByteBuf(buf[..n].to_vec()))).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                debug!(error = %e, "reading a pipe");
+                return;
+            }
+        }
+    }
+}
