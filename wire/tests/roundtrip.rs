@@ -10,12 +10,13 @@ use proptest::prelude::*;
 use tether_wire::admin::*;
 use tether_wire::bytes::{ByteBuf, FixedBytes};
 use tether_wire::control::*;
+use tether_wire::exec::*;
 use tether_wire::facts::*;
 use tether_wire::frame::{Decoded, FrameError, decode_frame, encode_frame};
 use tether_wire::heartbeat::*;
-use tether_wire::limits::{MAX_ADMIN_FRAME_LEN, MAX_CONTROL_FRAME_LEN};
+use tether_wire::limits::{MAX_ADMIN_FRAME_LEN, MAX_CONTROL_FRAME_LEN, MAX_EXEC_FRAME_LEN};
 use tether_wire::token::{Fingerprint, JoinToken};
-use tether_wire::{ApplicationId, ErrorCode, NodeId, codec};
+use tether_wire::{ApplicationId, ErrorCode, ExecutionId, NodeId, codec};
 
 fn text() -> impl Strategy<Value = String> {
     "[ -~]{0,24}|\\PC{0,8}"
@@ -202,7 +203,138 @@ fn core_message() -> impl Strategy<Value = CoreMessage> {
             )),
         (code(), text()).prop_map(|(code, message)| CoreMessage::Refused { code, message }),
         text().prop_map(|reason| CoreMessage::Removed { reason }),
+        exec_request().prop_map(CoreMessage::Exec),
+        exec_id().prop_map(|exec_id| CoreMessage::CancelExec { exec_id }),
     ]
+}
+
+fn exec_id() -> impl Strategy<Value = ExecutionId> {
+    any::<[u8; 16]>().prop_map(ExecutionId::from_bytes)
+}
+
+fn exec_request() -> impl Strategy<Value = ExecRequest> {
+    (
+        exec_id(),
+        vec(text(), 1..4),
+        labels(),
+        option::of(text()),
+        option::of(any::<u64>()),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(exec_id, command, env, cwd, timeout_ms, kill_grace_ms)| ExecRequest {
+                exec_id,
+                command,
+                env,
+                cwd,
+                timeout_ms,
+                kill_grace_ms,
+            },
+        )
+}
+
+fn exec_outcome() -> impl Strategy<Value = ExecOutcome> {
+    (
+        option::of(any::<i32>()),
+        option::of(any::<i32>()),
+        any::<(bool, bool)>(),
+        option::of(text()),
+        any::<(i64, i64)>(),
+    )
+        .prop_map(|(exit_code, signal, flags, error, times)| ExecOutcome {
+            exit_code,
+            signal,
+            timed_out: flags.0,
+            cancelled: flags.1,
+            error,
+            started_at_ms: times.0,
+            finished_at_ms: times.1,
+        })
+}
+
+fn exec_frame() -> impl Strategy<Value = ExecFrame> {
+    prop_oneof![
+        exec_id().prop_map(|exec_id| ExecFrame::Open { exec_id }),
+        bytes().prop_map(ExecFrame::Stdout),
+        bytes().prop_map(ExecFrame::Stderr),
+        exec_outcome().prop_map(ExecFrame::Finished),
+    ]
+}
+
+fn exec_status() -> impl Strategy<Value = ExecStatus> {
+    prop_oneof![
+        Just(ExecStatus::Pending),
+        Just(ExecStatus::Running),
+        Just(ExecStatus::Ok),
+        Just(ExecStatus::Failed),
+        Just(ExecStatus::Timeout),
+        Just(ExecStatus::Offline),
+        Just(ExecStatus::Cancelled),
+        Just(ExecStatus::Error),
+        Just(ExecStatus::Interrupted),
+    ]
+}
+
+prop_compose! {
+    fn node_exec_view()(
+        node_id in node_id(), hostname in text(), status in exec_status(),
+        codes in (option::of(any::<i32>()), option::of(any::<i32>())),
+        times in (option::of(any::<i64>()), option::of(any::<i64>())),
+        error in option::of(text()),
+        sizes in any::<(u64, u64)>(),
+        output in (option::of(bytes()), option::of(bytes())),
+        truncated in any::<bool>(),
+    ) -> NodeExecView {
+        NodeExecView {
+            node_id, hostname, status, exit_code: codes.0, signal: codes.1,
+            started_at_ms: times.0, finished_at_ms: times.1, error,
+            stdout_bytes: sizes.0, stderr_bytes: sizes.1, stdout: output.0, stderr: output.1, truncated,
+        }
+    }
+}
+
+prop_compose! {
+    fn execution_view()(
+        id in exec_id(), admin in text(), command in vec(text(), 1..3), env_keys in vec(text(), 0..2),
+        cwd in option::of(text()), timeout_ms in option::of(any::<u64>()), selector in text(),
+        times in (any::<i64>(), option::of(any::<i64>())),
+        state in prop_oneof![Just(ExecutionState::Running), Just(ExecutionState::Finished), Just(ExecutionState::Cancelled), Just(ExecutionState::Interrupted)],
+        nodes in any::<u32>(), counts in vec(any::<u32>(), 8),
+    ) -> ExecutionView {
+        ExecutionView {
+            id, admin, command, env_keys, cwd, timeout_ms, selector,
+            created_at_ms: times.0, finished_at_ms: times.1, state, nodes,
+            counts: ExecCounts {
+                ok: counts[0], failed: counts[1], timeout: counts[2], offline: counts[3],
+                cancelled: counts[4], error: counts[5], interrupted: counts[6], unfinished: counts[7],
+            },
+        }
+    }
+}
+
+fn exec_spec() -> impl Strategy<Value = ExecSpec> {
+    (
+        vec(text(), 0..3),
+        labels(),
+        any::<bool>(),
+        vec(text(), 0..3),
+        labels(),
+        option::of(text()),
+        option::of(any::<u64>()),
+        any::<u32>(),
+    )
+        .prop_map(
+            |(targets, labels, all, command, env, cwd, timeout_ms, concurrency)| ExecSpec {
+                targets,
+                labels,
+                all,
+                command,
+                env,
+                cwd,
+                timeout_ms,
+                concurrency,
+            },
+        )
 }
 
 fn node_status() -> impl Strategy<Value = NodeStatus> {
@@ -277,6 +409,11 @@ fn admin_request() -> impl Strategy<Value = AdminRequest> {
             .prop_map(|(id, set, remove)| AdminRequest::LabelNode { id, set, remove }),
         (text(), any::<bool>()).prop_map(|(id, on)| AdminRequest::SetMaintenance { id, on }),
         text().prop_map(|id| AdminRequest::DeleteNode { id }),
+        exec_spec().prop_map(AdminRequest::Exec),
+        Just(AdminRequest::CancelExec),
+        (option::of(text()), any::<u32>())
+            .prop_map(|(node, limit)| AdminRequest::ExecHistory { node, limit }),
+        text().prop_map(|id| AdminRequest::ShowExec { id }),
     ]
 }
 
@@ -291,6 +428,32 @@ fn admin_response() -> impl Strategy<Value = AdminResponse> {
         vec(node_view(), 0..3).prop_map(AdminResponse::Nodes),
         node_view().prop_map(AdminResponse::Node),
         (code(), text()).prop_map(|(code, message)| AdminResponse::Error { code, message }),
+        (exec_id(), vec((node_id(), text()), 0..3)).prop_map(|(exec_id, nodes)| {
+            AdminResponse::ExecStarted {
+                exec_id,
+                nodes: nodes
+                    .into_iter()
+                    .map(|(node_id, hostname)| ExecTarget { node_id, hostname })
+                    .collect(),
+            }
+        }),
+        (node_id(), any::<bool>(), bytes()).prop_map(|(node_id, out, data)| {
+            AdminResponse::ExecOutput {
+                node_id,
+                stream: if out {
+                    OutputStream::Stdout
+                } else {
+                    OutputStream::Stderr
+                },
+                data,
+            }
+        }),
+        node_exec_view().prop_map(AdminResponse::ExecNodeDone),
+        execution_view().prop_map(AdminResponse::ExecFinished),
+        vec(execution_view(), 0..3).prop_map(AdminResponse::Executions),
+        (execution_view(), vec(node_exec_view(), 0..3)).prop_map(|(execution, nodes)| {
+            AdminResponse::Execution(ExecutionDetail { execution, nodes })
+        }),
     ]
 }
 
@@ -362,6 +525,11 @@ proptest! {
     }
 
     #[test]
+    fn exec_frames(frame in exec_frame()) {
+        check_frame(&frame, MAX_EXEC_FRAME_LEN)?;
+    }
+
+    #[test]
     fn heartbeats(hb in heartbeat()) {
         let (bytes, dropped) = encode_heartbeat(hb.clone());
         prop_assert_eq!(dropped, 0);
@@ -393,6 +561,7 @@ proptest! {
         let _ = decode_frame::<NodeMessage>(&data, MAX_CONTROL_FRAME_LEN);
         let _ = decode_frame::<CoreMessage>(&data, MAX_CONTROL_FRAME_LEN);
         let _ = decode_frame::<AdminRequest>(&data, MAX_ADMIN_FRAME_LEN);
+        let _ = decode_frame::<ExecFrame>(&data, MAX_EXEC_FRAME_LEN);
         let _ = decode_datagram(&data);
         let _ = JoinToken::parse(&String::from_utf8_lossy(&data));
     }
