@@ -6,4 +6,5 @@
 //!
 //! Nothing here is used by the shipped binaries; it must never be a dependency of them.
 
+pub mod loadgen;
 pub mod sim;

@@ -11,8 +11,9 @@ use tether_wire::bytes::{ByteBuf, FixedBytes};
 use tether_wire::control::{
     AuthRequest, CoreMessage, EnrollRequest, NodeMessage, SessionParams, auth_proof_input,
 };
+use tether_wire::exec::{ExecFrame, ExecOutcome, ExecRequest};
 use tether_wire::heartbeat::{DiskUsage, Heartbeat, Metrics, encode_heartbeat};
-use tether_wire::limits::MAX_CONTROL_FRAME_LEN;
+use tether_wire::limits::{MAX_CONTROL_FRAME_LEN, MAX_EXEC_FRAME_LEN};
 use tether_wire::stream::{FramedRecv, FramedSend};
 use tether_wire::token::JoinToken;
 use tether_wire::{AUTH_EXPORTER_LABEL, NodeId, TLS_SERVER_NAME};
@@ -27,6 +28,9 @@ pub enum SimError {
     /// Core answered something else than expected.
     #[error("core answered {0}")]
     Unexpected(String),
+    /// Core refused.
+    #[error("core refused: {1} [{0}]")]
+    Refused(tether_wire::ErrorCode, String),
 }
 
 fn conn_err(e: impl std::fmt::Display) -> SimError {
@@ -37,8 +41,28 @@ fn conn_err(e: impl std::fmt::Display) -> SimError {
 pub fn client_endpoint(token: &JoinToken) -> Result<Endpoint, SimError> {
     let (tls, _) = tether_certs::tls::node_client_config(token.ca_fingerprint).map_err(conn_err)?;
     let quic = QuicClientConfig::try_from(Arc::new(tls)).map_err(conn_err)?;
-    let mut endpoint = Endpoint::client("0.0.0.0:0".parse().expect("valid")).map_err(conn_err)?;
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    // Thousands of connections share this socket: a large buffer, as core has.
+    let (socket, _) = tether_core::udp::bind("0.0.0.0:0".parse().expect("valid"), 8 * 1024 * 1024)
+        .map_err(conn_err)?;
+    let mut endpoint = Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(conn_err)?;
+    // The same transport settings as the real agent: keep-alive 15 s, idle timeout 60 s.
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(std::time::Duration::from_secs(15)));
+    transport.max_idle_timeout(Some(quinn::VarInt::from_u32(60_000).into()));
+    transport.stream_receive_window(quinn::VarInt::from_u32(256 * 1024));
+    transport.receive_window(quinn::VarInt::from_u32(1024 * 1024));
+    transport.send_window(1024 * 1024);
+    transport.datagram_receive_buffer_size(Some(8 * 1024));
+    transport.datagram_send_buffer_size(8 * 1024);
+    let mut client = quinn::ClientConfig::new(Arc::new(quic));
+    client.transport_config(Arc::new(transport));
+    endpoint.set_default_client_config(client);
     Ok(endpoint)
 }
 
@@ -66,16 +90,7 @@ async fn answer(recv: &mut FramedRecv) -> Result<CoreMessage, SimError> {
         .ok_or_else(|| SimError::Unexpected("nothing (stream closed)".into()))
 }
 
-/// Enrolls `id` with `key` and returns its agent secret. Core must auto-approve.
-pub async fn enroll(
-    endpoint: &Endpoint,
-    addr: SocketAddr,
-    token: &JoinToken,
-    key: &NodeKey,
-    id: NodeId,
-    now_secs: i64,
-) -> Result<[u8; 32], SimError> {
-    let (connection, mut send, mut recv) = control(endpoint, addr).await?;
+fn enroll_request(token: &JoinToken, key: &NodeKey, id: NodeId, now_secs: i64) -> EnrollRequest {
     let mut nonce = [0u8; 64];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
     let mut request = EnrollRequest {
@@ -89,10 +104,23 @@ pub async fn enroll(
         signature: ByteBuf::default(),
     };
     request.signature = ByteBuf(key.sign(&request.signed_bytes()));
+    request
+}
+
+/// Sends `Enroll` and returns the agent secret from the approval. Core must auto-approve.
+async fn enroll_on(
+    send: &mut FramedSend,
+    recv: &mut FramedRecv,
+    token: &JoinToken,
+    key: &NodeKey,
+    id: NodeId,
+    now_secs: i64,
+) -> Result<[u8; 32], SimError> {
+    let request = enroll_request(token, key, id, now_secs);
     send.send(&NodeMessage::Enroll(request))
         .await
         .map_err(conn_err)?;
-    let result = match answer(&mut recv).await? {
+    match answer(recv).await? {
         CoreMessage::EnrollApproved {
             encrypted_secret, ..
         } => key
@@ -100,8 +128,23 @@ pub async fn enroll(
             .ok()
             .and_then(|s| s.try_into().ok())
             .ok_or_else(|| SimError::Unexpected("an undecryptable secret".into())),
+        CoreMessage::Refused { code, message } => Err(SimError::Refused(code, message)),
         other => Err(SimError::Unexpected(format!("{other:?}"))),
-    };
+    }
+}
+
+/// Enrolls `id` with `key` on a connection of its own and returns its agent secret. Core must
+/// auto-approve.
+pub async fn enroll(
+    endpoint: &Endpoint,
+    addr: SocketAddr,
+    token: &JoinToken,
+    key: &NodeKey,
+    id: NodeId,
+    now_secs: i64,
+) -> Result<[u8; 32], SimError> {
+    let (connection, mut send, mut recv) = control(endpoint, addr).await?;
+    let result = enroll_on(&mut send, &mut recv, token, key, id, now_secs).await;
     connection.close(0u32.into(), b"");
     result
 }
@@ -116,10 +159,26 @@ pub struct SimNode {
     /// What core said on authentication.
     pub params: SessionParams,
     seq: u32,
-    _control: (FramedSend, FramedRecv),
+    _send: FramedSend,
+    recv: FramedRecv,
 }
 
 impl SimNode {
+    /// Enrolls and authenticates on one connection, as a real agent does on its first start.
+    pub async fn join(
+        endpoint: &Endpoint,
+        addr: SocketAddr,
+        token: &JoinToken,
+        key: &NodeKey,
+        id: NodeId,
+        now_secs: i64,
+    ) -> Result<(SimNode, [u8; 32]), SimError> {
+        let (connection, mut send, mut recv) = control(endpoint, addr).await?;
+        let secret = enroll_on(&mut send, &mut recv, token, key, id, now_secs).await?;
+        let node = Self::authenticate(connection, send, recv, id, &secret, now_secs).await?;
+        Ok((node, secret))
+    }
+
     /// Connects and authenticates with the agent secret.
     pub async fn connect(
         endpoint: &Endpoint,
@@ -128,7 +187,18 @@ impl SimNode {
         secret: &[u8; 32],
         now_secs: i64,
     ) -> Result<SimNode, SimError> {
-        let (connection, mut send, mut recv) = control(endpoint, addr).await?;
+        let (connection, send, recv) = control(endpoint, addr).await?;
+        Self::authenticate(connection, send, recv, id, secret, now_secs).await
+    }
+
+    async fn authenticate(
+        connection: Connection,
+        mut send: FramedSend,
+        mut recv: FramedRecv,
+        id: NodeId,
+        secret: &[u8; 32],
+        now_secs: i64,
+    ) -> Result<SimNode, SimError> {
         let mut exporter = [0u8; 32];
         connection
             .export_keying_material(&mut exporter, AUTH_EXPORTER_LABEL, b"")
@@ -150,10 +220,17 @@ impl SimNode {
                 connection,
                 params,
                 seq: 0,
-                _control: (send, recv),
+                _send: send,
+                recv,
             }),
+            CoreMessage::Refused { code, message } => Err(SimError::Refused(code, message)),
             other => Err(SimError::Unexpected(format!("{other:?}"))),
         }
+    }
+
+    /// The next frame core sends on the control stream; `None` when it finished the stream.
+    pub async fn next_message(&mut self) -> Result<Option<CoreMessage>, SimError> {
+        self.recv.next::<CoreMessage>().await.map_err(conn_err)
     }
 
     /// Sends one heartbeat datagram.
@@ -201,4 +278,57 @@ pub fn sample_metrics() -> Metrics {
         uptime_secs: 3_456_789,
         tty_sessions: 0,
     }
+}
+
+/// Answers an execution as a node would, without running anything: `true` exits 0, `false`
+/// exits 1, `echo ARGS` prints them; anything else exits 127 with a note on stderr.
+pub async fn answer_exec(
+    connection: &Connection,
+    request: &ExecRequest,
+    now_ms: i64,
+) -> Result<(), SimError> {
+    let stream = connection.open_uni().await.map_err(conn_err)?;
+    let mut out = FramedSend::new(stream, MAX_EXEC_FRAME_LEN);
+    out.send(&ExecFrame::Open {
+        exec_id: request.exec_id,
+    })
+    .await
+    .map_err(conn_err)?;
+    let program = request.command.first().map_or("", String::as_str);
+    let (code, stdout, stderr) = match program {
+        "true" => (0, String::new(), String::new()),
+        "false" => (1, String::new(), String::new()),
+        "echo" => (
+            0,
+            format!("{}\n", request.command[1..].join(" ")),
+            String::new(),
+        ),
+        other => (
+            127,
+            String::new(),
+            format!("tether-loadgen: {other}: only true, false and echo are simulated\n"),
+        ),
+    };
+    if !stdout.is_empty() {
+        out.send(&ExecFrame::Stdout(ByteBuf(stdout.into_bytes())))
+            .await
+            .map_err(conn_err)?;
+    }
+    if !stderr.is_empty() {
+        out.send(&ExecFrame::Stderr(ByteBuf(stderr.into_bytes())))
+            .await
+            .map_err(conn_err)?;
+    }
+    let outcome = ExecOutcome {
+        exit_code: Some(code),
+        started_at_ms: now_ms,
+        finished_at_ms: now_ms,
+        ..Default::default()
+    };
+    out.send(&ExecFrame::Finished(outcome))
+        .await
+        .map_err(conn_err)?;
+    out.finish();
+    let _ = out.stream_mut().stopped().await;
+    Ok(())
 }

@@ -41,6 +41,9 @@ pub struct CoreConfig {
     pub exec_output_cap: u64,
     /// After SIGTERM (timeout or cancel), how long a command's process group has before SIGKILL.
     pub exec_kill_grace: Duration,
+    /// UDP receive and send buffer to ask the kernel for, bytes (it grants up to
+    /// `net.core.rmem_max`).
+    pub udp_buffer: usize,
 }
 
 impl CoreConfig {
@@ -61,6 +64,7 @@ impl CoreConfig {
             status_log_retention: Duration::from_secs(30 * 24 * 3600),
             exec_output_cap: 1024 * 1024,
             exec_kill_grace: Duration::from_secs(5),
+            udp_buffer: 8 * 1024 * 1024,
         }
     }
 
@@ -144,6 +148,7 @@ impl CoreConfig {
             status_log_retention,
             exec_output_cap,
             exec_kill_grace,
+            udp_buffer,
         } = file;
         set(&mut self.listen, listen);
         set(&mut self.data_dir, data_dir);
@@ -167,6 +172,7 @@ impl CoreConfig {
         );
         set(&mut self.exec_output_cap, exec_output_cap);
         set(&mut self.exec_kill_grace, exec_kill_grace.map(|d| d.0));
+        set(&mut self.udp_buffer, udp_buffer);
     }
 }
 
@@ -208,6 +214,8 @@ pub struct ConfigFile {
     pub exec_output_cap: Option<u64>,
     /// See [`CoreConfig::exec_kill_grace`].
     pub exec_kill_grace: Option<DurationText>,
+    /// See [`CoreConfig::udp_buffer`].
+    pub udp_buffer: Option<usize>,
 }
 
 impl ConfigFile {

@@ -17,6 +17,7 @@ pub mod config;
 pub mod data_dir;
 pub mod presence;
 pub mod server;
+pub mod udp;
 
 mod admin_api;
 mod enroll;

@@ -83,11 +83,16 @@ async fn refuse(connection: &Connection, control: &mut Control, (code, message):
     .await;
 }
 
-/// Closes for a protocol violation, with a log line.
+/// Closes for a protocol violation. A transport failure (the peer went away) is not one: it is
+/// only noted.
 fn protocol_error(connection: &Connection, error: &RecvError) {
-    let code = error.protocol_code().unwrap_or(ErrorCode::MALFORMED);
-    warn!(code = %code, error = %error, "protocol error on the control stream");
-    close(connection, code, &error.to_string());
+    match error.protocol_code() {
+        Some(code) => {
+            warn!(code = %code, error = %error, "protocol error on the control stream");
+            close(connection, code, &error.to_string());
+        }
+        None => debug!(error = %error, "the control stream ended"),
+    }
 }
 
 /// Serves one connection that negotiated the node ALPN.

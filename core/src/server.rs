@@ -155,7 +155,8 @@ impl Core {
             addr: config.listen,
             source,
         };
-        let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_error)?;
+        let socket =
+            crate::udp::bind_logged(config.listen, config.udp_buffer).map_err(bind_error)?;
         let endpoint = Endpoint::new(
             endpoint_config,
             Some(server_config),

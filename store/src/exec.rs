@@ -83,9 +83,10 @@ impl Store {
             let Some(previous) = previous else {
                 return Ok(());
             };
-            if let Some(mut execution) = load_execution(txn, id)?
-                && previous.status != update.status
-            {
+            // Pending → running leaves the counts as they are (both are unfinished): skip the rewrite.
+            let counts_change = previous.status != update.status
+                && (previous.status.is_final() || update.status.is_final());
+            if counts_change && let Some(mut execution) = load_execution(txn, id)? {
                 execution.counts.remove(previous.status);
                 execution.counts.add(update.status);
                 save_execution(txn, &execution)?;

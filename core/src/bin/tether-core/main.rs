@@ -114,6 +114,9 @@ struct CoreFlags {
     /// Grace between SIGTERM and SIGKILL for timed-out or cancelled commands [default: 5s].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     exec_kill_grace: Option<Duration>,
+    /// UDP socket buffer to ask for, bytes; the kernel caps it at net.core.rmem_max [default: 8388608].
+    #[arg(long, value_name = "BYTES")]
+    udp_buffer: Option<usize>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -161,6 +164,9 @@ impl CoreFlags {
         set(&mut config.exec_kill_grace, self.exec_kill_grace);
         if let Some(cap) = self.exec_output_cap {
             config.exec_output_cap = cap;
+        }
+        if let Some(buffer) = self.udp_buffer {
+            config.udp_buffer = buffer;
         }
         if let Some(auto) = self.auto_approve {
             config.auto_approve = auto;

@@ -1,0 +1,398 @@
+//! The load generator: N simulated nodes from one process, each with its own QUIC connection,
+//! spread over several UDP endpoints so the simulator is not the bottleneck. Real enrollment
+//! (core must auto-approve), real authentication, real heartbeats, answers to exec requests.
+//!
+//! Identities are cached in the state directory (one shared RSA key, and each node's id and
+//! secret), so a second run skips key generation and enrollment. Nodes that core no longer knows
+//! enroll again.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use quinn::Endpoint;
+use serde::Serialize;
+use tether_certs::node_key::NodeKey;
+use tether_wire::control::CoreMessage;
+use tether_wire::token::JoinToken;
+use tether_wire::{ErrorCode, NodeId};
+use tokio_util::sync::CancellationToken;
+
+use crate::sim::{self, SimError, SimNode};
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct LoadgenConfig {
+    /// Core's address.
+    pub core: SocketAddr,
+    /// The join token.
+    pub token: JoinToken,
+    /// How many nodes.
+    pub nodes: usize,
+    /// New connections per second while ramping up.
+    pub ramp: u32,
+    /// Heartbeat interval; default: what core dictates.
+    pub heartbeat_interval: Option<Duration>,
+    /// Stop after this long; default: when cancelled.
+    pub duration: Option<Duration>,
+    /// Where identities are cached.
+    pub state_dir: PathBuf,
+    /// UDP endpoints to spread the connections over.
+    pub endpoints: usize,
+}
+
+/// Counters, shared by every simulated node.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Nodes enrolled by this run.
+    pub enrolled: AtomicU64,
+    /// Nodes connected and authenticated now.
+    pub online: AtomicU64,
+    /// Successful authentications (first connections and reconnections).
+    pub authentications: AtomicU64,
+    /// Connections lost after authentication.
+    pub disconnects: AtomicU64,
+    /// Heartbeat datagrams sent.
+    pub heartbeats: AtomicU64,
+    /// Exec requests answered.
+    pub execs: AtomicU64,
+    failures: Mutex<BTreeMap<String, u64>>,
+    connect_ms: Mutex<Vec<u32>>,
+}
+
+impl Counters {
+    fn failure(&self, reason: &str) {
+        *self
+            .failures
+            .lock()
+            .expect("not poisoned")
+            .entry(reason.to_string())
+            .or_default() += 1;
+    }
+}
+
+/// What a run saw, as printed and written with `--json`.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Nodes simulated.
+    pub nodes: usize,
+    /// Nodes online at the end.
+    pub online: u64,
+    /// Seconds until every node was online the first time (if they all were).
+    pub all_online_after_secs: Option<f64>,
+    /// Nodes enrolled by this run (the rest came from the cache).
+    pub enrolled: u64,
+    /// Authentications, reconnections included.
+    pub authentications: u64,
+    /// Connections lost after authentication.
+    pub disconnects: u64,
+    /// Heartbeats sent.
+    pub heartbeats: u64,
+    /// Exec requests answered.
+    pub execs_answered: u64,
+    /// Failed attempts by reason.
+    pub failures: BTreeMap<String, u64>,
+    /// Connect + authenticate latency, milliseconds: p50, p90, p99, max.
+    pub connect_ms: Option<[u32; 4]>,
+    /// How long the run lasted.
+    pub elapsed_secs: f64,
+}
+
+/// The cached identities.
+struct Identities {
+    key: NodeKey,
+    path: PathBuf,
+    entries: Mutex<Vec<(NodeId, Option<[u8; 32]>)>>,
+}
+
+impl Identities {
+    fn load(dir: &Path, nodes: usize) -> anyhow::Result<Self> {
+        tether_certs::files::create_private_dir(dir)?;
+        let key_path = dir.join("sim.key");
+        let key = if key_path.exists() {
+            NodeKey::from_pem(&tether_certs::files::read_private_text(&key_path)?)?
+        } else {
+            let key = NodeKey::generate()?;
+            tether_certs::files::write_private_file(&key_path, key.to_pem().as_bytes())?;
+            key
+        };
+        let path = dir.join("identities");
+        let mut entries: Vec<(NodeId, Option<[u8; 32]>)> = Vec::new();
+        if path.exists() {
+            for line in tether_certs::files::read_private_text(&path)?.lines() {
+                let mut parts = line.split_whitespace();
+                let (Some(id), Some(secret)) = (parts.next(), parts.next()) else {
+                    continue;
+                };
+                let secret = hex::decode(secret)
+                    .ok()
+                    .and_then(|s| <[u8; 32]>::try_from(s).ok());
+                if let (Ok(id), Some(secret)) = (id.parse(), secret) {
+                    entries.push((id, Some(secret)));
+                }
+            }
+        }
+        while entries.len() < nodes {
+            entries.push((NodeId::random(), None));
+        }
+        Ok(Self {
+            key,
+            path,
+            entries: Mutex::new(entries),
+        })
+    }
+
+    fn get(&self, index: usize) -> (NodeId, Option<[u8; 32]>) {
+        self.entries.lock().expect("not poisoned")[index]
+    }
+
+    fn set(&self, index: usize, secret: Option<[u8; 32]>) {
+        self.entries.lock().expect("not poisoned")[index].1 = secret;
+    }
+
+    fn save(&self) -> anyhow::Result<()> {
+        let text: String = self
+            .entries
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .filter_map(|(id, secret)| secret.map(|s| format!("{id} {}\n", hex::encode(s))))
+            .collect();
+        tether_certs::files::write_private_file(&self.path, text.as_bytes())?;
+        Ok(())
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn failure_reason(error: &SimError) -> String {
+    match error {
+        SimError::Refused(code, _) => code.name().to_string(),
+        SimError::Connection(text) => text.split(':').next().unwrap_or(text).to_string(),
+        SimError::Unexpected(_) => "unexpected answer".into(),
+    }
+}
+
+/// Runs the simulation until `stop` or `duration`; prints progress to stderr every few seconds.
+pub async fn run(config: LoadgenConfig, stop: CancellationToken) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let identities = Arc::new(Identities::load(&config.state_dir, config.nodes)?);
+    let counters = Arc::new(Counters::default());
+    let endpoints: Vec<Endpoint> = (0..config.endpoints.max(1))
+        .map(|_| sim::client_endpoint(&config.token))
+        .collect::<Result<_, _>>()?;
+    if let Some(duration) = config.duration {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(duration).await;
+            stop.cancel();
+        });
+    }
+
+    let all_online = Arc::new(Mutex::new(None::<f64>));
+    let progress = {
+        let (counters, stop, all_online) = (counters.clone(), stop.clone(), all_online.clone());
+        let nodes = config.nodes as u64;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let online = counters.online.load(Ordering::Relaxed);
+                let mut first = all_online.lock().expect("not poisoned");
+                if online == nodes && first.is_none() {
+                    *first = Some(started.elapsed().as_secs_f64());
+                    eprintln!(
+                        "tether-loadgen: all {nodes} nodes online after {:.1}s",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                eprintln!(
+                    "tether-loadgen: {online}/{nodes} online, {} enrolled, {} heartbeats, {} execs answered, failures {:?}",
+                    counters.enrolled.load(Ordering::Relaxed),
+                    counters.heartbeats.load(Ordering::Relaxed),
+                    counters.execs.load(Ordering::Relaxed),
+                    counters.failures.lock().expect("not poisoned"),
+                );
+            }
+        })
+    };
+
+    let mut tasks = tokio::task::JoinSet::new();
+    let pace = Duration::from_secs_f64(1.0 / f64::from(config.ramp.max(1)));
+    let mut next_start = tokio::time::Instant::now();
+    for index in 0..config.nodes {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_start) => {}
+            _ = stop.cancelled() => break,
+        }
+        next_start += pace;
+        let endpoint = endpoints[index % endpoints.len()].clone();
+        let (identities, counters, stop, config) = (
+            identities.clone(),
+            counters.clone(),
+            stop.clone(),
+            config.clone(),
+        );
+        tasks.spawn(
+            async move { simulate(index, endpoint, config, identities, counters, stop).await },
+        );
+    }
+    stop.cancelled().await;
+    while tasks.join_next().await.is_some() {}
+    progress.abort();
+    identities.save()?;
+    for endpoint in &endpoints {
+        endpoint.close(0u32.into(), b"loadgen done");
+    }
+    let mut latencies = counters.connect_ms.lock().expect("not poisoned").clone();
+    latencies.sort_unstable();
+    let pick = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    let all_online_after_secs = *all_online.lock().expect("not poisoned");
+    Ok(Report {
+        nodes: config.nodes,
+        online: counters.online.load(Ordering::Relaxed),
+        all_online_after_secs,
+        enrolled: counters.enrolled.load(Ordering::Relaxed),
+        authentications: counters.authentications.load(Ordering::Relaxed),
+        disconnects: counters.disconnects.load(Ordering::Relaxed),
+        heartbeats: counters.heartbeats.load(Ordering::Relaxed),
+        execs_answered: counters.execs.load(Ordering::Relaxed),
+        failures: counters.failures.lock().expect("not poisoned").clone(),
+        connect_ms: (!latencies.is_empty()).then(|| {
+            [
+                pick(0.5),
+                pick(0.9),
+                pick(0.99),
+                *latencies.last().expect("not empty"),
+            ]
+        }),
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// One simulated node, reconnecting with jittered backoff until stopped.
+async fn simulate(
+    index: usize,
+    endpoint: Endpoint,
+    config: LoadgenConfig,
+    identities: Arc<Identities>,
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+) {
+    let mut attempt: u32 = 0;
+    while !stop.is_cancelled() {
+        let (id, secret) = identities.get(index);
+        let attempt_once = async {
+            let begun = Instant::now();
+            let node = match secret {
+                Some(secret) => {
+                    SimNode::connect(&endpoint, config.core, id, &secret, now_ms() / 1000).await?
+                }
+                None => {
+                    let (node, secret) = SimNode::join(
+                        &endpoint,
+                        config.core,
+                        &config.token,
+                        &identities.key,
+                        id,
+                        now_ms() / 1000,
+                    )
+                    .await?;
+                    identities.set(index, Some(secret));
+                    counters.enrolled.fetch_add(1, Ordering::Relaxed);
+                    node
+                }
+            };
+            let elapsed = u32::try_from(begun.elapsed().as_millis()).unwrap_or(u32::MAX);
+            counters
+                .connect_ms
+                .lock()
+                .expect("not poisoned")
+                .push(elapsed);
+            Ok::<_, SimError>(node)
+        };
+        let result = tokio::select! {
+            result = attempt_once => result,
+            _ = stop.cancelled() => return,
+        };
+        match result {
+            Ok(node) => {
+                attempt = 0;
+                counters.authentications.fetch_add(1, Ordering::Relaxed);
+                counters.online.fetch_add(1, Ordering::Relaxed);
+                session(node, &config, &counters, &stop).await;
+                counters.online.fetch_sub(1, Ordering::Relaxed);
+                if stop.is_cancelled() {
+                    return;
+                }
+                counters.disconnects.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                counters.failure(&failure_reason(&error));
+                if let SimError::Refused(ErrorCode::UNKNOWN_NODE | ErrorCode::BAD_PROOF, _) = error
+                {
+                    identities.set(index, None); // core forgot us: enroll again
+                }
+            }
+        }
+        attempt = attempt.saturating_add(1);
+        let bound = Duration::from_millis(500)
+            .saturating_mul(1 << attempt.min(6))
+            .min(Duration::from_secs(30));
+        let delay = Duration::from_millis(rand::random::<u64>() % (bound.as_millis() as u64 + 1));
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Heartbeats and exec answers until the connection ends or the run stops.
+async fn session(
+    mut node: SimNode,
+    config: &LoadgenConfig,
+    counters: &Counters,
+    stop: &CancellationToken,
+) {
+    let interval = config
+        .heartbeat_interval
+        .unwrap_or(Duration::from_millis(u64::from(
+            node.params.heartbeat_interval_ms,
+        )));
+    // Spread first heartbeats over the interval, as independent machines would.
+    let offset = Duration::from_millis(rand::random::<u64>() % (interval.as_millis() as u64 + 1));
+    let mut heartbeats = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => {
+                node.connection.close(0u32.into(), b"loadgen stopping");
+                return;
+            }
+            _ = heartbeats.tick() => {
+                if node.heartbeat(now_ms()).is_ok() {
+                    counters.heartbeats.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            message = node.next_message() => match message {
+                Ok(Some(CoreMessage::Exec(request))) => {
+                    let connection = node.connection.clone();
+                    if sim::answer_exec(&connection, &request, now_ms()).await.is_ok() {
+                        counters.execs.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return,
+            },
+        }
+    }
+}
