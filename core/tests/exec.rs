@@ -757,3 +757,67 @@ async fn an_output_stream_that_breaks_the_rules_fails_that_run_only() {
     raw.send(&NodeMessage::StaticFacts(Default::default()))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_drops_mid_run_answers_error_with_the_reason() {
+    let (_core, admin, mut nodes, _tmp) = fleet(1, |_| {}).await;
+    let (id, node) = nodes.remove(0);
+    let mut session = admin
+        .0
+        .exec(spec(&["host-00"], &["sleep", "300"]))
+        .await
+        .unwrap();
+    assert!(matches!(
+        session.next().await.unwrap(),
+        Some(AdminResponse::ExecStarted { .. })
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    node.stop().await.unwrap(); // the agent goes away while the command runs
+    let run = collect(&mut session).await.unwrap();
+    let result = &run.results[&id];
+    assert_eq!(result.status, ExecStatus::Error);
+    let reason = result.error.as_deref().unwrap();
+    assert!(
+        reason.contains("disconnected while it ran") && reason.contains("node shutting down"),
+        "{reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_gets_a_progress_bar_for_many_nodes() {
+    let (core, _admin, _nodes, _tmp) = fleet(3, |_| {}).await;
+    // `script` gives the CLI a pseudo-terminal, as an operator's shell would.
+    let command = format!(
+        "{} --identity {} --core {} exec --all -- sh -c 'sleep 1; echo done'",
+        binary("tether").display(),
+        core.data().join("admin.identity").display(),
+        core.addr
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env("TERM", "xterm")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("nodes done"),
+        "the progress bar is drawn on a terminal: {text}"
+    );
+    assert!(
+        text.contains("host-01: done") && text.contains("3 nodes: 3 ok"),
+        "{text}"
+    );
+
+    // Not on a terminal (the other tests): no bar.
+    let output = tether(
+        &core.data().join("admin.identity"),
+        &core.addr.to_string(),
+        &["exec", "--all", "--", "true"],
+    );
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("nodes done"));
+}
