@@ -267,10 +267,6 @@ async fn config_file_then_flags_and_bad_values_are_refused() {
             "30s",
         ],
     );
-    eventually("core to initialise", || async {
-        data.join("core.addr").exists().then_some(())
-    })
-    .await;
     let token = tether_wire::token::JoinToken::parse(&join_token_of(&data)).unwrap();
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let id = NodeId::random();

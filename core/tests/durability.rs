@@ -97,10 +97,6 @@ async fn nothing_acknowledged_is_lost_when_core_is_killed() {
     let port = free_udp_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut core = spawn_core(&data, port, &["--auto-approve"]);
-    eventually("core to initialise", || async {
-        data.join("core.addr").exists().then_some(())
-    })
-    .await;
     let token = JoinToken::parse(&join_token_of(&data)).unwrap();
     let identity = AdminIdentity::load(&data.join("admin.identity")).unwrap();
     let labelled = NodeId::random();

@@ -485,10 +485,6 @@ async fn a_hundred_mebibytes_of_output_with_bounded_memory_and_capped_history() 
     let port = free_udp_port();
     let addr = format!("127.0.0.1:{port}");
     let mut core = spawn_core(&data, port, &["--auto-approve"]);
-    eventually("core to initialise", || async {
-        data.join("core.addr").exists().then_some(())
-    })
-    .await;
     let token = join_token_of(&data);
     let state = tmp.path().join("node");
     let mut node = spawn_node(&state, &addr, Some(&token));
@@ -580,10 +576,6 @@ async fn history_survives_a_restart_and_a_killed_core_leaves_interrupted_runs() 
     let port = free_udp_port();
     let addr = format!("127.0.0.1:{port}");
     let mut core = spawn_core(&data, port, &["--auto-approve"]);
-    eventually("core to initialise", || async {
-        data.join("core.addr").exists().then_some(())
-    })
-    .await;
     let token = tether_wire::token::JoinToken::parse(&join_token_of(&data)).unwrap();
     let state = tmp.path().join("node");
     let node = LibNode::start(&state, addr.parse().unwrap(), Some(token), |c| {

@@ -57,12 +57,7 @@ async fn after_a_core_restart_every_node_comes_back_by_itself() {
     let port = free_udp_port();
     let addr = format!("127.0.0.1:{port}");
     let mut core = spawn_core(&data, port, &["--auto-approve"]);
-    let token = eventually("core to initialise", || async {
-        data.join("core.addr")
-            .exists()
-            .then(|| join_token_of(&data))
-    })
-    .await;
+    let token = join_token_of(&data);
     let identity = data.join("admin.identity");
 
     let states: Vec<_> = (0..3)

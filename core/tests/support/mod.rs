@@ -468,7 +468,13 @@ pub fn spawn_core(data: &Path, port: u16, extra: &[&str]) -> Proc {
     }
     args.extend(extra.iter().map(|s| s.to_string()));
     let log = data.with_extension("core.log");
-    spawn(&binary("tether-core"), &args, &log)
+    let core = spawn(&binary("tether-core"), &args, &log);
+    // The first start initialises the data directory; callers want it (and the token) ready.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !data.join("core.addr").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    core
 }
 
 /// The real `tether-node run`, its stderr captured for `wait_exit`.
