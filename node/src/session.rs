@@ -218,10 +218,7 @@ async fn attempt(ctx: &mut Context) -> Result<Attempt, NodeError> {
     // Results of runs still going could reach no one now: stop them.
     ctx.executions.cancel_all();
     if matches!(result, Ok(Attempt::Shutdown)) {
-        connection.close(
-            VarInt::from_u32(ErrorCode::OK.close_code()),
-            b"node shutting down",
-        );
+        goodbye(&connection);
     } else if let Err(e) = &result {
         let code = match e {
             NodeError::Rejected { .. } => ErrorCode::APPLICATION_REJECTED,
@@ -232,6 +229,17 @@ async fn attempt(ctx: &mut Context) -> Result<Attempt, NodeError> {
         connection.close(VarInt::from_u32(code.close_code()), b"");
     }
     result
+}
+
+/// Closes the connection with the agent's reason for going. Done while the control stream is still
+/// open: dropping the stream first would send core a bare end-of-stream, which can reach it before
+/// the reason does.
+fn goodbye(connection: &Connection) -> Attempt {
+    connection.close(
+        VarInt::from_u32(ErrorCode::OK.close_code()),
+        b"node shutting down",
+    );
+    Attempt::Shutdown
 }
 
 /// Says hello, handles enrollment, then runs the session.
@@ -254,7 +262,7 @@ async fn converse(ctx: &mut Context, connection: &Connection) -> Result<Attempt,
     loop {
         let message = tokio::select! {
             message = recv.next::<CoreMessage>() => message,
-            _ = ctx.cancel.cancelled() => return Ok(Attempt::Shutdown),
+            _ = ctx.cancel.cancelled() => return Ok(goodbye(connection)),
         };
         let message = match message {
             Ok(Some(message)) => message,
@@ -462,7 +470,7 @@ async fn run_session(
     let mut seq: u32 = 0;
     loop {
         tokio::select! {
-            _ = ctx.cancel.cancelled() => return Ok(Attempt::Shutdown),
+            _ = ctx.cancel.cancelled() => return Ok(goodbye(connection)),
             _ = facts_check.tick() => {
                 let facts = collect_facts(hostname.as_deref());
                 let digest = facts.digest();
