@@ -102,13 +102,7 @@ async fn re_enrollment_while_pending_is_idempotent() {
     assert_eq!(second.status, ApplicationStatus::Pending);
 
     let mut raw = RawNode::connect(core.addr, core.token().ca_fingerprint).await;
-    raw.send(&NodeMessage::Enroll(enroll_request(
-        NodeId::random(),
-        &core.token(),
-        now_secs(),
-        random_nonce(),
-    )))
-    .await;
+    raw.enroll(&core.token(), NodeId::random()).await;
     assert!(matches!(
         raw.recv().await,
         Some(CoreMessage::EnrollPending { .. })
@@ -257,13 +251,7 @@ async fn each_bad_enrollment_gets_its_own_clear_error_and_changes_nothing() {
     // Same node id, different key: refused clearly.
     let id = NodeId::random();
     let mut raw = RawNode::connect(core.addr, token.ca_fingerprint).await;
-    raw.send(&NodeMessage::Enroll(enroll_request(
-        id,
-        &token,
-        now_secs(),
-        random_nonce(),
-    )))
-    .await;
+    raw.enroll(&token, id).await;
     assert!(matches!(
         raw.recv().await,
         Some(CoreMessage::EnrollPending { .. })
@@ -278,14 +266,7 @@ async fn each_bad_enrollment_gets_its_own_clear_error_and_changes_nothing() {
 
     // The pending cap (2): one more is fine, then refused.
     let mut second = RawNode::connect(core.addr, token.ca_fingerprint).await;
-    second
-        .send(&NodeMessage::Enroll(enroll_request(
-            NodeId::random(),
-            &token,
-            now_secs(),
-            random_nonce(),
-        )))
-        .await;
+    second.enroll(&token, NodeId::random()).await;
     assert!(matches!(
         second.recv().await,
         Some(CoreMessage::EnrollPending { .. })
@@ -399,13 +380,7 @@ async fn rotating_the_enrollment_secret_retires_old_tokens() {
     );
 
     let mut raw = RawNode::connect(core.addr, old.ca_fingerprint).await;
-    raw.send(&NodeMessage::Enroll(enroll_request(
-        NodeId::random(),
-        &old,
-        now_secs(),
-        random_nonce(),
-    )))
-    .await;
+    raw.enroll(&old, NodeId::random()).await;
     assert!(matches!(
         raw.recv().await,
         Some(CoreMessage::Refused {
@@ -424,13 +399,7 @@ async fn the_application_id_is_printed_and_approval_needs_no_polling() {
     let token = core.token();
     let id = NodeId::random();
     let mut raw = RawNode::connect(core.addr, token.ca_fingerprint).await;
-    raw.send(&NodeMessage::Enroll(enroll_request(
-        id,
-        &token,
-        now_secs(),
-        random_nonce(),
-    )))
-    .await;
+    raw.enroll(&token, id).await;
     let Some(CoreMessage::EnrollPending { application_id }) = raw.recv().await else {
         panic!()
     };

@@ -241,16 +241,7 @@ async fn ctrl_c_cancels_and_kills_the_remote_process_group() {
     })
     .await;
 
-    let history = admin
-        .request(AdminRequest::ExecHistory {
-            node: None,
-            limit: 1,
-        })
-        .await
-        .unwrap();
-    let Some(AdminResponse::Executions(executions)) = history.first() else {
-        panic!()
-    };
+    let executions = admin.executions(1).await;
     assert_eq!(executions[0].state, ExecutionState::Cancelled);
     assert_eq!(executions[0].counts.cancelled, 1);
 }
@@ -332,16 +323,7 @@ async fn offline_nodes_answer_at_once_and_unknown_targets_are_named() {
         &["exec", "host-00", "--"],
     );
     assert_eq!(output.status.code(), Some(2));
-    let history = admin
-        .request(AdminRequest::ExecHistory {
-            node: None,
-            limit: 10,
-        })
-        .await
-        .unwrap();
-    let Some(AdminResponse::Executions(executions)) = history.first() else {
-        panic!()
-    };
+    let executions = admin.executions(10).await;
     assert_eq!(
         executions.len(),
         1,
@@ -685,10 +667,7 @@ async fn history_survives_a_restart_and_a_killed_core_leaves_interrupted_runs() 
 async fn an_output_stream_that_breaks_the_rules_fails_that_run_only() {
     let core = TestCore::start(|c| c.auto_approve = true).await;
     let admin = core.admin().await;
-    let token = core.token();
-    let id = NodeId::random();
-    let secret = enroll_raw(core.addr, &token, id).await;
-    let mut raw = RawNode::authenticated(core.addr, token.ca_fingerprint, id, &secret).await;
+    let (id, mut raw) = enrolled_node(&core).await;
     let heartbeat = tether_wire::heartbeat::Heartbeat {
         seq: 1,
         timestamp_ms: now_secs() * 1000,

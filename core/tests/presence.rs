@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use support::*;
 use tether_wire::admin::{AdminRequest, NodeStatus};
-use tether_wire::control::{CoreMessage, NodeMessage};
+use tether_wire::control::CoreMessage;
 use tether_wire::heartbeat::{Datagram, Heartbeat, encode_datagram};
 use tether_wire::{ErrorCode, NodeId};
 
@@ -235,13 +235,7 @@ async fn a_deleted_node_is_told_exits_and_cannot_come_back() {
     assert_eq!(code, Some(4), "{stderr}");
     // Enrolling again under the same id: refused.
     let mut raw = RawNode::connect(core.addr, core.token().ca_fingerprint).await;
-    raw.send(&NodeMessage::Enroll(enroll_request(
-        id,
-        &core.token(),
-        now_secs(),
-        random_nonce(),
-    )))
-    .await;
+    raw.enroll(&core.token(), id).await;
     assert!(matches!(
         raw.recv().await,
         Some(CoreMessage::Refused {
@@ -306,10 +300,7 @@ async fn a_skewed_clock_is_refused_and_shown() {
 async fn skewed_and_malformed_datagrams_are_dropped_and_counted() {
     let core = TestCore::start(|c| c.auto_approve = true).await;
     let admin = core.admin().await;
-    let token = core.token();
-    let id = NodeId::random();
-    let secret = enroll_raw(core.addr, &token, id).await;
-    let raw = RawNode::authenticated(core.addr, token.ca_fingerprint, id, &secret).await;
+    let (id, raw) = enrolled_node(&core).await;
 
     raw.connection
         .send_datagram(vec![0xff, 0x00, 0x13].into())

@@ -86,13 +86,7 @@ async fn malformed_and_oversized_frames_close_with_protocol_codes() {
 
     // Core is unharmed.
     let mut fine = RawNode::connect(core.addr, fingerprint).await;
-    fine.send(&NodeMessage::Enroll(enroll_request(
-        NodeId::random(),
-        &core.token(),
-        now_secs(),
-        random_nonce(),
-    )))
-    .await;
+    fine.enroll(&core.token(), NodeId::random()).await;
     assert!(matches!(
         fine.recv().await,
         Some(CoreMessage::EnrollPending { .. })
@@ -103,18 +97,9 @@ async fn malformed_and_oversized_frames_close_with_protocol_codes() {
 async fn a_session_that_breaks_the_protocol_is_closed_and_goes_offline() {
     let core = TestCore::start(|c| c.auto_approve = true).await;
     let admin = core.admin().await;
-    let token = core.token();
-    let id = NodeId::random();
-    let secret = enroll_raw(core.addr, &token, id).await;
-    let mut raw = RawNode::authenticated(core.addr, token.ca_fingerprint, id, &secret).await;
+    let (id, mut raw) = enrolled_node(&core).await;
     // Enrolling again inside an authenticated session is not allowed.
-    raw.send(&NodeMessage::Enroll(enroll_request(
-        id,
-        &token,
-        now_secs(),
-        random_nonce(),
-    )))
-    .await;
+    raw.enroll(&core.token(), id).await;
     assert_eq!(raw.closed().await.0, ErrorCode::UNEXPECTED_MESSAGE);
     wait_status(&admin, id, tether_wire::admin::NodeStatus::Offline).await;
 }

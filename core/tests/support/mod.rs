@@ -162,6 +162,20 @@ impl Admin {
         out
     }
 
+    pub async fn executions(&self, limit: u32) -> Vec<tether_wire::admin::ExecutionView> {
+        let mut out = Vec::new();
+        for r in self
+            .request(AdminRequest::ExecHistory { node: None, limit })
+            .await
+            .unwrap()
+        {
+            if let AdminResponse::Executions(chunk) = r {
+                out.extend(chunk);
+            }
+        }
+        out
+    }
+
     pub async fn approve(&self, id: &str) -> ApplicationView {
         match self
             .request(AdminRequest::ApproveApplication { id: id.into() })
@@ -234,6 +248,17 @@ impl RawNode {
             other => panic!("expected AuthOk, got {other:?}"),
         }
         raw
+    }
+
+    /// Sends a fresh signed enrollment request for `id` (current time, new nonce).
+    pub async fn enroll(&mut self, token: &JoinToken, id: NodeId) {
+        self.send(&NodeMessage::Enroll(enroll_request(
+            id,
+            token,
+            now_secs(),
+            random_nonce(),
+        )))
+        .await;
     }
 
     pub async fn send(&mut self, message: &NodeMessage) {
@@ -339,6 +364,17 @@ pub async fn enroll_raw(addr: SocketAddr, token: &JoinToken, node_id: NodeId) ->
         }
         other => panic!("expected approval, got {other:?}"),
     }
+}
+
+/// A new node enrolled on an auto-approving core and authenticated on a connection of its own.
+pub async fn enrolled_node(core: &TestCore) -> (NodeId, RawNode) {
+    let token = core.token();
+    let id = NodeId::random();
+    let secret = enroll_raw(core.addr, &token, id).await;
+    (
+        id,
+        RawNode::authenticated(core.addr, token.ca_fingerprint, id, &secret).await,
+    )
 }
 
 // ---- real processes ----
