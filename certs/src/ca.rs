@@ -13,6 +13,7 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tether_wire::TLS_SERVER_NAME;
+use tether_wire::admin::Role;
 use time::OffsetDateTime;
 
 use crate::{CertError, Fingerprint, fingerprint};
@@ -199,13 +200,16 @@ impl CoreCa {
         })
     }
 
-    /// Issues an admin client certificate whose common name is `name`.
-    pub fn issue_admin(&self, name: &str) -> Result<IssuedPem, CertError> {
+    /// Issues a user's client certificate: common name `name`, organizational unit the role.
+    pub fn issue_admin(&self, name: &str, role: Role) -> Result<IssuedPem, CertError> {
         check_admin_name(name)?;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(cert_err)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
         params.distinguished_name.push(DnType::CommonName, name);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, role.as_str());
         params.subject_alt_names = vec![SanType::DnsName(
             format!("{name}.admin.tether")
                 .try_into()
@@ -260,6 +264,18 @@ pub fn common_name(der: &[u8]) -> Option<String> {
     cn.as_str().ok().map(str::to_string)
 }
 
+/// The user name and role of a user certificate. Certificates issued before roles existed carry
+/// no organizational unit: they were full admins and stay so. An unknown role gives `None`.
+pub fn user_identity(der: &[u8]) -> Option<(String, Role)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let name = cert.subject().iter_common_name().next()?.as_str().ok()?;
+    let role = match cert.subject().iter_organizational_unit().next() {
+        None => Role::Admin,
+        Some(unit) => unit.as_str().ok()?.parse().ok()?,
+    };
+    Some((name.to_string(), role))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,9 +293,13 @@ mod tests {
             Some(TLS_SERVER_NAME)
         );
 
-        let admin = again.issue_admin("alice").unwrap();
+        let admin = again.issue_admin("alice", Role::Operator).unwrap();
         let der = parse_cert_pem(&admin.cert_pem).unwrap();
         assert_eq!(common_name(&der).as_deref(), Some("alice"));
+        assert_eq!(
+            user_identity(&der),
+            Some(("alice".to_string(), Role::Operator))
+        );
     }
 
     #[test]

@@ -231,7 +231,9 @@ mod tests {
         let server = ca.issue_server(&[]).unwrap();
         server_config(ca.cert_der(), server).unwrap();
         node_client_config(ca.fingerprint()).unwrap();
-        let issued = ca.issue_admin("root").unwrap();
+        let issued = ca
+            .issue_admin("root", tether_wire::admin::Role::Admin)
+            .unwrap();
         let identity = AdminIdentity::new("root", "127.0.0.1:1", ca.cert_pem(), issued).unwrap();
         admin_client_config(&identity).unwrap();
     }

@@ -6,9 +6,12 @@ use std::sync::Arc;
 
 use quinn::{Connection, RecvStream, SendStream};
 use rustls::pki_types::CertificateDer;
-use tether_store::{Decision, DecisionOutcome, Resolved, StoreError};
-use tether_wire::admin::{AdminRequest, AdminResponse, check_label};
-use tether_wire::limits::{ADMIN_LIST_CHUNK, MAX_ADMIN_FRAME_LEN, MAX_LABELS, MAX_REASON_LEN};
+use tether_store::{AccessChange, Decision, DecisionOutcome, Resolved, StoreError};
+use tether_wire::admin::{AdminRequest, AdminResponse, Role, check_label, check_user_name};
+use tether_wire::limits::{
+    ADMIN_LIST_CHUNK, MAX_ADMIN_FRAME_LEN, MAX_ALLOWED_USERS, MAX_LABELS, MAX_REASON_LEN,
+    MAX_TTY_FRAME_LEN,
+};
 use tether_wire::stream::{FramedRecv, FramedSend};
 use tether_wire::{ApplicationId, ErrorCode, NodeId};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -16,30 +19,31 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::node_conn::close;
 use crate::presence::{Notice, SessionCommand};
 use crate::server::Shared;
+use crate::tty::Caller;
 use crate::views::{application_view, node_view, status};
 
 type Reply = Result<Vec<AdminResponse>, (ErrorCode, String)>;
 
 /// Serves one admin connection.
 pub(crate) async fn serve(shared: Arc<Shared>, connection: Connection) {
-    let admin = connection
+    let identity = connection
         .peer_identity()
         .and_then(|identity| identity.downcast::<Vec<CertificateDer<'static>>>().ok())
         .and_then(|chain| {
             chain
                 .first()
-                .and_then(|cert| tether_certs::ca::common_name(cert))
+                .and_then(|cert| tether_certs::ca::user_identity(cert))
         });
-    let Some(admin) = admin else {
-        warn!("admin connection without an admin certificate");
+    let Some((admin, role)) = identity else {
+        warn!("admin connection without a user certificate core understands");
         close(
             &connection,
             ErrorCode::FORBIDDEN,
-            "an admin certificate is required",
+            "a user certificate issued by this core, with a known role, is required",
         );
         return;
     };
-    debug!(%admin, "admin connected");
+    debug!(%admin, %role, "user connected");
     loop {
         let (send, recv) = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
@@ -50,17 +54,86 @@ pub(crate) async fn serve(shared: Arc<Shared>, connection: Connection) {
         };
         let shared = shared.clone();
         let span = info_span!("admin", %admin);
-        let admin = admin.clone();
+        let caller = Caller {
+            user: admin.clone(),
+            role,
+            addr: connection.remote_address(),
+        };
         tokio::spawn(
-            async move { handle_stream(&shared, &admin, send, recv).await }.instrument(span),
+            async move { handle_stream(&shared, caller, send, recv).await }.instrument(span),
         );
     }
 }
 
-async fn handle_stream(shared: &Arc<Shared>, admin: &str, send: SendStream, recv: RecvStream) {
+/// What each role may ask (seed 002 §6.1.2): viewers read; operators also edit nodes, run
+/// commands and open terminals (where allowed); admins also decide enrollments, delete nodes and
+/// grant access. Finer checks (whose session, which node) happen in the handlers.
+pub(crate) fn permit(role: Role, request: &AdminRequest) -> Result<(), (ErrorCode, String)> {
+    let needed = match request {
+        AdminRequest::Ping
+        | AdminRequest::ListApplications { .. }
+        | AdminRequest::ListNodes { .. }
+        | AdminRequest::ShowNode { .. }
+        | AdminRequest::ExecHistory { .. }
+        | AdminRequest::ShowExec { .. }
+        | AdminRequest::ListTty { .. }
+        | AdminRequest::TtyRecording { .. } => Role::Viewer,
+        AdminRequest::LabelNode { .. }
+        | AdminRequest::SetMaintenance { .. }
+        | AdminRequest::Exec(_)
+        | AdminRequest::CancelExec
+        | AdminRequest::AuthorizeTty(_)
+        | AdminRequest::OpenTty { .. }
+        | AdminRequest::KillTty { .. } => Role::Operator,
+        _ => Role::Admin,
+    };
+    if role >= needed {
+        Ok(())
+    } else {
+        Err((
+            ErrorCode::PERMISSION_DENIED,
+            format!("this needs the {needed} role; you are {}", article(role)),
+        ))
+    }
+}
+
+fn article(role: Role) -> String {
+    match role {
+        Role::Admin | Role::Operator => format!("an {role}"),
+        Role::Viewer => format!("a {role}"),
+    }
+}
+
+async fn handle_stream(shared: &Arc<Shared>, caller: Caller, send: SendStream, recv: RecvStream) {
+    let admin = caller.user.as_str();
     let mut recv = FramedRecv::new(recv, MAX_ADMIN_FRAME_LEN);
     let mut send = FramedSend::new(send, MAX_ADMIN_FRAME_LEN);
-    let reply = match recv.next::<AdminRequest>().await {
+    let request = recv.next::<AdminRequest>().await;
+    if let Ok(Some(request)) = &request
+        && let Err((code, message)) = permit(caller.role, request)
+    {
+        warn!(role = %caller.role, "refused: {message}");
+        let _ = send.send(&AdminResponse::Error { code, message }).await;
+        send.finish();
+        return;
+    }
+    let reply = match request {
+        Ok(Some(AdminRequest::OpenTty { token })) => {
+            // The stream becomes the terminal's: terminal frames both ways from here.
+            send.set_max_len(MAX_TTY_FRAME_LEN);
+            recv.set_max_len(MAX_TTY_FRAME_LEN);
+            crate::tty::open(shared.clone(), caller, token, send, recv).await;
+            return;
+        }
+        Ok(Some(AdminRequest::TtyRecording { id })) => {
+            if let Err((code, message)) =
+                crate::tty::send_recording(shared, &caller, &id, &mut send).await
+            {
+                let _ = send.send(&AdminResponse::Error { code, message }).await;
+            }
+            send.finish();
+            return;
+        }
         Ok(Some(AdminRequest::Exec(spec))) => {
             // An execution streams its answers and listens for a cancel: it takes the stream.
             crate::exec::serve(shared.clone(), admin.to_string(), spec, send, recv).await;
@@ -74,7 +147,7 @@ async fn handle_stream(shared: &Arc<Shared>, admin: &str, send: SendStream, recv
             send.finish();
             return;
         }
-        Ok(Some(request)) => handle(shared, admin, request).await,
+        Ok(Some(request)) => handle(shared, &caller, request).await,
         Ok(None) => return,
         Err(e) => Err((
             e.protocol_code().unwrap_or(ErrorCode::MALFORMED),
@@ -148,12 +221,73 @@ fn show_node(shared: &Shared, id: NodeId) -> Reply {
     ))])
 }
 
-async fn handle(shared: &Shared, admin: &str, request: AdminRequest) -> Reply {
+async fn handle(shared: &Shared, caller: &Caller, request: AdminRequest) -> Reply {
+    let admin = caller.user.as_str();
     match request {
         AdminRequest::Ping => Ok(vec![AdminResponse::Pong {
             core_version: env!("CARGO_PKG_VERSION").to_string(),
             admin: admin.to_string(),
+            role: caller.role,
         }]),
+        AdminRequest::AuthorizeTty(request) => {
+            let grant = crate::tty::authorize(shared, caller, request).await?;
+            Ok(vec![AdminResponse::TtyGrant(grant)])
+        }
+        AdminRequest::ListTty {
+            active,
+            node,
+            limit,
+        } => {
+            let node = node
+                .map(|text| crate::tty::find_node(shared, &text))
+                .transpose()?;
+            let limit = usize::try_from(limit.clamp(1, 10_000)).unwrap_or(100);
+            let records = shared
+                .store
+                .tty_sessions(node, active, limit)
+                .map_err(internal)?;
+            Ok(chunks(
+                records.into_iter().map(crate::tty::view).collect(),
+                AdminResponse::TtySessions,
+            ))
+        }
+        AdminRequest::KillTty { id } => {
+            let view = crate::tty::kill(shared, caller, &id).await?;
+            Ok(vec![AdminResponse::TtySession(view)])
+        }
+        AdminRequest::SetAllowedUsers { id, add, remove } => {
+            let id = resolve_node(shared, &id)?;
+            if add.is_empty() && remove.is_empty() {
+                return Err((
+                    ErrorCode::INVALID_ARGUMENT,
+                    "give at least one user to allow or disallow".into(),
+                ));
+            }
+            for user in add.iter().chain(&remove) {
+                check_user_name(user).map_err(|m| (ErrorCode::INVALID_ARGUMENT, m))?;
+            }
+            let (added, removed) = (add.clone(), remove.clone());
+            match shared
+                .store
+                .change_allowed_users(id, add, remove, MAX_ALLOWED_USERS)
+                .await
+                .map_err(internal)?
+            {
+                AccessChange::Updated(users) => {
+                    info!(node_id = %id, ?added, ?removed, now = ?users, "allowed users changed");
+                    show_node(shared, id)
+                }
+                AccessChange::TooMany => Err((
+                    ErrorCode::INVALID_ARGUMENT,
+                    format!("a node may allow at most {MAX_ALLOWED_USERS} users"),
+                )),
+                _ => Err((ErrorCode::NOT_FOUND, format!("node {id} does not exist"))),
+            }
+        }
+        AdminRequest::OpenTty { .. } | AdminRequest::TtyRecording { .. } => Err((
+            ErrorCode::UNEXPECTED_MESSAGE,
+            "this request takes a stream of its own".into(),
+        )),
         AdminRequest::ListApplications { status } => {
             let apps = shared.store.applications(status).map_err(internal)?;
             let views: Vec<_> = apps.into_iter().map(application_view).collect();

@@ -8,9 +8,12 @@ use quinn::crypto::rustls::QuicClientConfig;
 use quinn::{ClientConfig, Connection, Endpoint, TransportConfig, VarInt};
 use tether_certs::identity::AdminIdentity;
 use tether_wire::admin::{AdminRequest, AdminResponse, ExecSpec};
-use tether_wire::limits::MAX_ADMIN_FRAME_LEN;
+use tether_wire::bytes::ByteBuf;
+use tether_wire::limits::{MAX_ADMIN_FRAME_LEN, MAX_TTY_FRAME_LEN, TTY_CHUNK};
 use tether_wire::stream::{FramedRecv, FramedSend};
+use tether_wire::tty::{TtyAuthorize, TtyExit, TtyGrant, TtyInput, TtyOutput, WindowSize};
 use tether_wire::{ErrorCode, TLS_SERVER_NAME};
+use tether_wire::{NodeId, TtySessionId};
 
 /// Why an admin request failed.
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +163,67 @@ impl AdminClient {
         Ok(session)
     }
 
+    /// Step one of a terminal: a one-time token for a session on a node.
+    pub async fn authorize_tty(&self, request: TtyAuthorize) -> Result<TtyGrant, ClientError> {
+        let responses = self.request(&AdminRequest::AuthorizeTty(request)).await?;
+        match responses.into_iter().next() {
+            Some(AdminResponse::TtyGrant(grant)) => Ok(grant),
+            _ => Err(ClientError::Transport(
+                "core answered a terminal authorization with something else".into(),
+            )),
+        }
+    }
+
+    /// Step two: presents a token on a new stream and waits until the shell runs.
+    pub async fn open_tty(&self, token: &str) -> Result<TtyConnection, ClientError> {
+        let (send, recv) = self
+            .connection
+            .open_bi()
+            .await
+            .map_err(|e| describe_close(&e))?;
+        let mut send = FramedSend::new(send, MAX_ADMIN_FRAME_LEN);
+        let recv = FramedRecv::new(recv, MAX_TTY_FRAME_LEN);
+        send.send(&AdminRequest::OpenTty {
+            token: token.to_string(),
+        })
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+        send.set_max_len(MAX_TTY_FRAME_LEN);
+        let mut output = TtyOutputs {
+            recv,
+            connection: self.connection.clone(),
+        };
+        match output.next_frame().await? {
+            Some(TtyOutput::Connected {
+                session_id,
+                node_id,
+                hostname,
+                recorded,
+            }) => Ok(TtyConnection {
+                session_id,
+                node_id,
+                hostname,
+                recorded,
+                input: TtyInputs { send },
+                output,
+            }),
+            _ => Err(ClientError::Transport(
+                "core did not start the terminal session".into(),
+            )),
+        }
+    }
+
+    /// Moves the connection to a new UDP socket (the client's address changes; QUIC migrates
+    /// the connection and every stream on it carries on).
+    pub fn rebind(&self, socket: std::net::UdpSocket) -> std::io::Result<()> {
+        self.endpoint.rebind(socket)
+    }
+
+    /// The local UDP address in use.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
     /// Closes the connection politely.
     pub async fn close(self) {
         self.connection.close(VarInt::from_u32(0), b"bye");
@@ -232,5 +296,112 @@ impl ExecSession {
             self.send.finish();
         }
         Ok(())
+    }
+}
+
+/// A live terminal session, from the client's side: two halves that can be driven from
+/// different tasks.
+#[derive(Debug)]
+pub struct TtyConnection {
+    /// The session.
+    pub session_id: TtySessionId,
+    /// The node.
+    pub node_id: NodeId,
+    /// Its hostname.
+    pub hostname: String,
+    /// Whether core records it.
+    pub recorded: bool,
+    /// Keystrokes and resizes go here.
+    pub input: TtyInputs,
+    /// Output and the end come from here.
+    pub output: TtyOutputs,
+}
+
+/// The sending half of a terminal session.
+#[derive(Debug)]
+pub struct TtyInputs {
+    send: FramedSend,
+}
+
+impl TtyInputs {
+    /// Sends keystrokes (or piped input), in chunks of at most [`TTY_CHUNK`] bytes.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        for chunk in bytes.chunks(TTY_CHUNK) {
+            self.frame(&TtyInput::Data(ByteBuf(chunk.to_vec()))).await?;
+        }
+        Ok(())
+    }
+
+    /// Tells the shell the window's new size.
+    pub async fn resize(&mut self, size: WindowSize) -> Result<(), ClientError> {
+        self.frame(&TtyInput::Resize(size)).await
+    }
+
+    /// The input ended (a pipe closed): the terminal gets its end-of-file character.
+    pub async fn eof(&mut self) -> Result<(), ClientError> {
+        self.frame(&TtyInput::Eof).await
+    }
+
+    /// Leaves the session: core hangs up the shell.
+    pub fn close(&mut self) {
+        self.send.finish();
+    }
+
+    async fn frame(&mut self, frame: &TtyInput) -> Result<(), ClientError> {
+        self.send
+            .send(frame)
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))
+    }
+}
+
+/// What a terminal session sends the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TtyEvent {
+    /// Bytes the shell wrote.
+    Output(Vec<u8>),
+    /// The shell exited: the session is over.
+    Exited(TtyExit),
+}
+
+/// The receiving half of a terminal session.
+#[derive(Debug)]
+pub struct TtyOutputs {
+    recv: FramedRecv,
+    connection: Connection,
+}
+
+impl TtyOutputs {
+    async fn next_frame(&mut self) -> Result<Option<TtyOutput>, ClientError> {
+        match self.recv.next::<TtyOutput>().await {
+            Ok(Some(TtyOutput::Error { code, message })) => {
+                Err(ClientError::Core { code, message })
+            }
+            Ok(other) => Ok(other),
+            Err(tether_wire::stream::RecvError::Read(quinn::ReadError::Reset(code))) => {
+                let code = ErrorCode::from_close_code(code.into_inner());
+                Err(ClientError::Core {
+                    code,
+                    message: format!("core ended the session ({code})"),
+                })
+            }
+            Err(e) => Err(match self.connection.close_reason() {
+                Some(reason) => describe_close(&reason),
+                None => ClientError::Transport(e.to_string()),
+            }),
+        }
+    }
+
+    /// The next output or the exit; `None` if core ended the stream without either. An error
+    /// frame (the session was killed, the node was lost, ...) becomes [`ClientError::Core`].
+    pub async fn next(&mut self) -> Result<Option<TtyEvent>, ClientError> {
+        loop {
+            return match self.next_frame().await? {
+                Some(TtyOutput::Data(bytes)) => Ok(Some(TtyEvent::Output(bytes.0))),
+                Some(TtyOutput::Exited(exit)) => Ok(Some(TtyEvent::Exited(exit))),
+                Some(_) => continue,
+                None => Ok(None),
+            };
+        }
     }
 }

@@ -44,6 +44,60 @@ pub struct CoreConfig {
     /// UDP receive and send buffer to ask the kernel for, bytes (it grants up to
     /// `net.core.rmem_max`).
     pub udp_buffer: usize,
+    /// Whether terminal sessions are recorded.
+    pub tty_recording: RecordingPolicy,
+    /// Live terminal sessions (pending or connected) on one node.
+    pub tty_max_per_node: u32,
+    /// Live terminal sessions (pending or connected) of one user.
+    pub tty_max_per_user: u32,
+    /// Terminal authorizations one user may ask for per minute.
+    pub tty_authorize_per_minute: u32,
+    /// How long a terminal token is valid.
+    pub tty_token_ttl: Duration,
+}
+
+/// Whether terminal sessions are recorded (asciicast v2 files under `DATA/recordings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingPolicy {
+    /// Recorded unless the client asks for no recording (`tether tty --no-record`).
+    On,
+    /// Not recorded unless the client asks (`tether tty --record`).
+    Off,
+    /// Always recorded; asking for no recording is refused.
+    Required,
+}
+
+impl std::str::FromStr for RecordingPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "on" => Ok(Self::On),
+            "off" => Ok(Self::Off),
+            "required" => Ok(Self::Required),
+            other => Err(format!(
+                "unknown recording policy {other:?}; expected on, off or required"
+            )),
+        }
+    }
+}
+
+impl RecordingPolicy {
+    /// Whether a session is recorded, given what the client asked for; an error if the client's
+    /// wish conflicts with a `required` policy.
+    pub fn decide(self, asked: Option<bool>) -> Result<bool, String> {
+        match (self, asked) {
+            (RecordingPolicy::Required, Some(false)) => Err(
+                "core's configuration requires every terminal session to be recorded \
+                 (tty_recording = \"required\")"
+                    .into(),
+            ),
+            (RecordingPolicy::Required, _) => Ok(true),
+            (_, Some(asked)) => Ok(asked),
+            (RecordingPolicy::On, None) => Ok(true),
+            (RecordingPolicy::Off, None) => Ok(false),
+        }
+    }
 }
 
 impl CoreConfig {
@@ -65,6 +119,11 @@ impl CoreConfig {
             exec_output_cap: 1024 * 1024,
             exec_kill_grace: Duration::from_secs(5),
             udp_buffer: 8 * 1024 * 1024,
+            tty_recording: RecordingPolicy::On,
+            tty_max_per_node: 16,
+            tty_max_per_user: 8,
+            tty_authorize_per_minute: 30,
+            tty_token_ttl: Duration::from_secs(300),
         }
     }
 
@@ -109,6 +168,20 @@ impl CoreConfig {
         if self.exec_kill_grace > Duration::from_secs(600) {
             return bad("exec_kill_grace", "must be at most 10m".into());
         }
+        if self.tty_max_per_node == 0 || self.tty_max_per_user == 0 {
+            return bad(
+                "tty_max_per_node/tty_max_per_user",
+                "must be at least 1".into(),
+            );
+        }
+        if self.tty_authorize_per_minute == 0 {
+            return bad("tty_authorize_per_minute", "must be at least 1".into());
+        }
+        if self.tty_token_ttl < Duration::from_secs(1)
+            || self.tty_token_ttl > Duration::from_secs(3600)
+        {
+            return bad("tty_token_ttl", "must be between 1s and 1h".into());
+        }
         Ok(())
     }
 
@@ -149,6 +222,11 @@ impl CoreConfig {
             exec_output_cap,
             exec_kill_grace,
             udp_buffer,
+            tty_recording,
+            tty_max_per_node,
+            tty_max_per_user,
+            tty_authorize_per_minute,
+            tty_token_ttl,
         } = file;
         set(&mut self.listen, listen);
         set(&mut self.data_dir, data_dir);
@@ -173,6 +251,11 @@ impl CoreConfig {
         set(&mut self.exec_output_cap, exec_output_cap);
         set(&mut self.exec_kill_grace, exec_kill_grace.map(|d| d.0));
         set(&mut self.udp_buffer, udp_buffer);
+        set(&mut self.tty_recording, tty_recording);
+        set(&mut self.tty_max_per_node, tty_max_per_node);
+        set(&mut self.tty_max_per_user, tty_max_per_user);
+        set(&mut self.tty_authorize_per_minute, tty_authorize_per_minute);
+        set(&mut self.tty_token_ttl, tty_token_ttl.map(|d| d.0));
     }
 }
 
@@ -216,6 +299,16 @@ pub struct ConfigFile {
     pub exec_kill_grace: Option<DurationText>,
     /// See [`CoreConfig::udp_buffer`].
     pub udp_buffer: Option<usize>,
+    /// See [`CoreConfig::tty_recording`]: `on`, `off` or `required`.
+    pub tty_recording: Option<RecordingPolicy>,
+    /// See [`CoreConfig::tty_max_per_node`].
+    pub tty_max_per_node: Option<u32>,
+    /// See [`CoreConfig::tty_max_per_user`].
+    pub tty_max_per_user: Option<u32>,
+    /// See [`CoreConfig::tty_authorize_per_minute`].
+    pub tty_authorize_per_minute: Option<u32>,
+    /// See [`CoreConfig::tty_token_ttl`].
+    pub tty_token_ttl: Option<DurationText>,
 }
 
 impl ConfigFile {
@@ -307,6 +400,19 @@ mod tests {
         assert!(
             matches!(config.validate(), Err(ConfigError::Invalid(k, _)) if k == "heartbeat_interval")
         );
+    }
+
+    #[test]
+    fn recording_policy() {
+        assert_eq!(RecordingPolicy::On.decide(None), Ok(true));
+        assert_eq!(RecordingPolicy::On.decide(Some(false)), Ok(false));
+        assert_eq!(RecordingPolicy::Off.decide(None), Ok(false));
+        assert_eq!(RecordingPolicy::Off.decide(Some(true)), Ok(true));
+        assert_eq!(RecordingPolicy::Required.decide(None), Ok(true));
+        assert!(RecordingPolicy::Required.decide(Some(false)).is_err());
+        let file: ConfigFile = toml::from_str("tty_recording = \"required\"").unwrap();
+        assert_eq!(file.tty_recording, Some(RecordingPolicy::Required));
+        assert!(toml::from_str::<ConfigFile>("tty_recording = \"maybe\"").is_err());
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::time::Duration;
 use tether_certs::ca::{CertifiedKey, CoreCa, IssuedPem};
 use tether_certs::identity::AdminIdentity;
 use tether_certs::{CertError, files};
+use tether_wire::admin::Role;
 use tether_wire::control::JoinSecret;
 use tether_wire::token::JoinToken;
 
@@ -128,7 +129,7 @@ impl DataDir {
         }
         files::write_public_file(&self.address_path(), format!("{advertised}\n").as_bytes())?;
         if !self.admin_identity_path().exists() {
-            let issued = ca.issue_admin("admin")?;
+            let issued = ca.issue_admin("admin", Role::Admin)?;
             AdminIdentity::new("admin", advertised, ca.cert_pem(), issued)?
                 .save(&self.admin_identity_path())?;
         }
@@ -222,13 +223,18 @@ impl DataDir {
         })
     }
 
-    /// Issues another admin identity and writes it to `out` (refusing to overwrite).
-    pub fn issue_admin(&self, name: &str, out: &Path) -> Result<AdminIdentity, DataDirError> {
+    /// Issues another user identity and writes it to `out` (refusing to overwrite).
+    pub fn issue_admin(
+        &self,
+        name: &str,
+        role: Role,
+        out: &Path,
+    ) -> Result<AdminIdentity, DataDirError> {
         if out.exists() {
             return Err(DataDirError::Exists(out.display().to_string()));
         }
         let ca = self.load_ca()?;
-        let issued = ca.issue_admin(name)?;
+        let issued = ca.issue_admin(name, role)?;
         let identity = AdminIdentity::new(name, &self.advertised_addr()?, ca.cert_pem(), issued)?;
         identity.save(out)?;
         Ok(identity)
@@ -310,13 +316,16 @@ mod tests {
         assert_ne!(dir.join_token().unwrap().secret, token.secret);
 
         let out = tmp.path().join("bob.identity");
-        let bob = dir.issue_admin("bob", &out).unwrap();
+        let bob = dir.issue_admin("bob", Role::Admin, &out).unwrap();
         assert_eq!(bob.name, "bob");
         assert_eq!(mode(&out), 0o600);
         assert!(matches!(
-            dir.issue_admin("bob", &out),
+            dir.issue_admin("bob", Role::Admin, &out),
             Err(DataDirError::Exists(_))
         ));
-        assert!(dir.issue_admin("no spaces", &tmp.path().join("x")).is_err());
+        assert!(
+            dir.issue_admin("no spaces", Role::Admin, &tmp.path().join("x"))
+                .is_err()
+        );
     }
 }

@@ -23,6 +23,9 @@ mod admin_api;
 mod enroll;
 mod exec;
 mod node_conn;
+mod tty;
 mod views;
+
+pub mod recording;
 
 pub use server::{Core, StartError};

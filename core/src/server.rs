@@ -54,6 +54,7 @@ pub(crate) struct Shared {
     pub presence: Presence,
     pub clock: Arc<dyn Clock>,
     pub shutdown: CancellationToken,
+    pub terminals: crate::tty::Terminals,
 }
 
 impl Shared {
@@ -141,6 +142,18 @@ impl Core {
                 "executions running when core stopped are marked interrupted"
             );
         }
+        let cut = store
+            .interrupt_live_tty_sessions(
+                clock.now_ms(),
+                "core stopped while the session was live".into(),
+            )
+            .await?;
+        if cut > 0 {
+            warn!(
+                sessions = cut,
+                "terminal sessions live when core stopped are marked error"
+            );
+        }
 
         let server_cert = data_dir.server_certificate(&ca)?;
         let tls = tether_certs::tls::server_config(ca.cert_der(), server_cert)
@@ -177,6 +190,7 @@ impl Core {
             presence: Presence::default(),
             clock,
             shutdown: CancellationToken::new(),
+            terminals: Default::default(),
         });
         let tasks = vec![
             tokio::spawn(accept_loop(shared.clone(), endpoint.clone())),
@@ -312,12 +326,15 @@ async fn flush_last_seen(shared: &Shared) {
 async fn chores(shared: Arc<Shared>) {
     let mut flush = tokio::time::interval(shared.config.last_seen_flush);
     let mut sweep = tokio::time::interval(Duration::from_secs(60));
+    // Tokens expire on their own when presented; this ends the records of those never presented.
+    let mut tty_sweep = tokio::time::interval(Duration::from_secs(5));
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => return,
             _ = flush.tick() => flush_last_seen(&shared).await,
+            _ = tty_sweep.tick() => shared.terminals.sweep(&shared).await,
             _ = sweep.tick() => {
                 let now_secs = u64::try_from(shared.clock.now_secs()).unwrap_or(0);
                 match shared.store.expire_nonces(now_secs).await {
@@ -355,6 +372,7 @@ mod tests {
             presence: Presence::default(),
             clock: clock.clone(),
             shutdown: CancellationToken::new(),
+            terminals: Default::default(),
         });
         store
             .submit_application(NewApplication {

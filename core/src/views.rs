@@ -23,6 +23,7 @@ pub(crate) fn node_view(detail: NodeDetail, session: Option<&Session>) -> NodeVi
         record,
         facts,
         last_seen_ms,
+        allowed_users,
     } = detail;
     let status = status(record.maintenance, session);
     let live = session.map(|s| s.live.lock().expect("not poisoned").clone());
@@ -43,6 +44,7 @@ pub(crate) fn node_view(detail: NodeDetail, session: Option<&Session>) -> NodeVi
         deleted: record.deleted,
         last_seen_ms,
         labels: record.labels,
+        allowed_users,
         created_at_ms: record.created_at_ms,
         updated_at_ms: record.updated_at_ms,
         public_addr: session

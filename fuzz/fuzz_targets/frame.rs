@@ -1,4 +1,4 @@
-//! Every decoder of stream bytes (control, admin, and execution output streams): arbitrary input never panics, never allocates beyond the limit,
+//! Every decoder of stream bytes (control, admin, execution output and terminal streams): arbitrary input never panics, never allocates beyond the limit,
 //! and whatever decodes re-encodes to a frame that decodes to the same message.
 #![no_main]
 
@@ -7,7 +7,10 @@ use tether_wire::admin::{AdminRequest, AdminResponse};
 use tether_wire::control::{CoreMessage, NodeMessage};
 use tether_wire::exec::ExecFrame;
 use tether_wire::frame::{Decoded, FrameReader, decode_frame, encode_frame};
-use tether_wire::limits::{MAX_ADMIN_FRAME_LEN, MAX_CONTROL_FRAME_LEN, MAX_EXEC_FRAME_LEN};
+use tether_wire::limits::{
+    MAX_ADMIN_FRAME_LEN, MAX_CONTROL_FRAME_LEN, MAX_EXEC_FRAME_LEN, MAX_TTY_FRAME_LEN,
+};
+use tether_wire::tty::{TtyInput, TtyOpen, TtyOutput};
 
 fn check<T>(data: &[u8], max: usize)
 where
@@ -35,4 +38,7 @@ fuzz_target!(|data: &[u8]| {
     check::<AdminRequest>(data, MAX_ADMIN_FRAME_LEN);
     check::<AdminResponse>(data, MAX_ADMIN_FRAME_LEN);
     check::<ExecFrame>(data, MAX_EXEC_FRAME_LEN);
+    check::<TtyOpen>(data, MAX_TTY_FRAME_LEN);
+    check::<TtyInput>(data, MAX_TTY_FRAME_LEN);
+    check::<TtyOutput>(data, MAX_TTY_FRAME_LEN);
 });

@@ -29,6 +29,8 @@ pub struct NodeConfig {
     pub facts_refresh: Duration,
     /// Added to the system clock (tests that need a skewed node).
     pub clock_offset_ms: i64,
+    /// Shell for terminal sessions, with its arguments (default `/bin/bash --login`, else `/bin/sh`).
+    pub shell: Option<String>,
 }
 
 impl NodeConfig {
@@ -45,6 +47,7 @@ impl NodeConfig {
             reconnect_max: Duration::from_secs(30),
             facts_refresh: Duration::from_secs(600),
             clock_offset_ms: 0,
+            shell: None,
         }
     }
 
@@ -81,6 +84,9 @@ impl NodeConfig {
         if let Some(hostname) = node.hostname {
             self.hostname = Some(hostname);
         }
+        if let Some(shell) = node.shell {
+            self.shell = Some(shell);
+        }
         let duration =
             |key: &str, text: Option<String>, target: &mut Duration| -> Result<(), String> {
                 if let Some(text) = text {
@@ -104,6 +110,11 @@ impl NodeConfig {
         }
         if let Some(hostname) = &self.hostname {
             tether_wire::control::check_hostname(hostname)?;
+        }
+        if let Some(shell) = &self.shell
+            && shell.split_whitespace().next().is_none()
+        {
+            return Err("shell is empty".into());
         }
         Ok(())
     }
@@ -134,6 +145,8 @@ pub struct NodeSection {
     pub register_token: Option<String>,
     /// Hostname override.
     pub hostname: Option<String>,
+    /// Shell for terminal sessions, with arguments.
+    pub shell: Option<String>,
     /// State directory.
     pub state_dir: Option<PathBuf>,
     /// Keep-alive interval, e.g. `15s`.

@@ -16,6 +16,7 @@ pub mod config;
 mod exec;
 mod session;
 pub mod state;
+mod tty;
 
 use std::future::Future;
 

@@ -46,6 +46,10 @@ struct RunArgs {
     /// Hostname to report instead of the system's.
     #[arg(long)]
     hostname: Option<String>,
+    /// Shell for terminal sessions, with arguments, e.g. "/bin/zsh --login" (default: /bin/bash
+    /// --login, else /bin/sh). Commands given with `tether tty --command` run as SHELL -c COMMAND.
+    #[arg(long, value_name = "COMMAND")]
+    shell: Option<String>,
     /// Config file with a [node] section (core_addr, register_token, hostname, state_dir, ...).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -88,6 +92,9 @@ fn build_config(args: RunArgs) -> anyhow::Result<NodeConfig> {
     }
     if let Some(hostname) = args.hostname {
         config.hostname = Some(hostname);
+    }
+    if let Some(shell) = args.shell {
+        config.shell = Some(shell);
     }
     if let Some(keep_alive) = args.keep_alive {
         config.keep_alive = keep_alive;

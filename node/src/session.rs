@@ -45,6 +45,7 @@ struct Context {
     cancel: CancellationToken,
     endpoint: Option<Endpoint>,
     executions: Arc<Executions>,
+    terminals: Arc<crate::tty::Terminals>,
 }
 
 impl Context {
@@ -103,6 +104,7 @@ pub async fn run(
         cancel,
         endpoint: None,
         executions: Arc::default(),
+        terminals: Arc::default(),
     };
     let mut backoff = Backoff::new(ctx.config.reconnect_initial, ctx.config.reconnect_max);
     let result = loop {
@@ -484,7 +486,9 @@ async fn run_session(
             }
             _ = heartbeats.tick() => {
                 seq = seq.wrapping_add(1);
-                let heartbeat = Heartbeat { seq, timestamp_ms: ctx.now_ms(), metrics: collector.metrics() };
+                let mut metrics = collector.metrics();
+                metrics.tty_sessions = u32::try_from(ctx.terminals.running()).unwrap_or(u32::MAX);
+                let heartbeat = Heartbeat { seq, timestamp_ms: ctx.now_ms(), metrics };
                 let (bytes, dropped) = encode_heartbeat(heartbeat);
                 if dropped > 0 {
                     debug!(dropped, "left disks out of the heartbeat to fit one datagram");
@@ -496,6 +500,10 @@ async fn run_session(
                     }
                 }
             }
+            stream = connection.accept_bi() => match stream {
+                Ok((send, recv)) => ctx.terminals.start(send, recv, ctx.config.shell.clone()),
+                Err(_) => return closed(ctx, connection, true),
+            },
             message = recv.next::<CoreMessage>() => match message {
                 Ok(Some(CoreMessage::Removed { reason })) => return Err(NodeError::Removed { reason }),
                 Ok(Some(CoreMessage::Refused { code, message })) => return classify(ctx, code, message, true),

@@ -19,6 +19,7 @@ mod exec;
 mod nodes;
 mod records;
 mod tables;
+mod tty;
 mod writer;
 
 use std::path::Path;
@@ -28,7 +29,10 @@ use redb::Database;
 
 pub use enroll::{Decision, DecisionOutcome, NewApplication, Submission};
 pub use nodes::{ConnectivityChange, NodeDetail, Resolved};
-pub use records::{ApplicationRecord, ExecutionRecord, NodeExecRecord, NodeRecord, StatusEvent};
+pub use records::{
+    ApplicationRecord, ExecutionRecord, NodeExecRecord, NodeRecord, StatusEvent, TtySessionRecord,
+};
+pub use tty::AccessChange;
 
 /// What went wrong in the store. Logical outcomes (not found, conflicts) are not errors: they are
 /// values in each operation's result.

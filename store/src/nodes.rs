@@ -20,6 +20,8 @@ pub struct NodeDetail {
     pub facts: Option<StaticFacts>,
     /// Last heartbeat flushed to disk, unix ms.
     pub last_seen_ms: Option<i64>,
+    /// Users (besides admins) allowed to open terminals on the node.
+    pub allowed_users: Vec<String>,
 }
 
 /// Result of resolving an id or a prefix.
@@ -114,10 +116,12 @@ impl Store {
             .map(|v| codec::decode(v.value()))
             .transpose()?;
         let last_seen_ms = txn.open_table(LAST_SEEN)?.get(key)?.map(|v| v.value());
+        let allowed_users = crate::tty::read_access(&txn.open_table(NODE_ACCESS)?, key)?;
         Ok(Some(NodeDetail {
             record,
             facts,
             last_seen_ms,
+            allowed_users,
         }))
     }
 
@@ -127,6 +131,7 @@ impl Store {
         let nodes = txn.open_table(NODES)?;
         let facts = txn.open_table(FACTS)?;
         let last_seen = txn.open_table(LAST_SEEN)?;
+        let access = txn.open_table(NODE_ACCESS)?;
         let mut out = Vec::new();
         for entry in nodes.iter()? {
             let (key, value) = entry?;
@@ -138,6 +143,7 @@ impl Store {
                     .map(|v| codec::decode(v.value()))
                     .transpose()?,
                 last_seen_ms: last_seen.get(key)?.map(|v| v.value()),
+                allowed_users: crate::tty::read_access(&access, key)?,
             });
         }
         Ok(out)

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use tether_wire::admin::{ApplicationStatus, ExecCounts, ExecStatus, ExecutionState, NodeStatus};
-use tether_wire::{ApplicationId, ExecutionId, NodeId};
+use tether_wire::tty::{TtyExit, TtyStatus, WindowSize};
+use tether_wire::{ApplicationId, ExecutionId, NodeId, TtySessionId};
 
 /// An approved node (seed 001's `assets`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,4 +157,44 @@ impl NodeExecRecord {
             truncated: false,
         }
     }
+}
+
+/// A terminal session (seed 001's `tty_sessions`). The token itself is never stored: it lives in
+/// core's memory for its five minutes only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TtySessionRecord {
+    /// Session id.
+    pub id: TtySessionId,
+    /// The node.
+    pub node_id: NodeId,
+    /// Hostname at the time.
+    pub hostname: String,
+    /// Who asked for it.
+    pub user: String,
+    /// State.
+    pub status: TtyStatus,
+    /// What runs, as shown.
+    pub command: String,
+    /// Latest window size.
+    pub size: WindowSize,
+    /// Authorized at.
+    pub created_at_ms: i64,
+    /// The shell started at.
+    pub connected_at_ms: Option<i64>,
+    /// Ended at.
+    pub closed_at_ms: Option<i64>,
+    /// Client's address.
+    pub client_addr: Option<String>,
+    /// Node's address.
+    pub node_addr: Option<String>,
+    /// Recording file, relative to core's data directory.
+    pub recording: Option<String>,
+    /// Why it is `error`.
+    pub error: Option<String>,
+    /// How the shell ended.
+    pub exit: Option<TtyExit>,
+    /// Bytes the shell wrote.
+    pub output_bytes: u64,
+    /// Bytes the client sent.
+    pub input_bytes: u64,
 }

@@ -49,6 +49,11 @@ pub(crate) fn create_all(db: &Database) -> Result<(), StoreError> {
     txn.open_table(EXEC_NODES)?;
     txn.open_table(EXEC_OUTPUT)?;
     txn.open_table(EXEC_RUNNING)?;
+    txn.open_table(TTY_SESSIONS)?;
+    txn.open_table(TTY_BY_TIME)?;
+    txn.open_table(TTY_BY_NODE)?;
+    txn.open_table(TTY_LIVE)?;
+    txn.open_table(NODE_ACCESS)?;
     txn.commit()?;
     Ok(())
 }
@@ -69,3 +74,18 @@ pub(crate) const EXEC_OUTPUT: TableDefinition<'_, (u128, u128, u32), &[u8]> =
     TableDefinition::new("exec_output");
 /// execution id → (), for executions still running: marked interrupted at start-up.
 pub(crate) const EXEC_RUNNING: TableDefinition<'_, u128, ()> = TableDefinition::new("exec_running");
+
+/// session id → encoded [`crate::TtySessionRecord`].
+pub(crate) const TTY_SESSIONS: TableDefinition<'_, u128, &[u8]> =
+    TableDefinition::new("tty_sessions");
+/// (created unix ms, session id) → (): newest-first listing.
+pub(crate) const TTY_BY_TIME: TableDefinition<'_, (i64, u128), ()> =
+    TableDefinition::new("tty_by_time");
+/// (node id, created unix ms, session id) → (): a node's sessions.
+pub(crate) const TTY_BY_NODE: TableDefinition<'_, (u128, i64, u128), ()> =
+    TableDefinition::new("tty_by_node");
+/// session id → (), for pending and connected sessions: marked `error` at start-up.
+pub(crate) const TTY_LIVE: TableDefinition<'_, u128, ()> = TableDefinition::new("tty_live");
+/// node id → encoded list of users allowed to open terminals on it.
+pub(crate) const NODE_ACCESS: TableDefinition<'_, u128, &[u8]> =
+    TableDefinition::new("node_access");

@@ -3,7 +3,8 @@
 use tether_store::*;
 use tether_wire::admin::{ApplicationStatus, NodeStatus};
 use tether_wire::facts::StaticFacts;
-use tether_wire::{ApplicationId, NodeId};
+use tether_wire::tty::{TtyStatus, WindowSize};
+use tether_wire::{ApplicationId, NodeId, TtySessionId};
 
 fn new_app(node_id: NodeId, key: &str, nonce: u8) -> NewApplication {
     NewApplication {
@@ -527,4 +528,131 @@ async fn executions_keep_counts_and_running_ones_are_interrupted_on_reopen() {
             .unwrap()
             .is_empty()
     );
+}
+
+fn session(node: NodeId, at_ms: i64) -> TtySessionRecord {
+    TtySessionRecord {
+        id: TtySessionId::random(),
+        node_id: node,
+        hostname: "web-1".into(),
+        user: "alice".into(),
+        status: TtyStatus::Pending,
+        command: "/bin/bash --login".into(),
+        size: WindowSize::DEFAULT,
+        created_at_ms: at_ms,
+        connected_at_ms: None,
+        closed_at_ms: None,
+        client_addr: None,
+        node_addr: None,
+        recording: None,
+        error: None,
+        exit: None,
+        output_bytes: 0,
+        input_bytes: 0,
+    }
+}
+
+#[tokio::test]
+async fn sessions_are_listed_updated_and_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("core.redb");
+    let store = Store::open(&path).unwrap();
+    let (a, b) = (NodeId::random(), NodeId::random());
+    let first = session(a, 1_000);
+    let second = session(b, 2_000);
+    let third = session(a, 3_000);
+    for record in [&first, &second, &third] {
+        store.create_tty_session(record.clone()).await.unwrap();
+    }
+    // The first one closes; its record is final afterwards.
+    store
+        .update_tty_session(first.id, |r| {
+            r.status = TtyStatus::Closed;
+            r.closed_at_ms = Some(1_500);
+        })
+        .await
+        .unwrap();
+    let after = store
+        .update_tty_session(first.id, |r| r.status = TtyStatus::Connected)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.status, TtyStatus::Closed, "an ended record is final");
+
+    let ids = |list: Vec<TtySessionRecord>| list.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.tty_sessions(None, false, 10).unwrap()),
+        [third.id, second.id, first.id]
+    );
+    assert_eq!(
+        ids(store.tty_sessions(Some(a), false, 10).unwrap()),
+        [third.id, first.id]
+    );
+    assert_eq!(
+        ids(store.tty_sessions(None, true, 10).unwrap()),
+        [third.id, second.id]
+    );
+    assert_eq!(ids(store.tty_sessions(None, false, 1).unwrap()), [third.id]);
+
+    store.close().await;
+    let store = Store::open(&path).unwrap();
+    let interrupted = store
+        .interrupt_live_tty_sessions(9_000, "core restarted".into())
+        .await
+        .unwrap();
+    assert_eq!(interrupted, 2);
+    let record = store.tty_session(second.id).unwrap().unwrap();
+    assert_eq!(record.status, TtyStatus::Error);
+    assert_eq!(record.error.as_deref(), Some("core restarted"));
+    assert_eq!(record.closed_at_ms, Some(9_000));
+    assert!(store.tty_sessions(None, true, 10).unwrap().is_empty());
+    assert_eq!(
+        store.tty_session(first.id).unwrap().unwrap().status,
+        TtyStatus::Closed
+    );
+}
+
+#[tokio::test]
+async fn allowed_users_change_within_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("core.redb")).unwrap();
+    let missing = NodeId::random();
+    assert_eq!(
+        store
+            .change_allowed_users(missing, vec!["bob".into()], vec![], 4)
+            .await
+            .unwrap(),
+        AccessChange::NoNode
+    );
+    let node = NodeId::random();
+    let Submission::Pending(app) = store
+        .submit_application(new_app(node, "K", 1))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    store.decide_application(app.id, approve(7)).await.unwrap();
+    let change = |add: &[&str], remove: &[&str]| {
+        store.change_allowed_users(
+            node,
+            add.iter().map(|s| s.to_string()).collect(),
+            remove.iter().map(|s| s.to_string()).collect(),
+            3,
+        )
+    };
+    assert_eq!(
+        change(&["carol", "bob", "bob"], &[]).await.unwrap(),
+        AccessChange::Updated(vec!["bob".into(), "carol".into()])
+    );
+    assert_eq!(
+        change(&["dave", "erin"], &[]).await.unwrap(),
+        AccessChange::TooMany
+    );
+    assert_eq!(store.allowed_users(node).unwrap(), ["bob", "carol"]);
+    assert_eq!(
+        change(&[], &["bob"]).await.unwrap(),
+        AccessChange::Updated(vec!["carol".into()])
+    );
+    assert_eq!(store.node(node).unwrap().unwrap().allowed_users, ["carol"]);
 }

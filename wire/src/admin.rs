@@ -18,6 +18,7 @@ use crate::facts::StaticFacts;
 use crate::heartbeat::Metrics;
 use crate::ids::{ApplicationId, ExecutionId, NodeId};
 use crate::limits;
+use crate::tty::{TtyAuthorize, TtyGrant, TtySessionView};
 
 /// A request from an admin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +96,42 @@ pub enum AdminRequest {
         /// Execution id or unique prefix.
         id: String,
     },
+    /// Add users to, or remove them from, a node's allowed list (admins only). Answer: `Node`.
+    SetAllowedUsers {
+        /// Node id or unique prefix.
+        id: String,
+        /// Users to allow.
+        add: Vec<String>,
+        /// Users to remove.
+        remove: Vec<String>,
+    },
+    /// Step one of a terminal: answer `TtyGrant` (see [`crate::tty`]).
+    AuthorizeTty(TtyAuthorize),
+    /// Step two: present the token; the stream then carries terminal frames (see [`crate::tty`]).
+    OpenTty {
+        /// The token from `TtyGrant`.
+        token: String,
+    },
+    /// Terminal session records, newest first. Answer: `TtySessions` chunks.
+    ListTty {
+        /// Only pending and connected sessions.
+        active: bool,
+        /// Only sessions on this node (id or unique prefix).
+        node: Option<String>,
+        /// At most this many.
+        limit: u32,
+    },
+    /// End a live session (admins only). Answer: `TtySession`.
+    KillTty {
+        /// Session id or unique prefix.
+        id: String,
+    },
+    /// A session's recording (admins, or the session's own user). Answer: `TtySession`, then
+    /// the asciicast file in `Recording` chunks.
+    TtyRecording {
+        /// Session id or unique prefix.
+        id: String,
+    },
 }
 
 /// What to run, and where.
@@ -128,6 +165,8 @@ pub enum AdminResponse {
         core_version: String,
         /// The admin name in the client certificate.
         admin: String,
+        /// That user's role.
+        role: Role,
     },
     /// A chunk of applications; a list may come in several.
     Applications(Vec<ApplicationView>),
@@ -162,6 +201,14 @@ pub enum AdminResponse {
     /// One stored execution; a large one comes as several frames, each repeating the header with
     /// the next nodes.
     Execution(ExecutionDetail),
+    /// A terminal token (step one of a terminal).
+    TtyGrant(TtyGrant),
+    /// A chunk of terminal session records.
+    TtySessions(Vec<TtySessionView>),
+    /// One terminal session record.
+    TtySession(TtySessionView),
+    /// A piece of a recording file.
+    Recording(ByteBuf),
     /// The request failed.
     Error {
         /// What kind of failure.
@@ -396,6 +443,36 @@ pub struct ExecutionDetail {
     pub nodes: Vec<NodeExecView>,
 }
 
+/// What a user may do (seed 002 §6.1.2). Carried in the admin certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Role {
+    /// Reads only.
+    Viewer,
+    /// Reads, edits nodes, runs commands, opens terminals where allowed.
+    Operator,
+    /// Everything.
+    Admin,
+}
+
+text_enum!(Role { Viewer = "viewer", Operator = "operator", Admin = "admin" });
+
+/// User names: 1–64 of letters, digits, `-`, `_`, `.`, not starting with `.`.
+pub fn check_user_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "user name {name:?} must be 1 to 64 letters, digits, '-', '_' or '.'"
+        ))
+    }
+}
+
 text_enum!(NodeStatus { Online = "online", Offline = "offline", Maintenance = "maintenance" });
 text_enum!(ApplicationStatus { Pending = "pending", Approved = "approved", Rejected = "rejected" });
 
@@ -418,6 +495,8 @@ pub struct NodeView {
     pub last_seen_ms: Option<i64>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
+    /// Users (besides admins) allowed to open terminals on it.
+    pub allowed_users: Vec<String>,
     /// When the node was approved, unix ms.
     pub created_at_ms: i64,
     /// When the record last changed, unix ms.

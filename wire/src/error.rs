@@ -83,6 +83,20 @@ codes! {
     CONFLICT = 43, "conflict";
     /// Admin: a client certificate is required and was not presented or not accepted.
     FORBIDDEN = 44, "forbidden";
+    /// Admin: the node is offline or in maintenance.
+    NODE_UNAVAILABLE = 45, "node_unavailable";
+    /// Admin: this user's role or the node's allowed users do not permit the request.
+    PERMISSION_DENIED = 46, "permission_denied";
+    /// A concurrency limit (sessions per node, per user, ...) is reached.
+    LIMIT_REACHED = 47, "limit_reached";
+    /// Too many requests of this kind in a short time.
+    RATE_LIMITED = 48, "rate_limited";
+    /// A terminal token is unknown, was already used, or belongs to someone else.
+    TOKEN_INVALID = 49, "token_invalid";
+    /// A terminal token's five minutes are over.
+    TOKEN_EXPIRED = 50, "token_expired";
+    /// A terminal session was ended by an admin.
+    SESSION_KILLED = 51, "session_killed";
 
     /// Core failed internally (storage, ...). Details are in core's log.
     INTERNAL = 60, "internal";

@@ -138,6 +138,12 @@ impl FrameReader {
         }
     }
 
+    /// Changes the largest frame accepted from here on (a stream that changes protocol after its
+    /// first frame); bytes already buffered are kept.
+    pub fn set_max_len(&mut self, max_len: usize) {
+        self.max_len = max_len;
+    }
+
     /// Appends bytes received from the transport.
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);

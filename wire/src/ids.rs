@@ -60,3 +60,7 @@ uuid_id!(
     /// One execution of a command on one or many nodes.
     ExecutionId
 );
+uuid_id!(
+    /// One interactive terminal session.
+    TtySessionId
+);

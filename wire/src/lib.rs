@@ -22,9 +22,10 @@ pub mod heartbeat;
 pub mod ids;
 pub mod limits;
 pub mod token;
+pub mod tty;
 
 pub use error::ErrorCode;
-pub use ids::{ApplicationId, ExecutionId, NodeId};
+pub use ids::{ApplicationId, ExecutionId, NodeId, TtySessionId};
 
 /// ALPN a node speaks on its one connection to core.
 pub const NODE_ALPN: &[u8] = b"tether-node/1";

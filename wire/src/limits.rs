@@ -46,3 +46,17 @@ pub const MAX_ENV_VARS: usize = 256;
 pub const MAX_EXECS_PER_NODE: usize = 64;
 /// Nodes one execution may target.
 pub const MAX_EXEC_TARGETS: usize = 100_000;
+/// Largest frame on a terminal stream.
+pub const MAX_TTY_FRAME_LEN: usize = 256 * 1024;
+/// Terminal output and input travel in chunks of at most this many bytes.
+pub const TTY_CHUNK: usize = 32 * 1024;
+/// Longest command line for a terminal.
+pub const MAX_TTY_COMMAND_LEN: usize = 4096;
+/// Widest and tallest terminal accepted.
+pub const MAX_TTY_DIMENSION: u16 = 1000;
+/// Terminal sessions one node runs at once, whatever core's configuration says.
+pub const MAX_TTYS_PER_NODE: usize = 64;
+/// Users in one node's allowed list.
+pub const MAX_ALLOWED_USERS: usize = 256;
+/// Longest terminal token text.
+pub const MAX_TTY_TOKEN_LEN: usize = 128;

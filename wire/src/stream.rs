@@ -82,6 +82,12 @@ impl FramedRecv {
     pub fn stream_mut(&mut self) -> &mut quinn::RecvStream {
         &mut self.stream
     }
+
+    /// Changes the frame limit from the next frame on (the stream changes protocol); bytes
+    /// already read stay buffered.
+    pub fn set_max_len(&mut self, max_len: usize) {
+        self.reader.set_max_len(max_len);
+    }
 }
 
 /// The sending half of a framed stream.
@@ -122,5 +128,10 @@ impl FramedSend {
     /// The underlying stream.
     pub fn stream_mut(&mut self) -> &mut quinn::SendStream {
         &mut self.stream
+    }
+
+    /// Changes the frame limit for the next frames (the stream changes protocol).
+    pub fn set_max_len(&mut self, max_len: usize) {
+        self.max_len = max_len;
     }
 }

@@ -14,9 +14,12 @@ use tether_wire::exec::*;
 use tether_wire::facts::*;
 use tether_wire::frame::{Decoded, FrameError, decode_frame, encode_frame};
 use tether_wire::heartbeat::*;
-use tether_wire::limits::{MAX_ADMIN_FRAME_LEN, MAX_CONTROL_FRAME_LEN, MAX_EXEC_FRAME_LEN};
+use tether_wire::limits::{
+    MAX_ADMIN_FRAME_LEN, MAX_CONTROL_FRAME_LEN, MAX_EXEC_FRAME_LEN, MAX_TTY_FRAME_LEN,
+};
 use tether_wire::token::{Fingerprint, JoinToken};
-use tether_wire::{ApplicationId, ErrorCode, ExecutionId, NodeId, codec};
+use tether_wire::tty::*;
+use tether_wire::{ApplicationId, ErrorCode, ExecutionId, NodeId, TtySessionId, codec};
 
 fn text() -> impl Strategy<Value = String> {
     "[ -~]{0,24}|\\PC{0,8}"
@@ -366,6 +369,7 @@ prop_compose! {
         static_facts in option::of(facts()),
         metrics in option::of(metrics()),
         counters in any::<(u64, u64, u64, u64)>(),
+        allowed_users in vec(text(), 0..3),
     ) -> NodeView {
         NodeView {
             id, hostname, status,
@@ -373,6 +377,7 @@ prop_compose! {
             last_seen_ms: times.0, created_at_ms: times.1, updated_at_ms: times.2,
             clock_skew_ms: times.3, metrics_at_ms: times.4,
             labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
+            allowed_users,
             public_addr, agent_version, static_facts, metrics,
             malformed_datagrams: counters.0, skewed_heartbeats: counters.1,
             heartbeats_received: counters.2, static_facts_received: counters.3,
@@ -414,15 +419,127 @@ fn admin_request() -> impl Strategy<Value = AdminRequest> {
         (option::of(text()), any::<u32>())
             .prop_map(|(node, limit)| AdminRequest::ExecHistory { node, limit }),
         text().prop_map(|id| AdminRequest::ShowExec { id }),
+        (text(), vec(text(), 0..3), vec(text(), 0..3))
+            .prop_map(|(id, add, remove)| AdminRequest::SetAllowedUsers { id, add, remove }),
+        tty_authorize().prop_map(AdminRequest::AuthorizeTty),
+        text().prop_map(|token| AdminRequest::OpenTty { token }),
+        (any::<bool>(), option::of(text()), any::<u32>()).prop_map(|(active, node, limit)| {
+            AdminRequest::ListTty {
+                active,
+                node,
+                limit,
+            }
+        }),
+        text().prop_map(|id| AdminRequest::KillTty { id }),
+        text().prop_map(|id| AdminRequest::TtyRecording { id }),
     ]
+}
+
+fn session_id() -> impl Strategy<Value = TtySessionId> {
+    any::<[u8; 16]>().prop_map(TtySessionId::from_bytes)
+}
+fn window_size() -> impl Strategy<Value = WindowSize> {
+    any::<(u16, u16)>().prop_map(|(cols, rows)| WindowSize { cols, rows })
+}
+fn tty_exit() -> impl Strategy<Value = TtyExit> {
+    (option::of(any::<i32>()), option::of(any::<i32>()))
+        .prop_map(|(exit_code, signal)| TtyExit { exit_code, signal })
+}
+fn role() -> impl Strategy<Value = Role> {
+    prop_oneof![Just(Role::Viewer), Just(Role::Operator), Just(Role::Admin)]
+}
+fn tty_status() -> impl Strategy<Value = TtyStatus> {
+    prop_oneof![
+        Just(TtyStatus::Pending),
+        Just(TtyStatus::Connected),
+        Just(TtyStatus::Closed),
+        Just(TtyStatus::Error)
+    ]
+}
+
+prop_compose! {
+    fn tty_authorize()(
+        node in text(), command in option::of(text()), size in window_size(),
+        term in option::of(text()), record in option::of(any::<bool>()),
+    ) -> TtyAuthorize {
+        TtyAuthorize { node, command, size, term, record }
+    }
+}
+
+prop_compose! {
+    fn tty_grant()(
+        session_id in session_id(), token in text(), expires_at_ms in any::<i64>(),
+        node_id in node_id(), hostname in text(), command in text(), recorded in any::<bool>(),
+    ) -> TtyGrant {
+        TtyGrant { session_id, token, expires_at_ms, node_id, hostname, command, recorded }
+    }
+}
+
+prop_compose! {
+    fn tty_session()(
+        id in session_id(), node_id in node_id(), names in (text(), text(), text()),
+        status in tty_status(), size in window_size(),
+        times in (any::<i64>(), option::of(any::<i64>()), option::of(any::<i64>())),
+        addrs in (option::of(text()), option::of(text()), option::of(text()), option::of(text())),
+        exit in option::of(tty_exit()), counts in any::<(u64, u64)>(),
+    ) -> TtySessionView {
+        TtySessionView {
+            id, node_id, hostname: names.0, user: names.1, status, command: names.2, size,
+            created_at_ms: times.0, connected_at_ms: times.1, closed_at_ms: times.2,
+            client_addr: addrs.0, node_addr: addrs.1, recording: addrs.2, error: addrs.3,
+            exit, output_bytes: counts.0, input_bytes: counts.1,
+        }
+    }
+}
+
+fn tty_input() -> impl Strategy<Value = TtyInput> {
+    prop_oneof![
+        bytes().prop_map(TtyInput::Data),
+        window_size().prop_map(TtyInput::Resize),
+        Just(TtyInput::Eof),
+    ]
+}
+
+fn tty_output() -> impl Strategy<Value = TtyOutput> {
+    prop_oneof![
+        (session_id(), node_id(), text(), any::<bool>()).prop_map(
+            |(session_id, node_id, hostname, recorded)| TtyOutput::Connected {
+                session_id,
+                node_id,
+                hostname,
+                recorded
+            }
+        ),
+        (any::<u32>(), vec(text(), 0..3))
+            .prop_map(|(pid, command)| TtyOutput::Started { pid, command }),
+        bytes().prop_map(TtyOutput::Data),
+        tty_exit().prop_map(TtyOutput::Exited),
+        (code(), text()).prop_map(|(code, message)| TtyOutput::Error { code, message }),
+    ]
+}
+
+fn tty_open() -> impl Strategy<Value = TtyOpen> {
+    (session_id(), option::of(text()), window_size(), text()).prop_map(
+        |(session_id, command, size, term)| TtyOpen {
+            session_id,
+            command,
+            size,
+            term,
+        },
+    )
 }
 
 fn admin_response() -> impl Strategy<Value = AdminResponse> {
     prop_oneof![
-        (text(), text()).prop_map(|(core_version, admin)| AdminResponse::Pong {
+        (text(), text(), role()).prop_map(|(core_version, admin, role)| AdminResponse::Pong {
             core_version,
-            admin
+            admin,
+            role
         }),
+        tty_grant().prop_map(AdminResponse::TtyGrant),
+        vec(tty_session(), 0..3).prop_map(AdminResponse::TtySessions),
+        tty_session().prop_map(AdminResponse::TtySession),
+        bytes().prop_map(AdminResponse::Recording),
         vec(app_view(), 0..3).prop_map(AdminResponse::Applications),
         app_view().prop_map(AdminResponse::Application),
         vec(node_view(), 0..3).prop_map(AdminResponse::Nodes),
@@ -530,6 +647,13 @@ proptest! {
     }
 
     #[test]
+    fn tty_frames(input in tty_input(), output in tty_output(), open in tty_open()) {
+        check_frame(&input, MAX_TTY_FRAME_LEN)?;
+        check_frame(&output, MAX_TTY_FRAME_LEN)?;
+        check_frame(&open, MAX_TTY_FRAME_LEN)?;
+    }
+
+    #[test]
     fn heartbeats(hb in heartbeat()) {
         let (bytes, dropped) = encode_heartbeat(hb.clone());
         prop_assert_eq!(dropped, 0);
@@ -562,6 +686,9 @@ proptest! {
         let _ = decode_frame::<CoreMessage>(&data, MAX_CONTROL_FRAME_LEN);
         let _ = decode_frame::<AdminRequest>(&data, MAX_ADMIN_FRAME_LEN);
         let _ = decode_frame::<ExecFrame>(&data, MAX_EXEC_FRAME_LEN);
+        let _ = decode_frame::<TtyInput>(&data, MAX_TTY_FRAME_LEN);
+        let _ = decode_frame::<TtyOutput>(&data, MAX_TTY_FRAME_LEN);
+        let _ = decode_frame::<TtyOpen>(&data, MAX_TTY_FRAME_LEN);
         let _ = decode_datagram(&data);
         let _ = JoinToken::parse(&String::from_utf8_lossy(&data));
     }

@@ -78,6 +78,7 @@ impl Collector {
             tcp_connections: linux::socket_count("tcp"),
             udp_connections: linux::socket_count("udp"),
             uptime_secs: System::uptime().unwrap_or_default(),
+            // Filled in by the session, which knows its terminals.
             tty_sessions: 0,
         }
     }

@@ -47,10 +47,16 @@ enum KeyCommand {
 
 #[derive(Debug, Subcommand)]
 enum AdminCommand {
-    /// Issue another admin identity file (certificate, key, core address, CA).
+    /// Issue another user identity file (certificate, key, core address, CA).
+    ///
+    /// The role is written into the certificate: admin (everything), operator (nodes, commands,
+    /// terminals on nodes that allow the user), viewer (read only).
     Issue {
-        /// The admin's name (letters, digits, '-', '_', '.').
+        /// The user's name (letters, digits, '-', '_', '.').
         name: String,
+        /// What the user may do.
+        #[arg(long, default_value = "admin", value_parser = ["admin", "operator", "viewer"])]
+        role: String,
         /// Where to write it (mode 0600; an existing file is never overwritten).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -117,6 +123,22 @@ struct CoreFlags {
     /// UDP socket buffer to ask for, bytes; the kernel caps it at net.core.rmem_max [default: 8388608].
     #[arg(long, value_name = "BYTES")]
     udp_buffer: Option<usize>,
+    /// Record terminal sessions: on (unless the client asks not to), off (unless the client
+    /// asks), required (always) [default: on].
+    #[arg(long, value_name = "POLICY")]
+    tty_recording: Option<tether_core::config::RecordingPolicy>,
+    /// Live terminal sessions allowed on one node [default: 16].
+    #[arg(long, value_name = "N")]
+    tty_max_per_node: Option<u32>,
+    /// Live terminal sessions allowed to one user [default: 8].
+    #[arg(long, value_name = "N")]
+    tty_max_per_user: Option<u32>,
+    /// Terminal authorizations one user may ask for per minute [default: 30].
+    #[arg(long, value_name = "N")]
+    tty_authorize_per_minute: Option<u32>,
+    /// How long a terminal token is valid [default: 5m].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    tty_token_ttl: Option<Duration>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -167,6 +189,19 @@ impl CoreFlags {
         }
         if let Some(buffer) = self.udp_buffer {
             config.udp_buffer = buffer;
+        }
+        set(&mut config.tty_token_ttl, self.tty_token_ttl);
+        if let Some(policy) = self.tty_recording {
+            config.tty_recording = policy;
+        }
+        if let Some(n) = self.tty_max_per_node {
+            config.tty_max_per_node = n;
+        }
+        if let Some(n) = self.tty_max_per_user {
+            config.tty_max_per_user = n;
+        }
+        if let Some(n) = self.tty_authorize_per_minute {
+            config.tty_authorize_per_minute = n;
         }
         if let Some(auto) = self.auto_approve {
             config.auto_approve = auto;
@@ -247,10 +282,16 @@ fn key(command: KeyCommand) -> anyhow::Result<()> {
 
 fn admin(command: AdminCommand) -> anyhow::Result<()> {
     match command {
-        AdminCommand::Issue { name, out, data } => {
-            let identity = data_dir(data).issue_admin(&name, &out)?;
+        AdminCommand::Issue {
+            name,
+            role,
+            out,
+            data,
+        } => {
+            let role: tether_wire::admin::Role = role.parse().map_err(anyhow::Error::msg)?;
+            let identity = data_dir(data).issue_admin(&name, role, &out)?;
             eprintln!(
-                "Wrote the identity of admin {:?} to {} (mode 0600), for core at {}.\n\
+                "Wrote the identity of {role} {:?} to {} (mode 0600), for core at {}.\n\
                  Use it with `tether --identity {}` or TETHER_IDENTITY.",
                 identity.name,
                 out.display(),

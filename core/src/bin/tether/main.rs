@@ -2,6 +2,8 @@
 
 mod exec;
 mod output;
+mod terminal;
+mod tty;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +42,8 @@ enum Command {
     Node(NodeCommand),
     /// Run a command on nodes (`tether exec web-1 -- uptime`), or look at past runs.
     Exec(exec::ExecArgs),
+    /// An interactive terminal on a node (`tether tty web-1`), or terminal session records.
+    Tty(tty::TtyArgs),
     /// Check the identity works and core answers.
     Ping {
         /// Print JSON.
@@ -130,6 +134,29 @@ enum NodeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Allow users (besides admins, who always may) to open terminals on a node.
+    Allow {
+        /// Node id or unique prefix.
+        id: String,
+        /// User names, as in their identity certificates.
+        #[arg(required = true, value_name = "USER")]
+        users: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take users off a node's allowed list (their live sessions go on; `tether tty kill` ends
+    /// them).
+    Disallow {
+        /// Node id or unique prefix.
+        id: String,
+        /// User names.
+        #[arg(required = true, value_name = "USER")]
+        users: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a node: its record is kept (marked deleted), its secret revoked, its connection
     /// closed; the agent is told and exits. It cannot come back with the same identity.
     Delete {
@@ -186,22 +213,44 @@ async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<u8> 
     };
     match command {
         Command::Exec(args) => return exec::run(client, args).await,
+        Command::Tty(args) => return tty::run(client, args).await,
         Command::Ping { json } => {
-            let (core_version, admin) =
+            let (core_version, admin, role) =
                 single(client.request(&AdminRequest::Ping).await?, |r| match r {
                     AdminResponse::Pong {
                         core_version,
                         admin,
-                    } => Some((core_version, admin)),
+                        role,
+                    } => Some((core_version, admin, role)),
                     _ => None,
                 })?;
             if json {
-                output::print_json(
-                    &serde_json::json!({ "core_version": core_version, "admin": admin }),
-                )?;
+                output::print_json(&serde_json::json!({
+                    "core_version": core_version,
+                    "admin": admin,
+                    "role": role.as_str(),
+                }))?;
             } else {
-                println!("core {core_version} answers; you are admin {admin:?}");
+                println!("core {core_version} answers; you are {admin:?} ({role})");
             }
+        }
+        Command::Node(NodeCommand::Allow { id, users, json }) => {
+            let request = AdminRequest::SetAllowedUsers {
+                id,
+                add: users,
+                remove: Vec::new(),
+            };
+            let view = single(client.request(&request).await?, node)?;
+            allowed_users_changed(&view, json)?;
+        }
+        Command::Node(NodeCommand::Disallow { id, users, json }) => {
+            let request = AdminRequest::SetAllowedUsers {
+                id,
+                add: Vec::new(),
+                remove: users,
+            };
+            let view = single(client.request(&request).await?, node)?;
+            allowed_users_changed(&view, json)?;
         }
         Command::Enroll(EnrollCommand::List { status, json }) => {
             let mut apps = Vec::new();
@@ -326,6 +375,23 @@ async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<u8> 
     Ok(0)
 }
 
+fn allowed_users_changed(view: &tether_wire::admin::NodeView, json: bool) -> anyhow::Result<()> {
+    if json {
+        output::print_json(&output::node_json(view))?;
+    }
+    eprintln!(
+        "terminals on {} ({}): admins{}",
+        view.id,
+        view.hostname,
+        if view.allowed_users.is_empty() {
+            " only".to_string()
+        } else {
+            format!(" and {}", view.allowed_users.join(", "))
+        }
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -338,7 +404,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // A thread may still block reading stdin (terminal sessions): do not wait for it.
+    runtime.shutdown_background();
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             match e.downcast_ref::<ClientError>() {

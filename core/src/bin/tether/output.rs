@@ -77,6 +77,7 @@ pub struct NodeJson<'a> {
     deleted: bool,
     last_seen: Option<String>,
     labels: &'a BTreeMap<String, String>,
+    allowed_users: &'a [String],
     created_at: String,
     updated_at: String,
     public_addr: Option<&'a str>,
@@ -101,6 +102,7 @@ pub fn node_json(node: &NodeView) -> NodeJson<'_> {
         deleted: node.deleted,
         last_seen: node.last_seen_ms.map(rfc3339),
         labels: &node.labels,
+        allowed_users: &node.allowed_users,
         created_at: rfc3339(node.created_at_ms),
         updated_at: rfc3339(node.updated_at_ms),
         public_addr: node.public_addr.as_deref(),
@@ -300,6 +302,15 @@ pub fn node_detail(node: &NodeView, json: bool) -> anyhow::Result<()> {
         node.public_addr.as_deref().unwrap_or("-")
     )?;
     writeln!(out, "labels:         {}", labels_text(&node.labels))?;
+    writeln!(
+        out,
+        "allowed users:  {}",
+        if node.allowed_users.is_empty() {
+            "(admins only)".to_string()
+        } else {
+            node.allowed_users.join(", ")
+        }
+    )?;
     writeln!(out, "agent version:  {}", node.agent_version)?;
     if let Some(skew) = node.clock_skew_ms {
         writeln!(

@@ -1,0 +1,444 @@
+//! Terminal sessions for core: each on a bidirectional stream core opens, each a shell on a PTY of
+//! its own (portable-pty).
+//!
+//! Per session: one OS thread reads the PTY master (its reads block) into a small bounded channel;
+//! one thread writes keystrokes to it (a shell that does not read would block the writer); one
+//! blocking task waits for the shell. The async loop in between sends output as `Data` frames as
+//! fast as QUIC flow control lets it. When core (or the admin behind it) reads slowly, the channel
+//! fills, the reader thread stops reading, the PTY's buffer fills and the shell blocks in `write`:
+//! memory stays bounded whatever the shell prints. When the stream ends from core's side, the
+//! shell's process group gets SIGHUP, then SIGKILL if it is still there after a grace period.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use portable_pty::{CommandBuilder, MasterPty, PtySize, native_pty_system};
+use quinn::{RecvStream, SendStream};
+use rustix::process::{Pid, Signal, kill_process_group};
+use tether_wire::ErrorCode;
+use tether_wire::bytes::ByteBuf;
+use tether_wire::limits::{MAX_TTY_FRAME_LEN, MAX_TTYS_PER_NODE, TTY_CHUNK};
+use tether_wire::stream::{FramedRecv, FramedSend};
+use tether_wire::tty::{TtyExit, TtyInput, TtyOpen, TtyOutput, WindowSize};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+/// After the shell exits, how long to keep reading output that a leftover process still writes.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// Between SIGHUP and SIGKILL when a session is ended from core's side.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+/// How long core has to send the session's first frame.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Output chunks in flight between the PTY reader thread and the stream.
+const OUTPUT_QUEUE: usize = 4;
+/// Input chunks in flight between the stream and the PTY writer thread.
+const INPUT_QUEUE: usize = 8;
+
+/// The terminal's end-of-file character (Ctrl-D), sent for [`TtyInput::Eof`].
+const VEOF: u8 = 0x04;
+
+/// Sessions running on this node.
+#[derive(Debug, Default)]
+pub(crate) struct Terminals {
+    running: AtomicUsize,
+}
+
+impl Terminals {
+    /// Serves one stream core opened, in the background.
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        send: SendStream,
+        recv: RecvStream,
+        shell: Option<String>,
+    ) {
+        let registry = self.clone();
+        tokio::spawn(async move {
+            let mut send = FramedSend::new(send, MAX_TTY_FRAME_LEN);
+            let mut recv = FramedRecv::new(recv, MAX_TTY_FRAME_LEN);
+            let open = match tokio::time::timeout(OPEN_TIMEOUT, recv.next::<TtyOpen>()).await {
+                Ok(Ok(Some(open))) => open,
+                Ok(Ok(None)) => return,
+                Ok(Err(e)) => {
+                    warn!(error = %e, "a terminal stream from core broke the protocol");
+                    let code = e.protocol_code().unwrap_or(ErrorCode::MALFORMED);
+                    let _ = recv
+                        .stream_mut()
+                        .stop(quinn::VarInt::from_u32(code.close_code()));
+                    return;
+                }
+                Err(_) => {
+                    let code = ErrorCode::HELLO_TIMEOUT.close_code();
+                    let _ = recv.stream_mut().stop(quinn::VarInt::from_u32(code));
+                    return;
+                }
+            };
+            let span = info_span!("tty", session_id = %open.session_id);
+            async move {
+                if registry.running.fetch_add(1, Ordering::SeqCst) >= MAX_TTYS_PER_NODE {
+                    registry.running.fetch_sub(1, Ordering::SeqCst);
+                    let message =
+                        format!("this node already runs {MAX_TTYS_PER_NODE} terminal sessions");
+                    warn!("{message}");
+                    let error = TtyOutput::Error {
+                        code: ErrorCode::LIMIT_REACHED,
+                        message,
+                    };
+                    let _ = send.send(&error).await;
+                    send.finish();
+                    return;
+                }
+                run(open, send, recv, shell.as_deref()).await;
+                registry.running.fetch_sub(1, Ordering::SeqCst);
+            }
+            .instrument(span)
+            .await;
+        });
+    }
+
+    /// Sessions running now.
+    pub(crate) fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+}
+
+/// The program and arguments for a session: the configured shell, else `/bin/bash --login`, else
+/// `/bin/sh`; with a command, that shell's program runs it with `-c`.
+pub(crate) fn shell_command(configured: Option<&str>, command: Option<&str>) -> Vec<String> {
+    let login: Vec<String> = match configured {
+        Some(shell) => shell.split_whitespace().map(str::to_string).collect(),
+        None if std::path::Path::new("/bin/bash").exists() => {
+            vec!["/bin/bash".into(), "--login".into()]
+        }
+        None => vec!["/bin/sh".into()],
+    };
+    match command {
+        None => login,
+        Some(command) => vec![login[0].clone(), "-c".into(), command.into()],
+    }
+}
+
+fn pty_size(size: WindowSize) -> PtySize {
+    PtySize {
+        rows: size.rows,
+        cols: size.cols,
+        pixel_width: 0,
+        pixel_height: 0,
+    }
+}
+
+struct Pty {
+    master: Box<dyn MasterPty + Send>,
+    pid: u32,
+    argv: Vec<String>,
+    output: mpsc::Receiver<Vec<u8>>,
+    input: mpsc::Sender<Vec<u8>>,
+    exited: oneshot::Receiver<TtyExit>,
+}
+
+fn spawn(open: &TtyOpen, shell: Option<&str>) -> Result<Pty, String> {
+    open.size.check()?;
+    let argv = shell_command(shell, open.command.as_deref());
+    let pair = native_pty_system()
+        .openpty(pty_size(open.size))
+        .map_err(|e| format!("cannot open a PTY: {e}"))?;
+    let mut command = CommandBuilder::new(&argv[0]);
+    command.args(&argv[1..]);
+    command.env("TERM", &open.term);
+    if let Some(home) = std::env::var_os("HOME") {
+        command.cwd(home);
+    }
+    let mut child = pair
+        .slave
+        .spawn_command(command)
+        .map_err(|e| format!("cannot start {}: {e}", argv[0]))?;
+    // The reader sees end-of-file only once every slave descriptor is closed, ours included.
+    drop(pair.slave);
+    let pid = child.process_id().unwrap_or(0);
+
+    let mut reader = pair
+        .master
+        .try_clone_reader()
+        .map_err(|e| format!("cannot read the PTY: {e}"))?;
+    let mut writer = pair
+        .master
+        .take_writer()
+        .map_err(|e| format!("cannot write the PTY: {e}"))?;
+
+    let (output_tx, output) = mpsc::channel::<Vec<u8>>(OUTPUT_QUEUE);
+    std::thread::Builder::new()
+        .name("tty-read".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; TTY_CHUNK];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if output_tx.blocking_send(buf[..n].to_vec()).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    // EIO once the shell and its children are gone: the end, like end of file.
+                    Err(_) => break,
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the PTY reader: {e}"))?;
+
+    let (input, mut input_rx) = mpsc::channel::<Vec<u8>>(INPUT_QUEUE);
+    std::thread::Builder::new()
+        .name("tty-write".into())
+        .spawn(move || {
+            while let Some(bytes) = input_rx.blocking_recv() {
+                if writer
+                    .write_all(&bytes)
+                    .and_then(|()| writer.flush())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the PTY writer: {e}"))?;
+
+    let (exited_tx, exited) = oneshot::channel();
+    tokio::task::spawn_blocking(move || {
+        let exit = match child.wait() {
+            Ok(status) => exit_of(&status),
+            Err(e) => {
+                warn!(error = %e, "waiting for the shell failed");
+                TtyExit::default()
+            }
+        };
+        let _ = exited_tx.send(exit);
+    });
+
+    Ok(Pty {
+        master: pair.master,
+        pid,
+        argv,
+        output,
+        input,
+        exited,
+    })
+}
+
+/// portable-pty reports a signal by its description (glibc's `strsignal`); turn it back into a
+/// number so the client can exit with 128 + signal as shells do.
+fn exit_of(status: &portable_pty::ExitStatus) -> TtyExit {
+    const NAMES: [&str; 31] = [
+        "Hangup",
+        "Interrupt",
+        "Quit",
+        "Illegal instruction",
+        "Trace/breakpoint trap",
+        "Aborted",
+        "Bus error",
+        "Floating point exception",
+        "Killed",
+        "User defined signal 1",
+        "Segmentation fault",
+        "User defined signal 2",
+        "Broken pipe",
+        "Alarm clock",
+        "Terminated",
+        "Stack fault",
+        "Child exited",
+        "Continued",
+        "Stopped (signal)",
+        "Stopped",
+        "Stopped (tty input)",
+        "Stopped (tty output)",
+        "Urgent I/O condition",
+        "CPU time limit exceeded",
+        "File size limit exceeded",
+        "Virtual timer expired",
+        "Profiling timer expired",
+        "Window changed",
+        "I/O possible",
+        "Power failure",
+        "Bad system call",
+    ];
+    match status.signal() {
+        Some(name) => {
+            let number = NAMES
+                .iter()
+                .position(|n| *n == name)
+                .map(|i| i as i32 + 1)
+                .or_else(|| name.strip_prefix("Signal ").and_then(|n| n.parse().ok()));
+            match number {
+                Some(signal) => TtyExit {
+                    exit_code: None,
+                    signal: Some(signal),
+                },
+                None => TtyExit {
+                    exit_code: Some(i32::try_from(status.exit_code()).unwrap_or(1)),
+                    signal: None,
+                },
+            }
+        }
+        None => TtyExit {
+            exit_code: Some(i32::try_from(status.exit_code()).unwrap_or(255)),
+            signal: None,
+        },
+    }
+}
+
+fn signal_group(pid: u32, signal: Signal) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = kill_process_group(pid, signal);
+    }
+}
+
+/// One session, from the PTY's start to `Exited`.
+async fn run(open: TtyOpen, mut send: FramedSend, mut recv: FramedRecv, shell: Option<&str>) {
+    let mut pty = match spawn(&open, shell) {
+        Ok(pty) => pty,
+        Err(message) => {
+            warn!(%message, "terminal not started");
+            let error = TtyOutput::Error {
+                code: ErrorCode::INTERNAL,
+                message,
+            };
+            let _ = send.send(&error).await;
+            send.finish();
+            return;
+        }
+    };
+    info!(pid = pty.pid, command = ?open.command, size = ?open.size, "terminal started");
+    let started = TtyOutput::Started {
+        pid: pty.pid,
+        command: pty.argv.clone(),
+    };
+    if send.send(&started).await.is_err() {
+        signal_group(pty.pid, Signal::KILL);
+        return;
+    }
+
+    let mut input_open = true;
+    let mut exit: Option<TtyExit> = None;
+    let drain = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(drain);
+    let ended_by_core: Option<String> = loop {
+        tokio::select! {
+            chunk = pty.output.recv() => match chunk {
+                Some(bytes) => {
+                    if let Err(e) = send.send(&TtyOutput::Data(ByteBuf(bytes))).await {
+                        break Some(format!("output stream failed: {e}"));
+                    }
+                }
+                // Every holder of the PTY's slave side is gone.
+                None if exit.is_some() => break None,
+                None => {
+                    // The shell closed its terminal but may still run: wait for its status.
+                    match (&mut pty.exited).await {
+                        Ok(status) => exit = Some(status),
+                        Err(_) => exit = Some(TtyExit::default()),
+                    }
+                    break None;
+                }
+            },
+            status = &mut pty.exited, if exit.is_none() => {
+                exit = Some(status.unwrap_or_default());
+                drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
+            }
+            _ = &mut drain => {
+                debug!("a leftover process keeps the terminal open; ending the session");
+                break None;
+            }
+            frame = recv.next::<TtyInput>(), if input_open => match frame {
+                Ok(Some(TtyInput::Data(bytes))) => {
+                    if pty.input.send(bytes.0).await.is_err() {
+                        debug!("the PTY no longer takes input");
+                    }
+                }
+                Ok(Some(TtyInput::Resize(size))) => {
+                    if size.check().is_ok()
+                        && let Err(e) = pty.master.resize(pty_size(size))
+                    {
+                        warn!(error = %e, "resize failed");
+                    }
+                }
+                Ok(Some(TtyInput::Eof)) => {
+                    let _ = pty.input.send(vec![VEOF]).await;
+                }
+                Ok(Some(_)) => debug!("ignoring a terminal frame this agent does not know"),
+                Ok(None) => {
+                    // Core finished its side: the session is over from the client's end.
+                    input_open = false;
+                    if exit.is_none() {
+                        break Some("core ended the session".into());
+                    }
+                }
+                Err(e) => {
+                    input_open = false;
+                    if exit.is_none() {
+                        break Some(format!("input stream failed: {e}"));
+                    }
+                }
+            },
+        }
+    };
+
+    match ended_by_core {
+        Some(reason) => {
+            info!(%reason, "terminal ended from core's side; hanging up the shell");
+            signal_group(pty.pid, Signal::HUP);
+            let pid = pty.pid;
+            let exited = pty.exited;
+            tokio::spawn(
+                async move {
+                    if tokio::time::timeout(KILL_GRACE, exited).await.is_err() {
+                        debug!("the shell ignored SIGHUP; killing its process group");
+                        signal_group(pid, Signal::KILL);
+                    }
+                }
+                .in_current_span(),
+            );
+            let _ = send.stream_mut().reset(quinn::VarInt::from_u32(
+                ErrorCode::SESSION_KILLED.close_code(),
+            ));
+        }
+        None => {
+            let exit = exit.unwrap_or_default();
+            info!(?exit, "terminal exited");
+            // Leftover members of the shell's process group go with it, as on a hang-up.
+            signal_group(pty.pid, Signal::HUP);
+            if send.send(&TtyOutput::Exited(exit)).await.is_ok() {
+                send.finish();
+                let _ = tokio::time::timeout(Duration::from_secs(10), send.stream_mut().stopped())
+                    .await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shell_is_chosen_as_documented() {
+        assert_eq!(
+            shell_command(Some("/bin/zsh --login"), None),
+            ["/bin/zsh", "--login"]
+        );
+        assert_eq!(
+            shell_command(Some("/bin/zsh --login"), Some("uname -a")),
+            ["/bin/zsh", "-c", "uname -a"]
+        );
+        let default = shell_command(None, None);
+        assert!(default == ["/bin/bash", "--login"] || default == ["/bin/sh"]);
+    }
+
+    #[test]
+    fn signals_come_back_as_numbers() {
+        let killed = portable_pty::ExitStatus::with_signal("Killed");
+        assert_eq!(exit_of(&killed).signal, Some(9));
+        assert_eq!(exit_of(&killed).status(), 137);
+        let code = portable_pty::ExitStatus::with_exit_code(3);
+        assert_eq!(exit_of(&code).status(), 3);
+    }
+}
