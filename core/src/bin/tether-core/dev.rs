@@ -49,7 +49,8 @@ pub(crate) async fn run(flags: CoreFlags) -> anyhow::Result<()> {
          \x20 export TETHER_IDENTITY={identity}\n\
          \x20 tether node list\n\
          \x20 tether node show <ID>            (any unique prefix of the id)\n\
-         \x20 tether enroll list\n\n\
+         \x20 tether exec --all -- uptime\n\
+         \x20 tether tty <HOSTNAME>           (a terminal, recorded; `tether tty list`, `tty play`)\n\n\
          From a source checkout, `cargo run -q --bin tether --` stands for `tether`.\n\
          To enroll another machine, make core reachable (--listen 0.0.0.0:4433 --public-addr HOST:4433)\n\
          and run there:  tether-node run --token $(tether-core key show --data {root}/core)\n\n\
