@@ -1,0 +1,279 @@
+//! Terminal sessions: authorization, one-time tokens, limits, and the splice between the client's
+//! stream and the node's.
+//!
+//! Tokens are 32 random bytes, shown to the client once in URL-safe base64 and kept here only as
+//! their SHA-256: a lookup by hash needs no secret comparison at all, so there is nothing for
+//! timing to leak, and a memory dump of core yields no usable token. A used token's hash stays
+//! until its expiry so a second presentation is told "already used" rather than "unknown".
+//!
+//! The policy parts ([`Grants`], [`RateLimit`], [`Occupancy`]) are plain data structures with the
+//! time passed in, tested without sockets; [`Terminals`] puts them behind locks for core.
+
+mod policy;
+mod records;
+mod splice;
+
+pub(crate) use records::{kill, send_recording, view};
+pub(crate) use splice::open;
+
+use policy::{Grant, Grants, Occupancy, RateLimit, new_token, token_hash};
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use tether_store::{Resolved, TtySessionRecord};
+use tether_wire::admin::Role;
+use tether_wire::tty::{TtyAuthorize, TtyExit, TtyGrant, TtyStatus};
+use tether_wire::{ErrorCode, NodeId, TtySessionId};
+use tracing::{info, warn};
+
+use crate::admin_api::{internal, resolve};
+use crate::server::Shared;
+
+pub(crate) type Refusal = (ErrorCode, String);
+
+/// Core's terminal state.
+#[derive(Debug, Default)]
+pub(crate) struct Terminals {
+    grants: Mutex<Grants>,
+    rate: Mutex<RateLimit>,
+    occupancy: Mutex<Occupancy>,
+}
+
+impl Terminals {
+    fn release(&self, session_id: TtySessionId) {
+        self.occupancy
+            .lock()
+            .expect("not poisoned")
+            .live
+            .remove(&session_id);
+    }
+
+    /// Ends sessions whose token expired unused, and forgets old rate-limit entries.
+    pub async fn sweep(&self, shared: &Shared) {
+        let now_ms = shared.now_ms();
+        let expired = self.grants.lock().expect("not poisoned").sweep(now_ms);
+        self.rate.lock().expect("not poisoned").sweep(now_ms);
+        for session_id in expired {
+            self.release(session_id);
+            end_record(
+                shared,
+                session_id,
+                TtyStatus::Error,
+                "the token expired before it was used".into(),
+                None,
+            )
+            .await;
+        }
+    }
+}
+
+/// Who is asking, as core knows from the connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub user: String,
+    pub role: Role,
+    pub addr: SocketAddr,
+}
+
+/// A node by id, unique id prefix, or exact hostname.
+pub(crate) fn find_node(shared: &Shared, text: &str) -> Result<NodeId, Refusal> {
+    match shared.store.resolve_node(text).map_err(internal)? {
+        Resolved::NotFound | Resolved::Invalid(_) => {}
+        other => return resolve("node", text, other),
+    }
+    let matches: Vec<NodeId> = shared
+        .store
+        .nodes()
+        .map_err(internal)?
+        .into_iter()
+        .filter(|d| !d.record.deleted && d.record.hostname == text)
+        .map(|d| d.record.id)
+        .collect();
+    match matches.len() {
+        0 => Err((ErrorCode::NOT_FOUND, format!("no node matches {text:?}"))),
+        1 => Ok(matches[0]),
+        _ => resolve("node", text, Resolved::Ambiguous(matches)),
+    }
+}
+
+/// Step one: checks everything, reserves a place, records the session `pending`, and issues the
+/// token.
+pub(crate) async fn authorize(
+    shared: &Shared,
+    caller: &Caller,
+    request: TtyAuthorize,
+) -> Result<TtyGrant, Refusal> {
+    if caller.role == Role::Viewer {
+        return Err((
+            ErrorCode::PERMISSION_DENIED,
+            format!(
+                "user {} is a viewer; terminals need the operator or admin role",
+                caller.user
+            ),
+        ));
+    }
+    request
+        .check()
+        .map_err(|m| (ErrorCode::INVALID_ARGUMENT, m))?;
+    let now_ms = shared.now_ms();
+    if let Err(wait_ms) = shared.terminals.rate.lock().expect("not poisoned").check(
+        &caller.user,
+        now_ms,
+        shared.config.tty_authorize_per_minute,
+    ) {
+        return Err((
+            ErrorCode::RATE_LIMITED,
+            format!(
+                "user {} asked for {} terminals within a minute, the most allowed \
+                 (tty_authorize_per_minute); try again in {} s",
+                caller.user,
+                shared.config.tty_authorize_per_minute,
+                (wait_ms + 999) / 1000
+            ),
+        ));
+    }
+    let node_id = find_node(shared, &request.node)?;
+    let detail = shared
+        .store
+        .node(node_id)
+        .map_err(internal)?
+        .filter(|d| !d.record.deleted)
+        .ok_or_else(|| {
+            (
+                ErrorCode::NOT_FOUND,
+                format!("node {node_id} does not exist"),
+            )
+        })?;
+    let hostname = detail.record.hostname.clone();
+    if detail.record.maintenance {
+        return Err((
+            ErrorCode::NODE_UNAVAILABLE,
+            format!("node {hostname} ({node_id}) is in maintenance"),
+        ));
+    }
+    let online = shared
+        .presence
+        .get(node_id)
+        .is_some_and(|s| s.live.lock().expect("not poisoned").heartbeat_ok);
+    if !online {
+        return Err((
+            ErrorCode::NODE_UNAVAILABLE,
+            format!("node {hostname} ({node_id}) is offline"),
+        ));
+    }
+    if caller.role != Role::Admin && !detail.allowed_users.contains(&caller.user) {
+        return Err((
+            ErrorCode::PERMISSION_DENIED,
+            format!(
+                "user {} is not allowed on node {hostname}; an admin can run \
+                 `tether node allow {node_id} {}`",
+                caller.user, caller.user
+            ),
+        ));
+    }
+    let recorded = shared
+        .config
+        .tty_recording
+        .decide(request.record)
+        .map_err(|m| (ErrorCode::PERMISSION_DENIED, m))?;
+
+    let session_id = TtySessionId::random();
+    shared
+        .terminals
+        .occupancy
+        .lock()
+        .expect("not poisoned")
+        .reserve(
+            session_id,
+            node_id,
+            &caller.user,
+            shared.config.tty_max_per_node,
+            shared.config.tty_max_per_user,
+        )?;
+    let shown_command = request
+        .command
+        .clone()
+        .unwrap_or_else(|| "login shell".to_string());
+    let record = TtySessionRecord {
+        id: session_id,
+        node_id,
+        hostname: hostname.clone(),
+        user: caller.user.clone(),
+        status: TtyStatus::Pending,
+        command: shown_command.clone(),
+        size: request.size,
+        created_at_ms: now_ms,
+        connected_at_ms: None,
+        closed_at_ms: None,
+        client_addr: Some(caller.addr.to_string()),
+        node_addr: None,
+        recording: None,
+        error: None,
+        exit: None,
+        output_bytes: 0,
+        input_bytes: 0,
+    };
+    if let Err(e) = shared.store.create_tty_session(record).await {
+        shared.terminals.release(session_id);
+        return Err(internal(e));
+    }
+    let ttl_ms = i64::try_from(shared.config.tty_token_ttl.as_millis()).unwrap_or(i64::MAX);
+    let expires_at_ms = now_ms.saturating_add(ttl_ms);
+    let token = new_token();
+    shared
+        .terminals
+        .grants
+        .lock()
+        .expect("not poisoned")
+        .insert(
+            token_hash(&token),
+            Grant {
+                session_id,
+                user: caller.user.clone(),
+                node_id,
+                hostname: hostname.clone(),
+                command: request.command,
+                shown_command: shown_command.clone(),
+                size: request.size,
+                term: request.term.unwrap_or_else(|| "xterm-256color".into()),
+                recorded,
+                expires_at_ms,
+            },
+        );
+    info!(%session_id, %node_id, user = %caller.user, recorded, "terminal authorized");
+    Ok(TtyGrant {
+        session_id,
+        token,
+        expires_at_ms,
+        node_id,
+        hostname,
+        command: shown_command,
+        recorded,
+    })
+}
+
+/// Ends a session's record (if still live) with `status` and `error`.
+async fn end_record(
+    shared: &Shared,
+    session_id: TtySessionId,
+    status: TtyStatus,
+    error: String,
+    exit: Option<TtyExit>,
+) {
+    let now_ms = shared.now_ms();
+    let result = shared
+        .store
+        .update_tty_session(session_id, move |r| {
+            r.status = status;
+            r.closed_at_ms = Some(now_ms);
+            if status == TtyStatus::Error {
+                r.error = Some(error);
+            }
+            r.exit = exit;
+        })
+        .await;
+    if let Err(e) = result {
+        warn!(%session_id, error = %e, "recording the end of a terminal session failed");
+    }
+}

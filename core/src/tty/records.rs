@@ -1,0 +1,163 @@
+//! Terminal session records for admins: views, lookups, kills and recordings.
+
+use std::time::Duration;
+
+use tether_store::TtySessionRecord;
+use tether_wire::ErrorCode;
+use tether_wire::admin::{AdminResponse, Role};
+use tether_wire::bytes::ByteBuf;
+use tether_wire::stream::FramedSend;
+use tether_wire::tty::{TtySessionView, TtyStatus};
+use tracing::info;
+
+use super::{Caller, Refusal, end_record};
+use crate::admin_api::{internal, resolve};
+use crate::server::Shared;
+
+/// Session records as admins see them.
+pub(crate) fn view(record: TtySessionRecord) -> TtySessionView {
+    TtySessionView {
+        id: record.id,
+        node_id: record.node_id,
+        hostname: record.hostname,
+        user: record.user,
+        status: record.status,
+        command: record.command,
+        size: record.size,
+        created_at_ms: record.created_at_ms,
+        connected_at_ms: record.connected_at_ms,
+        closed_at_ms: record.closed_at_ms,
+        client_addr: record.client_addr,
+        node_addr: record.node_addr,
+        recording: record.recording,
+        error: record.error,
+        exit: record.exit,
+        output_bytes: record.output_bytes,
+        input_bytes: record.input_bytes,
+    }
+}
+
+/// Resolves a session id or unique prefix.
+pub(crate) fn find_session(shared: &Shared, text: &str) -> Result<TtySessionRecord, Refusal> {
+    let id = resolve(
+        "terminal session",
+        text,
+        shared.store.resolve_tty_session(text).map_err(internal)?,
+    )?;
+    shared
+        .store
+        .tty_session(id)
+        .map_err(internal)?
+        .ok_or_else(|| (ErrorCode::NOT_FOUND, format!("no terminal session {id}")))
+}
+
+/// Ends a live session: the splice stops, the node hangs up the shell, the client is told.
+pub(crate) async fn kill(
+    shared: &Shared,
+    caller: &Caller,
+    text: &str,
+) -> Result<TtySessionView, Refusal> {
+    let record = find_session(shared, text)?;
+    if caller.role != Role::Admin && record.user != caller.user {
+        return Err((
+            ErrorCode::PERMISSION_DENIED,
+            "only admins may end other users' terminal sessions".into(),
+        ));
+    }
+    if !record.status.is_live() {
+        return Err((
+            ErrorCode::CONFLICT,
+            format!("session {} is already {}", record.id, record.status),
+        ));
+    }
+    let by = format!("{} {}", caller.role, caller.user);
+    let found = {
+        let occupancy = shared.terminals.occupancy.lock().expect("not poisoned");
+        occupancy.live.get(&record.id).map(|live| {
+            *live.killed_by.lock().expect("not poisoned") = Some(by.clone());
+            live.kill.cancel();
+        })
+    };
+    info!(session_id = %record.id, %by, "terminal session killed");
+    if found.is_none() || record.status == TtyStatus::Pending {
+        // Not spliced by anyone (pending, or left over): end the record here, and make sure its
+        // token can no longer be used.
+        shared.terminals.release(record.id);
+        shared
+            .terminals
+            .grants
+            .lock()
+            .expect("not poisoned")
+            .revoke(record.id);
+        end_record(
+            shared,
+            record.id,
+            TtyStatus::Error,
+            format!("the session was ended by {by}"),
+            None,
+        )
+        .await;
+    } else {
+        // The splice records the end; wait for it briefly so the answer shows it.
+        for _ in 0..50 {
+            if let Ok(Some(now)) = shared.store.tty_session(record.id)
+                && !now.status.is_live()
+            {
+                return Ok(view(now));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let record = find_session(shared, &record.id.to_string())?;
+    Ok(view(record))
+}
+
+/// Streams a recording: the session record, then the file in chunks.
+pub(crate) async fn send_recording(
+    shared: &Shared,
+    caller: &Caller,
+    text: &str,
+    send: &mut FramedSend,
+) -> Result<(), Refusal> {
+    let record = find_session(shared, text)?;
+    if caller.role != Role::Admin && record.user != caller.user {
+        return Err((
+            ErrorCode::PERMISSION_DENIED,
+            "only admins may replay other users' terminal sessions".into(),
+        ));
+    }
+    let Some(relative) = record.recording.clone() else {
+        return Err((
+            ErrorCode::NOT_FOUND,
+            format!("session {} was not recorded", record.id),
+        ));
+    };
+    // Only the session's own file name is trusted, never a path from the record.
+    let path = crate::recording::recordings_dir(shared.data_dir.root())
+        .map_err(|e| (ErrorCode::INTERNAL, format!("recordings directory: {e}")))?
+        .join(crate::recording::file_name(record.id));
+    let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
+        (
+            ErrorCode::NOT_FOUND,
+            format!("the recording {relative} cannot be read: {e}"),
+        )
+    })?;
+    let gone = |e: &dyn std::fmt::Display| (ErrorCode::INTERNAL, format!("client went away: {e}"));
+    send.send(&AdminResponse::TtySession(view(record)))
+        .await
+        .map_err(|e| gone(&e))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        use tokio::io::AsyncReadExt;
+        let n = file
+            .read(&mut buf)
+            .await
+            .map_err(|e| (ErrorCode::INTERNAL, format!("reading the recording: {e}")))?;
+        if n == 0 {
+            return Ok(());
+        }
+        send.send(&AdminResponse::Recording(ByteBuf(buf[..n].to_vec())))
+            .await
+            .map_err(|e| gone(&e))?;
+    }
+}
