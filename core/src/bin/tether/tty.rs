@@ -202,17 +202,19 @@ async fn interactive(
                 Err(e) => break Err(e),
             },
             chunk = keys.recv(), if stdin_open => match chunk {
+                // Input that cannot be sent (the shell already exited and core stopped the
+                // stream) is not the end: the end, and its status, come on the output side.
                 Some(bytes) => {
-                    if let Err(e) = input.write(&bytes).await {
-                        break Err(e);
+                    if input.write(&bytes).await.is_err() {
+                        stdin_open = false;
                     }
                 }
                 None => {
                     stdin_open = false;
                     // A pipe ended: the shell sees end of file, as after Ctrl-D. A terminal's
                     // stdin only ends if it went away: nothing more to send either way.
-                    if !interactive && let Err(e) = input.eof().await {
-                        break Err(e);
+                    if !interactive {
+                        let _ = input.eof().await;
                     }
                 }
             },
