@@ -13,31 +13,20 @@ use tether_wire::control::{CoreMessage, NodeMessage};
 use tether_wire::exec::ExecFrame;
 use tether_wire::{ErrorCode, NodeId};
 
-/// A core with `n` real agents, online.
+/// A core with `n` real agents, online; a short kill grace keeps timeout tests quick.
 async fn fleet(
     n: usize,
     tweak: impl FnOnce(&mut tether_core::config::CoreConfig),
 ) -> (TestCore, Admin, Vec<(NodeId, LibNode)>, tempfile::TempDir) {
-    let core = TestCore::start(|c| {
-        c.auto_approve = true;
-        c.exec_kill_grace = Duration::from_millis(500);
-        tweak(c);
-    })
-    .await;
-    let admin = core.admin().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let mut nodes = Vec::new();
-    for i in 0..n {
-        let state = tmp.path().join(format!("node-{i}"));
-        let node = LibNode::start(&state, core.addr, Some(core.token()), |c| {
-            c.hostname = Some(format!("host-{i:02}"))
-        });
-        nodes.push((node_id_in(&state).await, node));
-    }
-    for (id, _) in &nodes {
-        wait_status(&admin, *id, NodeStatus::Online).await;
-    }
-    (core, admin, nodes, tmp)
+    start_fleet(
+        n,
+        |c| {
+            c.exec_kill_grace = Duration::from_millis(500);
+            tweak(c);
+        },
+        |_| {},
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

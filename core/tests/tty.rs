@@ -15,31 +15,12 @@ use tether_wire::admin::{AdminRequest, AdminResponse, NodeStatus, Role};
 use tether_wire::tty::{TtyAuthorize, TtySessionView, TtyStatus, WindowSize};
 use tether_wire::{ErrorCode, NodeId};
 
-/// A core with `n` real agents, online, named host-00, host-01, ...
+/// A core with `n` real agents, online, named host-00, host-01, ..., whose shell is /bin/sh.
 async fn fleet(
     n: usize,
     tweak: impl FnOnce(&mut tether_core::config::CoreConfig),
 ) -> (TestCore, Admin, Vec<(NodeId, LibNode)>, tempfile::TempDir) {
-    let core = TestCore::start(|c| {
-        c.auto_approve = true;
-        tweak(c);
-    })
-    .await;
-    let admin = core.admin().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let mut nodes = Vec::new();
-    for i in 0..n {
-        let state = tmp.path().join(format!("node-{i}"));
-        let node = LibNode::start(&state, core.addr, Some(core.token()), |c| {
-            c.hostname = Some(format!("host-{i:02}"));
-            c.shell = Some("/bin/sh".into());
-        });
-        nodes.push((node_id_in(&state).await, node));
-    }
-    for (id, _) in &nodes {
-        wait_status(&admin, *id, NodeStatus::Online).await;
-    }
-    (core, admin, nodes, tmp)
+    start_fleet(n, tweak, |c| c.shell = Some("/bin/sh".into())).await
 }
 
 fn ask(node: &str) -> TtyAuthorize {
@@ -671,15 +652,7 @@ fn written(pid: u32) -> u64 {
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches(" kB")
-        .parse()
-        .unwrap()
+    proc_status_kib(pid, "VmRSS")
 }
 
 /// 200 MiB of base64 through a terminal with a real `tether-core` process: every byte arrives,

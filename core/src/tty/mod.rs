@@ -23,7 +23,7 @@ use std::sync::Mutex;
 
 use tether_store::{Resolved, TtySessionRecord};
 use tether_wire::admin::Role;
-use tether_wire::tty::{TtyAuthorize, TtyExit, TtyGrant, TtyStatus};
+use tether_wire::tty::{TtyAuthorize, TtyExit, TtyGrant, TtyStatus, WindowSize};
 use tether_wire::{ErrorCode, NodeId, TtySessionId};
 use tracing::{info, warn};
 
@@ -61,6 +61,7 @@ impl Terminals {
                 session_id,
                 TtyStatus::Error,
                 "the token expired before it was used".into(),
+                None,
                 None,
             )
             .await;
@@ -253,13 +254,24 @@ pub(crate) async fn authorize(
     })
 }
 
-/// Ends a session's record (if still live) with `status` and `error`.
+/// What a spliced session counted, kept on its record when it ends.
+#[derive(Debug, Clone, Copy)]
+struct Tally {
+    input_bytes: u64,
+    output_bytes: u64,
+    size: WindowSize,
+    recording_complete: bool,
+}
+
+/// Ends a session's record (if still live) with `status` and `error`, and what the splice
+/// counted, in one write.
 async fn end_record(
     shared: &Shared,
     session_id: TtySessionId,
     status: TtyStatus,
     error: String,
     exit: Option<TtyExit>,
+    tally: Option<Tally>,
 ) {
     let now_ms = shared.now_ms();
     let result = shared
@@ -271,6 +283,14 @@ async fn end_record(
                 r.error = Some(error);
             }
             r.exit = exit;
+            if let Some(tally) = tally {
+                r.input_bytes = tally.input_bytes;
+                r.output_bytes = tally.output_bytes;
+                r.size = tally.size;
+                if !tally.recording_complete {
+                    r.recording = r.recording.take().map(|f| format!("{f} (incomplete)"));
+                }
+            }
         })
         .await;
     if let Err(e) = result {

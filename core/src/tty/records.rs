@@ -95,6 +95,7 @@ pub(crate) async fn kill(
             TtyStatus::Error,
             format!("the session was ended by {by}"),
             None,
+            None,
         )
         .await;
     } else {

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::policy::TokenRefused;
-use super::{Caller, Grant, Refusal, end_record, token_hash};
+use super::{Caller, Grant, Refusal, Tally, end_record, token_hash};
 use crate::admin_api::internal;
 use crate::recording::{Recorder, RecordingInfo};
 use crate::server::Shared;
@@ -64,7 +64,7 @@ pub(crate) async fn open(
                 TokenRefused::Expired(session_id) => {
                     shared.terminals.release(session_id);
                     let reason = "the token expired before it was used".to_string();
-                    end_record(&shared, session_id, TtyStatus::Error, reason, None).await;
+                    end_record(&shared, session_id, TtyStatus::Error, reason, None, None).await;
                     (
                         ErrorCode::TOKEN_EXPIRED,
                         format!(
@@ -87,7 +87,7 @@ pub(crate) async fn open(
             shared.terminals.release(session_id);
             let reason = format!("the token was presented by another user ({})", caller.user);
             warn!("{reason}");
-            end_record(&shared, session_id, TtyStatus::Error, reason, None).await;
+            end_record(&shared, session_id, TtyStatus::Error, reason, None, None).await;
             let message = "this terminal token was issued to another user".to_string();
             let _ = client_send
                 .send(&refuse(ErrorCode::TOKEN_INVALID, message))
@@ -96,22 +96,31 @@ pub(crate) async fn open(
             return;
         }
         let mut client_send = Some(client_send);
-        let (status, error, exit) =
-            match run(&shared, &caller, &grant, &mut client_send, client_recv).await {
-                Ok(exit) => (TtyStatus::Closed, String::new(), exit),
-                Err((code, message)) => {
-                    if let Some(send) = client_send.as_mut() {
-                        let _ = send.send(&refuse(code, message.clone())).await;
-                    }
-                    (TtyStatus::Error, message, None)
+        let mut tally = None;
+        let (status, error, exit) = match run(
+            &shared,
+            &caller,
+            &grant,
+            &mut client_send,
+            client_recv,
+            &mut tally,
+        )
+        .await
+        {
+            Ok(exit) => (TtyStatus::Closed, String::new(), exit),
+            Err((code, message)) => {
+                if let Some(send) = client_send.as_mut() {
+                    let _ = send.send(&refuse(code, message.clone())).await;
                 }
-            };
+                (TtyStatus::Error, message, None)
+            }
+        };
         if let Some(send) = client_send.as_mut() {
             send.finish();
         }
         shared.terminals.release(session_id);
         info!(%status, error = %error, ?exit, "terminal session ended");
-        end_record(&shared, session_id, status, error, exit).await;
+        end_record(&shared, session_id, status, error, exit, tally).await;
     }
     .instrument(span)
     .await;
@@ -144,6 +153,7 @@ async fn run(
     grant: &Grant,
     client_send: &mut Option<FramedSend>,
     client_recv: FramedRecv,
+    tally: &mut Option<Tally>,
 ) -> Result<Option<TtyExit>, Refusal> {
     let node = shared.presence.get(grant.node_id).ok_or_else(|| {
         (
@@ -285,7 +295,6 @@ async fn run(
         .in_current_span(),
     );
     let mut flush = tokio::time::interval(Duration::from_secs(1));
-    let mut output_ended: Option<Ending> = None;
     let ending = loop {
         tokio::select! {
             _ = kill.cancelled() => break Err(killed(&killed_by)),
@@ -300,13 +309,12 @@ async fn run(
             result = &mut upstream => {
                 break Ok(result.unwrap_or_else(|e| Ending::ClientLost(e.to_string())));
             }
-            result = &mut downstream, if output_ended.is_none() => {
+            result = &mut downstream => {
                 let (ending, returned) = result.unwrap_or_else(|e| {
                     (Ending::NodeLost(e.to_string()), None)
                 });
                 *client_send = returned;
-                output_ended = Some(ending);
-                break Ok(output_ended.take().expect("just set"));
+                break Ok(ending);
             }
         }
     };
@@ -318,31 +326,21 @@ async fn run(
             *client_send = returned;
         }
     }
-    let (input, output) = (
-        counters.input.load(Ordering::Relaxed),
-        counters.output.load(Ordering::Relaxed),
-    );
-    let final_size = *size.lock().expect("not poisoned");
-    let mut complete = true;
+    let mut recording_complete = true;
     if let Some(recorder) = recorder
         && let Ok(recorder) = Arc::try_unwrap(recorder)
     {
-        complete = recorder
+        recording_complete = recorder
             .into_inner()
             .expect("not poisoned")
             .finish(started.elapsed());
     }
-    let _ = shared
-        .store
-        .update_tty_session(grant.session_id, move |r| {
-            r.input_bytes = input;
-            r.output_bytes = output;
-            r.size = final_size;
-            if !complete {
-                r.recording = r.recording.take().map(|f| format!("{f} (incomplete)"));
-            }
-        })
-        .await;
+    *tally = Some(Tally {
+        input_bytes: counters.input.load(Ordering::Relaxed),
+        output_bytes: counters.output.load(Ordering::Relaxed),
+        size: *size.lock().expect("not poisoned"),
+        recording_complete,
+    });
     // Whatever ended the session, the node's side ends too: an aborted task dropped its stream
     // halves, which resets them, and the node hangs up the shell.
     match ending? {

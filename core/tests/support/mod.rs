@@ -612,6 +612,35 @@ impl LibNode {
     }
 }
 
+/// A core (tweaked by `tweak_core`, auto-approving) with `n` in-process agents named host-00,
+/// host-01, ... (then tweaked by `tweak_node`), all online.
+pub async fn start_fleet(
+    n: usize,
+    tweak_core: impl FnOnce(&mut CoreConfig),
+    tweak_node: impl Fn(&mut tether_node::NodeConfig),
+) -> (TestCore, Admin, Vec<(NodeId, LibNode)>, tempfile::TempDir) {
+    let core = TestCore::start(|c| {
+        c.auto_approve = true;
+        tweak_core(c);
+    })
+    .await;
+    let admin = core.admin().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let state = tmp.path().join(format!("node-{i}"));
+        let node = LibNode::start(&state, core.addr, Some(core.token()), |c| {
+            c.hostname = Some(format!("host-{i:02}"));
+            tweak_node(c);
+        });
+        nodes.push((node_id_in(&state).await, node));
+    }
+    for (id, _) in &nodes {
+        wait_status(&admin, *id, tether_wire::admin::NodeStatus::Online).await;
+    }
+    (core, admin, nodes, tmp)
+}
+
 /// The node id an agent created in its state directory.
 pub async fn node_id_in(state: &Path) -> NodeId {
     let path = state.join("node.id");
@@ -727,14 +756,19 @@ pub async fn collect(
     Ok(run)
 }
 
-/// Peak resident memory of a process, KiB.
-pub fn peak_rss_kib(pid: u32) -> u64 {
+/// A field of `/proc/PID/status` given in kB (`VmRSS`, `VmHWM`, ...), in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
+}
+
+/// Peak resident memory of a process, KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmHWM")
 }
 
 /// Whether a process is alive (a zombie is not).
