@@ -53,6 +53,8 @@ wmem_max=$(sysctl -n net.core.wmem_max)
 sshd=""; core=""; node=""; watchdog=""
 cleanup() {
     set +e
+    # The watchdog's `sleep` first: it holds our stdout, and whoever reads it would wait it out.
+    [ -z "$watchdog" ] || pkill -P "$watchdog" 2> /dev/null
     for pid in $node $core $sshd $watchdog; do kill -TERM "$pid" 2> /dev/null; done
     for pid in $node $core $sshd; do
         for _ in $(seq 50); do kill -0 "$pid" 2> /dev/null || break; sleep 0.1; done

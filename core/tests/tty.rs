@@ -523,6 +523,29 @@ async fn piped_input_runs_and_exits() {
     );
     assert_eq!(listed[1]["exit_code"], 4);
     assert_eq!(listed[1]["status"], "closed");
+
+    // Much output into a pipe: the CLI's stdout thread batches what piles up; every byte arrives,
+    // in order, before the exit.
+    let output = std::process::Command::new(binary("tether"))
+        .args(["--identity", identity.to_str().unwrap()])
+        .args(["--core", &core.addr.to_string(), "tty", "host-00"])
+        .args(["--no-record", "--command", "seq 1 300000; exit 7"])
+        .stdin(std::fs::File::open("/dev/null").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let expected: String = (1..=300_000).map(|n| format!("{n}\r\n")).collect();
+    assert!(
+        output.stdout == expected.as_bytes(),
+        "{} bytes arrived, {} expected",
+        output.stdout.len(),
+        expected.len()
+    );
 }
 
 /// A terminal process in a real PTY, its output collected by a reader thread.

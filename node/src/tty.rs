@@ -1,15 +1,14 @@
 //! Terminal sessions for core: each on a bidirectional stream core opens, each a shell on a PTY of
 //! its own (portable-pty).
 //!
-//! Per session: one OS thread reads the PTY master (its reads block) into a small bounded channel;
-//! one thread writes keystrokes to it (a shell that does not read would block the writer); one
-//! blocking task waits for the shell. The async loop in between sends output as `Data` frames as
-//! fast as QUIC flow control lets it. When core (or the admin behind it) reads slowly, the channel
-//! fills, the reader thread stops reading, the PTY's buffer fills and the shell blocks in `write`:
-//! memory stays bounded whatever the shell prints. When the stream ends from core's side, the
+//! Per session: the PTY master, non-blocking, is polled by the runtime. One future reads it and
+//! sends what the shell wrote as `Data` frames as fast as QUIC flow control lets it, another
+//! writes keystrokes to it, each waiting only on its own side; one blocking task waits for the
+//! shell. When core (or the admin behind it) reads slowly, the master is not read, the PTY's
+//! buffer fills and the shell blocks in `write`: memory stays bounded whatever the shell prints. When the stream ends from core's side, the
 //! shell's process group gets SIGHUP, then SIGKILL if it is still there after a grace period.
 
-use std::io::{Read, Write};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -22,7 +21,9 @@ use tether_wire::bytes::ByteBuf;
 use tether_wire::limits::{MAX_TTY_FRAME_LEN, MAX_TTYS_PER_NODE, TTY_CHUNK};
 use tether_wire::stream::{FramedRecv, FramedSend};
 use tether_wire::tty::{TtyExit, TtyInput, TtyOpen, TtyOutput, WindowSize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::oneshot;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 /// After the shell exits, how long to keep reading output that a leftover process still writes.
@@ -31,10 +32,6 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 const KILL_GRACE: Duration = Duration::from_secs(2);
 /// How long core has to send the session's first frame.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Output chunks in flight between the PTY reader thread and the stream.
-const OUTPUT_QUEUE: usize = 4;
-/// Input chunks in flight between the stream and the PTY writer thread.
-const INPUT_QUEUE: usize = 8;
 
 /// The terminal's end-of-file character (Ctrl-D), sent for [`TtyInput::Eof`].
 const VEOF: u8 = 0x04;
@@ -129,11 +126,11 @@ fn pty_size(size: WindowSize) -> PtySize {
 }
 
 struct Pty {
+    /// Kept for resizes; the session's I/O goes through `io`, a duplicate of its descriptor.
     master: Box<dyn MasterPty + Send>,
+    io: AsyncFd<OwnedFd>,
     pid: u32,
     argv: Vec<String>,
-    output: mpsc::Receiver<Vec<u8>>,
-    input: mpsc::Sender<Vec<u8>>,
     exited: oneshot::Receiver<TtyExit>,
 }
 
@@ -153,55 +150,17 @@ fn spawn(open: &TtyOpen, shell: Option<&str>) -> Result<Pty, String> {
         .slave
         .spawn_command(command)
         .map_err(|e| format!("cannot start {}: {e}", argv[0]))?;
-    // The reader sees end-of-file only once every slave descriptor is closed, ours included.
+    // The master sees end of file (EIO) only once every slave descriptor is closed, ours included.
     drop(pair.slave);
     let pid = child.process_id().unwrap_or(0);
 
-    let mut reader = pair
-        .master
-        .try_clone_reader()
-        .map_err(|e| format!("cannot read the PTY: {e}"))?;
-    let mut writer = pair
-        .master
-        .take_writer()
-        .map_err(|e| format!("cannot write the PTY: {e}"))?;
-
-    let (output_tx, output) = mpsc::channel::<Vec<u8>>(OUTPUT_QUEUE);
-    std::thread::Builder::new()
-        .name("tty-read".into())
-        .spawn(move || {
-            let mut buf = vec![0u8; TTY_CHUNK];
-            loop {
-                match reader.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if output_tx.blocking_send(buf[..n].to_vec()).is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    // EIO once the shell and its children are gone: the end, like end of file.
-                    Err(_) => break,
-                }
-            }
-        })
-        .map_err(|e| format!("cannot start the PTY reader: {e}"))?;
-
-    let (input, mut input_rx) = mpsc::channel::<Vec<u8>>(INPUT_QUEUE);
-    std::thread::Builder::new()
-        .name("tty-write".into())
-        .spawn(move || {
-            while let Some(bytes) = input_rx.blocking_recv() {
-                if writer
-                    .write_all(&bytes)
-                    .and_then(|()| writer.flush())
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        })
-        .map_err(|e| format!("cannot start the PTY writer: {e}"))?;
+    let io = match master_io(pair.master.as_ref()) {
+        Ok(io) => io,
+        Err(message) => {
+            let _ = child.kill();
+            return Err(message);
+        }
+    };
 
     let (exited_tx, exited) = oneshot::channel();
     tokio::task::spawn_blocking(move || {
@@ -217,12 +176,35 @@ fn spawn(open: &TtyOpen, shell: Option<&str>) -> Result<Pty, String> {
 
     Ok(Pty {
         master: pair.master,
+        io,
         pid,
         argv,
-        output,
-        input,
         exited,
     })
+}
+
+/// The master's descriptor, duplicated, non-blocking, in the runtime's poller: output and input
+/// move on the session's task with no thread in between (one hand-off less per keystroke each
+/// way), and output that piled up while a frame was in flight leaves in one read, as one frame.
+///
+/// The only `unsafe` in the workspace: portable-pty exposes the master only as a raw descriptor,
+/// and tokio's registration wants the caller's word that the descriptor stays valid.
+#[allow(unsafe_code)]
+fn master_io(master: &(dyn MasterPty + Send)) -> Result<AsyncFd<OwnedFd>, String> {
+    let raw = master
+        .as_raw_fd()
+        .ok_or_else(|| "the PTY has no descriptor".to_string())?;
+    // SAFETY: `raw` belongs to `master`, which outlives this call; it is only borrowed to
+    // duplicate it into a descriptor of our own.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
+    let owned = rustix::io::fcntl_dupfd_cloexec(borrowed, 0)
+        .map_err(|e| format!("cannot duplicate the PTY descriptor: {e}"))?;
+    rustix::io::ioctl_fionbio(&owned, true)
+        .map_err(|e| format!("cannot make the PTY non-blocking: {e}"))?;
+    // SAFETY: the `OwnedFd` is moved into the `AsyncFd`, which owns it until dropped: it stays
+    // open, and `as_raw_fd` always returns the same descriptor.
+    unsafe { AsyncFd::register_with_interest(owned, Interest::READABLE | Interest::WRITABLE) }
+        .map_err(|e| format!("cannot poll the PTY: {e}"))
 }
 
 /// portable-pty reports a signal by its description (glibc's `strsignal`); turn it back into a
@@ -293,8 +275,111 @@ fn signal_group(pid: u32, signal: Signal) {
 }
 
 /// One session, from the PTY's start to `Exited`.
+/// How the output side ended.
+enum OutputEnd {
+    /// Every holder of the PTY's slave side is gone.
+    Closed,
+    /// The stream to core failed.
+    Failed(String),
+}
+
+/// PTY → core: whatever the shell wrote since the last read (up to [`TTY_CHUNK`]) as one `Data`
+/// frame, read only once the previous frame is in QUIC's hands. When core reads slowly, the
+/// PTY's buffer fills and the shell blocks in `write`: memory stays bounded.
+async fn pump_output(io: &AsyncFd<OwnedFd>, send: &mut FramedSend) -> OutputEnd {
+    let mut buf = Vec::with_capacity(TTY_CHUNK);
+    loop {
+        let mut guard = match io.readable().await {
+            Ok(guard) => guard,
+            Err(e) => return OutputEnd::Failed(format!("cannot poll the PTY: {e}")),
+        };
+        buf.resize(TTY_CHUNK, 0);
+        let mut filled = 0;
+        let mut closed = false;
+        while filled < buf.len() {
+            let read = guard.try_io(|fd| {
+                rustix::io::read(fd.get_ref(), &mut buf[filled..]).map_err(std::io::Error::from)
+            });
+            match read {
+                Ok(Ok(0)) => closed = true,
+                Ok(Ok(n)) => {
+                    filled += n;
+                    continue;
+                }
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // EIO once the shell and its children are gone: the end, like end of file.
+                Ok(Err(_)) => closed = true,
+                // Nothing more for now (readiness cleared).
+                Err(_would_block) => {}
+            }
+            break;
+        }
+        if filled > 0 {
+            buf.truncate(filled);
+            let frame = TtyOutput::Data(ByteBuf(std::mem::take(&mut buf)));
+            let sent = send.send(&frame).await;
+            if let TtyOutput::Data(ByteBuf(back)) = frame {
+                buf = back;
+            }
+            if let Err(e) = sent {
+                return OutputEnd::Failed(format!("output stream failed: {e}"));
+            }
+        }
+        if closed {
+            return OutputEnd::Closed;
+        }
+    }
+}
+
+/// Core → PTY: keystrokes, resizes, end of input. Returns why input ended.
+async fn pump_input(
+    io: &AsyncFd<OwnedFd>,
+    master: Box<dyn MasterPty + Send>,
+    recv: &mut FramedRecv,
+) -> String {
+    loop {
+        match recv.next::<TtyInput>().await {
+            Ok(Some(TtyInput::Data(bytes))) => {
+                if let Err(e) = write_all(io, &bytes.0).await {
+                    debug!(error = %e, "the PTY no longer takes input");
+                }
+            }
+            Ok(Some(TtyInput::Resize(size))) => {
+                if size.check().is_ok()
+                    && let Err(e) = master.resize(pty_size(size))
+                {
+                    warn!(error = %e, "resize failed");
+                }
+            }
+            Ok(Some(TtyInput::Eof)) => {
+                let _ = write_all(io, &[VEOF]).await;
+            }
+            Ok(Some(_)) => debug!("ignoring a terminal frame this agent does not know"),
+            // Core finished its side: the session is over from the client's end.
+            Ok(None) => return "core ended the session".into(),
+            Err(e) => return format!("input stream failed: {e}"),
+        }
+    }
+}
+
+/// Writes all of `bytes` to the PTY, waiting while its input buffer is full (a shell that does
+/// not read stalls only this direction).
+async fn write_all(io: &AsyncFd<OwnedFd>, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        let mut guard = io.writable().await?;
+        match guard.try_io(|fd| rustix::io::write(fd.get_ref(), bytes).map_err(Into::into)) {
+            Ok(Ok(n)) => bytes = &bytes[n..],
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => {}
+        }
+    }
+    Ok(())
+}
+
+/// One session, from the PTY's start to `Exited`.
 async fn run(open: TtyOpen, mut send: FramedSend, mut recv: FramedRecv, shell: Option<&str>) {
-    let mut pty = match spawn(&open, shell) {
+    let pty = match spawn(&open, shell) {
         Ok(pty) => pty,
         Err(message) => {
             warn!(%message, "terminal not started");
@@ -307,96 +392,76 @@ async fn run(open: TtyOpen, mut send: FramedSend, mut recv: FramedRecv, shell: O
             return;
         }
     };
-    info!(pid = pty.pid, command = ?open.command, size = ?open.size, "terminal started");
-    let started = TtyOutput::Started {
-        pid: pty.pid,
-        command: pty.argv.clone(),
-    };
-    if send.send(&started).await.is_err() {
-        signal_group(pty.pid, Signal::KILL);
+    let Pty {
+        master,
+        io,
+        pid,
+        argv,
+        mut exited,
+    } = pty;
+    info!(pid, command = ?open.command, size = ?open.size, "terminal started");
+    if send
+        .send(&TtyOutput::Started { pid, command: argv })
+        .await
+        .is_err()
+    {
+        signal_group(pid, Signal::KILL);
         return;
     }
 
-    let mut input_open = true;
     let mut exit: Option<TtyExit> = None;
-    let drain = tokio::time::sleep(Duration::MAX / 4);
-    tokio::pin!(drain);
-    let ended_by_core: Option<String> = loop {
-        tokio::select! {
-            chunk = pty.output.recv() => match chunk {
-                Some(bytes) => {
-                    if let Err(e) = send.send(&TtyOutput::Data(ByteBuf(bytes))).await {
-                        break Some(format!("output stream failed: {e}"));
+    // Output and input each wait only on their own side; the loop waits on both and the shell.
+    let ended_by_core: Option<String> = {
+        let output = pump_output(&io, &mut send);
+        let input = pump_input(&io, master, &mut recv);
+        tokio::pin!(output, input);
+        let mut input_open = true;
+        let drain = tokio::time::sleep(Duration::MAX / 4);
+        tokio::pin!(drain);
+        loop {
+            tokio::select! {
+                end = &mut output => match end {
+                    OutputEnd::Failed(reason) => break Some(reason),
+                    OutputEnd::Closed if exit.is_some() => break None,
+                    OutputEnd::Closed => {
+                        // The shell closed its terminal but may still run: wait for its status.
+                        exit = Some((&mut exited).await.unwrap_or_default());
+                        break None;
                     }
+                },
+                status = &mut exited, if exit.is_none() => {
+                    exit = Some(status.unwrap_or_default());
+                    drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
                 }
-                // Every holder of the PTY's slave side is gone.
-                None if exit.is_some() => break None,
-                None => {
-                    // The shell closed its terminal but may still run: wait for its status.
-                    match (&mut pty.exited).await {
-                        Ok(status) => exit = Some(status),
-                        Err(_) => exit = Some(TtyExit::default()),
-                    }
+                _ = &mut drain => {
+                    debug!("a leftover process keeps the terminal open; ending the session");
                     break None;
                 }
-            },
-            status = &mut pty.exited, if exit.is_none() => {
-                exit = Some(status.unwrap_or_default());
-                drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
-            }
-            _ = &mut drain => {
-                debug!("a leftover process keeps the terminal open; ending the session");
-                break None;
-            }
-            frame = recv.next::<TtyInput>(), if input_open => match frame {
-                Ok(Some(TtyInput::Data(bytes))) => {
-                    if pty.input.send(bytes.0).await.is_err() {
-                        debug!("the PTY no longer takes input");
-                    }
-                }
-                Ok(Some(TtyInput::Resize(size))) => {
-                    if size.check().is_ok()
-                        && let Err(e) = pty.master.resize(pty_size(size))
-                    {
-                        warn!(error = %e, "resize failed");
-                    }
-                }
-                Ok(Some(TtyInput::Eof)) => {
-                    let _ = pty.input.send(vec![VEOF]).await;
-                }
-                Ok(Some(_)) => debug!("ignoring a terminal frame this agent does not know"),
-                Ok(None) => {
-                    // Core finished its side: the session is over from the client's end.
+                reason = &mut input, if input_open => {
                     input_open = false;
                     if exit.is_none() {
-                        break Some("core ended the session".into());
+                        break Some(reason);
                     }
                 }
-                Err(e) => {
-                    input_open = false;
-                    if exit.is_none() {
-                        break Some(format!("input stream failed: {e}"));
-                    }
-                }
-            },
+            }
         }
     };
 
     match ended_by_core {
         Some(reason) => {
             info!(%reason, "terminal ended from core's side; hanging up the shell");
-            signal_group(pty.pid, Signal::HUP);
-            let pid = pty.pid;
-            let exited = pty.exited;
-            tokio::spawn(
-                async move {
-                    if tokio::time::timeout(KILL_GRACE, exited).await.is_err() {
-                        debug!("the shell ignored SIGHUP; killing its process group");
-                        signal_group(pid, Signal::KILL);
+            signal_group(pid, Signal::HUP);
+            if exit.is_none() {
+                tokio::spawn(
+                    async move {
+                        if tokio::time::timeout(KILL_GRACE, exited).await.is_err() {
+                            debug!("the shell ignored SIGHUP; killing its process group");
+                            signal_group(pid, Signal::KILL);
+                        }
                     }
-                }
-                .in_current_span(),
-            );
+                    .in_current_span(),
+                );
+            }
             let _ = send.stream_mut().reset(quinn::VarInt::from_u32(
                 ErrorCode::SESSION_KILLED.close_code(),
             ));
@@ -405,7 +470,7 @@ async fn run(open: TtyOpen, mut send: FramedSend, mut recv: FramedRecv, shell: O
             let exit = exit.unwrap_or_default();
             info!(?exit, "terminal exited");
             // Leftover members of the shell's process group go with it, as on a hang-up.
-            signal_group(pty.pid, Signal::HUP);
+            signal_group(pid, Signal::HUP);
             if send.send(&TtyOutput::Exited(exit)).await.is_ok() {
                 send.finish();
                 let _ = tokio::time::timeout(Duration::from_secs(10), send.stream_mut().stopped())

@@ -2,6 +2,7 @@
 
 mod exec;
 mod output;
+mod stdout;
 mod terminal;
 mod tty;
 

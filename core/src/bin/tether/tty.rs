@@ -13,6 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::output::{self, print_json, rfc3339};
+use crate::stdout::StdoutWriter;
 use crate::terminal::{RawMode, window_size};
 
 /// Open a terminal on a node, or look at terminal sessions.
@@ -182,14 +183,14 @@ async fn interactive(
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut stdout = tokio::io::stdout();
+    let stdout = StdoutWriter::start();
     let mut last_size = size;
 
     let outcome: Result<u8, ClientError> = loop {
         tokio::select! {
             event = output.next() => match event {
                 Ok(Some(TtyEvent::Output(bytes))) => {
-                    if stdout.write_all(&bytes).await.and(stdout.flush().await).is_err() {
+                    if stdout.write(bytes).await.is_err() {
                         // Nobody reads our output any more: leave.
                         input.close();
                         break Ok(255);
@@ -232,7 +233,9 @@ async fn interactive(
             _ = terminate.recv() => { input.close(); break Ok(143); }
         }
     };
-    let _ = stdout.flush().await;
+    // All output reaches the terminal before it leaves raw mode; after a signal, not for long.
+    let limit = matches!(outcome, Ok(129 | 143)).then_some(Duration::from_secs(1));
+    stdout.finish(limit);
     drop(raw);
     match outcome {
         Ok(status) => Ok(status),
