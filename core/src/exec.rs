@@ -444,13 +444,23 @@ impl<'a> NodeRun<'a> {
         let Some(session) = session else {
             return self.finish_without_sending(ExecStatus::Offline, "the node is not connected");
         };
+        if !session
+            .exec_streams_raised
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            session
+                .connection
+                .set_max_concurrent_uni_streams(crate::server::EXEC_UNI_STREAMS);
+        }
         let stream = self
             .shared
             .presence
             .expect_exec_stream(node_id, self.exec_id);
         if session
             .commands
-            .send(SessionCommand::Send(CoreMessage::Exec(request.clone())))
+            .send(SessionCommand::Send(Box::new(CoreMessage::Exec(
+                request.clone(),
+            ))))
             .await
             .is_err()
         {
@@ -528,7 +538,7 @@ impl<'a> NodeRun<'a> {
                 },
                 _ = cancel.cancelled(), if !cancel_sent => {
                     cancel_sent = true;
-                    let _ = session.commands.send(SessionCommand::Send(CoreMessage::CancelExec { exec_id: self.exec_id })).await;
+                    let _ = session.commands.send(SessionCommand::Send(Box::new(CoreMessage::CancelExec { exec_id: self.exec_id }))).await;
                     verdict_by = Some(tokio::time::Instant::now() + grace + VERDICT_SLACK);
                 }
                 _ = tokio::time::sleep_until(verdict_by.unwrap_or(far)), if verdict_by.is_some() => {

@@ -123,7 +123,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, connection: Connection) {
         Ok(Some(NodeMessage::Enroll(request))) => {
             let node_id = request.node_id;
             let span = info_span!("enroll", node_id = %node_id);
-            let approved = enroll(&shared, &connection, &mut control, request)
+            // Boxed, like `authenticate`: a connection's task keeps the size of its largest
+            // state for its whole life, and these are passed through once.
+            let approved = Box::pin(enroll(&shared, &connection, &mut control, request))
                 .instrument(span)
                 .await;
             if !approved {
@@ -402,7 +404,7 @@ async fn authenticate_and_run(
     let span = info_span!("node", node_id = %node_id);
     async move {
         let Some((session, commands)) =
-            authenticate(&shared, &connection, &mut control, auth).await
+            Box::pin(authenticate(&shared, &connection, &mut control, auth)).await
         else {
             return;
         };
@@ -494,6 +496,7 @@ async fn authenticate(
         generation: shared.presence.next_generation(),
         connection: connection.clone(),
         commands,
+        exec_streams_raised: Default::default(),
         live: Mutex::new(Live {
             heartbeat_ok: true,
             last_heartbeat_ms: Some(now_ms),

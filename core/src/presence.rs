@@ -23,8 +23,9 @@ pub(crate) enum SessionCommand {
         /// For the node's log.
         reason: String,
     },
-    /// Send a frame on the control stream (exec requests and cancels).
-    Send(tether_wire::control::CoreMessage),
+    /// Send a frame on the control stream (exec requests and cancels). Boxed: every node's
+    /// queue allocates room for 32 commands up front, and the message is large.
+    Send(Box<tether_wire::control::CoreMessage>),
 }
 
 /// One authenticated node connection.
@@ -36,6 +37,9 @@ pub(crate) struct Session {
     pub connection: quinn::Connection,
     pub commands: mpsc::Sender<SessionCommand>,
     pub live: Mutex<Live>,
+    /// Whether the node may open as many output streams as it may run commands (it starts with
+    /// few: see `server::transport_config`).
+    pub exec_streams_raised: std::sync::atomic::AtomicBool,
 }
 
 /// What the latest heartbeats said.

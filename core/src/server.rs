@@ -79,11 +79,12 @@ fn transport_config(config: &CoreConfig) -> Result<TransportConfig, StartError> 
         IdleTimeout::try_from(config.idle_timeout).map_err(|e| StartError::Tls(e.to_string()))?,
     ));
     transport.keep_alive_interval(None);
-    transport.max_concurrent_bidi_streams(VarInt::from_u32(64));
-    // Nodes open one unidirectional stream per running command.
-    transport.max_concurrent_uni_streams(VarInt::from_u32(
-        2 * tether_wire::limits::MAX_EXECS_PER_NODE as u32,
-    ));
+    // Few streams to begin with: quinn sets aside state for every stream the peer may open, on
+    // every connection, and most connections are idle nodes with one control stream. Admin
+    // connections get more once their ALPN says what they are (`ADMIN_BIDI_STREAMS`), a node
+    // more unidirectional ones once it is sent a command (`EXEC_UNI_STREAMS`).
+    transport.max_concurrent_bidi_streams(VarInt::from_u32(2));
+    transport.max_concurrent_uni_streams(VarInt::from_u32(2));
     transport.stream_receive_window(VarInt::from_u32(256 * 1024));
     transport.receive_window(VarInt::from_u32(2 * 1024 * 1024));
     transport.send_window(2 * 1024 * 1024);
@@ -263,6 +264,13 @@ impl Core {
     }
 }
 
+/// Concurrent requests (and terminals) on one admin connection.
+const ADMIN_BIDI_STREAMS: VarInt = VarInt::from_u32(64);
+/// Output streams a node may have open at once, raised on its first command; twice the limit of
+/// running commands, so that streams still closing do not hold up new ones.
+pub(crate) const EXEC_UNI_STREAMS: VarInt =
+    VarInt::from_u32(2 * tether_wire::limits::MAX_EXECS_PER_NODE as u32);
+
 async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint) {
     loop {
         let incoming = tokio::select! {
@@ -291,6 +299,7 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint) {
                         .await
                 }
                 Some(ADMIN_ALPN) => {
+                    connection.set_max_concurrent_bi_streams(ADMIN_BIDI_STREAMS);
                     admin_api::serve(shared, connection)
                         .instrument(info_span!("admin_conn", %remote))
                         .await

@@ -325,12 +325,20 @@ async fn concurrent_executions_on_one_node_do_not_wait_for_each_other() {
     let (_core, admin, nodes, _tmp) = fleet(1, |_| {}).await;
     let id = nodes[0].0;
     let admin = std::sync::Arc::new(admin);
+    // Six executions that each finish only once all six have started: they fail (timing out after
+    // ten seconds) unless the node runs them, and streams their output, at the same time.
+    let barrier = tempfile::tempdir().unwrap();
+    let barrier_dir = barrier.path().to_str().unwrap().to_string();
+    let script = "touch \"$DIR/$N\"; i=0; \
+        while [ \"$(ls \"$DIR\" | wc -l)\" -lt 6 ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; \
+        [ \"$(ls \"$DIR\" | wc -l)\" -ge 6 ] && echo $N";
     let mut runs = Vec::new();
     for i in 0..6 {
         let admin = admin.clone();
+        let dir = barrier_dir.clone();
         runs.push(tokio::spawn(async move {
-            let mut s = spec(&["host-00"], &["sh", "-c", "sleep 1; echo $N"]);
-            s.env = vec![("N".into(), i.to_string())];
+            let mut s = spec(&["host-00"], &["sh", "-c", script]);
+            s.env = vec![("N".into(), i.to_string()), ("DIR".into(), dir)];
             admin.exec(s).await.unwrap()
         }));
     }
@@ -339,7 +347,6 @@ async fn concurrent_executions_on_one_node_do_not_wait_for_each_other() {
         &["host-00"],
         &["sh", "-c", "head -c 20000000 /dev/zero"],
     ));
-    let started = std::time::Instant::now();
     let flood = flood.await.unwrap();
     assert_eq!(flood.stdout[&id].len(), 20_000_000);
     for (i, run) in runs.into_iter().enumerate() {
@@ -347,7 +354,6 @@ async fn concurrent_executions_on_one_node_do_not_wait_for_each_other() {
         assert_eq!(run.single().status, ExecStatus::Ok);
         assert_eq!(run.stdout_of(id), format!("{i}\n"));
     }
-    let _ = started;
     // The node stayed online throughout (heartbeats never waited for the flood).
     assert_eq!(admin.node(id).await.unwrap().status, NodeStatus::Online);
 }
