@@ -5,8 +5,9 @@
 //! sends what the shell wrote as `Data` frames as fast as QUIC flow control lets it, another
 //! writes keystrokes to it, each waiting only on its own side; one blocking task waits for the
 //! shell. When core (or the admin behind it) reads slowly, the master is not read, the PTY's
-//! buffer fills and the shell blocks in `write`: memory stays bounded whatever the shell prints. When the stream ends from core's side, the
-//! shell's process group gets SIGHUP, then SIGKILL if it is still there after a grace period.
+//! buffer fills and the shell blocks in `write`: memory stays bounded whatever the shell prints.
+//! When the stream ends from core's side, the shell's process group gets SIGHUP, then SIGKILL if
+//! it is still there after a grace period.
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
@@ -274,7 +275,6 @@ fn signal_group(pid: u32, signal: Signal) {
     }
 }
 
-/// One session, from the PTY's start to `Exited`.
 /// How the output side ended.
 enum OutputEnd {
     /// Every holder of the PTY's slave side is gone.

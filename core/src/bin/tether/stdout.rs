@@ -51,29 +51,19 @@ impl StdoutWriter {
                 let stdout = std::io::stdout();
                 // Nothing else writes to stdout during a session; flush what std may hold.
                 let _ = stdout.lock().flush();
-                let mut batch = Vec::new();
-                while let Some(first) = chunks.blocking_recv() {
+                // The first chunk becomes the batch; whatever else is queued joins it.
+                while let Some(mut batch) = chunks.blocking_recv() {
                     let mut taken = 1;
-                    let result = match chunks.try_recv() {
-                        Err(_) => write_all(stdout.as_fd(), &first),
-                        Ok(second) => {
-                            batch.clear();
-                            batch.extend_from_slice(&first);
-                            batch.extend_from_slice(&second);
-                            taken += 1;
-                            while batch.len() < BATCH {
-                                match chunks.try_recv() {
-                                    Ok(more) => {
-                                        batch.extend_from_slice(&more);
-                                        taken += 1;
-                                    }
-                                    Err(_) => break,
-                                }
+                    while batch.len() < BATCH {
+                        match chunks.try_recv() {
+                            Ok(more) => {
+                                batch.extend_from_slice(&more);
+                                taken += 1;
                             }
-                            write_all(stdout.as_fd(), &batch)
+                            Err(_) => break,
                         }
-                    };
-                    if result.is_err() {
+                    }
+                    if write_all(stdout.as_fd(), &batch).is_err() {
                         break;
                     }
                     written.fetch_sub(taken, Ordering::AcqRel);
