@@ -40,8 +40,16 @@ pub struct LoadgenConfig {
     pub duration: Option<Duration>,
     /// Where identities are cached.
     pub state_dir: PathBuf,
+    /// No heartbeat before this instant (see `heartbeats_after`); set by `run`.
+    pub heartbeats_from: tokio::time::Instant,
     /// UDP endpoints to spread the connections over.
     pub endpoints: usize,
+    /// Connect without enrolling or authenticating: the server is a bare quinn server
+    /// (`tether-bench-server --mode bare`) that only reads datagrams.
+    pub bare: bool,
+    /// Send no heartbeats before this long after the start (so that a fast heartbeat rate
+    /// does not compete with the ramp).
+    pub heartbeats_after: Duration,
 }
 
 /// Counters, shared by every simulated node.
@@ -60,10 +68,22 @@ pub struct Counters {
     /// Exec requests answered.
     pub execs: AtomicU64,
     failures: Mutex<BTreeMap<String, u64>>,
+    /// Why sessions ended, by reason.
+    disconnect_reasons: Mutex<BTreeMap<String, u64>>,
     connect_ms: Mutex<Vec<u32>>,
 }
 
 impl Counters {
+    fn disconnected(&self, reason: &str) {
+        self.disconnects.fetch_add(1, Ordering::Relaxed);
+        *self
+            .disconnect_reasons
+            .lock()
+            .expect("not poisoned")
+            .entry(reason.to_string())
+            .or_default() += 1;
+    }
+
     fn failure(&self, reason: &str) {
         *self
             .failures
@@ -175,14 +195,15 @@ fn now_ms() -> i64 {
 fn failure_reason(error: &SimError) -> String {
     match error {
         SimError::Refused(code, _) => code.name().to_string(),
-        SimError::Connection(text) => text.split(':').next().unwrap_or(text).to_string(),
+        SimError::Connection(text) => text.clone(),
         SimError::Unexpected(_) => "unexpected answer".into(),
     }
 }
 
 /// Runs the simulation until `stop` or `duration`; prints progress to stderr every few seconds.
-pub async fn run(config: LoadgenConfig, stop: CancellationToken) -> anyhow::Result<Report> {
+pub async fn run(mut config: LoadgenConfig, stop: CancellationToken) -> anyhow::Result<Report> {
     let started = Instant::now();
+    config.heartbeats_from = tokio::time::Instant::now() + config.heartbeats_after;
     let identities = Arc::new(Identities::load(&config.state_dir, config.nodes)?);
     let counters = Arc::new(Counters::default());
     let endpoints: Vec<Endpoint> = (0..config.endpoints.max(1))
@@ -201,7 +222,7 @@ pub async fn run(config: LoadgenConfig, stop: CancellationToken) -> anyhow::Resu
         let (counters, stop, all_online) = (counters.clone(), stop.clone(), all_online.clone());
         let nodes = config.nodes as u64;
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -217,7 +238,10 @@ pub async fn run(config: LoadgenConfig, stop: CancellationToken) -> anyhow::Resu
                     );
                 }
                 eprintln!(
-                    "tether-loadgen: {online}/{nodes} online, {} enrolled, {} heartbeats, {} execs answered, failures {:?}",
+                    "tether-loadgen: [{:.1}s] {online}/{nodes} online, {} disconnects {:?}, {} enrolled, {} heartbeats, {} execs answered, failures {:?}",
+                    started.elapsed().as_secs_f64(),
+                    counters.disconnects.load(Ordering::Relaxed),
+                    counters.disconnect_reasons.lock().expect("not poisoned"),
                     counters.enrolled.load(Ordering::Relaxed),
                     counters.heartbeats.load(Ordering::Relaxed),
                     counters.execs.load(Ordering::Relaxed),
@@ -295,6 +319,11 @@ async fn simulate(
         let attempt_once = async {
             let begun = Instant::now();
             let node = match secret {
+                _ if config.bare => {
+                    let interval = config.heartbeat_interval.unwrap_or(Duration::from_secs(30));
+                    let interval_ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX);
+                    SimNode::connect_bare(&endpoint, config.core, id, interval_ms).await?
+                }
                 Some(secret) => {
                     SimNode::connect(&endpoint, config.core, id, &secret, now_ms() / 1000).await?
                 }
@@ -330,12 +359,12 @@ async fn simulate(
                 attempt = 0;
                 counters.authentications.fetch_add(1, Ordering::Relaxed);
                 counters.online.fetch_add(1, Ordering::Relaxed);
-                session(node, &config, &counters, &stop).await;
+                let reason = session(node, &config, &counters, &stop).await;
                 counters.online.fetch_sub(1, Ordering::Relaxed);
                 if stop.is_cancelled() {
                     return;
                 }
-                counters.disconnects.fetch_add(1, Ordering::Relaxed);
+                counters.disconnected(&reason);
             }
             Err(error) => {
                 counters.failure(&failure_reason(&error));
@@ -357,13 +386,13 @@ async fn simulate(
     }
 }
 
-/// Heartbeats and exec answers until the connection ends or the run stops.
+/// Heartbeats and exec answers until the connection ends or the run stops; why it ended.
 async fn session(
     mut node: SimNode,
     config: &LoadgenConfig,
     counters: &Counters,
     stop: &CancellationToken,
-) {
+) -> String {
     let interval = config
         .heartbeat_interval
         .unwrap_or(Duration::from_millis(u64::from(
@@ -371,12 +400,13 @@ async fn session(
         )));
     // Spread first heartbeats over the interval, as independent machines would.
     let offset = Duration::from_millis(rand::random::<u64>() % (interval.as_millis() as u64 + 1));
-    let mut heartbeats = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
+    let first = (tokio::time::Instant::now() + offset).max(config.heartbeats_from + offset);
+    let mut heartbeats = tokio::time::interval_at(first, interval);
     loop {
         tokio::select! {
             _ = stop.cancelled() => {
                 node.connection.close(0u32.into(), b"loadgen stopping");
-                return;
+                return "stopped".into();
             }
             _ = heartbeats.tick() => {
                 if node.heartbeat(now_ms()).is_ok() {
@@ -391,7 +421,8 @@ async fn session(
                     }
                 }
                 Ok(Some(_)) => {}
-                Ok(None) | Err(_) => return,
+                Ok(None) => return "core finished the control stream".into(),
+                Err(error) => return failure_reason(&error),
             },
         }
     }

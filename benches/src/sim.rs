@@ -37,6 +37,18 @@ fn conn_err(e: impl std::fmt::Display) -> SimError {
     SimError::Connection(e.to_string())
 }
 
+/// Like `conn_err`, with the causes (a lost stream says why the connection was lost).
+fn conn_err_chain(e: impl std::error::Error) -> SimError {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    SimError::Connection(text)
+}
+
 /// A client endpoint configured to trust core's CA by fingerprint, like a real node.
 pub fn client_endpoint(token: &JoinToken) -> Result<Endpoint, SimError> {
     let (tls, _) = tether_certs::tls::node_client_config(token.ca_fingerprint).map_err(conn_err)?;
@@ -86,7 +98,7 @@ async fn control(
 async fn answer(recv: &mut FramedRecv) -> Result<CoreMessage, SimError> {
     recv.next::<CoreMessage>()
         .await
-        .map_err(conn_err)?
+        .map_err(conn_err_chain)?
         .ok_or_else(|| SimError::Unexpected("nothing (stream closed)".into()))
 }
 
@@ -191,6 +203,32 @@ impl SimNode {
         Self::authenticate(connection, send, recv, id, secret, now_secs).await
     }
 
+    /// Connects without enrolling or authenticating, for a bare quinn server that only reads
+    /// datagrams (`tether-bench-server --mode bare`).
+    pub async fn connect_bare(
+        endpoint: &Endpoint,
+        addr: SocketAddr,
+        id: NodeId,
+        heartbeat_interval_ms: u32,
+    ) -> Result<SimNode, SimError> {
+        // The stream is opened but never written, so the bare server never sees it.
+        let (connection, send, recv) = control(endpoint, addr).await?;
+        Ok(SimNode {
+            id,
+            connection,
+            params: SessionParams {
+                node_id: id,
+                heartbeat_interval_ms,
+                core_time_ms: 0,
+                max_clock_skew_secs: 0,
+                static_facts_digest: None,
+            },
+            seq: 0,
+            _send: send,
+            recv,
+        })
+    }
+
     async fn authenticate(
         connection: Connection,
         mut send: FramedSend,
@@ -230,7 +268,10 @@ impl SimNode {
 
     /// The next frame core sends on the control stream; `None` when it finished the stream.
     pub async fn next_message(&mut self) -> Result<Option<CoreMessage>, SimError> {
-        self.recv.next::<CoreMessage>().await.map_err(conn_err)
+        self.recv
+            .next::<CoreMessage>()
+            .await
+            .map_err(conn_err_chain)
     }
 
     /// Sends one heartbeat datagram.

@@ -97,6 +97,30 @@ fn protocol_error(connection: &Connection, error: &RecvError) {
 
 /// Serves one connection that negotiated the node ALPN.
 pub(crate) async fn serve(shared: Arc<Shared>, connection: Connection) {
+    // A connection's task keeps the size of its largest state for its whole life, and one core
+    // holds very many: whatever is passed through once (hello, enrollment, authentication, the
+    // end) is boxed, so that only the session's own state stays.
+    let Some((mut control, auth)) = Box::pin(hello(&shared, &connection)).await else {
+        return;
+    };
+    let span = info_span!("node", node_id = %auth.node_id);
+    let Some((session, commands)) =
+        Box::pin(authenticate(&shared, &connection, &mut control, auth).instrument(span.clone()))
+            .await
+    else {
+        return;
+    };
+    async {
+        let reason = run_session(&shared, &connection, &mut control, &session, commands).await;
+        Box::pin(end_session(&shared, &session, reason)).await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// Waits for the node's first message and handles enrollment; the authentication request to go
+/// on with, or `None` once the connection has been dealt with.
+async fn hello(shared: &Arc<Shared>, connection: &Connection) -> Option<(Control, AuthRequest)> {
     let hello = tokio::time::timeout(shared.config.hello_timeout, async {
         let (send, recv) = connection.accept_bi().await?;
         let mut control = Control {
@@ -110,12 +134,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, connection: Connection) {
     let (mut control, first) = match hello {
         Err(_) => {
             warn!(timeout = ?shared.config.hello_timeout, "no hello in time");
-            close(&connection, ErrorCode::HELLO_TIMEOUT, "no hello in time");
-            return;
+            close(connection, ErrorCode::HELLO_TIMEOUT, "no hello in time");
+            return None;
         }
         Ok(Err(e)) => {
             debug!(error = %e, "connection ended before hello");
-            return;
+            return None;
         }
         Ok(Ok(pair)) => pair,
     };
@@ -123,13 +147,11 @@ pub(crate) async fn serve(shared: Arc<Shared>, connection: Connection) {
         Ok(Some(NodeMessage::Enroll(request))) => {
             let node_id = request.node_id;
             let span = info_span!("enroll", node_id = %node_id);
-            // Boxed, like `authenticate`: a connection's task keeps the size of its largest
-            // state for its whole life, and these are passed through once.
-            let approved = Box::pin(enroll(&shared, &connection, &mut control, request))
+            let approved = enroll(shared, connection, &mut control, request)
                 .instrument(span)
                 .await;
             if !approved {
-                return;
+                return None;
             }
             // An approved node proves itself on the same connection, straight away.
             match tokio::time::timeout(
@@ -139,11 +161,11 @@ pub(crate) async fn serve(shared: Arc<Shared>, connection: Connection) {
             .await
             {
                 Ok(Ok(Some(NodeMessage::Auth(auth)))) if auth.node_id == node_id => {
-                    authenticate_and_run(shared, connection, control, auth).await
+                    return Some((control, auth));
                 }
                 Ok(Ok(Some(_))) => {
                     refuse(
-                        &connection,
+                        connection,
                         &mut control,
                         (
                             ErrorCode::UNEXPECTED_MESSAGE,
@@ -152,21 +174,19 @@ pub(crate) async fn serve(shared: Arc<Shared>, connection: Connection) {
                     )
                     .await
                 }
-                Ok(Err(e)) => protocol_error(&connection, &e),
+                Ok(Err(e)) => protocol_error(connection, &e),
                 Ok(Ok(None)) => {}
                 Err(_) => close(
-                    &connection,
+                    connection,
                     ErrorCode::HELLO_TIMEOUT,
                     "no Auth after approval",
                 ),
             }
         }
-        Ok(Some(NodeMessage::Auth(auth))) => {
-            authenticate_and_run(shared, connection, control, auth).await
-        }
+        Ok(Some(NodeMessage::Auth(auth))) => return Some((control, auth)),
         Ok(Some(_)) => {
             refuse(
-                &connection,
+                connection,
                 &mut control,
                 (
                     ErrorCode::UNEXPECTED_MESSAGE,
@@ -176,8 +196,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, connection: Connection) {
             .await
         }
         Ok(None) => debug!("control stream finished before hello"),
-        Err(e) => protocol_error(&connection, &e),
+        Err(e) => protocol_error(connection, &e),
     }
+    None
 }
 
 /// Handles an enrollment request; true if the node was approved and sent its secret.
@@ -394,27 +415,6 @@ async fn reject(
     .await;
 }
 
-async fn authenticate_and_run(
-    shared: Arc<Shared>,
-    connection: Connection,
-    mut control: Control,
-    auth: AuthRequest,
-) {
-    let node_id = auth.node_id;
-    let span = info_span!("node", node_id = %node_id);
-    async move {
-        let Some((session, commands)) =
-            Box::pin(authenticate(&shared, &connection, &mut control, auth)).await
-        else {
-            return;
-        };
-        let reason = run_session(&shared, &connection, &mut control, &session, commands).await;
-        end_session(&shared, &session, reason).await;
-    }
-    .instrument(span)
-    .await
-}
-
 /// Verifies the proof and clock, registers the session (replacing an older one) and records the
 /// node online. `None` if refused.
 async fn authenticate(
@@ -569,35 +569,21 @@ async fn run_session(
         reason,
         deleted: false,
     };
+    // Heartbeats are by far the most frequent event, so the loop is arranged to make each cheap:
+    // the shutdown signal and the offline timer live across iterations (the timer is moved
+    // only when it fires early, not on every heartbeat), and datagrams are looked at first.
+    let shutdown = shared.shutdown.cancelled();
+    tokio::pin!(shutdown);
+    let offline_timer = tokio::time::sleep_until(liveness.deadline());
+    tokio::pin!(offline_timer);
+    let mut heartbeat_ok = session.live.lock().expect("not poisoned").heartbeat_ok;
     loop {
-        let heartbeat_ok = session.live.lock().expect("not poisoned").heartbeat_ok;
         tokio::select! {
-            _ = shared.shutdown.cancelled() => {
+            biased;
+            _ = &mut shutdown => {
                 close(connection, ErrorCode::SHUTTING_DOWN, "core is shutting down");
                 return ended("core shut down".into());
             }
-            Some(command) = commands.recv() => match command {
-                SessionCommand::Send(message) => {
-                    if let Err(e) = control.send.send(&message).await {
-                        return ended(match connection.close_reason() {
-                            Some(reason) => describe_close(&reason),
-                            None => format!("control stream write failed: {e}"),
-                        });
-                    }
-                }
-                SessionCommand::Remove { reason } => {
-                    info!(%reason, "telling the node it was deleted");
-                    let text = format!("this node was deleted: {reason}");
-                    goodbye(connection, control, CoreMessage::Removed { reason }, ErrorCode::NODE_REMOVED, &text).await;
-                    return Ended { reason: "deleted".into(), deleted: true };
-                }
-            },
-            stream = connection.accept_uni() => match stream {
-                Ok(stream) => {
-                    tokio::spawn(route_exec_stream(shared.clone(), session.node_id, stream).in_current_span());
-                }
-                Err(e) => return ended(describe_close(&e)),
-            },
             datagram = connection.read_datagram() => {
                 let bytes = match datagram {
                     Ok(bytes) => bytes,
@@ -609,11 +595,13 @@ async fn run_session(
                         liveness.heard(Instant::now());
                         shared.presence.heartbeats_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         if resumed {
+                            heartbeat_ok = true;
+                            offline_timer.as_mut().reset(liveness.deadline());
                             info!("heartbeats resumed; online");
-                            record(shared, session.node_id, NodeStatus::Online, "heartbeats resumed".into(), now_ms).await;
+                            Box::pin(record(shared, session.node_id, NodeStatus::Online, "heartbeats resumed".into(), now_ms)).await;
                         }
                         if skew_recorded.take().is_some()
-                            && let Err(e) = shared.store.record_clock_skew(session.node_id, None).await
+                            && let Err(e) = Box::pin(shared.store.record_clock_skew(session.node_id, None)).await
                         {
                             warn!(error = %e, "clearing the clock skew failed");
                         }
@@ -628,17 +616,39 @@ async fn run_session(
                         // Record once per episode, not once per heartbeat.
                         if skew_recorded.is_none() {
                             skew_recorded = Some(skew_ms);
-                            if let Err(e) = shared.store.record_clock_skew(session.node_id, Some(skew_ms)).await {
+                            if let Err(e) = Box::pin(shared.store.record_clock_skew(session.node_id, Some(skew_ms))).await {
                                 warn!(error = %e, "recording the clock skew failed");
                             }
                         }
                     }
                 }
             }
+            Some(command) = commands.recv() => match command {
+                SessionCommand::Send(message) => {
+                    if let Err(e) = Box::pin(control.send.send(&message)).await {
+                        return ended(match connection.close_reason() {
+                            Some(reason) => describe_close(&reason),
+                            None => format!("control stream write failed: {e}"),
+                        });
+                    }
+                }
+                SessionCommand::Remove { reason } => {
+                    info!(%reason, "telling the node it was deleted");
+                    let text = format!("this node was deleted: {reason}");
+                    Box::pin(goodbye(connection, control, CoreMessage::Removed { reason }, ErrorCode::NODE_REMOVED, &text)).await;
+                    return Ended { reason: "deleted".into(), deleted: true };
+                }
+            },
+            stream = connection.accept_uni() => match stream {
+                Ok(stream) => {
+                    tokio::spawn(route_exec_stream(shared.clone(), session.node_id, stream).in_current_span());
+                }
+                Err(e) => return ended(describe_close(&e)),
+            },
             frame = control.recv.next::<NodeMessage>() => match frame {
                 Ok(Some(NodeMessage::StaticFacts(facts))) => {
                     debug!("static facts received");
-                    if let Err(e) = shared.store.set_static_facts(session.node_id, facts, shared.now_ms()).await {
+                    if let Err(e) = Box::pin(shared.store.set_static_facts(session.node_id, facts, shared.now_ms())).await {
                         warn!(error = %e, "storing static facts failed");
                     }
                     session.live.lock().expect("not poisoned").facts_received += 1;
@@ -662,11 +672,16 @@ async fn run_session(
                     });
                 }
             },
-            _ = tokio::time::sleep_until(liveness.deadline()), if heartbeat_ok => {
+            _ = &mut offline_timer, if heartbeat_ok => {
+                if !liveness.is_silent(Instant::now()) {
+                    offline_timer.as_mut().reset(liveness.deadline());
+                    continue;
+                }
+                heartbeat_ok = false;
                 session.live.lock().expect("not poisoned").heartbeat_ok = false;
                 let reason = format!("no heartbeat for {}", humantime::format_duration(offline_after));
                 warn!("{reason}; offline");
-                record(shared, session.node_id, NodeStatus::Offline, reason, shared.now_ms()).await;
+                Box::pin(record(shared, session.node_id, NodeStatus::Offline, reason, shared.now_ms())).await;
             }
         }
     }

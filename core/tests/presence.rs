@@ -379,3 +379,56 @@ async fn maintenance_is_a_status_of_its_own() {
     assert_eq!(admin.node(id).await.unwrap().status, NodeStatus::Online);
     node.stop().await.unwrap();
 }
+
+/// Sends heartbeat `seq` on the raw node's connection.
+fn beat(raw: &RawNode, seq: u32) {
+    let heartbeat = Heartbeat {
+        seq,
+        timestamp_ms: now_secs() * 1000,
+        ..Default::default()
+    };
+    raw.connection
+        .send_datagram(encode_datagram(&Datagram::Heartbeat(heartbeat)).into())
+        .unwrap();
+}
+
+/// Heartbeats every 500 ms for `duration`; the node must be online at every look.
+async fn beat_and_stay_online(
+    admin: &Admin,
+    raw: &RawNode,
+    id: NodeId,
+    seq: &mut u32,
+    duration: Duration,
+) {
+    let until = tokio::time::Instant::now() + duration;
+    while tokio::time::Instant::now() < until {
+        *seq += 1;
+        beat(raw, *seq);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let status = admin.node(id).await.unwrap().status;
+        assert_eq!(
+            status,
+            NodeStatus::Online,
+            "a node heartbeating every 500 ms (offline_after 3 s) went {status:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_heartbeating_node_stays_online_and_silence_on_a_live_connection_is_offline_until_it_beats_again()
+ {
+    // Core's offline timer is only moved when it fires, not on every heartbeat: this checks it
+    // is moved (no flapping past `offline_after`), and armed again after a resumption.
+    let core = TestCore::start(|c| c.auto_approve = true).await;
+    let admin = core.admin().await;
+    let (id, raw) = enrolled_node(&core).await;
+    let mut seq = 0;
+    beat_and_stay_online(&admin, &raw, id, &mut seq, Duration::from_secs(8)).await;
+
+    // Silence, with the connection open: offline after `offline_after`.
+    wait_status(&admin, id, NodeStatus::Offline).await;
+    assert!(raw.connection.close_reason().is_none());
+    // One heartbeat brings it back on the same connection, and the timer works again.
+    beat_and_stay_online(&admin, &raw, id, &mut seq, Duration::from_secs(5)).await;
+    wait_status(&admin, id, NodeStatus::Offline).await;
+}

@@ -39,6 +39,14 @@ struct Cli {
     /// UDP endpoints to spread the connections over (default: one per 2,000 nodes).
     #[arg(long)]
     endpoints: Option<usize>,
+    /// Only connect and send heartbeats, without enrolling or authenticating: for a bare quinn
+    /// server (`tether-bench-server --mode bare`), to compare against.
+    #[arg(long)]
+    bare: bool,
+    /// Send no heartbeats until this long after the start, e.g. 30s: lets all nodes connect
+    /// before a fast --heartbeat-interval loads core.
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    heartbeats_after: Duration,
     /// Also write the final report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -75,6 +83,9 @@ fn main() -> anyhow::Result<()> {
             endpoints: cli
                 .endpoints
                 .unwrap_or_else(|| cli.nodes.div_ceil(2000).max(1)),
+            bare: cli.bare,
+            heartbeats_after: cli.heartbeats_after,
+            heartbeats_from: tokio::time::Instant::now(),
         };
         let stop = CancellationToken::new();
         {

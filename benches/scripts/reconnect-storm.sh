@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Reconnect storm: N simulated nodes online, core killed with SIGKILL and started again at once on
+# the same data and port. Measures the time until every node is online again, the connection
+# attempts that failed meanwhile, and core's peak resident memory (VmHWM) during the storm.
+#
+#   benches/scripts/reconnect-storm.sh [N ...]     default: 10000; RUNS=3 kills per size
+#
+# Nodes are tether-loadgen's: real authentication, reconnecting with full-jitter backoff (0.5 s
+# doubling to 30 s) like the agent. One core data directory and one load generator per size; the
+# kills follow each other once everyone is back. Loopback only; bounded in time.
+#
+# Environment: RUNS=3, CORE_BIN (default: this tree's release build), OUT=target/reconnect-storm.json
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(10000)
+runs=${RUNS:-3}
+out=${OUT:-target/reconnect-storm.json}
+
+ulimit -n "$(ulimit -Hn)" 2> /dev/null || true
+if [ "$(id -u)" = 0 ]; then
+    sysctl -q -w net.core.rmem_max=16777216 net.core.wmem_max=16777216 || true
+fi
+cargo build --release -q -p tether-core -p tether-benches --bin tether-core --bin tether-loadgen
+core_bin=${CORE_BIN:-target/release/tether-core}
+loadgen_bin=target/release/tether-loadgen
+work=$(mktemp -d /tmp/reconnect-storm.XXXXXX)
+cleanup() { kill -9 $(jobs -p) 2> /dev/null || true; wait 2> /dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+now() { date +%s.%N; }
+status_kib() { awk -v key="$2:" '$1 == key {print $2}' "/proc/$1/status"; }
+# The load generator prints a progress line every second.
+progress() { grep 'tether-loadgen: \[' "$work/loadgen.log" | tail -1; }
+online() { progress | grep -o '[0-9]*/[0-9]* online' | cut -d/ -f1; }
+failures() { progress | grep -o 'failures {.*}' | grep -o ': [0-9]*' | tr -d ': ' | awk '{s += $1} END {print s + 0}'; }
+disconnects() { progress | grep -o '[0-9]* disconnects' | cut -d' ' -f1; }
+start_core() {
+    "$core_bin" serve --data "$data" --listen "127.0.0.1:$port" --auto-approve \
+        --max-pending-applications 1000000 2>> "$work/core.log" &
+    core=$!
+}
+
+: > "$work/results.jsonl"
+for n in "${sizes[@]}"; do
+    port=$((20000 + RANDOM % 20000))
+    data="$work/core-$n"
+    start_core
+    for _ in $(seq 100); do [ -f "$data/core.addr" ] && break; sleep 0.1; done
+    token=$("$core_bin" key show --data "$data" 2> /dev/null)
+    budget=$((n / 200 + runs * 150 + 120))
+    timeout "$budget" "$loadgen_bin" --core "127.0.0.1:$port" --token "$token" --nodes "$n" --ramp 1000 \
+        --heartbeat-interval 30s --state-dir "$work/loadgen-$n" --duration "${budget}s" \
+        > /dev/null 2> "$work/loadgen.log" &
+    loadgen=$!
+    for _ in $(seq $((n / 200 + 120))); do [ "$(online)" = "$n" ] && break; sleep 1; done
+    [ "$(online)" = "$n" ] || { echo "$n nodes: not all online before the first kill" >&2; progress >&2; exit 1; }
+    for run in $(seq "$runs"); do
+        sleep 5
+        failed_before=$(failures); disconnects_before=$(disconnects)
+        kill -9 "$core"; wait "$core" 2> /dev/null || true
+        killed_at=$(now)
+        start_core
+        # Every node has to notice (a stateless reset answers its next packet), then come back.
+        for _ in $(seq 600); do [ "$(online)" != "$n" ] && break; sleep 0.1; done
+        back=""
+        for _ in $(seq 1200); do
+            if [ "$(online)" = "$n" ]; then back=$(now); break; fi
+            sleep 0.1
+        done
+        peak=$(status_kib "$core" VmHWM)
+        [ -n "$back" ] || { echo "$n nodes, run $run: not all back within 120 s" >&2; progress >&2; }
+        jq -n -c --argjson n "$n" --argjson run "$run" --arg killed "$killed_at" --arg back "$back" \
+            --argjson failed $(($(failures) - failed_before)) --argjson disconnects $(($(disconnects) - disconnects_before)) \
+            --argjson peak "$peak" --arg detail "$(progress)" '
+            {nodes: $n, run: $run, all_back_after_s: (if $back == "" then null else (($back | tonumber) - ($killed | tonumber)) end),
+             failed_attempts: $failed, disconnects: $disconnects, core_peak_rss_mib: ($peak / 1024), loadgen: $detail}' \
+            | tee -a "$work/results.jsonl" >&2
+    done
+    kill -INT "$loadgen" 2> /dev/null || true; wait "$loadgen" 2> /dev/null || true
+    kill -TERM "$core" 2> /dev/null || true; wait "$core" 2> /dev/null || true
+done
+jq -s --arg date "$(date -u +%FT%TZ)" '
+    def med: sort | .[length / 2 | floor];
+    def stats: {min: min, median: med, max: max};
+    {date: $date,
+     sizes: (group_by(.nodes) | map({nodes: .[0].nodes, runs: length,
+        all_back_after_s: ([.[].all_back_after_s // 1e9] | stats),
+        failed_attempts: ([.[].failed_attempts] | stats),
+        core_peak_rss_mib: ([.[].core_peak_rss_mib] | stats)})),
+     runs: .}' "$work/results.jsonl" > "$out"
+jq -r '"| nodes | all back after s (min / median / max) | failed attempts (min / median / max) | core peak RSS MiB (median) |", "|---|---|---|---|",
+    (.sizes[] | "| \(.nodes) | \(.all_back_after_s | "\(.min * 10 | round / 10) / \(.median * 10 | round / 10) / \(.max * 10 | round / 10)") | \(.failed_attempts | "\(.min) / \(.median) / \(.max)") | \(.core_peak_rss_mib.median | round) |")' "$out"
+echo "JSON: $out" >&2
