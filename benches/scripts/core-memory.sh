@@ -18,10 +18,8 @@ settle=${SETTLE:-30}
 ramp=${RAMP:-1000}
 out=${OUT:-target/core-memory.json}
 
-ulimit -n "$(ulimit -Hn)" 2> /dev/null || true
-if [ "$(id -u)" = 0 ]; then
-    sysctl -q -w net.core.rmem_max=16777216 net.core.wmem_max=16777216 || true
-fi
+. benches/scripts/lib.sh
+raise_limits
 cargo build --release -q -p tether-core -p tether-benches --bin tether-core --bin tether-loadgen
 core_bin=${CORE_BIN:-target/release/tether-core}
 loadgen_bin=target/release/tether-loadgen

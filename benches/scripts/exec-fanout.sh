@@ -11,13 +11,8 @@ sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(100 1000 10000)
 runs=${RUNS:-5}
 
-# Many sockets and file descriptors: raise the soft limit as far as the hard one allows.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-# Bursts from thousands of connections overflow the default UDP buffers (~208 KiB) and the drops
-# become QUIC retransmission stalls. Core asks for 8 MiB; let the kernel grant it (needs root).
-if [ "$(id -u)" = 0 ]; then
-    sysctl -q -w net.core.rmem_max=16777216 net.core.wmem_max=16777216 || true
-fi
+. benches/scripts/lib.sh
+raise_limits
 echo "net.core.rmem_max = $(sysctl -n net.core.rmem_max 2>/dev/null || echo unknown)" >&2
 
 cargo build --release -q --bin tether-core --bin tether --bin tether-loadgen

@@ -23,10 +23,8 @@ window=${WINDOW:-10}
 out=${OUT:-target/heartbeat-ingest.json}
 [ "$(nproc)" -ge 2 ] || { echo "needs two CPUs" >&2; exit 1; }
 
-ulimit -n "$(ulimit -Hn)" 2> /dev/null || true
-if [ "$(id -u)" = 0 ]; then
-    sysctl -q -w net.core.rmem_max=16777216 net.core.wmem_max=16777216 || true
-fi
+. benches/scripts/lib.sh
+raise_limits
 cargo build --release -q -p tether-benches --bin tether-bench-server --bin tether-loadgen
 server_bin=target/release/tether-bench-server
 loadgen_bin=target/release/tether-loadgen

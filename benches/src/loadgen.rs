@@ -40,8 +40,6 @@ pub struct LoadgenConfig {
     pub duration: Option<Duration>,
     /// Where identities are cached.
     pub state_dir: PathBuf,
-    /// No heartbeat before this instant (see `heartbeats_after`); set by `run`.
-    pub heartbeats_from: tokio::time::Instant,
     /// UDP endpoints to spread the connections over.
     pub endpoints: usize,
     /// Connect without enrolling or authenticating: the server is a bare quinn server
@@ -201,9 +199,9 @@ fn failure_reason(error: &SimError) -> String {
 }
 
 /// Runs the simulation until `stop` or `duration`; prints progress to stderr every few seconds.
-pub async fn run(mut config: LoadgenConfig, stop: CancellationToken) -> anyhow::Result<Report> {
+pub async fn run(config: LoadgenConfig, stop: CancellationToken) -> anyhow::Result<Report> {
     let started = Instant::now();
-    config.heartbeats_from = tokio::time::Instant::now() + config.heartbeats_after;
+    let heartbeats_from = tokio::time::Instant::now() + config.heartbeats_after;
     let identities = Arc::new(Identities::load(&config.state_dir, config.nodes)?);
     let counters = Arc::new(Counters::default());
     let endpoints: Vec<Endpoint> = (0..config.endpoints.max(1))
@@ -267,9 +265,18 @@ pub async fn run(mut config: LoadgenConfig, stop: CancellationToken) -> anyhow::
             stop.clone(),
             config.clone(),
         );
-        tasks.spawn(
-            async move { simulate(index, endpoint, config, identities, counters, stop).await },
-        );
+        tasks.spawn(async move {
+            simulate(
+                index,
+                endpoint,
+                config,
+                heartbeats_from,
+                identities,
+                counters,
+                stop,
+            )
+            .await
+        });
     }
     stop.cancelled().await;
     while tasks.join_next().await.is_some() {}
@@ -309,6 +316,7 @@ async fn simulate(
     index: usize,
     endpoint: Endpoint,
     config: LoadgenConfig,
+    heartbeats_from: tokio::time::Instant,
     identities: Arc<Identities>,
     counters: Arc<Counters>,
     stop: CancellationToken,
@@ -359,7 +367,7 @@ async fn simulate(
                 attempt = 0;
                 counters.authentications.fetch_add(1, Ordering::Relaxed);
                 counters.online.fetch_add(1, Ordering::Relaxed);
-                let reason = session(node, &config, &counters, &stop).await;
+                let reason = session(node, &config, heartbeats_from, &counters, &stop).await;
                 counters.online.fetch_sub(1, Ordering::Relaxed);
                 if stop.is_cancelled() {
                     return;
@@ -386,10 +394,12 @@ async fn simulate(
     }
 }
 
-/// Heartbeats and exec answers until the connection ends or the run stops; why it ended.
+/// Heartbeats (none before `heartbeats_from`) and exec answers until the connection ends or the
+/// run stops; why it ended.
 async fn session(
     mut node: SimNode,
     config: &LoadgenConfig,
+    heartbeats_from: tokio::time::Instant,
     counters: &Counters,
     stop: &CancellationToken,
 ) -> String {
@@ -400,7 +410,7 @@ async fn session(
         )));
     // Spread first heartbeats over the interval, as independent machines would.
     let offset = Duration::from_millis(rand::random::<u64>() % (interval.as_millis() as u64 + 1));
-    let first = (tokio::time::Instant::now() + offset).max(config.heartbeats_from + offset);
+    let first = (tokio::time::Instant::now() + offset).max(heartbeats_from + offset);
     let mut heartbeats = tokio::time::interval_at(first, interval);
     loop {
         tokio::select! {

@@ -159,8 +159,7 @@ async fn bare_server(cli: &Cli, counters: Arc<BareCounters>) -> anyhow::Result<(
     let tls = tether_certs::tls::server_config(ca.cert_der(), ca.issue_server(&[])?)?;
     let mut server =
         quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(Arc::new(tls))?));
-    let mut core_config = CoreConfig::with_data_dir(cli.data.clone());
-    core_config.listen = cli.listen;
+    let core_config = CoreConfig::with_data_dir(cli.data.clone());
     if cli.mode == Mode::Bare {
         server.transport_config(Arc::new(tether_core::server::transport_config(
             &core_config,

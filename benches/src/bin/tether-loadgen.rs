@@ -85,7 +85,6 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|| cli.nodes.div_ceil(2000).max(1)),
             bare: cli.bare,
             heartbeats_after: cli.heartbeats_after,
-            heartbeats_from: tokio::time::Instant::now(),
         };
         let stop = CancellationToken::new();
         {
