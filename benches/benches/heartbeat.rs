@@ -76,7 +76,7 @@ fn end_to_end(c: &mut Criterion) {
         let secret = sim::enroll(&endpoint, core.local_addr(), &token, &key, id, now_secs())
             .await
             .unwrap();
-        let node = SimNode::connect(&endpoint, core.local_addr(), id, &secret, now_secs())
+        let node = SimNode::connect(&endpoint, core.local_addr(), id, &secret, now_secs)
             .await
             .unwrap();
         (core, node)

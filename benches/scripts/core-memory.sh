@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Core's resident memory per connected idle node: RSS with N simulated nodes online minus RSS with
-# none, divided by N. Each size gets a fresh core, the nodes connect (real enrollment, real
-# authentication, heartbeats every 30 s), and RSS is read after they have all been online for
-# SETTLE seconds. Loopback only; every step bounded in time.
+# none, divided by N. Each run starts a new core process, the nodes connect (real authentication,
+# heartbeats every 30 s), and RSS is read after they have all been online for SETTLE seconds.
+# The runs of one size share core's data and the generator's identities: the first run enrolls
+# the nodes, the others only reconnect them. Loopback only; every step bounded in time.
 #
 #   benches/scripts/core-memory.sh [N ...]      default: 1000 10000; RUNS=3 per size
 #
@@ -33,17 +34,16 @@ rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 for n in "${sizes[@]}"; do
     for run in $(seq "$runs"); do
         port=$((20000 + RANDOM % 20000))
-        data="$work/core-$n-$run"
+        data="$work/core-$n"
         "$core_bin" serve --data "$data" --listen "127.0.0.1:$port" --auto-approve \
             --max-pending-applications 200000 2> "$work/core.log" &
         core=$!
-        for _ in $(seq 100); do [ -f "$data/core.addr" ] && break; sleep 0.1; done
-        token=$("$core_bin" key show --data "$data" 2> /dev/null)
+        token=$(join_token "$core_bin" "$data")
         sleep 1
         idle=$(rss_kib "$core")
-        # Identities are cached across runs and sizes: RSA keys are made once.
+        # Identities are cached per size, with the core data they were enrolled in.
         timeout $((n / ramp * 4 + 300)) "$loadgen_bin" --core "127.0.0.1:$port" --token "$token" \
-            --nodes "$n" --ramp "$ramp" --heartbeat-interval 30s --state-dir "$work/loadgen" \
+            --nodes "$n" --ramp "$ramp" --heartbeat-interval 30s --state-dir "$work/loadgen-$n" \
             --duration $((n / ramp * 4 + settle + 240))s > /dev/null 2> "$work/loadgen.log" &
         loadgen=$!
         online=""

@@ -10,3 +10,10 @@ raise_limits() {
         sysctl -q -w net.core.rmem_max=16777216 net.core.wmem_max=16777216 || true
     fi
 }
+
+# Waits (up to 10 s) for a core just started on DATA to be listening, then prints its join token:
+#   token=$(join_token CORE_BIN DATA)
+join_token() {
+    for _ in $(seq 100); do [ -f "$2/core.addr" ] && break; sleep 0.1; done
+    "$1" key show --data "$2" 2> /dev/null
+}

@@ -190,6 +190,10 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+fn now_secs() -> i64 {
+    now_ms() / 1000
+}
+
 fn failure_reason(error: &SimError) -> String {
     match error {
         SimError::Refused(code, _) => code.name().to_string(),
@@ -198,12 +202,21 @@ fn failure_reason(error: &SimError) -> String {
     }
 }
 
+/// Enrollments under way at once. Each costs the generator two RSA private-key operations; when
+/// it starts more than its CPUs finish, every one of them misses core's hello timeout, is
+/// retried, and the ramp collapses (seen at 50,000 nodes: 60 a second and falling). Nodes on
+/// real machines each have their own CPU.
+fn enrollment_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 8
+}
+
 /// Runs the simulation until `stop` or `duration`; prints progress to stderr every few seconds.
 pub async fn run(config: LoadgenConfig, stop: CancellationToken) -> anyhow::Result<Report> {
     let started = Instant::now();
     let heartbeats_from = tokio::time::Instant::now() + config.heartbeats_after;
     let identities = Arc::new(Identities::load(&config.state_dir, config.nodes)?);
     let counters = Arc::new(Counters::default());
+    let enrolling = Arc::new(tokio::sync::Semaphore::new(enrollment_slots()));
     let endpoints: Vec<Endpoint> = (0..config.endpoints.max(1))
         .map(|_| sim::client_endpoint(&config.token))
         .collect::<Result<_, _>>()?;
@@ -259,24 +272,17 @@ pub async fn run(config: LoadgenConfig, stop: CancellationToken) -> anyhow::Resu
         }
         next_start += pace;
         let endpoint = endpoints[index % endpoints.len()].clone();
-        let (identities, counters, stop, config) = (
-            identities.clone(),
-            counters.clone(),
-            stop.clone(),
-            config.clone(),
-        );
-        tasks.spawn(async move {
-            simulate(
-                index,
-                endpoint,
-                config,
-                heartbeats_from,
-                identities,
-                counters,
-                stop,
-            )
-            .await
-        });
+        let simulated = Simulated {
+            index,
+            endpoint,
+            config: config.clone(),
+            heartbeats_from,
+            identities: identities.clone(),
+            counters: counters.clone(),
+            enrolling: enrolling.clone(),
+            stop: stop.clone(),
+        };
+        tasks.spawn(simulate(simulated));
     }
     stop.cancelled().await;
     while tasks.join_next().await.is_some() {}
@@ -311,16 +317,30 @@ pub async fn run(config: LoadgenConfig, stop: CancellationToken) -> anyhow::Resu
     })
 }
 
-/// One simulated node, reconnecting with jittered backoff until stopped.
-async fn simulate(
+/// What one simulated node works with.
+struct Simulated {
     index: usize,
     endpoint: Endpoint,
     config: LoadgenConfig,
     heartbeats_from: tokio::time::Instant,
     identities: Arc<Identities>,
     counters: Arc<Counters>,
+    enrolling: Arc<tokio::sync::Semaphore>,
     stop: CancellationToken,
-) {
+}
+
+/// One simulated node, reconnecting with jittered backoff until stopped.
+async fn simulate(simulated: Simulated) {
+    let Simulated {
+        index,
+        endpoint,
+        config,
+        heartbeats_from,
+        identities,
+        counters,
+        enrolling,
+        stop,
+    } = simulated;
     let mut attempt: u32 = 0;
     while !stop.is_cancelled() {
         let (id, secret) = identities.get(index);
@@ -333,9 +353,10 @@ async fn simulate(
                     SimNode::connect_bare(&endpoint, config.core, id, interval_ms).await?
                 }
                 Some(secret) => {
-                    SimNode::connect(&endpoint, config.core, id, &secret, now_ms() / 1000).await?
+                    SimNode::connect(&endpoint, config.core, id, &secret, now_secs).await?
                 }
                 None => {
+                    let _slot = enrolling.acquire().await.expect("never closed");
                     let (node, secret) = SimNode::join(
                         &endpoint,
                         config.core,

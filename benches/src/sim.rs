@@ -102,7 +102,13 @@ async fn answer(recv: &mut FramedRecv) -> Result<CoreMessage, SimError> {
         .ok_or_else(|| SimError::Unexpected("nothing (stream closed)".into()))
 }
 
-fn enroll_request(token: &JoinToken, key: &NodeKey, id: NodeId, now_secs: i64) -> EnrollRequest {
+/// A signed enrollment request for `id`, with a fresh nonce.
+pub fn enroll_request(
+    token: &JoinToken,
+    key: &NodeKey,
+    id: NodeId,
+    now_secs: i64,
+) -> EnrollRequest {
     let mut nonce = [0u8; 64];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
     let mut request = EnrollRequest {
@@ -143,6 +149,29 @@ async fn enroll_on(
         CoreMessage::Refused { code, message } => Err(SimError::Refused(code, message)),
         other => Err(SimError::Unexpected(format!("{other:?}"))),
     }
+}
+
+/// Sends an already signed enrollment request on a connection of its own and waits for the
+/// approval, without decrypting the secret or authenticating: core's whole share of an
+/// enrollment, and as little as possible of the node's. Core must auto-approve.
+pub async fn enroll_only(
+    endpoint: &Endpoint,
+    addr: SocketAddr,
+    request: EnrollRequest,
+) -> Result<(), SimError> {
+    let (connection, mut send, mut recv) = control(endpoint, addr).await?;
+    let sent = send.send(&NodeMessage::Enroll(request)).await;
+    let result = match sent {
+        Err(e) => Err(conn_err(e)),
+        Ok(()) => match answer(&mut recv).await {
+            Ok(CoreMessage::EnrollApproved { .. }) => Ok(()),
+            Ok(CoreMessage::Refused { code, message }) => Err(SimError::Refused(code, message)),
+            Ok(other) => Err(SimError::Unexpected(format!("{other:?}"))),
+            Err(e) => Err(e),
+        },
+    };
+    connection.close(0u32.into(), b"");
+    result
 }
 
 /// Enrolls `id` with `key` on a connection of its own and returns its agent secret. Core must
@@ -191,16 +220,17 @@ impl SimNode {
         Ok((node, secret))
     }
 
-    /// Connects and authenticates with the agent secret.
+    /// Connects and authenticates with the agent secret, stamped once the handshake is done (as
+    /// the agent does: a handshake queued in a storm can take longer than core's clock window).
     pub async fn connect(
         endpoint: &Endpoint,
         addr: SocketAddr,
         id: NodeId,
         secret: &[u8; 32],
-        now_secs: i64,
+        clock: fn() -> i64,
     ) -> Result<SimNode, SimError> {
         let (connection, send, recv) = control(endpoint, addr).await?;
-        Self::authenticate(connection, send, recv, id, secret, now_secs).await
+        Self::authenticate(connection, send, recv, id, secret, clock()).await
     }
 
     /// Connects without enrolling or authenticating, for a bare quinn server that only reads

@@ -3,11 +3,14 @@
 //! is the admin's name in logs and records.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use quinn::{Connection, RecvStream, SendStream};
 use rustls::pki_types::CertificateDer;
 use tether_store::{AccessChange, Decision, DecisionOutcome, Resolved, StoreError};
-use tether_wire::admin::{AdminRequest, AdminResponse, Role, check_label, check_user_name};
+use tether_wire::admin::{
+    AdminRequest, AdminResponse, CoreStatus, Role, check_label, check_user_name,
+};
 use tether_wire::limits::{
     ADMIN_LIST_CHUNK, MAX_ADMIN_FRAME_LEN, MAX_ALLOWED_USERS, MAX_LABELS, MAX_REASON_LEN,
     MAX_TTY_FRAME_LEN,
@@ -71,6 +74,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, connection: Connection) {
 pub(crate) fn permit(role: Role, request: &AdminRequest) -> Result<(), (ErrorCode, String)> {
     let needed = match request {
         AdminRequest::Ping
+        | AdminRequest::Status
         | AdminRequest::ListApplications { .. }
         | AdminRequest::ListNodes { .. }
         | AdminRequest::ShowNode { .. }
@@ -229,6 +233,7 @@ async fn handle(shared: &Shared, caller: &Caller, request: AdminRequest) -> Repl
             admin: admin.to_string(),
             role: caller.role,
         }]),
+        AdminRequest::Status => Ok(vec![AdminResponse::Status(core_status(shared))]),
         AdminRequest::AuthorizeTty(request) => {
             let grant = crate::tty::authorize(shared, caller, request).await?;
             Ok(vec![AdminResponse::TtyGrant(grant)])
@@ -520,6 +525,22 @@ async fn handle(shared: &Shared, caller: &Caller, request: AdminRequest) -> Repl
 
 /// Splits a list into frames of at most [`ADMIN_LIST_CHUNK`] items; an empty list is one empty
 /// frame, so the client always gets an answer.
+fn core_status(shared: &Shared) -> CoreStatus {
+    let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    let presence = &shared.presence;
+    CoreStatus {
+        core_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at_ms: shared.started_at_ms,
+        connections: count(shared.endpoint.open_connections()),
+        nodes_connected: count(presence.connected()),
+        nodes_online: count(presence.online()),
+        heartbeats_received: presence.heartbeats_total.load(Ordering::Relaxed),
+        datagrams_malformed: presence.malformed_total.load(Ordering::Relaxed),
+        enrollments_approved: presence.enrollments_total.load(Ordering::Relaxed),
+        handshakes_deferred: shared.handshakes_deferred.load(Ordering::Relaxed),
+    }
+}
+
 fn chunks<T>(items: Vec<T>, wrap: fn(Vec<T>) -> AdminResponse) -> Vec<AdminResponse> {
     if items.is_empty() {
         return vec![wrap(Vec::new())];

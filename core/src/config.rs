@@ -29,6 +29,10 @@ pub struct CoreConfig {
     pub auto_approve: bool,
     /// Refuse new applications while this many wait for a decision.
     pub max_pending_applications: u64,
+    /// QUIC handshakes under way at once; more are left unanswered, and their nodes retry (a
+    /// lost first packet is sent again after about a second, then less often): after a restart,
+    /// 100,000 nodes queue instead of starving the connections already made.
+    pub max_handshakes: usize,
     /// A connection that does not say hello within this time is closed.
     pub hello_timeout: Duration,
     /// Idle QUIC connections are closed after this (nodes keep theirs alive).
@@ -112,6 +116,7 @@ impl CoreConfig {
             max_clock_skew: Duration::from_secs(120),
             auto_approve: false,
             max_pending_applications: 1000,
+            max_handshakes: 1024,
             hello_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             last_seen_flush: Duration::from_secs(60),
@@ -149,6 +154,9 @@ impl CoreConfig {
         }
         if self.max_pending_applications == 0 {
             return bad("max_pending_applications", "must be at least 1".into());
+        }
+        if self.max_handshakes == 0 {
+            return bad("max_handshakes", "must be at least 1".into());
         }
         if self.hello_timeout < Duration::from_millis(100) {
             return bad("hello_timeout", "must be at least 100ms".into());
@@ -215,6 +223,7 @@ impl CoreConfig {
             max_clock_skew,
             auto_approve,
             max_pending_applications,
+            max_handshakes,
             hello_timeout,
             idle_timeout,
             last_seen_flush,
@@ -241,6 +250,7 @@ impl CoreConfig {
         set(&mut self.max_clock_skew, max_clock_skew.map(|d| d.0));
         set(&mut self.auto_approve, auto_approve);
         set(&mut self.max_pending_applications, max_pending_applications);
+        set(&mut self.max_handshakes, max_handshakes);
         set(&mut self.hello_timeout, hello_timeout.map(|d| d.0));
         set(&mut self.idle_timeout, idle_timeout.map(|d| d.0));
         set(&mut self.last_seen_flush, last_seen_flush.map(|d| d.0));
@@ -285,6 +295,8 @@ pub struct ConfigFile {
     pub auto_approve: Option<bool>,
     /// See [`CoreConfig::max_pending_applications`].
     pub max_pending_applications: Option<u64>,
+    /// See [`CoreConfig::max_handshakes`].
+    pub max_handshakes: Option<usize>,
     /// See [`CoreConfig::hello_timeout`].
     pub hello_timeout: Option<DurationText>,
     /// See [`CoreConfig::idle_timeout`].

@@ -269,7 +269,7 @@ async fn enroll(
             shared.presence.stop_waiting(node_id, generation);
             return match outcome {
                 Some(Notice::Approved { secret }) => {
-                    send_secret(connection, control, node_id, &public_key, secret).await
+                    send_secret(shared, connection, control, node_id, &public_key, secret).await
                 }
                 Some(Notice::Rejected { reason }) => {
                     reject(connection, control, application.id, reason).await;
@@ -280,7 +280,7 @@ async fn enroll(
         }
         Ok(Submission::Approved { node, secret }) => {
             info!(hostname = %node.hostname, "approved; sending the agent secret");
-            return send_secret(connection, control, node_id, &public_key, secret).await;
+            return send_secret(shared, connection, control, node_id, &public_key, secret).await;
         }
         Ok(Submission::Rejected(application)) => {
             reject(
@@ -361,6 +361,7 @@ async fn wait_for_decision(
 
 /// Sends the agent secret wrapped with RSA-OAEP to the node's key.
 async fn send_secret(
+    shared: &Shared,
     connection: &Connection,
     control: &mut Control,
     node_id: NodeId,
@@ -387,7 +388,14 @@ async fn send_secret(
         node_id,
         encrypted_secret: ByteBuf(encrypted),
     };
-    control.send.send(&approved).await.is_ok()
+    let answered = control.send.send(&approved).await.is_ok();
+    if answered {
+        shared
+            .presence
+            .enrollments_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    answered
 }
 
 async fn reject(

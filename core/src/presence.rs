@@ -175,6 +175,8 @@ pub(crate) struct Presence {
     pub malformed_total: AtomicU64,
     /// Heartbeats accepted from all nodes since start.
     pub heartbeats_total: AtomicU64,
+    /// Enrollments approved and answered since start.
+    pub enrollments_total: AtomicU64,
 }
 
 impl Presence {
@@ -221,6 +223,15 @@ impl Presence {
 
     pub fn connected(&self) -> usize {
         self.sessions.lock().expect("not poisoned").len()
+    }
+
+    /// Sessions whose heartbeats arrive in time.
+    pub fn online(&self) -> usize {
+        // Copied out first so that no heartbeat waits on the registry while each is looked at.
+        self.all()
+            .iter()
+            .filter(|session| session.live.lock().expect("not poisoned").heartbeat_ok)
+            .count()
     }
 
     /// Registers a connection waiting for a decision on its application. A newer waiter of the

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use quinn::crypto::rustls::QuicServerConfig;
@@ -55,6 +56,22 @@ pub(crate) struct Shared {
     pub clock: Arc<dyn Clock>,
     pub shutdown: CancellationToken,
     pub terminals: crate::tty::Terminals,
+    /// For `Status`: the connections open now.
+    pub endpoint: Endpoint,
+    pub started_at_ms: i64,
+    /// Handshakes under way (bounded by `max_handshakes`).
+    pub handshakes: AtomicUsize,
+    /// First packets left unanswered because `max_handshakes` were under way, since start.
+    pub handshakes_deferred: AtomicU64,
+}
+
+/// Holds one of `max_handshakes` until the handshake has finished, either way.
+struct HandshakeSlot<'a>(&'a AtomicUsize);
+
+impl Drop for HandshakeSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Shared {
@@ -98,6 +115,9 @@ pub fn transport_config(config: &CoreConfig) -> Result<TransportConfig, StartErr
     Ok(transport)
 }
 
+/// No floor between stateless resets (see `endpoint_config`).
+const MIN_RESET_INTERVAL: Duration = Duration::ZERO;
+
 /// Endpoint settings that survive restarts. After a crash the new process must (1) accept the
 /// connection ids the old one issued as its own, and (2) answer them with stateless resets the
 /// nodes recognise; then every node learns at its next packet that its connection is gone and
@@ -105,11 +125,18 @@ pub fn transport_config(config: &CoreConfig) -> Result<TransportConfig, StartErr
 fn endpoint_config(reset_key: &[u8; 32]) -> EndpointConfig {
     let hmac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset_key);
     let tag = ring::hmac::sign(&hmac, b"tether connection id generator");
-    let cid_key = u64::from_le_bytes(tag.as_ref()[..8].try_into().expect("8 bytes"));
+    let cid_key: [u8; 32] = tag.as_ref().try_into().expect("32 bytes");
     let mut config = EndpointConfig::new(Arc::new(hmac));
-    config.cid_generator(move || {
-        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
-    });
+    let cids = crate::cid::PersistentCidGenerator::new(&cid_key);
+    config.cid_generator(move || Box::new(cids.clone()));
+    // quinn sends at most one stateless reset per 20 ms by default: 50 a second, so after a
+    // restart 10,000 nodes would mostly wait out their idle timeout instead. Any floor at all
+    // is too much: quinn reads the clock once per receive cycle, so a floor means one reset per
+    // cycle, and under a storm a cycle holds hundreds of packets. No floor is safe here: a
+    // reset is always smaller than the packet that caused it (no amplification, and reset loops
+    // shrink away), and the generator drops any packet whose connection id core did not issue
+    // (a 48-bit keyed tag, see `cid`) before a reset is considered, so garbage never earns one.
+    config.min_reset_interval(MIN_RESET_INTERVAL);
     config
 }
 
@@ -194,9 +221,13 @@ impl Core {
             store,
             data_dir,
             presence: Presence::default(),
+            started_at_ms: clock.now_ms(),
             clock,
             shutdown: CancellationToken::new(),
             terminals: Default::default(),
+            endpoint: endpoint.clone(),
+            handshakes: AtomicUsize::new(0),
+            handshakes_deferred: AtomicU64::new(0),
         });
         let tasks = vec![
             tokio::spawn(accept_loop(shared.clone(), endpoint.clone())),
@@ -283,6 +314,13 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint) {
             incoming = endpoint.accept() => incoming,
         };
         let Some(incoming) = incoming else { return };
+        if shared.handshakes.load(Ordering::Relaxed) >= shared.config.max_handshakes {
+            // No answer at all, which costs core nothing: the node sends its first packet again
+            // after its probe timeout, and each time a little later, so a storm queues itself.
+            incoming.ignore();
+            shared.handshakes_deferred.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         let remote = incoming.remote_address();
         // Accepted here rather than in the task: `Incoming` is large, and a task keeps its
         // captured values for life.
@@ -293,9 +331,13 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint) {
                 continue;
             }
         };
+        shared.handshakes.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
         tokio::spawn(async move {
-            let connection = match connecting.await {
+            let slot = HandshakeSlot(&shared.handshakes);
+            let handshake = connecting.await;
+            drop(slot);
+            let connection = match handshake {
                 Ok(connection) => connection,
                 Err(e) => {
                     debug!(%remote, error = %e, "handshake failed");
@@ -397,6 +439,10 @@ mod tests {
             clock: clock.clone(),
             shutdown: CancellationToken::new(),
             terminals: Default::default(),
+            endpoint: Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap(),
+            started_at_ms: 1_000_000,
+            handshakes: AtomicUsize::new(0),
+            handshakes_deferred: AtomicU64::new(0),
         });
         store
             .submit_application(NewApplication {

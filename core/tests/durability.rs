@@ -100,13 +100,7 @@ async fn nothing_acknowledged_is_lost_when_core_is_killed() {
     let token = JoinToken::parse(&join_token_of(&data)).unwrap();
     let identity = AdminIdentity::load(&data.join("admin.identity")).unwrap();
     let labelled = NodeId::random();
-    eventually("core to answer", || async {
-        let raw = RawNode::dial(addr, token.ca_fingerprint).await.ok()?;
-        raw.0.close(0u32.into(), b"");
-        raw.1.wait_idle().await;
-        Some(())
-    })
-    .await;
+    wait_for_core(addr, token.ca_fingerprint).await;
     enroll_raw(addr, &token, labelled).await;
 
     let approvals = Arc::new(Mutex::new(Vec::new()));
@@ -190,4 +184,62 @@ async fn nothing_acknowledged_is_lost_when_core_is_killed() {
         );
     }
     assert!(core.is_running());
+}
+
+/// After a kill -9 the new core answers the old connections' packets with stateless resets the
+/// nodes accept, fast enough for a whole fleet: every connection learns it is gone from a reset,
+/// none waits out its idle timeout. (quinn's default allows one reset per 20 ms; with that, most
+/// of these connections would time out instead.)
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_kill_every_old_connection_is_reset_by_the_new_core_none_times_out() {
+    const CONNECTIONS: usize = 400;
+    init_tracing();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("core");
+    let port = free_udp_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut core = spawn_core(&data, port, &[]);
+    let token = JoinToken::parse(&join_token_of(&data)).unwrap();
+
+    // Like nodes: they keep their connections alive, here quickly, and give up after 5 s of
+    // silence. Each sends a packet every 100 ms, so the new core hears from all of them at once.
+    let (tls, _) = tether_certs::tls::node_client_config(token.ca_fingerprint).unwrap();
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls)).unwrap();
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_millis(100)));
+    transport.max_idle_timeout(Some(Duration::from_secs(5).try_into().unwrap()));
+    let mut client = quinn::ClientConfig::new(Arc::new(quic));
+    client.transport_config(Arc::new(transport));
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(client);
+    wait_for_core(addr, token.ca_fingerprint).await;
+    let mut dials = tokio::task::JoinSet::new();
+    for _ in 0..CONNECTIONS {
+        let connecting = endpoint
+            .connect(addr, tether_wire::TLS_SERVER_NAME)
+            .unwrap();
+        dials.spawn(connecting);
+    }
+    let connections: Vec<_> = dials
+        .join_all()
+        .await
+        .into_iter()
+        .map(|dial| dial.expect("connects"))
+        .collect();
+
+    core.kill9();
+    let _core = spawn_core(&data, port, &[]);
+    let mut endings = std::collections::BTreeMap::<String, usize>::new();
+    for connection in connections {
+        let ending = match connection.closed().await {
+            quinn::ConnectionError::Reset => "reset".to_string(),
+            other => other.to_string(),
+        };
+        *endings.entry(ending).or_default() += 1;
+    }
+    assert_eq!(
+        endings,
+        [("reset".to_string(), CONNECTIONS)].into(),
+        "how the {CONNECTIONS} connections ended"
+    );
 }

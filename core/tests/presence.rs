@@ -432,3 +432,63 @@ async fn a_heartbeating_node_stays_online_and_silence_on_a_live_connection_is_of
     beat_and_stay_online(&admin, &raw, id, &mut seq, Duration::from_secs(5)).await;
     wait_status(&admin, id, NodeStatus::Offline).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_connections_sessions_and_counters_of_the_running_core() {
+    let core = TestCore::start(|c| c.auto_approve = true).await;
+    let identity = core.data().join("admin.identity");
+    let addr = core.addr.to_string();
+    let status = || tether_json(&identity, &addr, &["status", "--json"]);
+    let fresh = status();
+    assert_eq!(fresh["core_version"], env!("CARGO_PKG_VERSION"));
+    assert!(fresh["started_at"].as_str().unwrap().ends_with('Z'));
+    assert!(fresh["connections"].as_u64().unwrap() >= 1, "the CLI's own");
+    for counter in [
+        "nodes_connected",
+        "nodes_online",
+        "heartbeats_received",
+        "datagrams_malformed",
+        "enrollments_approved",
+    ] {
+        assert_eq!(fresh[counter], 0, "{counter} of a fresh core");
+    }
+
+    let (id, raw) = enrolled_node(&core).await;
+    beat(&raw, 1);
+    raw.connection
+        .send_datagram(vec![0xff; 8].into())
+        .expect("datagrams allowed");
+    let seen = eventually(
+        "the heartbeat and the bad datagram to be counted",
+        || async {
+            let seen = status();
+            (seen["heartbeats_received"] == 1 && seen["datagrams_malformed"] == 1).then_some(seen)
+        },
+    )
+    .await;
+    assert_eq!(seen["nodes_connected"], 1);
+    assert_eq!(seen["nodes_online"], 1);
+    assert_eq!(seen["enrollments_approved"], 1);
+    assert!(seen["connections"].as_u64().unwrap() >= 2, "node and CLI");
+
+    // Silent on a live connection: still connected, no longer online.
+    wait_status(&core.admin().await, id, NodeStatus::Offline).await;
+    let silent = status();
+    assert_eq!(silent["nodes_connected"], 1);
+    assert_eq!(silent["nodes_online"], 0);
+
+    raw.connection.close(0u32.into(), b"bye");
+    eventually("the closed session to leave the count", || async {
+        (status()["nodes_connected"] == 0).then_some(())
+    })
+    .await;
+
+    let text = tether(&identity, &addr, &["status"]);
+    assert!(text.status.success());
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("0 connected, 0 online"), "{text}");
+    assert!(
+        text.contains("1 heartbeats, 1 malformed datagrams, 1 enrollments approved"),
+        "{text}"
+    );
+}

@@ -279,3 +279,40 @@ async fn admin_requests_with_bad_arguments_get_clear_errors() {
     );
     assert_eq!(c, ErrorCode::INVALID_ARGUMENT);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn handshakes_beyond_the_limit_wait_for_a_retry_and_none_is_lost() {
+    // Three times the limit at once: a third is answered, the rest retransmit (after about a
+    // second, then two) and are answered then.
+    const DIALS: usize = 12;
+    let core = TestCore::start(|c| {
+        c.max_handshakes = 4;
+        c.hello_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let ca = core.token().ca_fingerprint;
+    let mut dials = tokio::task::JoinSet::new();
+    for _ in 0..DIALS {
+        dials.spawn(RawNode::dial(core.addr, ca));
+    }
+    let connections = dials.join_all().await;
+    assert!(
+        connections.iter().all(Result::is_ok),
+        "every connection is made in the end"
+    );
+    let status = match core
+        .admin()
+        .await
+        .request(tether_wire::admin::AdminRequest::Status)
+        .await
+        .unwrap()
+        .pop()
+    {
+        Some(tether_wire::admin::AdminResponse::Status(status)) => status,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        status.handshakes_deferred > 0,
+        "{DIALS} at once with room for four: some first packets were left for later"
+    );
+}

@@ -71,6 +71,12 @@ from_redb!(
     redb::SetDurabilityError
 );
 
+/// redb's own page cache. Its default (1 GiB) lets a core with 100,000 nodes keep the whole file
+/// (322 MB) in its heap: 3 KiB more of every node's share of resident memory, filled as the
+/// last-seen flush touches every record. The file is still cached, by the kernel, which can give
+/// the memory back under pressure; reads that miss this cache cost a `pread`, not a disk access.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Handle to the store; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -81,12 +87,15 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                StoreError::InUse(path.display().to_string())
-            }
-            other => StoreError::Database(format!("{}: {other}", path.display())),
-        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    StoreError::InUse(path.display().to_string())
+                }
+                other => StoreError::Database(format!("{}: {other}", path.display())),
+            })?;
         // The file holds agent secrets: owner only, whatever the umask.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))

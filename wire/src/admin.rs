@@ -132,6 +132,8 @@ pub enum AdminRequest {
         /// Session id or unique prefix.
         id: String,
     },
+    /// What this core process holds right now: connections, sessions, counters since start.
+    Status,
 }
 
 /// What to run, and where.
@@ -216,6 +218,34 @@ pub enum AdminResponse {
         /// A sentence for the admin.
         message: String,
     },
+    /// Answer to `Status`.
+    Status(CoreStatus),
+}
+
+/// The running core process at a glance. Counters start at zero when the process starts; the
+/// stored fleet (every node ever enrolled) is `ListNodes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoreStatus {
+    /// Core's version.
+    pub core_version: String,
+    /// When this process started (Unix ms).
+    pub started_at_ms: i64,
+    /// QUIC connections open now: nodes, admins, and handshakes under way.
+    pub connections: u64,
+    /// Nodes authenticated on this process now.
+    pub nodes_connected: u64,
+    /// Of those, the ones whose heartbeats arrive in time (the rest are silent on a live
+    /// connection and shown offline).
+    pub nodes_online: u64,
+    /// Heartbeats accepted since start.
+    pub heartbeats_received: u64,
+    /// Datagrams that did not decode since start.
+    pub datagrams_malformed: u64,
+    /// Enrollments approved and answered since start (automatic or by an admin).
+    pub enrollments_approved: u64,
+    /// First packets of new connections left unanswered since start, because core's limit of
+    /// handshakes under way was reached (their nodes retry).
+    pub handshakes_deferred: u64,
 }
 
 /// A node's status (seed 001's `assets.status`).

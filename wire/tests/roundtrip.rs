@@ -399,6 +399,7 @@ prop_compose! {
 fn admin_request() -> impl Strategy<Value = AdminRequest> {
     prop_oneof![
         Just(AdminRequest::Ping),
+        Just(AdminRequest::Status),
         option::of(app_status()).prop_map(|status| AdminRequest::ListApplications { status }),
         text().prop_map(|id| AdminRequest::ApproveApplication { id }),
         (text(), text()).prop_map(|(id, reason)| AdminRequest::RejectApplication { id, reason }),
@@ -537,6 +538,19 @@ fn admin_response() -> impl Strategy<Value = AdminResponse> {
             role
         }),
         tty_grant().prop_map(AdminResponse::TtyGrant),
+        (text(), any::<i64>(), any::<[u64; 7]>()).prop_map(|(core_version, started_at_ms, n)| {
+            AdminResponse::Status(CoreStatus {
+                core_version,
+                started_at_ms,
+                connections: n[0],
+                nodes_connected: n[1],
+                nodes_online: n[2],
+                heartbeats_received: n[3],
+                datagrams_malformed: n[4],
+                enrollments_approved: n[5],
+                handshakes_deferred: n[6],
+            })
+        }),
         vec(tty_session(), 0..3).prop_map(AdminResponse::TtySessions),
         tty_session().prop_map(AdminResponse::TtySession),
         bytes().prop_map(AdminResponse::Recording),

@@ -414,6 +414,17 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Waits until a core (a process just spawned) completes a QUIC handshake on `addr`.
+pub async fn wait_for_core(addr: SocketAddr, ca: Fingerprint) {
+    eventually("core to answer", || async {
+        let (connection, endpoint) = RawNode::dial(addr, ca).await.ok()?;
+        connection.close(0u32.into(), b"");
+        endpoint.wait_idle().await;
+        Some(())
+    })
+    .await;
+}
+
 /// A free UDP port on 127.0.0.1 (for processes that must come back on the same address).
 pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")

@@ -102,6 +102,9 @@ struct CoreFlags {
     /// Refuse new applications while this many wait [default: 1000].
     #[arg(long, value_name = "N")]
     max_pending_applications: Option<u64>,
+    /// QUIC handshakes under way at once; more wait for their retransmission [default: 1024].
+    #[arg(long, value_name = "N")]
+    max_handshakes: Option<usize>,
     /// Close connections that do not say hello within this [default: 10s].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     hello_timeout: Option<Duration>,
@@ -208,6 +211,9 @@ impl CoreFlags {
         }
         if let Some(max) = self.max_pending_applications {
             config.max_pending_applications = max;
+        }
+        if let Some(max) = self.max_handshakes {
+            config.max_handshakes = max;
         }
         config.validate()?;
         Ok(config)

@@ -51,6 +51,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What the running core holds now: open connections, nodes connected and online, and
+    /// heartbeats, malformed datagrams and enrollments since it started.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,6 +241,13 @@ async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<u8> 
             } else {
                 println!("core {core_version} answers; you are {admin:?} ({role})");
             }
+        }
+        Command::Status { json } => {
+            let status = single(client.request(&AdminRequest::Status).await?, |r| match r {
+                AdminResponse::Status(status) => Some(status),
+                _ => None,
+            })?;
+            output::core_status(&status, json)?;
         }
         Command::Node(NodeCommand::Allow { id, users, json }) => {
             let request = AdminRequest::SetAllowedUsers {

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use tether_wire::admin::{ApplicationView, NodeView};
+use tether_wire::admin::{ApplicationView, CoreStatus, NodeView};
 use tether_wire::facts::StaticFacts;
 use tether_wire::heartbeat::Metrics;
 
@@ -432,5 +432,42 @@ pub fn node_detail(node: &NodeView, json: bool) -> anyhow::Result<()> {
         )?;
         writeln!(out, "  tty sessions: {}", m.tty_sessions)?;
     }
+    Ok(())
+}
+
+pub fn core_status(status: &CoreStatus, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&serde_json::json!({
+            "core_version": status.core_version,
+            "started_at": rfc3339(status.started_at_ms),
+            "started_at_ms": status.started_at_ms,
+            "connections": status.connections,
+            "nodes_connected": status.nodes_connected,
+            "nodes_online": status.nodes_online,
+            "heartbeats_received": status.heartbeats_received,
+            "datagrams_malformed": status.datagrams_malformed,
+            "enrollments_approved": status.enrollments_approved,
+            "handshakes_deferred": status.handshakes_deferred,
+        }));
+    }
+    let started = rfc3339(status.started_at_ms);
+    let up = ago(Some(status.started_at_ms));
+    println!(
+        "core {}, started {started} (up {})",
+        status.core_version,
+        up.trim_end_matches(" ago")
+    );
+    println!("connections  {}", status.connections);
+    println!(
+        "nodes        {} connected, {} online",
+        status.nodes_connected, status.nodes_online
+    );
+    println!(
+        "since start  {} heartbeats, {} malformed datagrams, {} enrollments approved, {} handshakes deferred",
+        status.heartbeats_received,
+        status.datagrams_malformed,
+        status.enrollments_approved,
+        status.handshakes_deferred
+    );
     Ok(())
 }
