@@ -38,11 +38,11 @@ for n in "${sizes[@]}"; do
         "$core_bin" serve --data "$data" --listen "127.0.0.1:$port" --auto-approve \
             --max-pending-applications 200000 2> "$work/core.log" &
         core=$!
-        token=$(join_token "$core_bin" "$data")
+        token=$(join_token "$core_bin" "$data" "$port")
         sleep 1
         idle=$(rss_kib "$core")
         # Identities are cached per size, with the core data they were enrolled in.
-        timeout $((n / ramp * 4 + 300)) "$loadgen_bin" --core "127.0.0.1:$port" --token "$token" \
+        TETHER_TOKEN="$token" timeout $((n / ramp * 4 + 300)) "$loadgen_bin" --core "127.0.0.1:$port" \
             --nodes "$n" --ramp "$ramp" --heartbeat-interval 30s --state-dir "$work/loadgen-$n" \
             --duration $((n / ramp * 4 + settle + 240))s > /dev/null 2> "$work/loadgen.log" &
         loadgen=$!

@@ -40,15 +40,15 @@ for run in $(seq "$runs"); do
     taskset -c 0 "$core_bin" serve --data "$data" --listen "127.0.0.1:$port" --auto-approve \
         --max-pending-applications 1000000 2> "$work/core.log" &
     core=$!
-    token=$(join_token "$core_bin" "$data")
+    token=$(join_token "$core_bin" "$data" "$port")
     cpu_before=$(cpu_s "$core")
-    taskset -c 1 timeout 600 "$client_bin" --core "127.0.0.1:$port" --token "$token" --count "$count" \
+    TETHER_TOKEN="$token" taskset -c 1 timeout 600 "$client_bin" --core "127.0.0.1:$port" --count "$count" \
         --concurrency "$concurrency" --state-dir "$work/client" > "$work/client.json" 2> "$work/client.log"
     cpu_after=$(cpu_s "$core")
     approved_by_core=$("$cli_bin" --identity "$data/admin.identity" --core "127.0.0.1:$port" status --json |
         jq .enrollments_approved)
     kill -TERM "$core"; wait "$core" 2> /dev/null || true
-    jq -c --argjson run "$run" --argjson cpu "$(echo "$cpu_after - $cpu_before" | bc -l)" \
+    jq -c --argjson run "$run" --argjson cpu "$(awk -v a="$cpu_after" -v b="$cpu_before" 'BEGIN {printf "%.3f", a - b}')" \
         --argjson by_core "$approved_by_core" '
         {run: $run, count, approved, approved_by_core: $by_core, failures, elapsed_s,
          per_s: .approved_per_s, core_cpu_s: $cpu, per_core_cpu_s: (.approved / $cpu)}' \

@@ -34,8 +34,8 @@ for n in "${sizes[@]}"; do
     "$bin/tether-core" serve --data "$data" --listen "127.0.0.1:$port" --auto-approve \
         --max-pending-applications 100000 2> "$work/core-$n.log" &
     core=$!
-    token=$(join_token "$bin/tether-core" "$data")
-    "$bin/tether-loadgen" --core "127.0.0.1:$port" --token "$token" --nodes "$n" --ramp 500 \
+    token=$(join_token "$bin/tether-core" "$data" "$port")
+    TETHER_TOKEN="$token" "$bin/tether-loadgen" --core "127.0.0.1:$port" --nodes "$n" --ramp 500 \
         --state-dir "$work/loadgen-$n" --duration 30m > "$work/loadgen-$n.json" 2> "$work/loadgen-$n.log" &
     loadgen=$!
     online_after=""

@@ -25,7 +25,13 @@ cli_bin=target/release/tether
 loadgen_bin=target/release/tether-loadgen
 work=$(mktemp -d /tmp/fleet-hold.XXXXXX)
 state=${STATE:-$work}
-cleanup() { kill $(jobs -p) 2> /dev/null || true; wait 2> /dev/null || true; rm -rf "$work"; }
+# The logs are kept next to OUT whatever happens, to see why a run ended.
+cleanup() {
+    kill $(jobs -p) 2> /dev/null || true; wait 2> /dev/null || true
+    cp "$work/loadgen.log" "${out%.json}-$n.loadgen.log" 2> /dev/null || true
+    cp "$work/core.log" "${out%.json}-$n.core.log" 2> /dev/null || true
+    rm -rf "$work"
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -34,26 +40,29 @@ cpu_s() { awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 progress() { grep 'tether-loadgen: \[' "$work/loadgen.log" | tail -1; }
 disconnects() { progress | grep -o '[0-9]* disconnects' | cut -d' ' -f1; }
-status() { "$cli_bin" --identity "$data/admin.identity" --core "127.0.0.1:$port" status --json; }
+# One failed call (core busy past the CLI's patience) is a missing sample, not the end of the run.
+status() { "$cli_bin" --identity "$data/admin.identity" --core "127.0.0.1:$port" status --json 2> /dev/null || echo '{}'; }
+# A count from a status sample, or DEFAULT when the sample is missing.
+field() { jq -r ".$1 // \"$2\"" <<< "$3"; }
 
 port=$((20000 + RANDOM % 20000))
 data="$state/core-$n"
 "$core_bin" serve --data "$data" --listen "127.0.0.1:$port" --auto-approve \
     --max-pending-applications 1000000 2> "$work/core.log" &
 core=$!
-token=$(join_token "$core_bin" "$data")
+token=$(join_token "$core_bin" "$data" "$port")
 sleep 2
 rss_idle=$(rss_kib "$core")
 # Enrolling from scratch is bounded by the generator's RSA work (a few hundred a second here).
 ramp_budget=$((n / 150 + 120))
 started=$(date +%s)
-timeout $((ramp_budget + hold + 120)) "$loadgen_bin" --core "127.0.0.1:$port" --token "$token" \
+TETHER_TOKEN="$token" timeout $((ramp_budget + hold + 120)) "$loadgen_bin" --core "127.0.0.1:$port" \
     --nodes "$n" --ramp "$ramp" --heartbeat-interval 30s --state-dir "$state/loadgen-$n" \
     --duration $((ramp_budget + hold + 60))s > /dev/null 2> "$work/loadgen.log" &
 loadgen=$!
 connected=0
 while [ $(($(date +%s) - started)) -lt "$ramp_budget" ]; do
-    connected=$(status | jq .nodes_connected)
+    connected=$(field nodes_connected 0 "$(status)")
     [ "$connected" = "$n" ] && break
     sleep 5
 done
@@ -64,28 +73,28 @@ echo "all $n connected after $all_after s; holding $hold s" >&2
 sleep 35
 disconnects_before=$(disconnects)
 cpu_before=$(cpu_s "$core")
-min_connected=$n; min_online=$n; heartbeats_before=$(status | jq .heartbeats_received)
+missed=0; min_connected=$n; min_online=$n; heartbeats_before=$(field heartbeats_received 0 "$(status)")
 hold_start=$(date +%s)
 while [ $(($(date +%s) - hold_start)) -lt "$hold" ]; do
     sleep "$poll"
     s=$(status)
-    c=$(jq .nodes_connected <<< "$s"); o=$(jq .nodes_online <<< "$s")
+    [ "$s" = '{}' ] && missed=$((missed + 1))
+    c=$(field nodes_connected "$min_connected" "$s"); o=$(field nodes_online "$min_online" "$s")
     [ "$c" -lt "$min_connected" ] && min_connected=$c
     [ "$o" -lt "$min_online" ] && min_online=$o
 done
 held=$(($(date +%s) - hold_start))
-cpu=$(echo "$(cpu_s "$core") - $cpu_before" | bc -l)
-heartbeats=$(($(status | jq .heartbeats_received) - heartbeats_before))
+cpu=$(awk -v a="$(cpu_s "$core")" -v b="$cpu_before" 'BEGIN {printf "%.3f", a - b}')
+heartbeats=$(($(field heartbeats_received "$heartbeats_before" "$(status)") - heartbeats_before))
 rss_loaded=$(rss_kib "$core")
 lost=$(($(disconnects) - disconnects_before))
 kill -INT "$loadgen" 2> /dev/null || true; wait "$loadgen" 2> /dev/null || true
 kill -TERM "$core"; wait "$core" 2> /dev/null || true
-cp "$work/loadgen.log" "${out%.json}-$n.loadgen.log"
 jq -n --arg date "$(date -u +%FT%TZ)" --argjson n "$n" --argjson held "$held" --argjson all_after "$all_after" \
-    --argjson min_connected "$min_connected" --argjson min_online "$min_online" --argjson lost "$lost" \
+    --argjson min_connected "$min_connected" --argjson min_online "$min_online" --argjson lost "$lost" --argjson missed "$missed" \
     --argjson heartbeats "$heartbeats" --argjson cpu "$cpu" --argjson idle "$rss_idle" --argjson loaded "$rss_loaded" '
     {date: $date, nodes: $n, held_s: $held, all_connected_after_s: $all_after,
-     min_nodes_connected: $min_connected, min_nodes_online: $min_online, sessions_lost: $lost,
+     min_nodes_connected: $min_connected, min_nodes_online: $min_online, sessions_lost: $lost, status_samples_missed: $missed,
      heartbeats_during_hold: $heartbeats, core_cpu_percent: (100 * $cpu / $held),
      rss_idle_mib: ($idle / 1024), rss_loaded_mib: ($loaded / 1024), kib_per_node: (($loaded - $idle) / $n),
      held: ($min_connected == $n and $min_online == $n and $lost == 0)}' | tee "$out"

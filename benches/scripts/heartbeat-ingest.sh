@@ -49,7 +49,7 @@ for run in $(seq "$runs"); do
         ramp_s=$((nodes / 1000 + 15))
         # Fresh identities each run (the RSA key is kept): core enrolls every node.
         rm -f "$work/loadgen/identities"
-        taskset -c 1 timeout 300 "$loadgen_bin" $flag --token "$(cat "$work/token")" --nodes "$nodes" --ramp 1000 \
+        TETHER_TOKEN="$(cat "$work/token")" taskset -c 1 timeout 300 "$loadgen_bin" $flag --nodes "$nodes" --ramp 1000 \
             --heartbeat-interval "$interval" --heartbeats-after "${ramp_s}s" --state-dir "$work/loadgen" \
             --duration $((ramp_s + window + 15))s > /dev/null 2> "$work/loadgen.log" &
         loadgen=$!

@@ -11,9 +11,13 @@ raise_limits() {
     fi
 }
 
-# Waits (up to 10 s) for a core just started on DATA to be listening, then prints its join token:
-#   token=$(join_token CORE_BIN DATA)
+# Waits (up to 20 s) for a core just started on DATA to have bound its UDP PORT (its data directory
+# may be older than the process), then prints its join token:
+#   token=$(join_token CORE_BIN DATA PORT)
 join_token() {
-    for _ in $(seq 100); do [ -f "$2/core.addr" ] && break; sleep 0.1; done
+    for _ in $(seq 200); do
+        [ -f "$2/core.addr" ] && ss -Hlun "sport = :$3" | grep -q . && break
+        sleep 0.1
+    done
     "$1" key show --data "$2" 2> /dev/null
 }

@@ -63,11 +63,11 @@ for n in "${sizes[@]}"; do
     port=$((20000 + RANDOM % 20000))
     data="$state/core-$n"
     start_core
-    token=$(join_token "$core_bin" "$data")
+    token=$(join_token "$core_bin" "$data" "$port")
     # Handshakes bound the way back: about 650 a second with both ends on this machine.
     back_within=$((n / 250 + 120))
     budget=$((n / 200 + runs * (back_within + 60) + 120))
-    timeout "$budget" "$loadgen_bin" --core "127.0.0.1:$port" --token "$token" --nodes "$n" --ramp 1000 \
+    TETHER_TOKEN="$token" timeout "$budget" "$loadgen_bin" --core "127.0.0.1:$port" --nodes "$n" --ramp 1000 \
         --heartbeat-interval 30s --state-dir "$state/loadgen-$n" --duration "${budget}s" \
         > /dev/null 2> "$work/loadgen.log" &
     loadgen=$!

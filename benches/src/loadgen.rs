@@ -363,7 +363,7 @@ async fn simulate(simulated: Simulated) {
                         &config.token,
                         &identities.key,
                         id,
-                        now_ms() / 1000,
+                        now_secs,
                     )
                     .await?;
                     identities.set(index, Some(secret));

@@ -212,11 +212,11 @@ impl SimNode {
         token: &JoinToken,
         key: &NodeKey,
         id: NodeId,
-        now_secs: i64,
+        clock: fn() -> i64,
     ) -> Result<(SimNode, [u8; 32]), SimError> {
         let (connection, mut send, mut recv) = control(endpoint, addr).await?;
-        let secret = enroll_on(&mut send, &mut recv, token, key, id, now_secs).await?;
-        let node = Self::authenticate(connection, send, recv, id, &secret, now_secs).await?;
+        let secret = enroll_on(&mut send, &mut recv, token, key, id, clock()).await?;
+        let node = Self::authenticate(connection, send, recv, id, &secret, clock()).await?;
         Ok((node, secret))
     }
 

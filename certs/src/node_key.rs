@@ -102,7 +102,10 @@ impl NodePublicKey {
     pub fn from_pem(pem: &str) -> Result<Self, CertError> {
         let public = RsaPublicKey::from_public_key_pem(pem)
             .map_err(|e| CertError::Key(format!("not an RSA public key: {e}")))?;
-        let bits = public.size() * 8;
+        // The modulus's real length: `size()` rounds up to whole bytes, and ring (which checks
+        // the signatures) refuses anything under 2,048 bits, so a 2,047-bit key would parse and
+        // then fail every signature.
+        let bits = public.n().bits();
         if !(MIN_KEY_BITS..=MAX_KEY_BITS).contains(&bits) {
             return Err(CertError::Key(format!(
                 "RSA key of {bits} bits; between {MIN_KEY_BITS} and {MAX_KEY_BITS} are accepted"
@@ -202,6 +205,14 @@ mod tests {
             }
             assert!(public.verify(b"message", &sig));
         }
+    }
+
+    #[test]
+    fn a_key_one_bit_short_is_refused_by_size() {
+        let private = RsaPrivateKey::new(&mut rand::rngs::OsRng, MIN_KEY_BITS - 1).unwrap();
+        let pem = NodeKey { private }.public().to_pem();
+        let error = NodePublicKey::from_pem(&pem).unwrap_err().to_string();
+        assert!(error.contains("RSA key of 2047 bits"), "{error}");
     }
 
     #[test]

@@ -523,8 +523,7 @@ async fn handle(shared: &Shared, caller: &Caller, request: AdminRequest) -> Repl
     }
 }
 
-/// Splits a list into frames of at most [`ADMIN_LIST_CHUNK`] items; an empty list is one empty
-/// frame, so the client always gets an answer.
+/// What this process holds now (`tether status`).
 fn core_status(shared: &Shared) -> CoreStatus {
     let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
     let presence = &shared.presence;
@@ -541,6 +540,8 @@ fn core_status(shared: &Shared) -> CoreStatus {
     }
 }
 
+/// Splits a list into frames of at most [`ADMIN_LIST_CHUNK`] items; an empty list is one empty
+/// frame, so the client always gets an answer.
 fn chunks<T>(items: Vec<T>, wrap: fn(Vec<T>) -> AdminResponse) -> Vec<AdminResponse> {
     if items.is_empty() {
         return vec![wrap(Vec::new())];
@@ -551,4 +552,19 @@ fn chunks<T>(items: Vec<T>, wrap: fn(Vec<T>) -> AdminResponse) -> Vec<AdminRespo
         out.push(wrap(items.by_ref().take(ADMIN_LIST_CHUNK).collect()));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_role_may_read_the_status_and_only_admins_decide_enrollments() {
+        for role in [Role::Viewer, Role::Operator, Role::Admin] {
+            assert!(permit(role, &AdminRequest::Status).is_ok(), "{role}");
+        }
+        let approve = AdminRequest::ApproveApplication { id: "x".into() };
+        assert!(permit(Role::Viewer, &approve).is_err());
+        assert!(permit(Role::Admin, &approve).is_ok());
+    }
 }

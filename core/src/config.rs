@@ -31,7 +31,9 @@ pub struct CoreConfig {
     pub max_pending_applications: u64,
     /// QUIC handshakes under way at once; more are left unanswered, and their nodes retry (a
     /// lost first packet is sent again after about a second, then less often): after a restart,
-    /// 100,000 nodes queue instead of starving the connections already made.
+    /// 100,000 nodes queue instead of starving the connections already made. Past half of it,
+    /// a sender must first prove its address (QUIC retry), so forged packets cannot fill it;
+    /// a handshake not finished within `hello_timeout` gives its place back.
     pub max_handshakes: usize,
     /// A connection that does not say hello within this time is closed.
     pub hello_timeout: Duration,
@@ -398,6 +400,19 @@ mod tests {
         assert!(err.to_string().contains("unknown field"));
         let err = toml::from_str::<ConfigFile>("offline_after = \"90\"").unwrap_err();
         assert!(err.to_string().contains("needs a unit"));
+    }
+
+    #[test]
+    fn the_handshake_limit_comes_from_the_file_and_must_be_at_least_one() {
+        let mut config = CoreConfig::with_data_dir("d".into());
+        assert_eq!(config.max_handshakes, 1024, "default");
+        config.apply_file(toml::from_str("max_handshakes = 64").unwrap());
+        assert_eq!(config.max_handshakes, 64);
+        config.validate().unwrap();
+        config.apply_file(toml::from_str("max_handshakes = 0").unwrap());
+        assert!(
+            matches!(config.validate(), Err(ConfigError::Invalid(k, _)) if k == "max_handshakes")
+        );
     }
 
     #[test]

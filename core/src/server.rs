@@ -314,7 +314,18 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint) {
             incoming = endpoint.accept() => incoming,
         };
         let Some(incoming) = incoming else { return };
-        if shared.handshakes.load(Ordering::Relaxed) >= shared.config.max_handshakes {
+        let under_way = shared.handshakes.load(Ordering::Relaxed);
+        let limit = shared.config.max_handshakes;
+        if under_way >= limit.div_ceil(2) && !incoming.remote_address_validated() {
+            // Busy: a sender must first show it owns its address (a QUIC retry, one round trip,
+            // no state kept), so forged first packets cannot take the slots from real nodes.
+            shared.handshakes_deferred.fetch_add(1, Ordering::Relaxed);
+            if let Err(refused) = incoming.retry() {
+                refused.into_incoming().ignore();
+            }
+            continue;
+        }
+        if under_way >= limit {
             // No answer at all, which costs core nothing: the node sends its first packet again
             // after its probe timeout, and each time a little later, so a storm queues itself.
             incoming.ignore();
@@ -335,12 +346,17 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint) {
         let shared = shared.clone();
         tokio::spawn(async move {
             let slot = HandshakeSlot(&shared.handshakes);
-            let handshake = connecting.await;
+            // A peer that stops answering mid-handshake gives its slot back after this.
+            let handshake = tokio::time::timeout(shared.config.hello_timeout, connecting).await;
             drop(slot);
             let connection = match handshake {
-                Ok(connection) => connection,
-                Err(e) => {
+                Ok(Ok(connection)) => connection,
+                Ok(Err(e)) => {
                     debug!(%remote, error = %e, "handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    debug!(%remote, "handshake not finished in time");
                     return;
                 }
             };

@@ -234,8 +234,8 @@ pub struct CoreStatus {
     pub connections: u64,
     /// Nodes authenticated on this process now.
     pub nodes_connected: u64,
-    /// Of those, the ones whose heartbeats arrive in time (the rest are silent on a live
-    /// connection and shown offline).
+    /// Of those, the ones not silent: online from authentication until no heartbeat has come
+    /// for `offline_after` (then offline on a live connection, until the next one).
     pub nodes_online: u64,
     /// Heartbeats accepted since start.
     pub heartbeats_received: u64,
@@ -243,8 +243,8 @@ pub struct CoreStatus {
     pub datagrams_malformed: u64,
     /// Enrollments approved and answered since start (automatic or by an admin).
     pub enrollments_approved: u64,
-    /// First packets of new connections left unanswered since start, because core's limit of
-    /// handshakes under way was reached (their nodes retry).
+    /// First packets of new connections answered with a retry or left unanswered since start,
+    /// because core had many handshakes under way (their nodes retry).
     pub handshakes_deferred: u64,
 }
 

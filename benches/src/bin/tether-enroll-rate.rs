@@ -31,7 +31,9 @@ struct Cli {
     /// Join token (`tether-core key show`).
     #[arg(long, env = "TETHER_TOKEN", hide_env_values = true)]
     token: String,
-    /// Enrollments to make (each a new node id).
+    /// Enrollments to make (each a new node id). All are stamped once, before signing: signing
+    /// and sending them must fit in core's clock window (`max_clock_skew`, 120 s), or the last
+    /// are refused for clock skew (tens of thousands fit).
     #[arg(long, default_value_t = 10_000)]
     count: usize,
     /// Enrollments in flight at once.
