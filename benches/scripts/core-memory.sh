@@ -28,19 +28,16 @@ work=$(mktemp -d /tmp/core-memory.XXXXXX)
 cleanup() { kill $(jobs -p) 2> /dev/null || true; wait 2> /dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 : > "$work/results.jsonl"
 for n in "${sizes[@]}"; do
     for run in $(seq "$runs"); do
         port=$((20000 + RANDOM % 20000))
         data="$work/core-$n"
-        "$core_bin" serve --data "$data" --listen "127.0.0.1:$port" --auto-approve \
-            --max-pending-applications 200000 2> "$work/core.log" &
-        core=$!
+        start_core "$core_bin" "$data" "$port" "$work/core.log"
         token=$(join_token "$core_bin" "$data" "$port")
         sleep 1
-        idle=$(rss_kib "$core")
+        idle=$(proc_kib "$core" VmRSS)
         # Identities are cached per size, with the core data they were enrolled in.
         TETHER_TOKEN="$token" timeout $((n / ramp * 4 + 300)) "$loadgen_bin" --core "127.0.0.1:$port" \
             --nodes "$n" --ramp "$ramp" --heartbeat-interval 30s --state-dir "$work/loadgen-$n" \
@@ -54,7 +51,7 @@ for n in "${sizes[@]}"; do
         done
         [ -n "$online" ] || { echo "$n nodes: not all online; see the loadgen log:" >&2; tail -3 "$work/loadgen.log" >&2; exit 1; }
         sleep "$settle"
-        loaded=$(rss_kib "$core")
+        loaded=$(proc_kib "$core" VmRSS)
         count=$(tail -1 "$work/loadgen.log" | grep -o "[0-9]*/$n online" | cut -d/ -f1)
         kill -INT "$loadgen" 2> /dev/null || true
         wait "$loadgen" 2> /dev/null || true

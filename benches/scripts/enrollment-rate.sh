@@ -30,23 +30,17 @@ cleanup() { kill -9 $(jobs -p) 2> /dev/null || true; wait 2> /dev/null || true; 
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ticks=$(getconf CLK_TCK)
-cpu_s() { awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
-
 : > "$work/results.jsonl"
 for run in $(seq "$runs"); do
     data="$work/core-$run"
     port=$((20000 + RANDOM % 20000))
-    taskset -c 0 "$core_bin" serve --data "$data" --listen "127.0.0.1:$port" --auto-approve \
-        --max-pending-applications 1000000 2> "$work/core.log" &
-    core=$!
+    start_core "$core_bin" "$data" "$port" "$work/core.log" taskset -c 0
     token=$(join_token "$core_bin" "$data" "$port")
-    cpu_before=$(cpu_s "$core")
+    cpu_before=$(proc_cpu_s "$core")
     TETHER_TOKEN="$token" taskset -c 1 timeout 600 "$client_bin" --core "127.0.0.1:$port" --count "$count" \
         --concurrency "$concurrency" --state-dir "$work/client" > "$work/client.json" 2> "$work/client.log"
-    cpu_after=$(cpu_s "$core")
-    approved_by_core=$("$cli_bin" --identity "$data/admin.identity" --core "127.0.0.1:$port" status --json |
-        jq .enrollments_approved)
+    cpu_after=$(proc_cpu_s "$core")
+    approved_by_core=$(core_status "$cli_bin" "$data" "$port" | jq .enrollments_approved)
     kill -TERM "$core"; wait "$core" 2> /dev/null || true
     jq -c --argjson run "$run" --argjson cpu "$(awk -v a="$cpu_after" -v b="$cpu_before" 'BEGIN {printf "%.3f", a - b}')" \
         --argjson by_core "$approved_by_core" '

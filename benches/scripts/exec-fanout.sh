@@ -31,9 +31,7 @@ echo "|---|---|---|---|---|"
 for n in "${sizes[@]}"; do
     port=$((20000 + RANDOM % 20000))
     data="$work/core-$n"
-    "$bin/tether-core" serve --data "$data" --listen "127.0.0.1:$port" --auto-approve \
-        --max-pending-applications 100000 2> "$work/core-$n.log" &
-    core=$!
+    start_core "$bin/tether-core" "$data" "$port" "$work/core-$n.log"
     token=$(join_token "$bin/tether-core" "$data" "$port")
     TETHER_TOKEN="$token" "$bin/tether-loadgen" --core "127.0.0.1:$port" --nodes "$n" --ramp 500 \
         --state-dir "$work/loadgen-$n" --duration 30m > "$work/loadgen-$n.json" 2> "$work/loadgen-$n.log" &

@@ -35,24 +35,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ticks=$(getconf CLK_TCK)
-cpu_s() { awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 progress() { grep 'tether-loadgen: \[' "$work/loadgen.log" | tail -1; }
 disconnects() { progress | grep -o '[0-9]* disconnects' | cut -d' ' -f1; }
-# One failed call (core busy past the CLI's patience) is a missing sample, not the end of the run.
-status() { "$cli_bin" --identity "$data/admin.identity" --core "127.0.0.1:$port" status --json 2> /dev/null || echo '{}'; }
+# One failed call is a missing sample, not the end of the run.
+status() { core_status "$cli_bin" "$data" "$port"; }
 # A count from a status sample, or DEFAULT when the sample is missing.
 field() { jq -r ".$1 // \"$2\"" <<< "$3"; }
 
 port=$((20000 + RANDOM % 20000))
 data="$state/core-$n"
-"$core_bin" serve --data "$data" --listen "127.0.0.1:$port" --auto-approve \
-    --max-pending-applications 1000000 2> "$work/core.log" &
-core=$!
+start_core "$core_bin" "$data" "$port" "$work/core.log"
 token=$(join_token "$core_bin" "$data" "$port")
 sleep 2
-rss_idle=$(rss_kib "$core")
+rss_idle=$(proc_kib "$core" VmRSS)
 # Enrolling from scratch is bounded by the generator's RSA work (a few hundred a second here).
 ramp_budget=$((n / 150 + 120))
 started=$(date +%s)
@@ -72,7 +67,7 @@ echo "all $n connected after $all_after s; holding $hold s" >&2
 # Let the last arrivals' first heartbeats land before the hold starts.
 sleep 35
 disconnects_before=$(disconnects)
-cpu_before=$(cpu_s "$core")
+cpu_before=$(proc_cpu_s "$core")
 missed=0; min_connected=$n; min_online=$n; heartbeats_before=$(field heartbeats_received 0 "$(status)")
 hold_start=$(date +%s)
 while [ $(($(date +%s) - hold_start)) -lt "$hold" ]; do
@@ -84,9 +79,9 @@ while [ $(($(date +%s) - hold_start)) -lt "$hold" ]; do
     [ "$o" -lt "$min_online" ] && min_online=$o
 done
 held=$(($(date +%s) - hold_start))
-cpu=$(awk -v a="$(cpu_s "$core")" -v b="$cpu_before" 'BEGIN {printf "%.3f", a - b}')
+cpu=$(awk -v a="$(proc_cpu_s "$core")" -v b="$cpu_before" 'BEGIN {printf "%.3f", a - b}')
 heartbeats=$(($(field heartbeats_received "$heartbeats_before" "$(status)") - heartbeats_before))
-rss_loaded=$(rss_kib "$core")
+rss_loaded=$(proc_kib "$core" VmRSS)
 lost=$(($(disconnects) - disconnects_before))
 kill -INT "$loadgen" 2> /dev/null || true; wait "$loadgen" 2> /dev/null || true
 kill -TERM "$core"; wait "$core" 2> /dev/null || true

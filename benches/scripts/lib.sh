@@ -21,3 +21,25 @@ join_token() {
     done
     "$1" key show --data "$2" 2> /dev/null
 }
+
+# Starts `CORE_BIN serve` in the background on DATA and 127.0.0.1:PORT, approving every enrollment,
+# its stderr appended to LOG; its pid in $core. Further arguments go in front (e.g. taskset -c 0).
+start_core() {
+    local bin=$1 data=$2 port=$3 log=$4
+    shift 4
+    "$@" "$bin" serve --data "$data" --listen "127.0.0.1:$port" --auto-approve \
+        --max-pending-applications 1000000 2>> "$log" &
+    core=$!
+}
+
+# A field of /proc/PID/status in KiB: proc_kib PID VmRSS (or VmHWM, ...).
+proc_kib() { awk -v key="$2:" '$1 == key {print $2}' "/proc/$1/status"; }
+
+# CPU seconds (user and system) PID has used so far.
+proc_cpu_s() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
+
+# `tether status --json` from the core on DATA and PORT, or {} when it does not answer (a busy
+# core can outlast the CLI's patience):  core_status CLI_BIN DATA PORT
+core_status() {
+    "$1" --identity "$2/admin.identity" --core "127.0.0.1:$3" status --json 2> /dev/null || echo '{}'
+}

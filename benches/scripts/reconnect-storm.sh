@@ -40,7 +40,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 now() { date +%s.%N; }
-status_kib() { awk -v key="$2:" '$1 == key {print $2}' "/proc/$1/status"; }
 # The load generator prints a progress line every second.
 progress() { grep 'tether-loadgen: \[' "$work/loadgen.log" | tail -1; }
 online() { progress | grep -o '[0-9]*/[0-9]* online' | cut -d/ -f1; }
@@ -48,21 +47,13 @@ online() { progress | grep -o '[0-9]*/[0-9]* online' | cut -d/ -f1; }
 failures() { progress | { grep -o 'failures {.*}' || true; } | { grep -o ': [0-9]*' || true; } | tr -d ': ' | awk '{s += $1} END {print s + 0}'; }
 disconnects() { progress | grep -o '[0-9]* disconnects' | cut -d' ' -f1; }
 # Nodes authenticated on the running core process (0 while it starts).
-core_nodes() {
-    "$cli_bin" --identity "$data/admin.identity" --core "127.0.0.1:$port" status --json 2> /dev/null \
-        | jq -r '.nodes_connected' 2> /dev/null || echo 0
-}
-start_core() {
-    "$core_bin" serve --data "$data" --listen "127.0.0.1:$port" --auto-approve \
-        --max-pending-applications 1000000 2>> "$work/core.log" &
-    core=$!
-}
+core_nodes() { core_status "$cli_bin" "$data" "$port" | jq -r '.nodes_connected // 0'; }
 
 : > "$work/results.jsonl"
 for n in "${sizes[@]}"; do
     port=$((20000 + RANDOM % 20000))
     data="$state/core-$n"
-    start_core
+    start_core "$core_bin" "$data" "$port" "$work/core.log"
     token=$(join_token "$core_bin" "$data" "$port")
     # Handshakes bound the way back: about 650 a second with both ends on this machine.
     back_within=$((n / 250 + 120))
@@ -78,14 +69,14 @@ for n in "${sizes[@]}"; do
         failed_before=$(failures); disconnects_before=$(disconnects)
         kill -9 "$core"; wait "$core" 2> /dev/null || true
         killed_at=$(now)
-        start_core
+        start_core "$core_bin" "$data" "$port" "$work/core.log"
         # Every node has to notice (a stateless reset answers its next packet), then come back.
         back=""
         while [ "$(echo "$(now) - $killed_at < $back_within" | bc)" = 1 ]; do
             if [ "$(core_nodes)" = "$n" ]; then back=$(now); break; fi
             sleep 0.2
         done
-        peak=$(status_kib "$core" VmHWM)
+        peak=$(proc_kib "$core" VmHWM)
         [ -n "$back" ] || { echo "$n nodes, run $run: not all back within $back_within s" >&2; progress >&2; }
         # The generator catches up on its side before the next kill.
         for _ in $(seq $((back_within * 5))); do [ "$(online)" = "$n" ] && break; sleep 0.2; done

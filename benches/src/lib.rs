@@ -8,3 +8,14 @@
 
 pub mod loadgen;
 pub mod sim;
+
+/// Logs to stderr at the level `TETHER_LOG` asks for, `warn` by default (the benchmark binaries).
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}

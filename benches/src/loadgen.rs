@@ -126,17 +126,23 @@ struct Identities {
     entries: Mutex<Vec<(NodeId, Option<[u8; 32]>)>>,
 }
 
+/// The simulated nodes' RSA key, `sim.key` in the state directory (0700), made the first time.
+pub fn load_or_create_key(dir: &Path) -> anyhow::Result<NodeKey> {
+    tether_certs::files::create_private_dir(dir)?;
+    let key_path = dir.join("sim.key");
+    if key_path.exists() {
+        return Ok(NodeKey::from_pem(&tether_certs::files::read_private_text(
+            &key_path,
+        )?)?);
+    }
+    let key = NodeKey::generate()?;
+    tether_certs::files::write_private_file(&key_path, key.to_pem().as_bytes())?;
+    Ok(key)
+}
+
 impl Identities {
     fn load(dir: &Path, nodes: usize) -> anyhow::Result<Self> {
-        tether_certs::files::create_private_dir(dir)?;
-        let key_path = dir.join("sim.key");
-        let key = if key_path.exists() {
-            NodeKey::from_pem(&tether_certs::files::read_private_text(&key_path)?)?
-        } else {
-            let key = NodeKey::generate()?;
-            tether_certs::files::write_private_file(&key_path, key.to_pem().as_bytes())?;
-            key
-        };
+        let key = load_or_create_key(dir)?;
         let path = dir.join("identities");
         let mut entries: Vec<(NodeId, Option<[u8; 32]>)> = Vec::new();
         if path.exists() {

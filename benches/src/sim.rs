@@ -134,18 +134,26 @@ async fn enroll_on(
     id: NodeId,
     now_secs: i64,
 ) -> Result<[u8; 32], SimError> {
-    let request = enroll_request(token, key, id, now_secs);
+    let encrypted_secret = approval(send, recv, enroll_request(token, key, id, now_secs)).await?;
+    key.decrypt(&encrypted_secret.0)
+        .ok()
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| SimError::Unexpected("an undecryptable secret".into()))
+}
+
+/// Sends `request` and waits for the approval; the encrypted agent secret it carries.
+async fn approval(
+    send: &mut FramedSend,
+    recv: &mut FramedRecv,
+    request: EnrollRequest,
+) -> Result<ByteBuf, SimError> {
     send.send(&NodeMessage::Enroll(request))
         .await
         .map_err(conn_err)?;
     match answer(recv).await? {
         CoreMessage::EnrollApproved {
             encrypted_secret, ..
-        } => key
-            .decrypt(&encrypted_secret.0)
-            .ok()
-            .and_then(|s| s.try_into().ok())
-            .ok_or_else(|| SimError::Unexpected("an undecryptable secret".into())),
+        } => Ok(encrypted_secret),
         CoreMessage::Refused { code, message } => Err(SimError::Refused(code, message)),
         other => Err(SimError::Unexpected(format!("{other:?}"))),
     }
@@ -160,16 +168,7 @@ pub async fn enroll_only(
     request: EnrollRequest,
 ) -> Result<(), SimError> {
     let (connection, mut send, mut recv) = control(endpoint, addr).await?;
-    let sent = send.send(&NodeMessage::Enroll(request)).await;
-    let result = match sent {
-        Err(e) => Err(conn_err(e)),
-        Ok(()) => match answer(&mut recv).await {
-            Ok(CoreMessage::EnrollApproved { .. }) => Ok(()),
-            Ok(CoreMessage::Refused { code, message }) => Err(SimError::Refused(code, message)),
-            Ok(other) => Err(SimError::Unexpected(format!("{other:?}"))),
-            Err(e) => Err(e),
-        },
-    };
+    let result = approval(&mut send, &mut recv, request).await.map(drop);
     connection.close(0u32.into(), b"");
     result
 }

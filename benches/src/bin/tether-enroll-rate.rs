@@ -50,7 +50,7 @@ struct Cli {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let token = JoinToken::parse(&cli.token).context("--token")?;
-    let key = load_key(&cli.state_dir)?;
+    let key = tether_benches::loadgen::load_or_create_key(&cli.state_dir)?;
     let core_text = cli.core.clone().unwrap_or_else(|| token.core_addr.clone());
 
     // Sign everything first, on every CPU: RSA signing is the node's cost, not core's.
@@ -120,19 +120,6 @@ fn main() -> anyhow::Result<()> {
         println!("{report}");
         anyhow::Ok(())
     })
-}
-
-fn load_key(dir: &std::path::Path) -> anyhow::Result<NodeKey> {
-    tether_certs::files::create_private_dir(dir)?;
-    let path = dir.join("sim.key");
-    if path.exists() {
-        return Ok(NodeKey::from_pem(&tether_certs::files::read_private_text(
-            &path,
-        )?)?);
-    }
-    let key = NodeKey::generate()?;
-    tether_certs::files::write_private_file(&path, key.to_pem().as_bytes())?;
-    Ok(key)
 }
 
 fn sign_all(token: &JoinToken, key: &NodeKey, count: usize, now_secs: i64) -> Vec<EnrollRequest> {

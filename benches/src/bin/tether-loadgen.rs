@@ -54,13 +54,7 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    tether_benches::init_tracing();
     let token = JoinToken::parse(&cli.token).context("--token")?;
     let core_text = cli.core.clone().unwrap_or_else(|| token.core_addr.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
