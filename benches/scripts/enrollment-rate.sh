@@ -10,7 +10,8 @@
 # one dedicated core takes in, whether or not the client kept it busy), with core's own count
 # of approvals from `tether status`. Loopback only; bounded in time.
 #
-# Environment: RUNS=3, COUNT=10000, CONCURRENCY=256, OUT=target/enrollment-rate.json
+# Environment: RUNS=3, COUNT=10000, CONCURRENCY=256, OUT=target/enrollment-rate.json, CORE_BIN
+# (default: this tree's release build) to measure another build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${RUNS:-3}
@@ -22,7 +23,7 @@ out=${OUT:-target/enrollment-rate.json}
 . benches/scripts/lib.sh
 raise_limits
 cargo build --release -q -p tether-core -p tether-benches --bin tether-core --bin tether --bin tether-enroll-rate
-core_bin=target/release/tether-core
+core_bin=${CORE_BIN:-target/release/tether-core}
 cli_bin=target/release/tether
 client_bin=target/release/tether-enroll-rate
 work=$(mktemp -d /tmp/enrollment-rate.XXXXXX)

@@ -70,8 +70,12 @@ disconnects_before=$(disconnects)
 cpu_before=$(proc_cpu_s "$core")
 missed=0; min_connected=$n; min_online=$n; heartbeats_before=$(field heartbeats_received 0 "$(status)")
 hold_start=$(date +%s)
+# Core's RSS at each poll (seconds into the hold, KiB): whether it still grows while nothing changes.
+rss_samples="$work/rss.tsv"
+: > "$rss_samples"
 while [ $(($(date +%s) - hold_start)) -lt "$hold" ]; do
     sleep "$poll"
+    echo "$(($(date +%s) - hold_start)) $(proc_kib "$core" VmRSS)" >> "$rss_samples"
     s=$(status)
     [ "$s" = '{}' ] && missed=$((missed + 1))
     c=$(field nodes_connected "$min_connected" "$s"); o=$(field nodes_online "$min_online" "$s")
@@ -87,9 +91,12 @@ kill -INT "$loadgen" 2> /dev/null || true; wait "$loadgen" 2> /dev/null || true
 kill -TERM "$core"; wait "$core" 2> /dev/null || true
 jq -n --arg date "$(date -u +%FT%TZ)" --argjson n "$n" --argjson held "$held" --argjson all_after "$all_after" \
     --argjson min_connected "$min_connected" --argjson min_online "$min_online" --argjson lost "$lost" --argjson missed "$missed" \
-    --argjson heartbeats "$heartbeats" --argjson cpu "$cpu" --argjson idle "$rss_idle" --argjson loaded "$rss_loaded" '
+    --argjson heartbeats "$heartbeats" --argjson cpu "$cpu" --argjson idle "$rss_idle" --argjson loaded "$rss_loaded" \
+    --argjson rss "$(jq -R -s -c 'split("\n") | map(select(length > 0) | split(" ") | {at_s: (.[0] | tonumber), rss_kib: (.[1] | tonumber)})' "$rss_samples")" '
     {date: $date, nodes: $n, held_s: $held, all_connected_after_s: $all_after,
      min_nodes_connected: $min_connected, min_nodes_online: $min_online, sessions_lost: $lost, status_samples_missed: $missed,
      heartbeats_during_hold: $heartbeats, core_cpu_percent: (100 * $cpu / $held),
      rss_idle_mib: ($idle / 1024), rss_loaded_mib: ($loaded / 1024), kib_per_node: (($loaded - $idle) / $n),
+     rss_during_hold_mib: ($rss | map(.rss_kib / 1024) | {first: first, min: min, max: max, last: last}),
+     rss_samples: $rss,
      held: ($min_connected == $n and $min_online == $n and $lost == 0)}' | tee "$out"

@@ -53,6 +53,10 @@ pub fn server_config(
     config.alpn_protocols = vec![NODE_ALPN.to_vec(), ADMIN_ALPN.to_vec()];
     // 0-RTT data could be replayed; nothing in Tether needs it.
     config.max_early_data_size = 0;
+    // No session tickets: no Tether client resumes (a node keeps one connection for days, and
+    // every `tether` command is a new process), so each ticket was wasted work and bytes in
+    // every handshake, and a slot in a server-side session cache.
+    config.send_tls13_tickets = 0;
     Ok(config)
 }
 
@@ -229,7 +233,9 @@ mod tests {
     fn configs_build() {
         let ca = CoreCa::generate("t").unwrap();
         let server = ca.issue_server(&[]).unwrap();
-        server_config(ca.cert_der(), server).unwrap();
+        let config = server_config(ca.cert_der(), server).unwrap();
+        assert_eq!(config.send_tls13_tickets, 0, "no client resumes");
+        assert_eq!(config.max_early_data_size, 0, "no replayable 0-RTT");
         node_client_config(ca.fingerprint()).unwrap();
         let issued = ca
             .issue_admin("root", tether_wire::admin::Role::Admin)

@@ -23,6 +23,7 @@ pub mod udp;
 mod admin_api;
 mod enroll;
 mod exec;
+mod mailbox;
 mod node_conn;
 mod tty;
 mod views;

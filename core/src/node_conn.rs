@@ -24,12 +24,14 @@ use tether_wire::exec::ExecFrame;
 use tether_wire::limits::{MAX_CONTROL_FRAME_LEN, MAX_EXEC_FRAME_LEN};
 use tether_wire::stream::{FramedRecv, FramedSend, RecvError};
 use tether_wire::{AUTH_EXPORTER_LABEL, AUTH_EXPORTER_LEN, ErrorCode, NodeId};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::enroll::{Refusal, check_request, describe_skew};
-use crate::presence::{Ingested, Live, Liveness, Notice, Session, SessionCommand, ingest_datagram};
+use crate::mailbox::Mailbox;
+use crate::presence::{
+    COMMAND_QUEUE, Ingested, Live, Liveness, Notice, Session, SessionCommand, ingest_datagram,
+};
 use crate::server::Shared;
 
 /// How long core waits for a node to close after telling it why it must go.
@@ -104,14 +106,19 @@ pub(crate) async fn serve(shared: Arc<Shared>, connection: Connection) {
         return;
     };
     let span = info_span!("node", node_id = %auth.node_id);
-    let Some((session, commands)) =
+    let Some(session) =
         Box::pin(authenticate(&shared, &connection, &mut control, auth).instrument(span.clone()))
             .await
     else {
         return;
     };
     async {
-        let reason = run_session(&shared, &connection, &mut control, &session, commands).await;
+        let reason = {
+            // Commands sent once the session stopped taking them are given back to their
+            // senders, whichever way it stopped.
+            let _closed = session.commands.close_on_drop();
+            run_session(&shared, &connection, &mut control, &session).await
+        };
         Box::pin(end_session(&shared, &session, reason)).await;
     }
     .instrument(span)
@@ -430,7 +437,7 @@ async fn authenticate(
     connection: &Connection,
     control: &mut Control,
     auth: AuthRequest,
-) -> Option<(Arc<Session>, mpsc::Receiver<SessionCommand>)> {
+) -> Option<Arc<Session>> {
     let node_id = auth.node_id;
     if let Err(message) = tether_wire::control::check_version(&auth.agent_version) {
         refuse(connection, control, (ErrorCode::INVALID_REQUEST, message)).await;
@@ -498,12 +505,11 @@ async fn authenticate(
         return None;
     }
 
-    let (commands, command_queue) = mpsc::channel(4);
     let session = Arc::new(Session {
         node_id,
         generation: shared.presence.next_generation(),
         connection: connection.clone(),
-        commands,
+        commands: Mailbox::new(COMMAND_QUEUE),
         exec_streams_raised: Default::default(),
         live: Mutex::new(Live {
             heartbeat_ok: true,
@@ -548,10 +554,11 @@ async fn authenticate(
         .is_err()
     {
         shared.presence.unregister(node_id, session.generation);
+        session.commands.close();
         return None;
     }
     info!(remote = %connection.remote_address(), version = %auth.agent_version, "node online");
-    Some((session, command_queue))
+    Some(session)
 }
 
 /// How a session ended, for the status log.
@@ -567,7 +574,6 @@ async fn run_session(
     connection: &Connection,
     control: &mut Control,
     session: &Arc<Session>,
-    mut commands: mpsc::Receiver<SessionCommand>,
 ) -> Ended {
     let offline_after = shared.config.offline_after;
     let max_skew_ms = i64::try_from(shared.config.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
@@ -631,7 +637,7 @@ async fn run_session(
                     }
                 }
             }
-            Some(command) = commands.recv() => match command {
+            command = session.commands.recv() => match command {
                 SessionCommand::Send(message) => {
                     if let Err(e) = Box::pin(control.send.send(&message)).await {
                         return ended(match connection.close_reason() {

@@ -12,7 +12,9 @@ use std::time::Duration;
 use tether_wire::heartbeat::{Datagram, DatagramError, Metrics, decode_datagram};
 use tether_wire::{ExecutionId, NodeId};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+
+use crate::mailbox::Mailbox;
 use tokio::time::Instant;
 
 /// Commands another task can give a node's session.
@@ -23,10 +25,13 @@ pub(crate) enum SessionCommand {
         /// For the node's log.
         reason: String,
     },
-    /// Send a frame on the control stream (exec requests and cancels). Boxed: every node's
-    /// queue allocates room for 32 commands up front, and the message is large.
+    /// Send a frame on the control stream (exec requests and cancels). Boxed: the message is
+    /// large, and the queue holds up to `COMMAND_QUEUE` of them.
     Send(Box<tether_wire::control::CoreMessage>),
 }
+
+/// Commands a session queues before senders wait.
+pub(crate) const COMMAND_QUEUE: usize = 4;
 
 /// One authenticated node connection.
 #[derive(Debug)]
@@ -35,7 +40,8 @@ pub(crate) struct Session {
     /// Distinguishes this session from older or newer ones of the same node.
     pub generation: u64,
     pub connection: quinn::Connection,
-    pub commands: mpsc::Sender<SessionCommand>,
+    /// Commands for the session task; closed when it ends.
+    pub commands: Mailbox<SessionCommand>,
     pub live: Mutex<Live>,
     /// Whether the node may open as many output streams as it may run commands (it starts with
     /// few: see `server::transport_config`).

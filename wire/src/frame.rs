@@ -160,8 +160,9 @@ impl FrameReader {
             Decoded::Incomplete { .. } => Ok(None),
             Decoded::Complete { message, consumed } => {
                 self.buf.drain(..consumed);
-                if self.buf.is_empty() && self.buf.capacity() > 64 * 1024 {
-                    // Give back the memory a large frame needed; idle connections must stay small.
+                if self.buf.is_empty() {
+                    // Nothing is kept between frames: a control stream is idle almost always,
+                    // and a core holds very many of them.
                     self.buf = Vec::new();
                 }
                 Ok(Some(message))
@@ -173,6 +174,21 @@ impl FrameReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reader_between_frames_holds_no_memory() {
+        let frame = encode_frame(&"hello".to_string(), 1024).unwrap();
+        let mut reader = FrameReader::new(1024);
+        reader.push(&frame[..3]);
+        assert_eq!(reader.next_message::<String>().unwrap(), None);
+        reader.push(&frame[3..]);
+        reader.push(&frame[..2]);
+        assert_eq!(reader.next_message::<String>().unwrap().unwrap(), "hello");
+        assert_eq!(reader.buffered(), 2, "the next frame's start is kept");
+        reader.push(&frame[2..]);
+        assert_eq!(reader.next_message::<String>().unwrap().unwrap(), "hello");
+        assert_eq!(reader.buf.capacity(), 0);
+    }
 
     #[test]
     fn round_trip_and_incomplete() {
