@@ -35,8 +35,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-progress() { grep 'tether-loadgen: \[' "$work/loadgen.log" | tail -1; }
-disconnects() { progress | grep -o '[0-9]* disconnects' | cut -d' ' -f1; }
+progress() { loadgen_progress "$work/loadgen.log"; }
+disconnects() { loadgen_disconnects "$work/loadgen.log"; }
 # One failed call is a missing sample, not the end of the run.
 status() { core_status "$cli_bin" "$data" "$port"; }
 # A count from a status sample, or DEFAULT when the sample is missing.

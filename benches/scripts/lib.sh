@@ -35,6 +35,12 @@ start_core() {
 # A field of /proc/PID/status in KiB: proc_kib PID VmRSS (or VmHWM, ...).
 proc_kib() { awk -v key="$2:" '$1 == key {print $2}' "/proc/$1/status"; }
 
+# The generator's latest progress line (it prints one a second) in its stderr LOG.
+loadgen_progress() { grep 'tether-loadgen: \[' "$1" | tail -1; }
+
+# Sessions the generator has lost so far, from its LOG.
+loadgen_disconnects() { loadgen_progress "$1" | grep -o '[0-9]* disconnects' | cut -d' ' -f1; }
+
 # CPU seconds (user and system) PID has used so far.
 proc_cpu_s() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
 

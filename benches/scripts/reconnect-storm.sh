@@ -40,12 +40,11 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 now() { date +%s.%N; }
-# The load generator prints a progress line every second.
-progress() { grep 'tether-loadgen: \[' "$work/loadgen.log" | tail -1; }
+progress() { loadgen_progress "$work/loadgen.log"; }
 online() { progress | grep -o '[0-9]*/[0-9]* online' | cut -d/ -f1; }
 # (No failure yet is an empty map: the greps find nothing, which is not an error here.)
 failures() { progress | { grep -o 'failures {.*}' || true; } | { grep -o ': [0-9]*' || true; } | tr -d ': ' | awk '{s += $1} END {print s + 0}'; }
-disconnects() { progress | grep -o '[0-9]* disconnects' | cut -d' ' -f1; }
+disconnects() { loadgen_disconnects "$work/loadgen.log"; }
 # Nodes authenticated on the running core process (0 while it starts).
 core_nodes() { core_status "$cli_bin" "$data" "$port" | jq -r '.nodes_connected // 0'; }
 

@@ -13,9 +13,9 @@ use tether_wire::heartbeat::{Datagram, DatagramError, Metrics, decode_datagram};
 use tether_wire::{ExecutionId, NodeId};
 
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use crate::mailbox::Mailbox;
-use tokio::time::Instant;
 
 /// Commands another task can give a node's session.
 #[derive(Debug)]

@@ -71,10 +71,11 @@ from_redb!(
     redb::SetDurabilityError
 );
 
-/// redb's own page cache. Its default (1 GiB) lets a core with 100,000 nodes keep the whole file
-/// (322 MB) in its heap: 3 KiB more of every node's share of resident memory, filled as the
-/// last-seen flush touches every record. The file is still cached, by the kernel, which can give
-/// the memory back under pressure; reads that miss this cache cost a `pread`, not a disk access.
+/// redb's own page cache. Its default (1 GiB) would let a core with 100,000 nodes keep the whole
+/// file (322 MB) in its heap, over 3 KiB of every node's share of resident memory: each
+/// connection updates its node's record, and a restart's mark-all-offline pass reads them all.
+/// The file is still cached, by the kernel, which can give the memory back under pressure; reads
+/// that miss this cache cost a `pread`, not a disk access.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Handle to the store; cheap to clone.
