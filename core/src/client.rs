@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quinn::crypto::rustls::QuicClientConfig;
-use quinn::{ClientConfig, Connection, Endpoint, TransportConfig, VarInt};
+use quinn::{ClientConfig, Connection, Endpoint, EndpointConfig, TransportConfig, VarInt};
 use tether_certs::identity::AdminIdentity;
 use tether_wire::admin::{AdminRequest, AdminResponse, ExecSpec};
 use tether_wire::bytes::ByteBuf;
-use tether_wire::limits::{MAX_ADMIN_FRAME_LEN, MAX_TTY_FRAME_LEN, TTY_CHUNK};
+use tether_wire::limits::{MAX_ADMIN_FRAME_LEN, MAX_TTY_FRAME_LEN, MAX_UDP_PAYLOAD, TTY_CHUNK};
 use tether_wire::stream::{FramedRecv, FramedSend};
 use tether_wire::tty::{TtyAuthorize, TtyExit, TtyGrant, TtyInput, TtyOutput, WindowSize};
 use tether_wire::{ErrorCode, TLS_SERVER_NAME};
@@ -79,6 +79,7 @@ impl AdminClient {
         let mut transport = TransportConfig::default();
         transport.max_idle_timeout(Some(VarInt::from_u32(30_000).into()));
         transport.keep_alive_interval(Some(Duration::from_secs(10)));
+        transport.mtu_discovery_config(Some(tether_wire::quic::mtu_discovery()));
         config.transport_config(Arc::new(transport));
         let bind: SocketAddr = if addr.is_ipv6() {
             "[::]:0"
@@ -87,7 +88,16 @@ impl AdminClient {
         }
         .parse()
         .expect("valid");
-        let mut endpoint = Endpoint::client(bind).map_err(|e| ClientError::Setup(e.to_string()))?;
+        // Accepts core's large packets (terminal output) where the path allows them.
+        let mut endpoint_config = EndpointConfig::default();
+        endpoint_config
+            .max_udp_payload_size(MAX_UDP_PAYLOAD)
+            .expect("within quinn's bounds");
+        let socket = std::net::UdpSocket::bind(bind)
+            .map_err(|e| ClientError::Setup(format!("cannot open a UDP socket: {e}")))?;
+        let mut endpoint =
+            Endpoint::new(endpoint_config, None, socket, Arc::new(quinn::TokioRuntime))
+                .map_err(|e| ClientError::Setup(format!("cannot open a UDP socket: {e}")))?;
         endpoint.set_default_client_config(config);
         let connect_error = |reason: String| ClientError::Connect {
             addr: addr_text.to_string(),
@@ -106,6 +116,12 @@ impl AdminClient {
             endpoint,
             connection,
         })
+    }
+
+    /// The largest UDP payload this connection sends now, as path MTU discovery found it (up
+    /// to [`MAX_UDP_PAYLOAD`]).
+    pub fn path_mtu(&self) -> u16 {
+        self.connection.stats().path.current_mtu
     }
 
     /// Sends one request and collects every response frame. An error answer becomes

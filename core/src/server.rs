@@ -9,6 +9,8 @@ use std::time::Duration;
 use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{Endpoint, EndpointConfig, IdleTimeout, TransportConfig, VarInt};
 use tether_store::Store;
+use tether_wire::limits::MAX_UDP_PAYLOAD;
+use tether_wire::quic::mtu_discovery;
 use tether_wire::{ADMIN_ALPN, ErrorCode, NODE_ALPN};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -112,6 +114,7 @@ pub fn transport_config(config: &CoreConfig) -> Result<TransportConfig, StartErr
     // connection sends two at once (every handshake does) and keeps that 14 KiB buffer for the
     // connection's life. Across 100,000 idle nodes that is over a gigabyte.
     transport.enable_segmentation_offload(false);
+    transport.mtu_discovery_config(Some(mtu_discovery()));
     Ok(transport)
 }
 
@@ -145,6 +148,9 @@ fn endpoint_config(reset_key: &[u8; 32]) -> EndpointConfig {
     // shrink away), and the generator drops any packet whose connection id core did not issue
     // (a 48-bit keyed tag, see `cid`) before a reset is considered, so garbage never earns one.
     config.min_reset_interval(MIN_RESET_INTERVAL);
+    config
+        .max_udp_payload_size(MAX_UDP_PAYLOAD)
+        .expect("within quinn's bounds");
     config
 }
 

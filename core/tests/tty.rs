@@ -886,3 +886,23 @@ async fn sessions_survive_address_changes_at_both_ends() {
     session.input.write(b"\x04").await.unwrap();
     assert_eq!(read_to_exit(&mut session).await.1, 0);
 }
+
+/// Terminal output crosses in large packets where the path allows: on loopback, path MTU
+/// discovery between the CLI and core goes past Ethernet's sizes (quinn's defaults: discovery
+/// stops at 1,452 bytes, an endpoint accepts 1,472) up to `MAX_UDP_PAYLOAD`. Needs both core
+/// accepting large datagrams and the CLI searching for them.
+#[tokio::test(flavor = "multi_thread")]
+async fn packets_between_the_cli_and_core_grow_past_ethernet_size_on_loopback() {
+    init_tracing();
+    let core = TestCore::start(|_| {}).await;
+    let client = identity_for(&core, "mtu", Role::Admin).await;
+    let mtu = eventually("path MTU discovery to go past 1,472 bytes", || async {
+        let mtu = client.path_mtu();
+        (mtu > 1472).then_some(mtu)
+    })
+    .await;
+    assert!(
+        mtu <= tether_wire::limits::MAX_UDP_PAYLOAD,
+        "{mtu} is over the ceiling"
+    );
+}

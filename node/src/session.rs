@@ -147,6 +147,9 @@ fn transport(config: &NodeConfig) -> TransportConfig {
     transport.send_window(1024 * 1024);
     transport.datagram_receive_buffer_size(Some(8 * 1024));
     transport.datagram_send_buffer_size(8 * 1024);
+    // Large packets towards core where the path allows (terminal output); the endpoint keeps
+    // quinn's default for what it accepts, so core's packets to nodes stay small.
+    transport.mtu_discovery_config(Some(tether_wire::quic::mtu_discovery()));
     transport
 }
 

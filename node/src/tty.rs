@@ -23,8 +23,9 @@ use tether_wire::limits::{MAX_TTY_FRAME_LEN, MAX_TTYS_PER_NODE, TTY_CHUNK};
 use tether_wire::stream::{FramedRecv, FramedSend};
 use tether_wire::tty::{TtyExit, TtyInput, TtyOpen, TtyOutput, WindowSize};
 use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
+use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 /// After the shell exits, how long to keep reading output that a leftover process still writes.
@@ -283,11 +284,68 @@ enum OutputEnd {
     Failed(String),
 }
 
+/// A frame at least this large means output is streaming, not echoing (see [`gather_more`]).
+const STREAMING_FRAME: usize = 2 * 1024;
+/// ...if the next read comes within this of it.
+const STREAMING_GAP: Duration = Duration::from_millis(2);
+/// While streaming, how long a frame waits for more output before it leaves (tokio's timer
+/// rounds up to its 1 ms tick).
+const GATHER_WAIT: Duration = Duration::from_micros(500);
+/// While streaming, a frame leaves once less than this room is left: a PTY read returns at
+/// most 4 KiB (the line discipline's buffer).
+const GATHER_ROOM: usize = 4 * 1024;
+
+/// Whether the frame being read should wait for more output: only while output streams, that
+/// is when the previous frame was large and left a moment ago. A keystroke's echo, or the
+/// first burst of a command's output, leaves at once.
+///
+/// Why: the PTY hands over at most 4 KiB per read, and a program writing line by line (most
+/// do, to a terminal) is read a line or two at a time by a reader that keeps up. Sent as is,
+/// every read is a frame and a packet through node, core and client. Gathered, a fast stream
+/// crosses in frames of tens of KiB: far fewer packets, wake-ups and system calls on all
+/// three, and the end of a stream waits at most [`GATHER_WAIT`] (rounded up to a millisecond).
+fn gather_more(last_large_frame_at: Option<Instant>, now: Instant) -> bool {
+    last_large_frame_at.is_some_and(|at| now.saturating_duration_since(at) <= STREAMING_GAP)
+}
+
+/// How a round of reads ended.
+enum Drained {
+    /// Nothing more to read for now (readiness cleared), or the buffer is full.
+    ForNow,
+    /// Every holder of the PTY's slave side is gone.
+    Closed,
+}
+
+/// Reads into `buf[*filled..]` until the PTY has nothing more for now or `buf` is full.
+fn read_available(
+    guard: &mut AsyncFdReadyGuard<'_, OwnedFd>,
+    buf: &mut [u8],
+    filled: &mut usize,
+) -> Drained {
+    while *filled < buf.len() {
+        let read = guard.try_io(|fd| {
+            rustix::io::read(fd.get_ref(), &mut buf[*filled..]).map_err(std::io::Error::from)
+        });
+        match read {
+            Ok(Ok(0)) => return Drained::Closed,
+            Ok(Ok(n)) => *filled += n,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // EIO once the shell and its children are gone: the end, like end of file.
+            Ok(Err(_)) => return Drained::Closed,
+            // Nothing more for now (readiness cleared).
+            Err(_would_block) => return Drained::ForNow,
+        }
+    }
+    Drained::ForNow
+}
+
 /// PTY → core: whatever the shell wrote since the last read (up to [`TTY_CHUNK`]) as one `Data`
-/// frame, read only once the previous frame is in QUIC's hands. When core reads slowly, the
-/// PTY's buffer fills and the shell blocks in `write`: memory stays bounded.
+/// frame, read only once the previous frame is in QUIC's hands; while output streams, a frame
+/// waits a moment for more ([`gather_more`]). When core reads slowly, the PTY's buffer fills
+/// and the shell blocks in `write`: memory stays bounded.
 async fn pump_output(io: &AsyncFd<OwnedFd>, send: &mut FramedSend) -> OutputEnd {
     let mut buf = Vec::with_capacity(TTY_CHUNK);
+    let mut last_large_frame_at = None;
     loop {
         let mut guard = match io.readable().await {
             Ok(guard) => guard,
@@ -295,25 +353,20 @@ async fn pump_output(io: &AsyncFd<OwnedFd>, send: &mut FramedSend) -> OutputEnd 
         };
         buf.resize(TTY_CHUNK, 0);
         let mut filled = 0;
-        let mut closed = false;
-        while filled < buf.len() {
-            let read = guard.try_io(|fd| {
-                rustix::io::read(fd.get_ref(), &mut buf[filled..]).map_err(std::io::Error::from)
-            });
-            match read {
-                Ok(Ok(0)) => closed = true,
-                Ok(Ok(n)) => {
-                    filled += n;
-                    continue;
-                }
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                // EIO once the shell and its children are gone: the end, like end of file.
-                Ok(Err(_)) => closed = true,
-                // Nothing more for now (readiness cleared).
-                Err(_would_block) => {}
+        let gather = gather_more(last_large_frame_at, Instant::now());
+        let closed = loop {
+            if let Drained::Closed = read_available(&mut guard, &mut buf, &mut filled) {
+                break true;
             }
-            break;
-        }
+            if !gather || buf.len() - filled < GATHER_ROOM {
+                break false;
+            }
+            match tokio::time::timeout(GATHER_WAIT, io.readable()).await {
+                Ok(Ok(next)) => guard = next,
+                // Nothing more in time (or polling failed: the next round reports it).
+                _ => break false,
+            }
+        };
         if filled > 0 {
             buf.truncate(filled);
             let frame = TtyOutput::Data(ByteBuf(std::mem::take(&mut buf)));
@@ -324,6 +377,7 @@ async fn pump_output(io: &AsyncFd<OwnedFd>, send: &mut FramedSend) -> OutputEnd 
             if let Err(e) = sent {
                 return OutputEnd::Failed(format!("output stream failed: {e}"));
             }
+            last_large_frame_at = (filled >= STREAMING_FRAME).then(Instant::now);
         }
         if closed {
             return OutputEnd::Closed;
@@ -483,6 +537,24 @@ async fn run(open: TtyOpen, mut send: FramedSend, mut recv: FramedRecv, shell: O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_is_gathered_only_right_after_a_large_frame() {
+        let now = Instant::now();
+        assert!(
+            !gather_more(None, now),
+            "no large frame yet: an echo leaves at once"
+        );
+        assert!(
+            gather_more(Some(now), now),
+            "a large frame just left: output streams"
+        );
+        assert!(gather_more(Some(now - STREAMING_GAP), now));
+        assert!(
+            !gather_more(Some(now - STREAMING_GAP - Duration::from_micros(1)), now),
+            "the stream paused: the next output leaves at once"
+        );
+    }
 
     #[test]
     fn the_shell_is_chosen_as_documented() {

@@ -40,4 +40,6 @@ pub const AUTH_EXPORTER_LABEL: &[u8] = b"EXPORTER-tether-node-auth-v1";
 pub const AUTH_EXPORTER_LEN: usize = 32;
 
 #[cfg(feature = "quinn")]
+pub mod quic;
+#[cfg(feature = "quinn")]
 pub mod stream;
