@@ -72,7 +72,6 @@ pub fn client_endpoint(token: &JoinToken) -> Result<Endpoint, SimError> {
     transport.send_window(1024 * 1024);
     transport.datagram_receive_buffer_size(Some(8 * 1024));
     transport.datagram_send_buffer_size(8 * 1024);
-    transport.mtu_discovery_config(Some(tether_wire::quic::mtu_discovery()));
     let mut client = quinn::ClientConfig::new(Arc::new(quic));
     client.transport_config(Arc::new(transport));
     endpoint.set_default_client_config(client);

@@ -5,13 +5,13 @@
 pub const MAX_CONTROL_FRAME_LEN: usize = 1024 * 1024;
 /// Largest frame on an admin stream (node lists are sent in chunks well under this).
 pub const MAX_ADMIN_FRAME_LEN: usize = 8 * 1024 * 1024;
-/// Largest UDP payload core and the CLI accept, and the ceiling of every Tether endpoint's path
-/// MTU discovery (quinn's default ceiling is 1,452 bytes, for Ethernet). Where the path allows
-/// it (loopback, jumbo frames) terminal output crosses in a tenth of the packets: each costs a
-/// system call, a decryption and a wake-up at every hop. On an Ethernet path discovery settles
-/// where it does today, after a few lost probes. Nodes keep quinn's default for what they
-/// accept (1,472 bytes), so core's packets to a node, and the buffer core keeps for sending
-/// them, stay small on every one of thousands of connections.
+/// Largest UDP payload core and the CLI accept, and the ceiling of their path MTU discovery
+/// (quinn's default ceiling is 1,452 bytes, for Ethernet). Where the path allows it (loopback,
+/// jumbo frames) terminal output reaches the CLI in a tenth of the packets: each costs a system
+/// call, a decryption and a wake-up. On an Ethernet path discovery settles where it did, after
+/// a few lost probes. Nodes keep quinn's defaults both ways: they accept 1,472 bytes, so core's
+/// packets to a node, and the buffer core keeps for sending them, stay small on every one of
+/// thousands of connections; and they do not search past 1,452 (see the node's `transport`).
 pub const MAX_UDP_PAYLOAD: u16 = 16 * 1024;
 /// Largest heartbeat datagram a node will build: comfortably under quinn's 1162-byte
 /// `max_datagram_size()` at the minimum QUIC MTU of 1200.

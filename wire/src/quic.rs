@@ -4,7 +4,7 @@ use quinn::MtuDiscoveryConfig;
 
 use crate::limits::MAX_UDP_PAYLOAD;
 
-/// Path MTU discovery up to [`MAX_UDP_PAYLOAD`] (see there): for core, the CLI and nodes.
+/// Path MTU discovery up to [`MAX_UDP_PAYLOAD`] (see there): for core and the CLI.
 pub fn mtu_discovery() -> MtuDiscoveryConfig {
     let mut discovery = MtuDiscoveryConfig::default();
     discovery.upper_bound(MAX_UDP_PAYLOAD);
