@@ -9,7 +9,7 @@ use quinn::{ClientConfig, Connection, Endpoint, EndpointConfig, TransportConfig,
 use tether_certs::identity::AdminIdentity;
 use tether_wire::admin::{AdminRequest, AdminResponse, ExecSpec};
 use tether_wire::bytes::ByteBuf;
-use tether_wire::limits::{MAX_ADMIN_FRAME_LEN, MAX_TTY_FRAME_LEN, MAX_UDP_PAYLOAD, TTY_CHUNK};
+use tether_wire::limits::{MAX_ADMIN_FRAME_LEN, MAX_TTY_FRAME_LEN, TTY_CHUNK};
 use tether_wire::stream::{FramedRecv, FramedSend};
 use tether_wire::tty::{TtyAuthorize, TtyExit, TtyGrant, TtyInput, TtyOutput, WindowSize};
 use tether_wire::{ErrorCode, TLS_SERVER_NAME};
@@ -90,14 +90,13 @@ impl AdminClient {
         .expect("valid");
         // Accepts core's large packets (terminal output) where the path allows them.
         let mut endpoint_config = EndpointConfig::default();
-        endpoint_config
-            .max_udp_payload_size(MAX_UDP_PAYLOAD)
-            .expect("within quinn's bounds");
-        let socket = std::net::UdpSocket::bind(bind)
-            .map_err(|e| ClientError::Setup(format!("cannot open a UDP socket: {e}")))?;
+        tether_wire::quic::accept_large_packets(&mut endpoint_config);
+        let socket_error =
+            |e: std::io::Error| ClientError::Setup(format!("cannot open a UDP socket: {e}"));
+        let socket = std::net::UdpSocket::bind(bind).map_err(socket_error)?;
         let mut endpoint =
             Endpoint::new(endpoint_config, None, socket, Arc::new(quinn::TokioRuntime))
-                .map_err(|e| ClientError::Setup(format!("cannot open a UDP socket: {e}")))?;
+                .map_err(socket_error)?;
         endpoint.set_default_client_config(config);
         let connect_error = |reason: String| ClientError::Connect {
             addr: addr_text.to_string(),
@@ -119,7 +118,7 @@ impl AdminClient {
     }
 
     /// The largest UDP payload this connection sends now, as path MTU discovery found it (up
-    /// to [`MAX_UDP_PAYLOAD`]).
+    /// to [`tether_wire::limits::MAX_UDP_PAYLOAD`]).
     pub fn path_mtu(&self) -> u16 {
         self.connection.stats().path.current_mtu
     }

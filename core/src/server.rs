@@ -9,8 +9,7 @@ use std::time::Duration;
 use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{Endpoint, EndpointConfig, IdleTimeout, TransportConfig, VarInt};
 use tether_store::Store;
-use tether_wire::limits::MAX_UDP_PAYLOAD;
-use tether_wire::quic::mtu_discovery;
+use tether_wire::quic::{accept_large_packets, mtu_discovery};
 use tether_wire::{ADMIN_ALPN, ErrorCode, NODE_ALPN};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -148,9 +147,7 @@ fn endpoint_config(reset_key: &[u8; 32]) -> EndpointConfig {
     // shrink away), and the generator drops any packet whose connection id core did not issue
     // (a 48-bit keyed tag, see `cid`) before a reset is considered, so garbage never earns one.
     config.min_reset_interval(MIN_RESET_INTERVAL);
-    config
-        .max_udp_payload_size(MAX_UDP_PAYLOAD)
-        .expect("within quinn's bounds");
+    accept_large_packets(&mut config);
     config
 }
 
