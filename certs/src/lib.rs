@@ -43,12 +43,13 @@ pub enum CertError {
     #[error("TLS configuration: {0}")]
     Tls(String),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    // The OS error is in the message and deliberately not a `source`: `{:#}` printed it twice.
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: std::path::PathBuf,
         /// What happened.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A secret file is readable or writable by others.
     #[error(
@@ -74,7 +75,7 @@ impl CertError {
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
         CertError::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         }
     }
 }

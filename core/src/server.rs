@@ -38,12 +38,13 @@ pub enum StartError {
     #[error("TLS: {0}")]
     Tls(String),
     /// The UDP socket could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    // The OS error is in the message and deliberately not a `source`: `{:#}` printed it twice.
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -209,9 +210,9 @@ impl Core {
         server_config.migration(true);
         server_config.retry_token_lifetime(RETRY_TOKEN_LIFETIME);
         let endpoint_config = endpoint_config(&data_dir.reset_key()?);
-        let bind_error = |source| StartError::Bind {
+        let bind_error = |error| StartError::Bind {
             addr: config.listen,
-            source,
+            error,
         };
         let socket =
             crate::udp::bind_logged(config.listen, config.udp_buffer).map_err(bind_error)?;
@@ -222,10 +223,7 @@ impl Core {
             Arc::new(quinn::TokioRuntime),
         )
         .map_err(bind_error)?;
-        let local_addr = endpoint.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        let local_addr = endpoint.local_addr().map_err(bind_error)?;
         info!(%local_addr, advertised = %advertised, "core listening");
 
         let shared = Arc::new(Shared {

@@ -173,7 +173,14 @@ async fn cli_errors_are_clear_and_exit_non_zero() {
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("TETHER_IDENTITY"));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("TETHER_IDENTITY"), "{stderr}");
+    // The OS's reason, once (it was printed twice, as message and as cause).
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
 
     // A readable-by-others identity is refused, with the fix.
     let tmp = tempfile::tempdir().unwrap();

@@ -316,3 +316,35 @@ async fn handshakes_beyond_the_limit_wait_for_a_retry_and_none_is_lost() {
         "{DIALS} at once with room for four: some first packets were left for later"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_handshakes_give_their_slot_back() {
+    // Room for two handshakes, and a hello timeout longer than the test, so that a slot kept by
+    // a failed handshake would stay taken throughout.
+    let core = TestCore::start(|c| {
+        c.max_handshakes = 2;
+        c.hello_timeout = Duration::from_secs(300);
+    })
+    .await;
+    let right = core.token().ca_fingerprint;
+    let wrong = tether_certs::ca::CoreCa::generate("stranger")
+        .unwrap()
+        .fingerprint();
+    for attempt in 0..6 {
+        let refused = tokio::time::timeout(PATIENCE, RawNode::dial(core.addr, wrong))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("attempt {attempt} was never answered: earlier failures kept their slots")
+            });
+        assert!(
+            refused.is_err(),
+            "attempt {attempt}: a node pinning another CA does not connect"
+        );
+    }
+    // Had the six failed handshakes kept their slots, this first packet would be left unanswered
+    // every time it was sent.
+    tokio::time::timeout(PATIENCE, RawNode::dial(core.addr, right))
+        .await
+        .expect("a good node is answered while the failed ones are gone")
+        .expect("and connects");
+}
