@@ -126,6 +126,21 @@ pub fn transport_config(config: &CoreConfig) -> Result<TransportConfig, StartErr
 /// forger nothing.
 const RETRY_TOKEN_LIFETIME: Duration = Duration::from_secs(120);
 
+/// QUIC server settings: core's TLS, its transport, migration allowed (a node's or client's
+/// address may change mid-session), and retry tokens that outlast a storm.
+fn quic_server_config(
+    tls: rustls::ServerConfig,
+    config: &CoreConfig,
+) -> Result<quinn::ServerConfig, StartError> {
+    let quic_tls =
+        QuicServerConfig::try_from(Arc::new(tls)).map_err(|e| StartError::Tls(e.to_string()))?;
+    let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_tls));
+    server_config.transport_config(Arc::new(transport_config(config)?));
+    server_config.migration(true);
+    server_config.retry_token_lifetime(RETRY_TOKEN_LIFETIME);
+    Ok(server_config)
+}
+
 /// No floor between stateless resets (see `endpoint_config`).
 const MIN_RESET_INTERVAL: Duration = Duration::ZERO;
 
@@ -203,12 +218,7 @@ impl Core {
         let server_cert = data_dir.server_certificate(&ca)?;
         let tls = tether_certs::tls::server_config(ca.cert_der(), server_cert)
             .map_err(|e| StartError::Tls(e.to_string()))?;
-        let quic_tls = QuicServerConfig::try_from(Arc::new(tls))
-            .map_err(|e| StartError::Tls(e.to_string()))?;
-        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_tls));
-        server_config.transport_config(Arc::new(transport_config(&config)?));
-        server_config.migration(true);
-        server_config.retry_token_lifetime(RETRY_TOKEN_LIFETIME);
+        let server_config = quic_server_config(tls, &config)?;
         let endpoint_config = endpoint_config(&data_dir.reset_key()?);
         let bind_error = |error| StartError::Bind {
             addr: config.listen,
@@ -449,6 +459,22 @@ mod tests {
     use crate::clock::ManualClock;
     use tether_store::NewApplication;
     use tether_wire::NodeId;
+
+    #[test]
+    fn retry_tokens_outlast_a_storm_and_addresses_may_change() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ca = tether_certs::ca::CoreCa::generate("t").unwrap();
+        let tls =
+            tether_certs::tls::server_config(ca.cert_der(), ca.issue_server(&[]).unwrap()).unwrap();
+        let config = quic_server_config(tls, &CoreConfig::with_data_dir(tmp.path().into()));
+        // quinn offers no getters; its Debug output names every setting.
+        let shown = format!("{:?}", config.unwrap());
+        assert!(
+            shown.contains("retry_token_lifetime: 120s"),
+            "quinn's 15 s refused tokens in a storm: {shown}"
+        );
+        assert!(shown.contains("migration: true"), "{shown}");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn nonces_are_forgotten_once_their_window_has_passed() {
