@@ -17,8 +17,10 @@ pub enum RecvError {
     #[error(transparent)]
     Frame(#[from] FrameError),
     /// The stream or connection failed.
-    #[error("stream read failed: {0}")]
-    Read(#[from] quinn::ReadError),
+    // quinn's error and its causes are in the message, and deliberately not a `source`: with
+    // both, `{:#}` printed "connection lost: connection lost: reset by peer".
+    #[error("stream read failed: {}", with_causes(.0))]
+    Read(quinn::ReadError),
     /// The peer finished the stream in the middle of a frame.
     #[error("stream ended in the middle of a frame ({0} bytes buffered)")]
     Truncated(usize),
@@ -43,8 +45,37 @@ pub enum SendError {
     #[error(transparent)]
     Frame(#[from] FrameError),
     /// The stream or connection failed.
-    #[error("stream write failed: {0}")]
-    Write(#[from] quinn::WriteError),
+    // As `RecvError::Read`: the causes are in the message, not a `source`.
+    #[error("stream write failed: {}", with_causes(.0))]
+    Write(quinn::WriteError),
+}
+
+impl From<quinn::ReadError> for RecvError {
+    fn from(error: quinn::ReadError) -> Self {
+        RecvError::Read(error)
+    }
+}
+
+impl From<quinn::WriteError> for SendError {
+    fn from(error: quinn::WriteError) -> Self {
+        SendError::Write(error)
+    }
+}
+
+/// `error: cause: cause's cause...`, for errors whose causes would otherwise be lost or repeated.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let said = next.to_string();
+        // quinn's `ConnectionLost` says "connection lost" and its cause says it again in full.
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = next.source();
+    }
+    text
 }
 
 /// The receiving half of a framed stream.
@@ -133,5 +164,29 @@ impl FramedSend {
     /// Changes the frame limit for the next frames (the stream changes protocol).
     pub fn set_max_len(&mut self, max_len: usize) {
         self.max_len = max_len;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_connection_is_told_once_with_its_cause() {
+        let lost = RecvError::from(quinn::ReadError::ConnectionLost(
+            quinn::ConnectionError::Reset,
+        ));
+        assert_eq!(
+            lost.to_string(),
+            "stream read failed: connection lost: reset by peer"
+        );
+        // Nothing more down the chain, so `{:#}` prints the same once.
+        assert!(std::error::Error::source(&lost).is_none());
+
+        let stopped = SendError::from(quinn::WriteError::Stopped(quinn::VarInt::from_u32(7)));
+        assert_eq!(
+            stopped.to_string(),
+            "stream write failed: sending stopped by peer: error 7"
+        );
     }
 }
