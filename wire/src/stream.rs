@@ -68,7 +68,7 @@ fn with_causes(error: &dyn std::error::Error) -> String {
     let mut cause = error.source();
     while let Some(next) = cause {
         let said = next.to_string();
-        // quinn's `ConnectionLost` says "connection lost" and its cause says it again in full.
+        // A cause that only repeats what is already said is left out.
         if !text.ends_with(&said) {
             text.push_str(": ");
             text.push_str(&said);

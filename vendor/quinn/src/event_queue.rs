@@ -109,10 +109,14 @@ impl<T> Receiver<T> {
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let mut state = self.shared.lock();
         if let Some(value) = state.queue.pop_front() {
-            if state.queue.is_empty() {
-                // Give back what a burst made the queue grow to: an idle connection keeps none.
-                state.queue = VecDeque::new();
-            }
+            // Give back what a burst made the queue grow to: an idle connection keeps none. Freed
+            // after the lock is released, so the sender never waits on `free`.
+            let emptied = state
+                .queue
+                .is_empty()
+                .then(|| std::mem::take(&mut state.queue));
+            drop(state);
+            drop(emptied);
             return Poll::Ready(Some(value));
         }
         if state.senders == 0 {
