@@ -39,14 +39,7 @@ fn conn_err(e: impl std::fmt::Display) -> SimError {
 
 /// Like `conn_err`, with the causes (a lost stream says why the connection was lost).
 fn conn_err_chain(e: impl std::error::Error) -> SimError {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    SimError::Connection(text)
+    SimError::Connection(tether_wire::stream::with_causes(&e))
 }
 
 /// A client endpoint configured to trust core's CA by fingerprint, like a real node.

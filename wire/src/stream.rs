@@ -62,17 +62,13 @@ impl From<quinn::WriteError> for SendError {
     }
 }
 
-/// `error: cause: cause's cause...`, for errors whose causes would otherwise be lost or repeated.
-fn with_causes(error: &dyn std::error::Error) -> String {
+/// `error: cause: cause's cause...`: an error with every cause, on one line.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(next) = cause {
-        let said = next.to_string();
-        // A cause that only repeats what is already said is left out.
-        if !text.ends_with(&said) {
-            text.push_str(": ");
-            text.push_str(&said);
-        }
+        text.push_str(": ");
+        text.push_str(&next.to_string());
         cause = next.source();
     }
     text
