@@ -8,6 +8,11 @@
 # 1.35 x SIZE, is what crosses the terminal), LAT_RUNS=3 latency runs of KEYS=1000 keystrokes per
 # client, TIME_LIMIT=1200 seconds for the whole run, OUT=target/tty-vs-ssh.json for the results.
 #
+# Latency is also measured for two yardsticks (`tty-floor`): the leanest possible terminal over
+# plaintext UDP with blocking calls, direct (client and agent: the shape of ssh) and through a
+# relay (client, relay, agent: the shape of Tether). They show what the machine allows, and what
+# a relay alone costs on it.
+#
 # OpenSSH: Debian's openssh-server (installed if missing, without starting the system's service),
 # as a private sshd on a spare localhost port with its own config, host key and authorized key in
 # a temporary directory; the system's sshd and its config are never touched. The client runs with
@@ -43,19 +48,19 @@ if [ ! -x /usr/sbin/sshd ] || ! command -v jq > /dev/null; then
 fi
 
 cargo build --release -q -p tether-core -p tether-node -p tether-benches \
-    --bin tether-core --bin tether --bin tether-node --bin tty-latency --bin tty-rate
+    --bin tether-core --bin tether --bin tether-node --bin tty-latency --bin tty-rate --bin tty-floor
 bin=$root/target/release
 
 work=$(mktemp -d /tmp/tty-vs-ssh.XXXXXX)
 chmod 755 "$work"
 rmem_max=$(sysctl -n net.core.rmem_max)
 wmem_max=$(sysctl -n net.core.wmem_max)
-sshd=""; core=""; node=""; watchdog=""
+sshd=""; core=""; node=""; watchdog=""; floor_pids=""
 cleanup() {
     set +e
     # The watchdog's `sleep` first: it holds our stdout, and whoever reads it would wait it out.
     [ -z "$watchdog" ] || pkill -P "$watchdog" 2> /dev/null
-    for pid in $node $core $sshd $watchdog; do kill -TERM "$pid" 2> /dev/null; done
+    for pid in $node $core $sshd $watchdog $floor_pids; do kill -TERM "$pid" 2> /dev/null; done
     for pid in $node $core $sshd; do
         for _ in $(seq 50); do kill -0 "$pid" 2> /dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2> /dev/null
@@ -223,6 +228,27 @@ for i in $(seq "$lat_runs"); do
     timeout 300 "$bin/tty-latency" --keys "$keys" --label tether -- \
         "${tether_cmd[@]}" tty tty-bench --no-record --command "$echo_cmd" \
         | jq -c --arg run "$i" '. + {run: ($run | tonumber)}' >> "$work/latency.jsonl"
+    # The yardsticks: a fresh agent (and relay) per run; they serve one client.
+    for shape in direct relayed; do
+        agent_port=$(spare_port)
+        "$bin/tty-floor" agent --listen "127.0.0.1:$agent_port" -- sh -c "$echo_cmd" &
+        floor_pids="$!"
+        to=$agent_port
+        if [ "$shape" = relayed ]; then
+            to=$(spare_port)
+            "$bin/tty-floor" relay --listen "127.0.0.1:$to" --agent "127.0.0.1:$agent_port" &
+            floor_pids="$floor_pids $!"
+        fi
+        sleep 0.2
+        timeout 300 "$bin/tty-latency" --keys "$keys" --label "floor_$shape" -- \
+            "$bin/tty-floor" client --to "127.0.0.1:$to" \
+            | jq -c --arg run "$i" '. + {run: ($run | tonumber)}' >> "$work/latency.jsonl"
+        # shellcheck disable=SC2086 # a list of pids
+        kill $floor_pids 2> /dev/null
+        # shellcheck disable=SC2086
+        wait $floor_pids 2> /dev/null || true
+        floor_pids=""
+    done
 done
 
 # ---- Results -----------------------------------------------------------------------------------
@@ -239,19 +265,22 @@ jq -n --slurpfile tp "$work/throughput.jsonl" --slurpfile lat "$work/latency.jso
         pooled: {keys: (map(.samples_us | length) | add), p50_us: pooled(50), p90_us: pooled(90), p99_us: pooled(99), max_us: pooled(100)}};
     ($tp | map(select(.label == "ssh"))) as $tps | ($tp | map(select(.label == "tether"))) as $tpt |
     ($lat | map(select(.label == "ssh"))) as $ls | ($lat | map(select(.label == "tether"))) as $lt |
+    ($lat | map(select(.label == "floor_direct"))) as $lfd | ($lat | map(select(.label == "floor_relayed"))) as $lfr |
     {date: $date, kernel: $kernel, cpu: $cpu, openssh: {version: $ssh_version, cipher: $cipher, kex: $kex},
      input: "head -c \($size) /dev/zero | base64", keys: ($keys | tonumber),
      throughput: {ssh: ($tps | tpsum), tether: ($tpt | tpsum),
         tether_extra: {core_cpu_s: ($tpt | spread(.core_cpu_s)), node_cpu_s: ($tpt | spread(.node_cpu_s)),
             node_children_cpu_s: ($tpt | spread(.node_children_cpu_s))},
         ssh_extra: {sshd_cpu_s_with_children: ($tps | spread(.sshd_cpu_s_with_children))}},
-     latency: {ssh: ($ls | latsum), tether: ($lt | latsum)},
+     latency: {ssh: ($ls | latsum), tether: ($lt | latsum), floor_direct: ($lfd | latsum), floor_relayed: ($lfr | latsum)},
      runs: {throughput: $tp, latency: ($lat | map(del(.samples_us)))}}
     | .ratios = {throughput_median: (.throughput.tether.mb_per_s.median / .throughput.ssh.mb_per_s.median),
         latency_p50_median: (.latency.tether.p50_us.median / .latency.ssh.p50_us.median),
         latency_p99_median: (.latency.tether.p99_us.median / .latency.ssh.p99_us.median),
         latency_p50_pooled: (.latency.tether.pooled.p50_us / .latency.ssh.pooled.p50_us),
-        latency_p99_pooled: (.latency.tether.pooled.p99_us / .latency.ssh.pooled.p99_us)}
+        latency_p99_pooled: (.latency.tether.pooled.p99_us / .latency.ssh.pooled.p99_us),
+        floor_relayed_p50_median: (.latency.floor_relayed.p50_us.median / .latency.ssh.p50_us.median),
+        tether_over_floor_relayed_p50_median: (.latency.tether.p50_us.median / .latency.floor_relayed.p50_us.median)}
     ' > "$out"
 
 jq -r '
@@ -272,8 +301,11 @@ jq -r '
     "| client | p50 µs | p90 µs | p99 µs | max µs | pooled p50 / p99 µs |",
     "|---|---|---|---|---|---|",
     (.latency | "| OpenSSH | \(.ssh.p50_us | s0) | \(.ssh.p90_us | s0) | \(.ssh.p99_us | s0) | \(.ssh.max_us | s0) | \(.ssh.pooled.p50_us | f0) / \(.ssh.pooled.p99_us | f0) |",
-                "| Tether | \(.tether.p50_us | s0) | \(.tether.p90_us | s0) | \(.tether.p99_us | s0) | \(.tether.max_us | s0) | \(.tether.pooled.p50_us | f0) / \(.tether.pooled.p99_us | f0) |"),
+                "| Tether | \(.tether.p50_us | s0) | \(.tether.p90_us | s0) | \(.tether.p99_us | s0) | \(.tether.max_us | s0) | \(.tether.pooled.p50_us | f0) / \(.tether.pooled.p99_us | f0) |",
+                "| floor, direct | \(.floor_direct.p50_us | s0) | \(.floor_direct.p90_us | s0) | \(.floor_direct.p99_us | s0) | \(.floor_direct.max_us | s0) | \(.floor_direct.pooled.p50_us | f0) / \(.floor_direct.pooled.p99_us | f0) |",
+                "| floor, relayed | \(.floor_relayed.p50_us | s0) | \(.floor_relayed.p90_us | s0) | \(.floor_relayed.p99_us | s0) | \(.floor_relayed.max_us | s0) | \(.floor_relayed.pooled.p50_us | f0) / \(.floor_relayed.pooled.p99_us | f0) |"),
     "",
-    "Tether ÷ OpenSSH: throughput \(.ratios.throughput_median | f2) (medians); latency p50 \(.ratios.latency_p50_median | f2), p99 \(.ratios.latency_p99_median | f2) (medians of runs); pooled p50 \(.ratios.latency_p50_pooled | f2), p99 \(.ratios.latency_p99_pooled | f2)"
+    "Tether ÷ OpenSSH: throughput \(.ratios.throughput_median | f2) (medians); latency p50 \(.ratios.latency_p50_median | f2), p99 \(.ratios.latency_p99_median | f2) (medians of runs); pooled p50 \(.ratios.latency_p50_pooled | f2), p99 \(.ratios.latency_p99_pooled | f2)",
+    "Relayed floor ÷ OpenSSH p50 \(.ratios.floor_relayed_p50_median | f2); Tether ÷ relayed floor p50 \(.ratios.tether_over_floor_relayed_p50_median | f2)"
 ' "$out"
 echo "JSON: $out" >&2

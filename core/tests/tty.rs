@@ -423,7 +423,8 @@ async fn the_cli_in_a_real_terminal() {
     let (core, _admin, _nodes, _tmp) = fleet(1, |_| {}).await;
     let identity = core.data().join("admin.identity");
     let script = format!(
-        "{} --identity {} --core {} tty host-00; status=$?; echo; stty -a; echo status=$status",
+        "{} --identity {} --core {} tty host-00; status=$?; echo; stty -a; \
+         grep ^flags /proc/self/fdinfo/0; echo status=$status",
         binary("tether").display(),
         identity.display(),
         core.addr
@@ -442,9 +443,27 @@ async fn the_cli_in_a_real_terminal() {
     pty.type_text("\x03");
     pty.type_text("echo rc=$?\r");
     pty.expect("rc=130");
+    // Typed faster than it is read (a paste): the CLI reads the terminal in chunks of what is
+    // waiting, and all of it arrives, in order.
+    pty.type_text("stty -echo; tr -d '\\n' | sha256sum; stty echo\r");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let line: String = ('a'..='z').cycle().take(99).collect();
+    let pasted = format!("{line}\r").repeat(300);
+    pty.type_text(&pasted);
+    pty.type_text("\x04");
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(line.repeat(300)));
+    pty.expect(&digest);
     pty.type_text("exit 3\r");
     pty.expect("status=3");
     let output = pty.output();
+    // The CLI never made the terminal non-blocking, which would break the shell it returns to.
+    let flags = output
+        .rsplit("flags:")
+        .next()
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|octal| u32::from_str_radix(octal, 8).ok())
+        .expect("the terminal's flags");
+    assert_eq!(flags & 0o4000, 0, "stdin left O_NONBLOCK: {flags:o}");
     let settings = output.rsplit("40 120").next().unwrap();
     assert!(
         settings.contains(" icanon")

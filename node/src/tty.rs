@@ -189,7 +189,7 @@ fn spawn(open: &TtyOpen, shell: Option<&str>) -> Result<Pty, String> {
 /// move on the session's task with no thread in between (one hand-off less per keystroke each
 /// way), and output that piled up while a frame was in flight leaves in one read, as one frame.
 ///
-/// The only `unsafe` in the workspace: portable-pty exposes the master only as a raw descriptor,
+/// One of two `unsafe` blocks in the workspace (the other registers the CLI's terminal): portable-pty exposes the master only as a raw descriptor,
 /// and tokio's registration wants the caller's word that the descriptor stays valid.
 #[allow(unsafe_code)]
 fn master_io(master: &(dyn MasterPty + Send)) -> Result<AsyncFd<OwnedFd>, String> {
@@ -317,6 +317,11 @@ enum Drained {
 }
 
 /// Reads into `buf[*filled..]` until the PTY has nothing more for now or `buf` is full.
+///
+/// A read that returns less than asked has emptied the PTY: readiness is cleared then, without
+/// the read that would only say "would block" (one system call fewer per echo, and per read while
+/// output streams). Nothing is lost by it: output that arrives later marks the PTY ready again,
+/// even if it came between the read and the clearing.
 fn read_available(
     guard: &mut AsyncFdReadyGuard<'_, OwnedFd>,
     buf: &mut [u8],
@@ -328,6 +333,11 @@ fn read_available(
         });
         match read {
             Ok(Ok(0)) => return Drained::Closed,
+            Ok(Ok(n)) if *filled + n < buf.len() => {
+                *filled += n;
+                guard.clear_ready();
+                return Drained::ForNow;
+            }
             Ok(Ok(n)) => *filled += n,
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
             // EIO once the shell and its children are gone: the end, like end of file.

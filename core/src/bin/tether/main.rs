@@ -1,6 +1,7 @@
 //! `tether`: the admin CLI. Talks to core over QUIC with an admin identity file.
 
 mod exec;
+mod keys;
 mod output;
 mod stdout;
 mod terminal;

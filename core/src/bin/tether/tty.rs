@@ -10,8 +10,8 @@ use tether_core::client::{AdminClient, ClientError, TtyEvent};
 use tether_wire::admin::{AdminRequest, AdminResponse};
 use tether_wire::tty::{TtyAuthorize, TtySessionView};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
 
+use crate::keys::Keys;
 use crate::output::{self, print_json, rfc3339};
 use crate::stdout::StdoutWriter;
 use crate::terminal::{RawMode, window_size};
@@ -129,30 +129,6 @@ pub async fn run(client: &AdminClient, args: TtyArgs) -> anyhow::Result<u8> {
     }
 }
 
-/// Reads stdin on a thread of its own (a blocking read can not be cancelled; the process exit
-/// ends it), in chunks, with backpressure: a full channel stops the reading.
-fn stdin_reader() -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel(8);
-    std::thread::spawn(move || {
-        use std::io::Read;
-        let mut stdin = std::io::stdin().lock();
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            }
-        }
-    });
-    rx
-}
-
 async fn interactive(
     client: &AdminClient,
     node: String,
@@ -177,7 +153,7 @@ async fn interactive(
 
     let raw = RawMode::enable().context("cannot put the terminal in raw mode")?;
     let interactive = raw.is_some();
-    let mut keys = stdin_reader();
+    let mut keys = Keys::start();
     let mut stdin_open = true;
     let mut resized =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
@@ -202,7 +178,7 @@ async fn interactive(
                 Ok(None) => break Err(ClientError::Transport("core ended the session without an exit status".into())),
                 Err(e) => break Err(e),
             },
-            chunk = keys.recv(), if stdin_open => match chunk {
+            chunk = keys.next(), if stdin_open => match chunk {
                 // Input that cannot be sent (the shell already exited and core stopped the
                 // stream) is not the end: the end, and its status, come on the output side.
                 Some(bytes) => {
