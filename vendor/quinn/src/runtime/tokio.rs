@@ -74,12 +74,27 @@ impl AsyncUdpSocket for UdpSocket {
         bufs: &mut [std::io::IoSliceMut<'_>],
         meta: &mut [udp::RecvMeta],
     ) -> Poll<io::Result<usize>> {
+        // Tether: a batch smaller than asked for emptied the socket. Say "would block" to tokio
+        // from inside `try_io` (which clears readiness only if no newer event came in the
+        // meantime) and hand the batch over, instead of finding out with a second `recvmmsg`.
+        let asked = bufs.len().min(meta.len()).min(udp::BATCH_SIZE);
         loop {
             ready!(self.io.poll_recv_ready(cx))?;
-            if let Ok(res) = self.io.try_io(Interest::READABLE, || {
-                self.inner.recv((&self.io).into(), bufs, meta)
+            let mut emptied = None;
+            match self.io.try_io(Interest::READABLE, || {
+                let res = self.inner.recv((&self.io).into(), bufs, meta)?;
+                if res < asked {
+                    emptied = Some(res);
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(res)
             }) {
-                return Poll::Ready(Ok(res));
+                Ok(res) => return Poll::Ready(Ok(res)),
+                Err(_) => {
+                    if let Some(res) = emptied {
+                        return Poll::Ready(Ok(res));
+                    }
+                }
             }
         }
     }
