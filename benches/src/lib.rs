@@ -7,6 +7,7 @@
 //! Nothing here is used by the shipped binaries; it must never be a dependency of them.
 
 pub mod loadgen;
+pub mod pty;
 pub mod sim;
 
 /// Logs to stderr at the level `TETHER_LOG` asks for, `warn` by default (the benchmark binaries).

@@ -189,8 +189,9 @@ fn spawn(open: &TtyOpen, shell: Option<&str>) -> Result<Pty, String> {
 /// move on the session's task with no thread in between (one hand-off less per keystroke each
 /// way), and output that piled up while a frame was in flight leaves in one read, as one frame.
 ///
-/// One of two `unsafe` blocks in the workspace (the other registers the CLI's terminal): portable-pty exposes the master only as a raw descriptor,
-/// and tokio's registration wants the caller's word that the descriptor stays valid.
+/// One of two `unsafe` blocks in the workspace (the other registers the CLI's terminal):
+/// portable-pty exposes the master only as a raw descriptor, and tokio's registration wants the
+/// caller's word that the descriptor stays valid.
 #[allow(unsafe_code)]
 fn master_io(master: &(dyn MasterPty + Send)) -> Result<AsyncFd<OwnedFd>, String> {
     let raw = master
@@ -333,12 +334,13 @@ fn read_available(
         });
         match read {
             Ok(Ok(0)) => return Drained::Closed,
-            Ok(Ok(n)) if *filled + n < buf.len() => {
+            Ok(Ok(n)) => {
                 *filled += n;
-                guard.clear_ready();
-                return Drained::ForNow;
+                if *filled < buf.len() {
+                    guard.clear_ready();
+                    return Drained::ForNow;
+                }
             }
-            Ok(Ok(n)) => *filled += n,
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
             // EIO once the shell and its children are gone: the end, like end of file.
             Ok(Err(_)) => return Drained::Closed,

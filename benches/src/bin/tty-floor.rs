@@ -29,8 +29,9 @@ use std::os::fd::AsFd as _;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
-use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+use portable_pty::CommandBuilder;
 use rustix::termios::{OptionalActions, tcgetattr, tcsetattr};
+use tether_benches::pty::PtyProcess;
 
 #[derive(Debug, Parser)]
 #[command(name = "tty-floor", version, about)]
@@ -99,23 +100,14 @@ fn agent(listen: SocketAddr, command: &[String]) -> anyhow::Result<()> {
     let mut buf = vec![0u8; DATAGRAM];
     // The first datagram is the hello (empty); it says where output goes.
     let (_, peer) = socket.recv_from(&mut buf)?;
-    let pair = native_pty_system()
-        .openpty(PtySize {
-            rows: 24,
-            cols: 80,
-            pixel_width: 0,
-            pixel_height: 0,
-        })
-        .context("cannot open a PTY")?;
     let mut builder = CommandBuilder::new(&command[0]);
     builder.args(&command[1..]);
-    let mut child = pair
-        .slave
-        .spawn_command(builder)
-        .with_context(|| format!("cannot start {}", command[0]))?;
-    drop(pair.slave);
-    let mut output = pair.master.try_clone_reader()?;
-    let mut input = pair.master.take_writer()?;
+    let PtyProcess {
+        master: _master,
+        mut child,
+        mut output,
+        mut input,
+    } = tether_benches::pty::spawn(builder, &command[0])?;
     let sender = socket.try_clone()?;
     std::thread::spawn(move || {
         let mut buf = vec![0u8; DATAGRAM];

@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+use portable_pty::CommandBuilder;
 use rand::Rng as _;
 use serde::Serialize;
+use tether_benches::pty::PtyProcess;
 
 #[derive(Debug, Parser)]
 #[command(name = "tty-latency", version, about)]
@@ -87,14 +88,6 @@ fn main() -> anyhow::Result<()> {
     if cli.gap_min_ms > cli.gap_max_ms {
         bail!("--gap-min-ms must not exceed --gap-max-ms");
     }
-    let pair = native_pty_system()
-        .openpty(PtySize {
-            rows: 24,
-            cols: 80,
-            pixel_width: 0,
-            pixel_height: 0,
-        })
-        .context("cannot open a PTY")?;
     let mut command = CommandBuilder::new(&cli.command[0]);
     command.args(&cli.command[1..]);
     command.env("TERM", "xterm-256color");
@@ -102,13 +95,12 @@ fn main() -> anyhow::Result<()> {
         command.cwd(dir);
     }
     let started = Instant::now();
-    let mut child = pair
-        .slave
-        .spawn_command(command)
-        .with_context(|| format!("cannot start {}", cli.command[0]))?;
-    drop(pair.slave);
-    let mut reader = pair.master.try_clone_reader()?;
-    let mut writer = pair.master.take_writer()?;
+    let PtyProcess {
+        master: _master,
+        mut child,
+        output: mut reader,
+        input: mut writer,
+    } = tether_benches::pty::spawn(command, &cli.command[0])?;
 
     // The reader thread stamps every chunk the moment `read` returns.
     let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
