@@ -5,7 +5,10 @@
 # wakes core (or sshd), and so on. For each step, the median time from a process being woken to
 # its waking the next one: its wake-up latency plus its work.
 #
-#   benches/scripts/tty-hops.sh [-k KEYS] -- CLIENT ARGS...      as root, with perf installed
+#   benches/scripts/tty-hops.sh [-k KEYS] [-g MIN-MAX] -- CLIENT ARGS...   as root, with perf
+#
+# -g sets tty-latency's random gap between keys in milliseconds (default 5-20: caches go cold
+# between keys, as when a person types; 0-1 keeps them warm).
 #
 #   benches/scripts/tty-hops.sh -- target/release/tether tty NODE --no-record \
 #       --command 'stty raw -echo; echo LAT-READY; exec cat'
@@ -16,19 +19,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 keys=200
+gap=5-20
 while [ $# -gt 0 ]; do
     case $1 in
         -k) keys=$2; shift 2 ;;
+        -g) gap=$2; shift 2 ;;
         --) shift; break ;;
-        *) echo "usage: $0 [-k KEYS] -- CLIENT ARGS..." >&2; exit 2 ;;
+        *) echo "usage: $0 [-k KEYS] [-g MIN-MAX] -- CLIENT ARGS..." >&2; exit 2 ;;
     esac
 done
-[ $# -gt 0 ] || { echo "usage: $0 [-k KEYS] -- CLIENT ARGS..." >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 [-k KEYS] [-g MIN-MAX] -- CLIENT ARGS..." >&2; exit 2; }
+[[ $gap =~ ^[0-9]+-[0-9]+$ ]] || { echo "-g wants MIN-MAX in milliseconds, such as 0-1" >&2; exit 2; }
 command -v perf > /dev/null || { echo "perf is needed (Debian: apt-get install linux-perf)" >&2; exit 2; }
 cargo build --release -q -p tether-benches --bin tty-latency
 work=$(mktemp -d /tmp/tty-hops.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-perf sched record -q -o "$work/sched.data" -- target/release/tty-latency --keys "$keys" -- "$@" \
+perf sched record -q -o "$work/sched.data" -- target/release/tty-latency --keys "$keys" \
+    --gap-min-ms "${gap%-*}" --gap-max-ms "${gap#*-}" -- "$@" \
     2> "$work/latency.err" | tail -1 > "$work/latency.json" || { cat "$work/latency.err" >&2; exit 1; }
 perf sched timehist -i "$work/sched.data" -w 2> /dev/null > "$work/timehist.txt"
 python3 - "$work/timehist.txt" << 'EOF'

@@ -26,8 +26,14 @@ impl std::fmt::Debug for PtyProcess {
     }
 }
 
-/// Starts `command` (whose program is `name`, for errors) in a new PTY.
-pub fn spawn(command: CommandBuilder, name: &str) -> anyhow::Result<PtyProcess> {
+/// Starts `command` (whose program is `name`, for errors) in a new PTY, in the current
+/// directory unless the command names another.
+pub fn spawn(mut command: CommandBuilder, name: &str) -> anyhow::Result<PtyProcess> {
+    // portable-pty starts a command without a directory in `$HOME`, where a relative program
+    // path such as `target/release/tether` names nothing.
+    if command.get_cwd().is_none() {
+        command.cwd(std::env::current_dir().context("cannot read the current directory")?);
+    }
     let pair = native_pty_system()
         .openpty(PtySize {
             rows: 24,
@@ -50,4 +56,38 @@ pub fn spawn(command: CommandBuilder, name: &str) -> anyhow::Result<PtyProcess> 
         output,
         input,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use super::*;
+
+    #[test]
+    fn a_relative_program_path_is_found_from_the_current_directory() {
+        // Under the current directory (the crate's, under cargo test), which is not $HOME.
+        let dir = tempfile::tempdir_in(".").expect("temp dir");
+        let script = dir.path().join("hello.sh");
+        std::fs::write(&script, "#!/bin/sh\necho relative-ok\n").expect("write");
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .expect("chmod");
+        let name = dir.path().file_name().unwrap().to_str().unwrap();
+        let relative = format!("./{name}/hello.sh");
+        let command = CommandBuilder::new(&relative);
+        let mut process = spawn(command, &relative).expect("started");
+        let mut seen = Vec::new();
+        let mut buf = [0; 256];
+        while let Ok(n) = process.output.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if seen.windows(11).any(|w| w == b"relative-ok") {
+                break;
+            }
+        }
+        assert!(String::from_utf8_lossy(&seen).contains("relative-ok"));
+        assert!(process.child.wait().expect("waited").success());
+    }
 }
