@@ -2,6 +2,8 @@
 //! `tty-floor`'s remote command).
 
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, native_pty_system};
@@ -27,12 +29,25 @@ impl std::fmt::Debug for PtyProcess {
 }
 
 /// Starts `command` (whose program is `name`, for errors) in a new PTY, in the current
-/// directory unless the command names another.
+/// directory unless the command names another. As in a shell, a program named with a `/` is
+/// that path, relative to that directory.
 pub fn spawn(mut command: CommandBuilder, name: &str) -> anyhow::Result<PtyProcess> {
-    // portable-pty starts a command without a directory in `$HOME`, where a relative program
-    // path such as `target/release/tether` names nothing.
-    if command.get_cwd().is_none() {
-        command.cwd(std::env::current_dir().context("cannot read the current directory")?);
+    // portable-pty would start a command without a directory in `$HOME`, and looks up any
+    // relative program in PATH unless it starts with `./` or `../`: `target/release/tether`
+    // would name nothing.
+    let dir = match command.get_cwd() {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let dir = std::env::current_dir().context("cannot read the current directory")?;
+            command.cwd(&dir);
+            dir
+        }
+    };
+    if let Some(program) = command.get_argv_mut().first_mut()
+        && program.as_bytes().contains(&b'/')
+        && Path::new(program).is_relative()
+    {
+        *program = dir.join(&program).into_os_string();
     }
     let pair = native_pty_system()
         .openpty(PtySize {
@@ -65,29 +80,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_relative_program_path_is_found_from_the_current_directory() {
+    fn a_relative_program_path_runs_from_the_current_directory() {
         // Under the current directory (the crate's, under cargo test), which is not $HOME.
         let dir = tempfile::tempdir_in(".").expect("temp dir");
         let script = dir.path().join("hello.sh");
-        std::fs::write(&script, "#!/bin/sh\necho relative-ok\n").expect("write");
+        std::fs::write(&script, "#!/bin/sh\necho relative-ok\npwd\n").expect("write");
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .expect("chmod");
+        // With a slash, without a leading `./`: a path, not a name to look up in PATH.
         let name = dir.path().file_name().unwrap().to_str().unwrap();
-        let relative = format!("./{name}/hello.sh");
-        let command = CommandBuilder::new(&relative);
-        let mut process = spawn(command, &relative).expect("started");
+        let relative = format!("{name}/hello.sh");
+        let mut process = spawn(CommandBuilder::new(&relative), &relative).expect("started");
         let mut seen = Vec::new();
-        let mut buf = [0; 256];
-        while let Ok(n) = process.output.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            seen.extend_from_slice(&buf[..n]);
-            if seen.windows(11).any(|w| w == b"relative-ok") {
-                break;
-            }
-        }
-        assert!(String::from_utf8_lossy(&seen).contains("relative-ok"));
+        // The program's exit ends the reads (with EIO on Linux); what came before stays.
+        let _ = process.output.read_to_end(&mut seen);
+        let seen = String::from_utf8_lossy(&seen);
+        assert!(seen.contains("relative-ok"), "{seen}");
+        let here = std::env::current_dir().unwrap();
+        assert!(
+            seen.contains(here.to_str().unwrap()),
+            "ran elsewhere: {seen}"
+        );
         assert!(process.child.wait().expect("waited").success());
     }
 }

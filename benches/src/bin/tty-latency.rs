@@ -91,9 +91,6 @@ fn main() -> anyhow::Result<()> {
     let mut command = CommandBuilder::new(&cli.command[0]);
     command.args(&cli.command[1..]);
     command.env("TERM", "xterm-256color");
-    if let Ok(dir) = std::env::current_dir() {
-        command.cwd(dir);
-    }
     let started = Instant::now();
     let PtyProcess {
         master: _master,
