@@ -6,7 +6,7 @@
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::CertError;
 
@@ -44,35 +44,98 @@ pub fn write_public_file(path: &Path, contents: &[u8]) -> Result<(), CertError> 
 }
 
 fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), CertError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| CertError::Invalid {
-        path: path.to_path_buf(),
-        reason: "not a file path".into(),
-    })?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut file = OpenOptions::new()
+    let mut file = AtomicFile::create(path, mode)?;
+    file.write_all(contents)
+        .map_err(|e| CertError::io(path, e))?;
+    file.commit()
+}
+
+/// The directory a file path lives in: `.` for a bare file name, whose [`Path::parent`] is the
+/// empty path (which no system call accepts).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// A file written beside its final name and renamed into place by [`AtomicFile::commit`], so a
+/// reader sees the old file or the whole new one, never part of one; dropped without a commit,
+/// the partial file is removed and the target is untouched. For files streamed in pieces
+/// (backups, exported recordings) as well as small secrets.
+#[derive(Debug)]
+pub struct AtomicFile {
+    file: Option<File>,
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+impl AtomicFile {
+    /// Creates the temporary file, with exactly `mode` (whatever the umask), in `path`'s
+    /// directory. `path` may be a bare name, relative or absolute.
+    pub fn create(path: &Path, mode: u32) -> Result<Self, CertError> {
+        let name = path.file_name().ok_or_else(|| CertError::Invalid {
+            path: path.to_path_buf(),
+            reason: "not a file path".into(),
+        })?;
+        let tmp = parent_dir(path).join(format!(
+            ".{}.tmp-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(mode)
-            .open(&tmp)?;
+            .open(&tmp)
+            .map_err(|e| CertError::io(path, e))?;
         // `mode` is filtered by the umask on creation; set it exactly.
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        // Make the rename itself durable.
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let file = AtomicFile {
+            file: Some(file),
+            tmp,
+            path: path.to_path_buf(),
+        };
+        file.handle()
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| CertError::io(path, e))?;
+        Ok(file)
     }
-    result.map_err(|e| CertError::io(path, e))
+
+    fn handle(&self) -> &File {
+        self.file.as_ref().expect("open until committed")
+    }
+
+    /// Syncs the file, renames it over the target, and makes the rename durable.
+    pub fn commit(mut self) -> Result<(), CertError> {
+        let file = self.file.take().expect("committed once");
+        let result = file
+            .sync_all()
+            .and_then(|()| fs::rename(&self.tmp, &self.path))
+            .and_then(|()| File::open(parent_dir(&self.path))?.sync_all());
+        if result.is_err() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+        result.map_err(|e| CertError::io(&self.path, e))
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.as_mut().expect("open until committed").write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.as_mut().expect("open until committed").flush()
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// Reads a secret file, refusing it if anyone but its owner may read or write it.
@@ -117,6 +180,32 @@ mod tests {
         write_private_file(&file, b"two").unwrap();
         assert_eq!(read_private_file(&file).unwrap(), b"two");
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no temp file left");
+    }
+
+    #[test]
+    fn parents_of_bare_relative_and_absolute_names() {
+        assert_eq!(parent_dir(Path::new("x.id")), Path::new("."));
+        assert_eq!(parent_dir(Path::new("./x.id")), Path::new("."));
+        assert_eq!(parent_dir(Path::new("a/x.id")), Path::new("a"));
+        assert_eq!(parent_dir(Path::new("/tmp/x.id")), Path::new("/tmp"));
+        assert_eq!(parent_dir(Path::new("/")), Path::new("."));
+    }
+
+    #[test]
+    fn an_uncommitted_file_leaves_nothing_and_the_old_file_stands() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("backup");
+        write_private_file(&path, b"old").unwrap();
+        {
+            let mut file = AtomicFile::create(&path, 0o600).unwrap();
+            file.write_all(b"half of the new").unwrap();
+        }
+        assert_eq!(fs::read(&path).unwrap(), b"old");
+        assert_eq!(
+            fs::read_dir(tmp.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 
     #[test]

@@ -579,7 +579,13 @@ impl<'a> NodeRun<'a> {
 /// Maps a node's outcome to a status.
 fn verdict(outcome: &ExecOutcome, cancel_sent: bool) -> (ExecStatus, Option<String>) {
     if let Some(error) = &outcome.error {
-        return (ExecStatus::Error, Some(error.clone()));
+        // A command that could not start has the shell's status (127, 126): it failed, and
+        // the reason goes with it. Without a status, the agent failed, not the command.
+        let status = match outcome.exit_code {
+            Some(_) => ExecStatus::Failed,
+            None => ExecStatus::Error,
+        };
+        return (status, Some(error.clone()));
     }
     if outcome.cancelled || cancel_sent {
         return (ExecStatus::Cancelled, Some("cancelled".into()));
@@ -824,6 +830,15 @@ mod tests {
             )
             .0,
             ExecStatus::Error
+        );
+        let not_found = ExecOutcome {
+            exit_code: Some(127),
+            error: Some("command not found: x".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            verdict(&not_found, false),
+            (ExecStatus::Failed, Some("command not found: x".into()))
         );
     }
 }

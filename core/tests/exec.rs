@@ -87,19 +87,35 @@ async fn exit_codes_signals_and_separate_streams() {
         .exec(spec(&["host-00"], &["/no/such/program"]))
         .await
         .unwrap();
-    assert_eq!(run.single().status, ExecStatus::Error);
+    // A command that cannot start has the shell's status (127 not found, 126 not executable),
+    // with the reason: it failed; the agent did not.
+    assert_eq!(
+        (run.single().status, run.single().exit_code),
+        (ExecStatus::Failed, Some(127))
+    );
     assert!(
         run.single()
             .error
             .as_deref()
             .unwrap()
-            .contains("No such file"),
+            .contains("command not found: /no/such/program"),
         "{:?}",
         run.single().error
+    );
+    let run = admin
+        .exec(spec(&["host-00"], &["/etc/hostname"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        (run.single().status, run.single().exit_code),
+        (ExecStatus::Failed, Some(126)),
+        "{:?}",
+        run.single()
     );
     let mut bad_dir = spec(&["host-00"], &["true"]);
     bad_dir.cwd = Some("/no/such/dir".into());
     let run = admin.exec(bad_dir).await.unwrap();
+    assert_eq!(run.single().exit_code, Some(126));
     assert!(
         run.single()
             .error
@@ -132,13 +148,79 @@ async fn exit_codes_signals_and_separate_streams() {
         &["exec", "host-00", "--", "sh", "-c", "kill -TERM $$"],
     );
     assert_eq!(output.status.code(), Some(128 + 15));
+    // 127 and 126 with the reason, as `ssh host cmd` and every POSIX shell report them.
+    for (command, code, reason) in [
+        ("no-such-cmd", 127, "command not found: no-such-cmd"),
+        (
+            "/no/such/program",
+            127,
+            "command not found: /no/such/program",
+        ),
+        ("/etc/hostname", 126, "cannot execute /etc/hostname"),
+    ] {
+        let output = tether(&identity, &addr, &["exec", "host-00", "--", command]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{command}: {stderr}");
+        assert!(stderr.contains(reason), "{command}: {stderr}");
+    }
     let output = tether(
         &identity,
         &addr,
-        &["exec", "host-00", "--", "/no/such/program"],
+        &["exec", "host-00", "--json", "--", "no-such-cmd"],
     );
-    assert_eq!(output.status.code(), Some(255));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("error on host-00"));
+    assert_eq!(output.status.code(), Some(127));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json[0]["exit_code"], 127);
+    assert_eq!(json[0]["status"], "failed");
+    assert_eq!(json[0]["error"], "command not found: no-such-cmd");
+
+    // JSON never loses bytes: output that is not UTF-8 is also given exactly, in base64, live
+    // and from history.
+    let decode = |value: &serde_json::Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(value.as_str().expect("a base64 string"))
+            .unwrap()
+    };
+    let live = tether_json(
+        &identity,
+        &addr,
+        &["exec", "host-00", "--json", "--", "printf", "caf\\351"],
+    );
+    assert_eq!(decode(&live[0]["stdout_base64"]), [0x63, 0x61, 0x66, 0xe9]);
+    assert_eq!(live[0]["stdout"], "caf\u{FFFD}");
+    assert!(
+        live[0].get("stderr_base64").is_none(),
+        "valid UTF-8 stays text only"
+    );
+    let history = tether_json(
+        &identity,
+        &addr,
+        &["exec", "history", "--json", "--limit", "1"],
+    );
+    let id = history[0]["id"].as_str().unwrap();
+    let shown = tether_json(&identity, &addr, &["exec", "show", id, "--json"]);
+    assert_eq!(
+        decode(&shown["results"][0]["stdout_base64"]),
+        [0x63, 0x61, 0x66, 0xe9]
+    );
+    let text = tether_json(
+        &identity,
+        &addr,
+        &["exec", "host-00", "--json", "--", "printf", "caf\\303\\251"],
+    );
+    assert_eq!(text[0]["stdout"], "caf\u{e9}");
+    assert!(text[0].get("stdout_base64").is_none());
+
+    // 255 is Tether's own failure: here, no core answering.
+    let nobody = format!("127.0.0.1:{}", free_udp_port());
+    let output = tether(&identity, &nobody, &["exec", "host-00", "--", "true"]);
+    assert_eq!(
+        output.status.code(),
+        Some(255),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -381,6 +463,19 @@ async fn fan_out_to_many_nodes_with_labels_globs_and_all() {
     assert_eq!(
         (finished.counts.ok, finished.nodes, finished.state),
         (12, 12, ExecutionState::Finished)
+    );
+
+    // Through the CLI, a command not found everywhere: status 1, and the summary says why.
+    let output = tether(
+        &core.data().join("admin.identity"),
+        &core.addr.to_string(),
+        &["exec", "host-0[01]", "--", "no-such-cmd"],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("2 failed (host-00: exit 127 (command not found: no-such-cmd)"),
+        "{stderr}"
     );
 
     let mut by_label = spec(&["host-1?"], &["true"]);

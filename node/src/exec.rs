@@ -16,7 +16,7 @@ use quinn::Connection;
 use rustix::process::{Pid, Signal, kill_process_group};
 use tether_wire::ExecutionId;
 use tether_wire::bytes::ByteBuf;
-use tether_wire::exec::{ExecFrame, ExecOutcome, ExecRequest};
+use tether_wire::exec::{EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, ExecFrame, ExecOutcome, ExecRequest};
 use tether_wire::limits::{EXEC_CHUNK, MAX_EXEC_FRAME_LEN, MAX_EXECS_PER_NODE};
 use tether_wire::stream::FramedSend;
 use tokio::io::AsyncReadExt;
@@ -178,6 +178,15 @@ async fn execute(
     if let Err(e) = request.check() {
         return failed(e);
     }
+    let not_started = |(exit_code, error): (i32, String)| ExecOutcome {
+        exit_code: Some(exit_code),
+        ..failed(error)
+    };
+    if let Some(cwd) = &request.cwd
+        && let Err(e) = usable_dir(cwd)
+    {
+        return not_started((EXIT_CANNOT_EXECUTE, e));
+    }
     let mut command = tokio::process::Command::new(&request.command[0]);
     command
         .args(&request.command[1..])
@@ -193,12 +202,10 @@ async fn execute(
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
-            let place = request
-                .cwd
-                .as_deref()
-                .map(|d| format!(" in {d}"))
-                .unwrap_or_default();
-            return failed(format!("cannot run {:?}{place}: {e}", request.command[0]));
+            return match start_failure(&request.command[0], &e) {
+                Some(code) => not_started(code),
+                None => failed(format!("cannot start {:?}: {e}", request.command[0])),
+            };
         }
     };
     let pgid = child
@@ -288,6 +295,52 @@ async fn execute(
     outcome
 }
 
+/// Checks that a working directory can be entered, with the reason if not.
+fn usable_dir(dir: &str) -> Result<(), String> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(format!("cannot change to directory {dir}: not a directory")),
+        Err(e) => Err(format!("cannot change to directory {dir}: {e}")),
+    }
+}
+
+/// The shell's answer for a command that could not be started: 127 when the program (or the
+/// interpreter its `#!` line names) does not exist, 126 when it exists but cannot be executed,
+/// with a reason; `None` when the failure is the agent's own (no memory, no processes left),
+/// which is not the command's fault.
+fn start_failure(program: &str, error: &std::io::Error) -> Option<(i32, String)> {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::NotFound => Some((EXIT_NOT_FOUND, format!("command not found: {program}"))),
+        ErrorKind::PermissionDenied
+        | ErrorKind::IsADirectory
+        | ErrorKind::NotADirectory
+        | ErrorKind::ExecutableFileBusy
+        | ErrorKind::InvalidInput => Some((
+            EXIT_CANNOT_EXECUTE,
+            format!("cannot execute {program}: {error}"),
+        )),
+        // ENOEXEC (not a binary this system runs, no `#!` line), ELOOP, ENAMETOOLONG: the file
+        // is the problem, so the command's status; EAGAIN, ENOMEM, EMFILE: the agent's.
+        _ if rustix::io::Errno::from_io_error(error).is_some_and(|errno| {
+            [
+                rustix::io::Errno::NOEXEC,
+                rustix::io::Errno::LOOP,
+                rustix::io::Errno::NAMETOOLONG,
+                rustix::io::Errno::TOOBIG,
+            ]
+            .contains(&errno)
+        }) =>
+        {
+            Some((
+                EXIT_CANNOT_EXECUTE,
+                format!("cannot execute {program}: {error}"),
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// Copies a pipe into output frames until end of file.
 async fn pump(
     mut pipe: impl tokio::io::AsyncRead + Unpin,
@@ -309,5 +362,65 @@ async fn pump(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Spawns `program` the way runs do and classifies the failure.
+    fn classify(program: &str) -> Option<(i32, String)> {
+        let error = std::process::Command::new(program)
+            .spawn()
+            .expect_err("must not start");
+        start_failure(program, &error)
+    }
+
+    #[test]
+    fn commands_that_cannot_start_get_the_shells_statuses() {
+        let (code, why) = classify("no-such-command-tether").unwrap();
+        assert_eq!(code, 127);
+        assert!(why.contains("command not found"), "{why}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain.txt");
+        std::fs::write(&plain, "not a program\n").unwrap();
+        let (code, why) = classify(plain.to_str().unwrap()).unwrap();
+        assert_eq!(code, 126, "{why}");
+
+        let garbage = dir.path().join("garbage");
+        std::fs::write(&garbage, [0x7f, b'E', b'L', b'F', 0, 0, 0]).unwrap();
+        std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (code, why) = classify(garbage.to_str().unwrap()).unwrap();
+        assert_eq!(code, 126, "{why}");
+
+        let (code, _) = classify(dir.path().to_str().unwrap()).unwrap();
+        assert_eq!(code, 126, "a directory cannot be executed");
+
+        let script = dir.path().join("script");
+        std::fs::write(&script, "#!/no/such/interpreter\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (code, _) = classify(script.to_str().unwrap()).unwrap();
+        assert_eq!(
+            code, 127,
+            "a missing interpreter is not found, as in a shell"
+        );
+    }
+
+    #[test]
+    fn working_directories_are_checked_first() {
+        assert!(usable_dir("/").is_ok());
+        assert!(
+            usable_dir("/no/such/dir")
+                .unwrap_err()
+                .contains("/no/such/dir")
+        );
+        assert!(
+            usable_dir("/etc/hostname")
+                .unwrap_err()
+                .contains("not a directory")
+        );
     }
 }

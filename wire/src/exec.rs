@@ -60,13 +60,23 @@ pub struct ExecOutcome {
     pub timed_out: bool,
     /// The node killed it because core cancelled it.
     pub cancelled: bool,
-    /// The command could not run at all (not found, bad directory, ...), or failed otherwise.
+    /// Why the command did not run or did not end normally. With an `exit_code` of
+    /// [`EXIT_NOT_FOUND`] or [`EXIT_CANNOT_EXECUTE`] it could not be started (the program is
+    /// missing, or is not executable, or `cwd` is unusable); without an exit code, the agent
+    /// itself failed (too many commands, no processes left, ...).
     pub error: Option<String>,
     /// When the process started, unix ms (node's clock).
     pub started_at_ms: i64,
     /// When it ended, unix ms (node's clock).
     pub finished_at_ms: i64,
 }
+
+/// Exit status of a command that could not be found: 127, as POSIX shells, `env`, `timeout`,
+/// `nohup` and `xargs` report it (and so `ssh host cmd`).
+pub const EXIT_NOT_FOUND: i32 = 127;
+/// Exit status of a command found but not executable (permissions, not a program, a directory)
+/// or whose working directory cannot be entered: 126, as POSIX shells report it.
+pub const EXIT_CANNOT_EXECUTE: i32 = 126;
 
 /// Which output stream bytes came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -21,9 +21,15 @@ use crate::output::{self, print_json, rfc3339};
 ///
 /// The command runs directly, not through a shell: pass `sh -c '...'` for pipes and globs. Its
 /// stdin is closed. With one node, output streams as is and `tether` exits with the remote exit
-/// status (128+N for signal N, 124 after --timeout, 255 if the node could not run it, 130 if
-/// cancelled). With several, each line is prefixed with the hostname, a summary follows on
-/// stderr, and the exit status is 1 if any node did not succeed. Ctrl-C cancels everywhere.
+/// status, as `ssh host cmd` does: 128+N if signal N killed it, 127 if the command was not found,
+/// 126 if it was found but could not be executed (or --cwd cannot be entered), 124 after
+/// --timeout, 130 if cancelled, and 255 for Tether's own failures (core or node unreachable, the
+/// node offline or unable to start anything). With several nodes, each line is prefixed with
+/// the hostname, a summary follows on stderr, and the exit status is 1 if any node did not
+/// succeed (255 if core could not be reached). Ctrl-C cancels everywhere.
+///
+/// With --json, output that is valid UTF-8 is given as text (`stdout`, `stderr`); output that
+/// is not is also given exactly, base64-encoded (`stdout_base64`, `stderr_base64`).
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ExecArgs {
@@ -80,6 +86,13 @@ enum StoredCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+impl ExecArgs {
+    /// Runs a command (rather than looking at history): exits like `ssh host cmd`.
+    pub fn runs_a_command(&self) -> bool {
+        self.stored.is_none()
+    }
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {
@@ -329,9 +342,16 @@ fn write_prefixed(
 }
 
 fn single_exit_code(view: &NodeExecView, json: bool) -> u8 {
-    if !json && view.status != ExecStatus::Ok && view.status != ExecStatus::Failed {
-        let why = view.error.as_deref().unwrap_or("");
-        eprintln!("tether: {} on {}: {why}", view.status, view.hostname);
+    if !json && view.status != ExecStatus::Ok {
+        match (&view.error, view.status) {
+            (Some(why), ExecStatus::Failed) => eprintln!("tether: {}: {why}", view.hostname),
+            (why, ExecStatus::Failed) => debug_assert!(why.is_none()),
+            (why, status) => eprintln!(
+                "tether: {status} on {}: {}",
+                view.hostname,
+                why.as_deref().unwrap_or("")
+            ),
+        }
     }
     match view.status {
         ExecStatus::Ok => 0,
@@ -348,7 +368,10 @@ fn single_exit_code(view: &NodeExecView, json: bool) -> u8 {
 
 fn describe(view: &NodeExecView) -> String {
     match (view.status, view.exit_code, view.signal) {
-        (ExecStatus::Failed, Some(code), _) => format!("{}: exit {code}", view.hostname),
+        (ExecStatus::Failed, Some(code), _) => match &view.error {
+            Some(why) => format!("{}: exit {code} ({why})", view.hostname),
+            None => format!("{}: exit {code}", view.hostname),
+        },
         (ExecStatus::Failed, None, Some(signal)) => format!("{}: signal {signal}", view.hostname),
         _ => match &view.error {
             Some(error) => format!("{}: {}", view.hostname, error.lines().next().unwrap_or("")),
@@ -404,7 +427,13 @@ struct NodeResultJson<'a> {
     exit_code: Option<i32>,
     signal: Option<i32>,
     stdout: String,
+    /// Present when stdout is not valid UTF-8: its exact bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stdout_base64: Option<String>,
     stderr: String,
+    /// Present when stderr is not valid UTF-8: its exact bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stderr_base64: Option<String>,
     started_at: Option<String>,
     finished_at: Option<String>,
     duration_ms: Option<i64>,
@@ -421,14 +450,18 @@ fn node_result_json<'a>(target: &'a ExecTarget, node: &'a NodeState) -> NodeResu
         }) => (&out.0[..], &err.0[..]),
         _ => (&node.stdout[..], &node.stderr[..]),
     };
+    let (stdout, stdout_base64) = output::text_and_base64(stdout);
+    let (stderr, stderr_base64) = output::text_and_base64(stderr);
     NodeResultJson {
         node_id: target.node_id.to_string(),
         hostname: &target.hostname,
         status: view.map_or("error", |v| v.status.as_str()),
         exit_code: view.and_then(|v| v.exit_code),
         signal: view.and_then(|v| v.signal),
-        stdout: String::from_utf8_lossy(stdout).into_owned(),
-        stderr: String::from_utf8_lossy(stderr).into_owned(),
+        stdout,
+        stdout_base64,
+        stderr,
+        stderr_base64,
         started_at: view.and_then(|v| v.started_at_ms).map(rfc3339),
         finished_at: view.and_then(|v| v.finished_at_ms).map(rfc3339),
         duration_ms: view.and_then(|v| Some(v.finished_at_ms? - v.started_at_ms?)),

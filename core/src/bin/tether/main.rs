@@ -420,6 +420,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // `exec` and `tty` answer like ssh: the remote status, so their own failures are 255.
+    let own_failure = match &cli.command {
+        Command::Exec(args) if args.runs_a_command() => 255,
+        Command::Tty(args) if args.opens_a_terminal() => 255,
+        _ => 1,
+    };
     let result = runtime.block_on(run(cli));
     // A thread may still block reading stdin (terminal sessions): do not wait for it.
     runtime.shutdown_background();
@@ -432,7 +438,7 @@ fn main() -> ExitCode {
                 }
                 _ => eprintln!("tether: {e:#}"),
             }
-            ExitCode::FAILURE
+            ExitCode::from(own_failure)
         }
     }
 }

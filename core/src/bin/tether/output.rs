@@ -53,6 +53,20 @@ pub fn labels_text(labels: &BTreeMap<String, String>) -> String {
         .join(",")
 }
 
+/// Bytes as JSON without losing any: valid UTF-8 is the text alone; anything else is the text
+/// (with U+FFFD where bytes were not UTF-8), for people, plus the exact bytes in standard base64
+/// (RFC 4648), for scripts.
+pub fn text_and_base64(bytes: &[u8]) -> (String, Option<String>) {
+    use base64::Engine as _;
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (text.to_string(), None),
+        Err(_) => (
+            String::from_utf8_lossy(bytes).into_owned(),
+            Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        ),
+    }
+}
+
 pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value)?;
@@ -470,4 +484,20 @@ pub fn core_status(status: &CoreStatus, json: bool) -> anyhow::Result<()> {
         status.handshakes_deferred
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_also_given_exactly() {
+        assert_eq!(
+            text_and_base64(b"caf\xc3\xa9"),
+            ("caf\u{e9}".to_string(), None)
+        );
+        let (text, exact) = text_and_base64(b"caf\xe9");
+        assert_eq!(text, "caf\u{FFFD}");
+        assert_eq!(exact.as_deref(), Some("Y2Fm6Q=="));
+    }
 }

@@ -20,9 +20,10 @@ use crate::terminal::{RawMode, window_size};
 ///
 /// `tether tty NODE` is like `ssh NODE`: the local terminal goes into raw mode (restored on
 /// exit), the window size follows every resize, TERM is passed on, and `tether` exits with the
-/// shell's exit status (128+N if signal N killed it, 255 if the session failed). Input may also
-/// come from a pipe: `echo 'uname -a; exit' | tether tty web-1`. Sessions are recorded unless
-/// core's configuration says otherwise; replay them with `tether tty play`.
+/// shell's exit status (128+N if signal N killed it, 255 if the session failed or core could not
+/// be reached). Input may also come from a pipe: `echo 'uname -a; exit' | tether tty web-1`.
+/// Sessions are recorded unless core's configuration says otherwise; replay them with `tether
+/// tty play`.
 ///
 /// A node whose hostname is also a subcommand name (list, play, kill) is reached by its id.
 #[derive(Debug, clap::Args)]
@@ -80,6 +81,13 @@ enum RecordCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+impl TtyArgs {
+    /// Opens a terminal (rather than looking at records): exits like `ssh host`.
+    pub fn opens_a_terminal(&self) -> bool {
+        self.records.is_none()
+    }
 }
 
 pub async fn run(client: &AdminClient, args: TtyArgs) -> anyhow::Result<u8> {
