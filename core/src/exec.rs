@@ -219,27 +219,29 @@ fn select_nodes(shared: &Shared, spec: &ExecSpec) -> Result<Vec<(NodeId, String)
     let mut selected: BTreeMap<NodeId, String> = BTreeMap::new();
     let mut unmatched = Vec::new();
     for target in &spec.targets {
-        match shared.store.resolve_node(target).map_err(internal)? {
-            tether_store::Resolved::One(id) => {
-                if let Some(node) = nodes.iter().find(|n| n.record.id == id) {
-                    selected.insert(id, node.record.hostname.clone());
+        if !is_glob(target) {
+            // One node, named as every request names nodes. Every unknown name is reported
+            // together, below.
+            let id = match crate::admin::resolve::node(shared, target) {
+                Ok(id) => id,
+                Err((ErrorCode::NOT_FOUND, _)) => {
+                    unmatched.push(target.clone());
                     continue;
                 }
+                Err(refusal) => return Err(refusal),
+            };
+            match nodes.iter().find(|n| n.record.id == id) {
+                Some(node) => {
+                    selected.insert(id, node.record.hostname.clone());
+                }
+                None => {
+                    return Err((
+                        ErrorCode::NOT_FOUND,
+                        format!("node {id} ({target}) was deleted"),
+                    ));
+                }
             }
-            // A prefix of several ids may still be a hostname; if not, it is ambiguous.
-            tether_store::Resolved::Ambiguous(ids)
-                if !nodes.iter().any(|n| glob_match(target, &n.record.hostname)) =>
-            {
-                let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-                return Err((
-                    ErrorCode::AMBIGUOUS,
-                    format!(
-                        "{target:?} is the beginning of several node ids ({}); give more of it",
-                        ids.join(", ")
-                    ),
-                ));
-            }
-            _ => {}
+            continue;
         }
         let mut matched = false;
         for node in nodes
@@ -281,7 +283,7 @@ fn select_nodes(shared: &Shared, spec: &ExecSpec) -> Result<Vec<(NodeId, String)
         return Err((
             ErrorCode::NOT_FOUND,
             format!(
-                "no node matches {} (targets are node ids, unique id prefixes or hostnames; globs allowed)",
+                "no node matches {} (targets are node ids, unique id prefixes, hostnames, or hostname patterns such as 'web-*')",
                 unmatched
                     .iter()
                     .map(|u| format!("{u:?}"))
@@ -306,6 +308,11 @@ fn select_nodes(shared: &Shared, spec: &ExecSpec) -> Result<Vec<(NodeId, String)
         ));
     }
     Ok(selected.into_iter().collect())
+}
+
+/// Whether a target is a hostname pattern (it has `*`, `?` or `[`) rather than one node's name.
+fn is_glob(target: &str) -> bool {
+    target.contains(['*', '?', '['])
 }
 
 /// Shell-style glob: `*`, `?`, `[abc]`, `[a-z]`, `[!x]`.
@@ -672,7 +679,7 @@ pub(crate) async fn show(
     text: &str,
     send: &mut FramedSend,
 ) -> Result<(), Refusal> {
-    use crate::admin_api::{internal, resolve};
+    use crate::admin::{internal, resolve};
     let id = resolve(
         "execution",
         text,

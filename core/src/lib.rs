@@ -20,7 +20,7 @@ pub mod presence;
 pub mod server;
 pub mod udp;
 
-mod admin_api;
+mod admin;
 mod enroll;
 mod exec;
 mod mailbox;

@@ -19,7 +19,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, CoreConfig};
 use crate::data_dir::{DataDir, DataDirError};
 use crate::presence::Presence;
-use crate::{admin_api, node_conn};
+use crate::{admin, node_conn};
 
 /// Why core could not start.
 #[derive(Debug, thiserror::Error)]
@@ -393,7 +393,7 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint) {
                 Some(ADMIN_ALPN) => {
                     connection.set_max_concurrent_bi_streams(ADMIN_BIDI_STREAMS);
                     // Boxed: rare, and larger than a node's connection, whose size this task has.
-                    Box::pin(admin_api::serve(shared, connection))
+                    Box::pin(admin::serve(shared, connection))
                         .instrument(info_span!("admin_conn", %remote))
                         .await
                 }

@@ -233,11 +233,19 @@ async fn admin_requests_with_bad_arguments_get_clear_errors() {
             .await,
     );
     assert_eq!(c, ErrorCode::NOT_FOUND);
-    let (c, _) = code(
+    // Not an id: it may be a hostname, so it is not found rather than malformed.
+    let (c, m) = code(
         admin
             .request(AdminRequest::ShowNode {
                 id: "not-hex!".into(),
             })
+            .await,
+    );
+    assert_eq!(c, ErrorCode::NOT_FOUND);
+    assert!(m.contains("hostname"), "{m}");
+    let (c, _) = code(
+        admin
+            .request(AdminRequest::ShowNode { id: String::new() })
             .await,
     );
     assert_eq!(c, ErrorCode::INVALID_ARGUMENT);

@@ -141,9 +141,21 @@ fn save_app(txn: &WriteTransaction, app: &ApplicationRecord) -> Result<(), Store
     Ok(())
 }
 
+/// Writes a node record, keeping the hostname index in step.
 pub(crate) fn save_node(txn: &WriteTransaction, node: &NodeRecord) -> Result<(), StoreError> {
-    txn.open_table(NODES)?
-        .insert(node.id.0.as_u128(), codec::encode(node).as_slice())?;
+    let key = node.id.0.as_u128();
+    let before: Option<String> = txn
+        .open_table(NODES)?
+        .insert(key, codec::encode(node).as_slice())?
+        .map(|old| codec::decode::<NodeRecord>(old.value()).map(|old| old.hostname))
+        .transpose()?;
+    if before.as_deref() != Some(node.hostname.as_str()) {
+        let mut index = txn.open_table(NODE_BY_HOSTNAME)?;
+        if let Some(before) = before {
+            index.remove((before.as_str(), key))?;
+        }
+        index.insert((node.hostname.as_str(), key), ())?;
+    }
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! Nodes: reads, admin changes, connectivity, facts, last-seen, status log.
 
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use tether_wire::admin::NodeStatus;
 use tether_wire::facts::StaticFacts;
 use tether_wire::{ApplicationId, NodeId};
@@ -90,7 +90,38 @@ pub(crate) fn resolve_in(
     })
 }
 
+/// Builds the hostname index of a database written before it existed (inside `create_all`'s
+/// transaction, so a crash leaves no half index).
+pub(crate) fn index_hostnames(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut index = txn.open_table(NODE_BY_HOSTNAME)?;
+    let nodes = txn.open_table(NODES)?;
+    if !index.is_empty()? || nodes.is_empty()? {
+        return Ok(());
+    }
+    for entry in nodes.iter()? {
+        let (key, value) = entry?;
+        let record: NodeRecord = codec::decode(value.value())?;
+        index.insert((record.hostname.as_str(), key.value()), ())?;
+    }
+    Ok(())
+}
+
 impl Store {
+    /// Node records whose hostname is exactly `hostname` (deleted ones too), in id order.
+    pub fn nodes_by_hostname(&self, hostname: &str) -> Result<Vec<NodeRecord>, StoreError> {
+        let txn = self.read()?;
+        let index = txn.open_table(NODE_BY_HOSTNAME)?;
+        let nodes = txn.open_table(NODES)?;
+        let mut out = Vec::new();
+        for entry in index.range((hostname, 0)..=(hostname, u128::MAX))? {
+            let id = entry?.0.value().1;
+            if let Some(value) = nodes.get(id)? {
+                out.push(codec::decode(value.value())?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Resolves a node id or unique prefix.
     pub fn resolve_node(&self, text: &str) -> Result<Resolved<NodeId>, StoreError> {
         Ok(resolve_in(self, NODES, text)?.map(|k| NodeId(Uuid::from_u128(k))))
@@ -434,6 +465,42 @@ pub struct ConnectivityChange {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A database from before the hostname index gets one at its first open.
+    #[tokio::test]
+    async fn an_older_database_gets_its_hostname_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tether.redb");
+        let id = NodeId::random();
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            let record = NodeRecord {
+                id,
+                hostname: "old-host".into(),
+                public_key_pem: String::new(),
+                labels: Default::default(),
+                maintenance: false,
+                deleted: false,
+                application_id: ApplicationId::random(),
+                created_at_ms: 0,
+                updated_at_ms: 0,
+                connectivity: NodeStatus::Offline,
+                connectivity_changed_ms: 0,
+                public_addr: None,
+                agent_version: String::new(),
+                clock_skew_ms: None,
+                deleted_at_ms: None,
+            };
+            txn.open_table(NODES)
+                .unwrap()
+                .insert(id.0.as_u128(), codec::encode(&record).as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.nodes_by_hostname("old-host").unwrap()[0].id, id);
+    }
 
     #[test]
     fn prefix_ranges() {

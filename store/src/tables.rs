@@ -26,6 +26,9 @@ pub(crate) const NONCES: TableDefinition<'_, &[u8], u64> = TableDefinition::new(
 /// (expiry, nonce) → (): expiry index.
 pub(crate) const NONCE_EXPIRY: TableDefinition<'_, (u64, &[u8]), ()> =
     TableDefinition::new("nonce_expiry");
+/// (hostname, node id) → (): nodes by hostname, deleted ones included. Kept by `save_node`.
+pub(crate) const NODE_BY_HOSTNAME: TableDefinition<'_, (&str, u128), ()> =
+    TableDefinition::new("node_by_hostname");
 /// (unix ms, sequence) → encoded [`crate::StatusEvent`].
 pub(crate) const STATUS_LOG: TableDefinition<'_, (i64, u64), &[u8]> =
     TableDefinition::new("status_log");
@@ -37,6 +40,7 @@ pub(crate) fn create_all(db: &Database) -> Result<(), StoreError> {
     txn.open_table(SECRETS)?;
     txn.open_table(FACTS)?;
     txn.open_table(LAST_SEEN)?;
+    txn.open_table(NODE_BY_HOSTNAME)?;
     txn.open_table(APPLICATIONS)?;
     txn.open_table(APPLICATION_BY_NODE)?;
     txn.open_table(PENDING)?;
@@ -54,6 +58,7 @@ pub(crate) fn create_all(db: &Database) -> Result<(), StoreError> {
     txn.open_table(TTY_BY_NODE)?;
     txn.open_table(TTY_LIVE)?;
     txn.open_table(NODE_ACCESS)?;
+    crate::nodes::index_hostnames(&txn)?;
     txn.commit()?;
     Ok(())
 }

@@ -423,6 +423,46 @@ async fn ids_resolve_by_unique_prefix() {
     ));
 }
 
+#[tokio::test]
+async fn nodes_are_found_by_exact_hostname_through_renames_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (NodeId::random(), NodeId::random());
+    {
+        let store = open(&dir);
+        for (i, id) in [a, b].into_iter().enumerate() {
+            let mut app = new_app(id, "K", i as u8);
+            app.auto_approve_secret = Some([1; 32]);
+            store.submit_application(app).await.unwrap();
+        }
+        let ids = |records: Vec<tether_store::NodeRecord>| {
+            let mut ids: Vec<NodeId> = records.into_iter().map(|r| r.id).collect();
+            ids.sort();
+            ids
+        };
+        let mut both = vec![a, b];
+        both.sort();
+        assert_eq!(ids(store.nodes_by_hostname("web-1").unwrap()), both);
+        assert!(
+            store.nodes_by_hostname("web").unwrap().is_empty(),
+            "exact only"
+        );
+        let facts = StaticFacts {
+            hostname: "db-1".into(),
+            ..Default::default()
+        };
+        store.set_static_facts(b, facts, 10).await.unwrap();
+        assert_eq!(ids(store.nodes_by_hostname("web-1").unwrap()), vec![a]);
+        assert_eq!(ids(store.nodes_by_hostname("db-1").unwrap()), vec![b]);
+        store.delete_node(a, "admin".into(), 20).await.unwrap();
+        let kept = store.nodes_by_hostname("web-1").unwrap();
+        assert!(kept[0].deleted, "deleted nodes stay findable");
+        store.close().await;
+    }
+    let store = open(&dir);
+    assert_eq!(store.nodes_by_hostname("db-1").unwrap()[0].id, b);
+    assert!(store.nodes_by_hostname("web-1").unwrap()[0].deleted);
+}
+
 fn execution(id: tether_wire::ExecutionId, at: i64) -> ExecutionRecord {
     ExecutionRecord {
         id,

@@ -21,13 +21,13 @@ use policy::{Grant, Grants, Occupancy, RateLimit, new_token, token_hash};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
-use tether_store::{Resolved, TtySessionRecord};
+use tether_store::TtySessionRecord;
 use tether_wire::admin::Role;
 use tether_wire::tty::{TtyAuthorize, TtyExit, TtyGrant, TtyStatus, WindowSize};
-use tether_wire::{ErrorCode, NodeId, TtySessionId};
+use tether_wire::{ErrorCode, TtySessionId};
 use tracing::{info, warn};
 
-use crate::admin_api::{internal, resolve};
+use crate::admin::internal;
 use crate::server::Shared;
 
 pub(crate) type Refusal = (ErrorCode, String);
@@ -77,27 +77,6 @@ pub(crate) struct Caller {
     pub addr: SocketAddr,
 }
 
-/// A node by id, unique id prefix, or exact hostname.
-pub(crate) fn find_node(shared: &Shared, text: &str) -> Result<NodeId, Refusal> {
-    match shared.store.resolve_node(text).map_err(internal)? {
-        Resolved::NotFound | Resolved::Invalid(_) => {}
-        other => return resolve("node", text, other),
-    }
-    let matches: Vec<NodeId> = shared
-        .store
-        .nodes()
-        .map_err(internal)?
-        .into_iter()
-        .filter(|d| !d.record.deleted && d.record.hostname == text)
-        .map(|d| d.record.id)
-        .collect();
-    match matches.len() {
-        0 => Err((ErrorCode::NOT_FOUND, format!("no node matches {text:?}"))),
-        1 => Ok(matches[0]),
-        _ => resolve("node", text, Resolved::Ambiguous(matches)),
-    }
-}
-
 /// Step one: checks everything, reserves a place, records the session `pending`, and issues the
 /// token.
 pub(crate) async fn authorize(
@@ -134,7 +113,7 @@ pub(crate) async fn authorize(
             ),
         ));
     }
-    let node_id = find_node(shared, &request.node)?;
+    let node_id = crate::admin::resolve::node(shared, &request.node)?;
     let detail = shared
         .store
         .node(node_id)

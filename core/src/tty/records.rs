@@ -11,7 +11,7 @@ use tether_wire::tty::{TtySessionView, TtyStatus};
 use tracing::info;
 
 use super::{Caller, Refusal, end_record};
-use crate::admin_api::{internal, resolve};
+use crate::admin::{internal, resolve};
 use crate::server::Shared;
 
 /// Session records as admins see them.

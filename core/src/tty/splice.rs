@@ -17,7 +17,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::policy::TokenRefused;
 use super::{Caller, Grant, Refusal, Tally, end_record, token_hash};
-use crate::admin_api::internal;
+use crate::admin::internal;
 use crate::recording::{Recorder, RecordingInfo};
 use crate::server::Shared;
 

@@ -35,7 +35,8 @@ use crate::output::{self, print_json, rfc3339};
 pub struct ExecArgs {
     #[command(subcommand)]
     stored: Option<StoredCommand>,
-    /// Node ids, unique id prefixes, or hostnames (globs allowed, quote them: 'web-*').
+    /// Node ids, unique id prefixes, exact hostnames, or hostname patterns (quote them:
+    /// 'web-*'). An exact hostname is taken before an id prefix.
     #[arg(value_name = "TARGET")]
     targets: Vec<String>,
     /// Also every node with this label (repeat: all must match).
@@ -68,7 +69,7 @@ pub struct ExecArgs {
 enum StoredCommand {
     /// Past executions, newest first.
     History {
-        /// Only executions on this node (id or unique prefix).
+        /// Only executions on this node (id, unique id prefix, or exact hostname).
         #[arg(long)]
         node: Option<String>,
         /// How many.

@@ -112,7 +112,7 @@ enum NodeCommand {
     },
     /// Every static fact and the latest metrics of one node.
     Show {
-        /// Node id or unique prefix.
+        /// The node: its id, a unique beginning of its id, or its exact hostname.
         id: String,
         /// Print JSON.
         #[arg(long)]
@@ -120,7 +120,7 @@ enum NodeCommand {
     },
     /// Set labels (KEY=VALUE) and remove them (--remove KEY).
     Label {
-        /// Node id or unique prefix.
+        /// The node: its id, a unique beginning of its id, or its exact hostname.
         id: String,
         /// Labels to set.
         #[arg(value_name = "KEY=VALUE", value_parser = parse_label)]
@@ -134,7 +134,7 @@ enum NodeCommand {
     },
     /// Switch maintenance mode on or off.
     Maintenance {
-        /// Node id or unique prefix.
+        /// The node: its id, a unique beginning of its id, or its exact hostname.
         id: String,
         /// on or off.
         #[arg(value_parser = ["on", "off"])]
@@ -145,7 +145,7 @@ enum NodeCommand {
     },
     /// Allow users (besides admins, who always may) to open terminals on a node.
     Allow {
-        /// Node id or unique prefix.
+        /// The node: its id, a unique beginning of its id, or its exact hostname.
         id: String,
         /// User names, as in their identity certificates.
         #[arg(required = true, value_name = "USER")]
@@ -157,7 +157,7 @@ enum NodeCommand {
     /// Take users off a node's allowed list (their live sessions go on; `tether tty kill` ends
     /// them).
     Disallow {
-        /// Node id or unique prefix.
+        /// The node: its id, a unique beginning of its id, or its exact hostname.
         id: String,
         /// User names.
         #[arg(required = true, value_name = "USER")]
@@ -169,7 +169,7 @@ enum NodeCommand {
     /// Delete a node: its record is kept (marked deleted), its secret revoked, its connection
     /// closed; the agent is told and exits. It cannot come back with the same identity.
     Delete {
-        /// Node id or unique prefix.
+        /// The node: its id, a unique beginning of its id, or its exact hostname.
         id: String,
         /// Print JSON.
         #[arg(long)]

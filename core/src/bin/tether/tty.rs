@@ -52,7 +52,7 @@ enum RecordCommand {
         /// Only pending and connected sessions.
         #[arg(long)]
         active: bool,
-        /// Only sessions on this node (id, unique prefix or hostname).
+        /// Only sessions on this node (id, unique id prefix, or exact hostname).
         #[arg(long)]
         node: Option<String>,
         /// How many.
