@@ -106,6 +106,19 @@ pub(crate) fn index_hostnames(txn: &WriteTransaction) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// Stored static facts, or `None` if they were written in an older shape: facts are only a copy
+/// of what the node reports, and a node whose facts core lacks sends them again (their digest
+/// no longer matches), so an upgrade that changes their shape costs nothing but that resend.
+fn decode_facts(bytes: &[u8]) -> Option<StaticFacts> {
+    match codec::decode(bytes) {
+        Ok(facts) => Some(facts),
+        Err(e) => {
+            tracing::debug!(error = %e, "stored facts of an older shape are ignored until the node resends them");
+            None
+        }
+    }
+}
+
 impl Store {
     /// Node records whose hostname is exactly `hostname` (deleted ones too), in id order.
     pub fn nodes_by_hostname(&self, hostname: &str) -> Result<Vec<NodeRecord>, StoreError> {
@@ -144,8 +157,7 @@ impl Store {
         let facts = txn
             .open_table(FACTS)?
             .get(key)?
-            .map(|v| codec::decode(v.value()))
-            .transpose()?;
+            .and_then(|v| decode_facts(v.value()));
         let last_seen_ms = txn.open_table(LAST_SEEN)?.get(key)?.map(|v| v.value());
         let allowed_users = crate::tty::read_access(&txn.open_table(NODE_ACCESS)?, key)?;
         Ok(Some(NodeDetail {
@@ -169,10 +181,7 @@ impl Store {
             let key = key.value();
             out.push(NodeDetail {
                 record: codec::decode(value.value())?,
-                facts: facts
-                    .get(key)?
-                    .map(|v| codec::decode(v.value()))
-                    .transpose()?,
+                facts: facts.get(key)?.and_then(|v| decode_facts(v.value())),
                 last_seen_ms: last_seen.get(key)?.map(|v| v.value()),
                 allowed_users: crate::tty::read_access(&access, key)?,
             });
@@ -465,6 +474,40 @@ pub struct ConnectivityChange {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Facts stored by an older version, in another shape, read as absent (the node resends).
+    #[test]
+    fn facts_of_an_older_shape_read_as_absent() {
+        #[derive(serde::Serialize)]
+        struct OldDisk {
+            name: String,
+            mount: String,
+            filesystem: String,
+            kind: String,
+            total_bytes: u64,
+        }
+        #[derive(serde::Serialize)]
+        struct OldFacts {
+            hostname: String,
+            disks: Vec<OldDisk>,
+        }
+        let old = codec::encode(&OldFacts {
+            hostname: "h".into(),
+            disks: vec![OldDisk {
+                name: "/dev/vda".into(),
+                mount: "/".into(),
+                filesystem: "ext4".into(),
+                kind: "ssd".into(),
+                total_bytes: 1,
+            }],
+        });
+        assert_eq!(decode_facts(&old), None);
+        let current = StaticFacts {
+            hostname: "h".into(),
+            ..Default::default()
+        };
+        assert_eq!(decode_facts(&codec::encode(&current)), Some(current));
+    }
 
     /// A database from before the hostname index gets one at its first open.
     #[tokio::test]

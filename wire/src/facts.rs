@@ -37,7 +37,8 @@ pub struct StaticFacts {
     pub memory_total: u64,
     /// Swap, bytes.
     pub swap_total: u64,
-    /// Mounted disks.
+    /// Filesystems on disks, one each however many times it is mounted (bind mounts included),
+    /// in order of mount point; pseudo, transient and network filesystems left out.
     pub disks: Vec<DiskInfo>,
     /// Network interfaces.
     pub nics: Vec<NicInfo>,
@@ -47,13 +48,17 @@ pub struct StaticFacts {
     pub agent_version: String,
 }
 
-/// One mounted disk.
+/// One filesystem on a disk.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DiskInfo {
     /// Device name, e.g. `/dev/nvme0n1p2`.
     pub name: String,
-    /// Mount point.
+    /// Its primary mount point (where its root is mounted, else the shortest one): what
+    /// heartbeats name it by.
     pub mount: String,
+    /// Every mount point, the primary first (bind mounts and second mounts of the same
+    /// filesystem).
+    pub mounts: Vec<String>,
     /// File system, e.g. `ext4`.
     pub filesystem: String,
     /// `ssd`, `hdd` or `unknown`.

@@ -39,7 +39,8 @@ pub struct Metrics {
     pub swap_used: u64,
     /// Swap, bytes.
     pub swap_total: u64,
-    /// Per mounted disk: used and total bytes.
+    /// Per filesystem of the static facts' `disks` (one each, however often mounted): used and
+    /// total bytes.
     pub disks: Vec<DiskUsage>,
     /// Bytes received per second over the last interval, all interfaces but loopback.
     pub net_rx_bytes_per_sec: u64,
@@ -72,7 +73,7 @@ pub struct Metrics {
 /// One disk's usage.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DiskUsage {
-    /// Mount point (matches [`crate::facts::DiskInfo::mount`]).
+    /// Primary mount point (matches [`crate::facts::DiskInfo::mount`]).
     pub mount: String,
     /// Bytes in use.
     pub used_bytes: u64,

@@ -44,15 +44,24 @@ fn code() -> impl Strategy<Value = ErrorCode> {
 }
 
 fn disk_info() -> impl Strategy<Value = DiskInfo> {
-    (text(), text(), text(), text(), any::<u64>()).prop_map(
-        |(name, mount, filesystem, kind, total_bytes)| DiskInfo {
-            name,
-            mount,
-            filesystem,
-            kind,
-            total_bytes,
-        },
+    (
+        text(),
+        text(),
+        vec(text(), 0..4),
+        text(),
+        text(),
+        any::<u64>(),
     )
+        .prop_map(
+            |(name, mount, mounts, filesystem, kind, total_bytes)| DiskInfo {
+                name,
+                mount,
+                mounts,
+                filesystem,
+                kind,
+                total_bytes,
+            },
+        )
 }
 
 fn nic() -> impl Strategy<Value = NicInfo> {

@@ -1,9 +1,9 @@
 //! Static facts (seeds 000 and 003).
 
-use sysinfo::{DiskKind, Disks, Networks, System};
+use sysinfo::{Networks, System};
 use tether_wire::facts::{DiskInfo, NicInfo, StaticFacts};
 
-use super::linux;
+use super::{linux, mounts};
 
 /// Most disks and interfaces reported (a host with thousands of mounts must not blow the frame).
 const MAX_ITEMS: usize = 128;
@@ -21,26 +21,24 @@ pub fn collect_facts(hostname: Option<&str>) -> StaticFacts {
         .or_else(|| System::host_name().ok())
         .unwrap_or_else(|| "unknown".into());
 
-    let mut disks: Vec<DiskInfo> = Disks::new_with_refreshed_list()
-        .map(|disks| {
-            disks
-                .iter()
-                .map(|d| DiskInfo {
-                    name: d.name().to_string_lossy().into_owned(),
-                    mount: d.mount_point().to_string_lossy().into_owned(),
-                    filesystem: d.file_system().to_string_lossy().into_owned(),
-                    kind: match d.kind() {
-                        DiskKind::SSD => "ssd".into(),
-                        DiskKind::HDD => "hdd".into(),
-                        _ => "unknown".into(),
-                    },
-                    total_bytes: d.total_space(),
-                })
-                .collect()
+    let mut disks: Vec<DiskInfo> = mounts::read()
+        .iter()
+        .filter_map(|fs| {
+            let (total_bytes, _) = mounts::usage(fs.primary())?;
+            Some(DiskInfo {
+                name: fs.source.clone(),
+                mount: fs.primary().to_string(),
+                mounts: fs.mounts.clone(),
+                filesystem: fs.fs_type.clone(),
+                kind: mounts::kind(fs).into(),
+                total_bytes,
+            })
         })
-        .unwrap_or_default();
-    disks.sort_by(|a, b| a.mount.cmp(&b.mount));
+        .collect();
     disks.truncate(MAX_ITEMS);
+    for disk in &mut disks {
+        disk.mounts.truncate(MAX_ITEMS);
+    }
 
     let mut nics: Vec<NicInfo> = Networks::new_with_refreshed_list()
         .map(|networks| {
@@ -102,5 +100,75 @@ mod tests {
         assert!(!facts.arch.is_empty());
         // Reading twice gives the same digest: facts are sent only when they change.
         assert_eq!(facts.digest(), collect_facts(Some("override")).digest());
+    }
+
+    /// Unmounts what it mounted, even when the test fails.
+    struct BindMounts(Vec<std::path::PathBuf>);
+
+    impl Drop for BindMounts {
+        fn drop(&mut self) {
+            for place in self.0.iter().rev() {
+                let _ = std::process::Command::new("umount").arg(place).status();
+            }
+        }
+    }
+
+    /// Real bind mounts (where this test may mount: as root, with mount(8)): the filesystem they
+    /// show is still one disk, listing them, in the facts and in the heartbeat, and no total
+    /// changes.
+    #[test]
+    fn bind_mounts_are_one_disk_with_all_its_mount_points() {
+        let before = collect_facts(None);
+        let mut collector = crate::collect::Collector::new();
+        let metrics_before = collector.metrics();
+        let tmp = tempfile::tempdir().unwrap();
+        let mut mounted = BindMounts(Vec::new());
+        for name in ["b1", "b2", "b3"] {
+            let place = tmp.path().join(name);
+            std::fs::create_dir(&place).unwrap();
+            let status = std::process::Command::new("mount")
+                .arg("--bind")
+                .arg("/var")
+                .arg(&place)
+                .stderr(std::process::Stdio::null())
+                .status();
+            if !status.is_ok_and(|s| s.success()) {
+                eprintln!("skipped: this test cannot bind-mount (it needs root and mount(8))");
+                return;
+            }
+            mounted.0.push(place);
+        }
+        let after = collect_facts(None);
+        assert_eq!(after.disks.len(), before.disks.len(), "{:#?}", after.disks);
+        let holder = after
+            .disks
+            .iter()
+            .find(|d| d.mounts.iter().any(|m| m.ends_with("/b1")))
+            .expect("the filesystem of /var lists the bind mounts");
+        for place in &mounted.0 {
+            let place = place.to_str().unwrap();
+            assert!(holder.mounts.iter().any(|m| m == place), "{holder:?}");
+        }
+        assert!(
+            !holder.mount.ends_with("/b1"),
+            "the primary is the real mount: {holder:?}"
+        );
+        let total = |disks: &[tether_wire::facts::DiskInfo]| -> u64 {
+            disks.iter().map(|d| d.total_bytes).sum()
+        };
+        assert_eq!(total(&after.disks), total(&before.disks));
+        let metrics = collector.metrics();
+        assert_eq!(metrics.disks.len(), metrics_before.disks.len());
+        assert_eq!(
+            metrics
+                .disks
+                .iter()
+                .filter(|d| d.mount == holder.mount)
+                .count(),
+            1,
+            "{:?}",
+            metrics.disks
+        );
+        assert!(!metrics.disks.iter().any(|d| d.mount.contains("/b")));
     }
 }

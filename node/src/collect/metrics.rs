@@ -5,7 +5,7 @@ use std::time::Instant;
 use sysinfo::System;
 use tether_wire::heartbeat::{DiskUsage, Metrics};
 
-use super::{Collector, linux};
+use super::{Collector, linux, mounts};
 
 impl Collector {
     /// Takes a sample; rates are over the time since the previous one.
@@ -15,9 +15,6 @@ impl Collector {
         if let Some(system) = &mut self.system {
             system.refresh_cpu_usage();
             system.refresh_memory();
-        }
-        if let Some(disks) = &mut self.disks {
-            disks.refresh(true);
         }
         if let Some(networks) = &mut self.networks {
             networks.refresh(true);
@@ -56,14 +53,17 @@ impl Collector {
             memory_total: system.map_or(0, System::total_memory),
             swap_used: system.map_or(0, System::used_swap),
             swap_total: system.map_or(0, System::total_swap),
-            disks: self
-                .disks
+            // Read afresh each time: mounts come and go. One entry per filesystem, as in the
+            // static facts.
+            disks: mounts::read()
                 .iter()
-                .flat_map(|d| d.iter())
-                .map(|d| DiskUsage {
-                    mount: d.mount_point().to_string_lossy().into_owned(),
-                    used_bytes: d.total_space().saturating_sub(d.available_space()),
-                    total_bytes: d.total_space(),
+                .filter_map(|fs| {
+                    let (total_bytes, used_bytes) = mounts::usage(fs.primary())?;
+                    Some(DiskUsage {
+                        mount: fs.primary().to_string(),
+                        used_bytes,
+                        total_bytes,
+                    })
                 })
                 .collect(),
             net_rx_bytes_per_sec: per_second(rx),

@@ -6,10 +6,11 @@
 mod facts;
 mod linux;
 mod metrics;
+mod mounts;
 
 use std::time::Instant;
 
-use sysinfo::{Components, Disks, Networks, System};
+use sysinfo::{Components, Networks, System};
 
 pub use facts::collect_facts;
 
@@ -18,7 +19,6 @@ pub use facts::collect_facts;
 pub struct Collector {
     // Each handle is optional: a machine where one cannot be read still reports the others.
     system: Option<System>,
-    disks: Option<Disks>,
     networks: Option<Networks>,
     components: Option<Components>,
     last_sample: Instant,
@@ -40,7 +40,6 @@ impl Collector {
         });
         Self {
             system,
-            disks: Disks::new_with_refreshed_list().ok(),
             networks: Networks::new_with_refreshed_list().ok(),
             components: Components::new_with_refreshed_list()
                 .ok()

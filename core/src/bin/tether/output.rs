@@ -375,9 +375,20 @@ pub fn node_detail(node: &NodeView, json: bool) -> anyhow::Result<()> {
             writeln!(out, "  gpu:          {gpu}")?;
         }
         for d in &f.disks {
+            let also: Vec<&str> = d
+                .mounts
+                .iter()
+                .map(String::as_str)
+                .filter(|m| *m != d.mount)
+                .collect();
+            let also = if also.is_empty() {
+                String::new()
+            } else {
+                format!(" (also on {})", also.join(", "))
+            };
             writeln!(
                 out,
-                "  disk:         {} on {} ({}, {}, {})",
+                "  disk:         {} on {}{also} ({}, {}, {})",
                 d.name,
                 d.mount,
                 d.filesystem,
