@@ -270,6 +270,9 @@ impl SimNode {
             timestamp: now_secs,
             proof: FixedBytes(proof),
             agent_version: "sim".into(),
+            // Each simulated node is a machine of its own, the same one at every reconnect.
+            machine: tether_wire::control::machine_fingerprint(id.as_bytes(), b"sim"),
+            hostname: format!("sim-{}", &id.to_string()[..8]),
         };
         send.send(&NodeMessage::Auth(auth))
             .await

@@ -25,6 +25,7 @@ mod enroll;
 mod exec;
 mod mailbox;
 mod node_conn;
+mod probe;
 mod tty;
 mod views;
 

@@ -439,7 +439,7 @@ async fn authenticate(
     auth: AuthRequest,
 ) -> Option<Arc<Session>> {
     let node_id = auth.node_id;
-    if let Err(message) = tether_wire::control::check_version(&auth.agent_version) {
+    if let Err(message) = auth.check_shape() {
         refuse(connection, control, (ErrorCode::INVALID_REQUEST, message)).await;
         return None;
     }
@@ -505,8 +505,14 @@ async fn authenticate(
         return None;
     }
 
+    if let Some(refusal) = Box::pin(other_machine(shared, connection, &auth)).await {
+        refuse(connection, control, refusal).await;
+        return None;
+    }
+
     let session = Arc::new(Session {
         node_id,
+        machine: auth.machine,
         generation: shared.presence.next_generation(),
         connection: connection.clone(),
         commands: Mailbox::new(COMMAND_QUEUE),
@@ -559,6 +565,68 @@ async fn authenticate(
     }
     info!(remote = %connection.remote_address(), version = %auth.agent_version, "node online");
     Some(session)
+}
+
+/// Whether this connection is another machine using an identity that is in use: a refusal
+/// (recorded on the node, and logged) if so. An identity belongs to one machine:
+///
+/// - no current connection: nothing to compare with; this one is the node;
+/// - the same machine fingerprint: a restart, a crash, a new NAT mapping; it replaces the old
+///   connection, unless the two addresses keep replacing each other (identical copies, whose
+///   fingerprints cannot tell them apart: [`crate::presence::Turns`]);
+/// - another fingerprint: a reboot (new boot id), whose old connection is dead, or another
+///   machine, whose is not: the old connection is probed ([`crate::probe`]).
+async fn other_machine(
+    shared: &Shared,
+    connection: &Connection,
+    auth: &AuthRequest,
+) -> Option<Refusal> {
+    let old = shared.presence.get(auth.node_id)?;
+    let (old_addr, new_addr) = (old.connection.remote_address(), connection.remote_address());
+    let reason = if old.machine != auth.machine {
+        if !crate::probe::alive(&old.connection).await {
+            debug!(%old_addr, "the connection of this identity's other machine is dead; replacing it");
+            return None;
+        }
+        "another machine fingerprint (machine id and boot id), while the node's connection is alive"
+            .to_string()
+    } else if shared
+        .presence
+        .hold_established(auth.node_id, Instant::now(), old_addr, new_addr)
+    {
+        format!(
+            "connections from {old_addr} and {new_addr} replaced each other {} times within {} s: \
+             two copies of one machine (same machine id and boot id)",
+            crate::presence::TURNS_LIMIT,
+            crate::presence::TURNS_WINDOW.as_secs()
+        )
+    } else {
+        return None;
+    };
+    warn!(node_id = %auth.node_id, connected_from = %old_addr, other = %new_addr,
+          other_hostname = %auth.hostname, %reason,
+          "identity conflict: another machine uses this node's identity; refused");
+    let recorded = shared
+        .store
+        .record_identity_conflict(
+            auth.node_id,
+            new_addr.to_string(),
+            auth.hostname.clone(),
+            reason.clone(),
+            shared.now_ms(),
+        )
+        .await;
+    if let Err(e) = recorded {
+        warn!(error = %e, "recording the identity conflict failed");
+    }
+    Some((
+        ErrorCode::IDENTITY_IN_USE,
+        format!(
+            "node {} is connected from {old_addr}; this connection from {new_addr} ({}) is another \
+             machine with the same identity ({reason})",
+            auth.node_id, auth.hostname
+        ),
+    ))
 }
 
 /// How a session ended, for the status log.

@@ -37,6 +37,8 @@ pub(crate) const COMMAND_QUEUE: usize = 4;
 #[derive(Debug)]
 pub(crate) struct Session {
     pub node_id: NodeId,
+    /// The machine it runs on ([`tether_wire::control::machine_fingerprint`]).
+    pub machine: tether_wire::control::Digest,
     /// Distinguishes this session from older or newer ones of the same node.
     pub generation: u64,
     pub connection: quinn::Connection,
@@ -160,6 +162,69 @@ impl Liveness {
     }
 }
 
+/// How long replacements of a node's connection are remembered.
+pub const TURNS_WINDOW: Duration = Duration::from_secs(60);
+/// Replacements between the same two addresses within [`TURNS_WINDOW`] after which the next is
+/// refused: two machines taking turns, not a network.
+pub const TURNS_LIMIT: usize = 2;
+
+/// The recent replacements of one node's connection. A real network changes a node's address
+/// without a new connection (QUIC migration), and a restarted agent comes from a new port; two
+/// copies of one machine, each reconnecting when the other replaces it, take turns between
+/// the same two addresses within seconds. Pure: the caller passes the time.
+#[derive(Debug, Default, Clone)]
+pub struct Turns {
+    recent: std::collections::VecDeque<(Instant, std::net::SocketAddr, std::net::SocketAddr)>,
+}
+
+impl Turns {
+    /// A connection from `new` is about to replace the node's connection from `old`: false to
+    /// let it (and remember it), true to hold the established one because the two addresses
+    /// have already replaced each other [`TURNS_LIMIT`] times within [`TURNS_WINDOW`].
+    pub fn hold(
+        &mut self,
+        now: Instant,
+        old: std::net::SocketAddr,
+        new: std::net::SocketAddr,
+    ) -> bool {
+        self.forget_before(now);
+        if old == new {
+            // The same address again (a restart that got its port back, a reconnect through the
+            // same mapping): the old connection is simply dead.
+            return false;
+        }
+        let between = self
+            .recent
+            .iter()
+            .filter(|(_, a, b)| (*a == old && *b == new) || (*a == new && *b == old))
+            .count();
+        if between >= TURNS_LIMIT {
+            return true;
+        }
+        self.recent.push_back((now, old, new));
+        if self.recent.len() > 8 {
+            self.recent.pop_front();
+        }
+        false
+    }
+
+    fn forget_before(&mut self, now: Instant) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|(at, _, _)| now.duration_since(*at) > TURNS_WINDOW)
+        {
+            self.recent.pop_front();
+        }
+    }
+
+    /// Nothing remembered any more.
+    pub fn is_empty(&mut self, now: Instant) -> bool {
+        self.forget_before(now);
+        self.recent.is_empty()
+    }
+}
+
 /// What an admin decided about a node waiting for enrollment.
 #[derive(Debug)]
 pub(crate) enum Notice {
@@ -176,6 +241,8 @@ pub(crate) struct Presence {
     sessions: Mutex<HashMap<NodeId, Arc<Session>>>,
     exec_streams: Mutex<HashMap<(NodeId, ExecutionId), oneshot::Sender<ExecStream>>>,
     waiting: Mutex<HashMap<NodeId, (u64, oneshot::Sender<Notice>)>>,
+    /// Recent replacements, only of nodes that had some within [`TURNS_WINDOW`].
+    turns: Mutex<HashMap<NodeId, Turns>>,
     next_generation: AtomicU64,
     /// Malformed datagrams from all nodes since start.
     pub malformed_total: AtomicU64,
@@ -299,6 +366,30 @@ impl Presence {
             .remove(&(node, exec_id));
     }
 
+    /// See [`Turns::hold`].
+    pub fn hold_established(
+        &self,
+        node_id: NodeId,
+        now: Instant,
+        old: std::net::SocketAddr,
+        new: std::net::SocketAddr,
+    ) -> bool {
+        self.turns
+            .lock()
+            .expect("not poisoned")
+            .entry(node_id)
+            .or_default()
+            .hold(now, old, new)
+    }
+
+    /// Forgets replacements older than [`TURNS_WINDOW`] (memory only for nodes replaced lately).
+    pub fn sweep_turns(&self, now: Instant) {
+        self.turns
+            .lock()
+            .expect("not poisoned")
+            .retain(|_, turns| !turns.is_empty(now));
+    }
+
     /// Pushes a decision to the waiting connection, if there is one.
     pub fn notify(&self, node_id: NodeId, notice: Notice) -> bool {
         let waiter = self.waiting.lock().expect("not poisoned").remove(&node_id);
@@ -416,6 +507,43 @@ mod tests {
         assert!(liveness.is_silent(Instant::now()));
         assert_eq!(Instant::now() - last, offline_after);
         assert_eq!(Instant::now() - start, Duration::from_secs(300 + 90));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_machines_taking_turns_are_told_from_a_network() {
+        let a: std::net::SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        let b: std::net::SocketAddr = "10.0.0.2:4000".parse().unwrap();
+        let c: std::net::SocketAddr = "10.0.0.1:4001".parse().unwrap();
+        let mut turns = Turns::default();
+        // a and b replace each other twice; the third time the established one is held.
+        assert!(!turns.hold(Instant::now(), a, b));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!turns.hold(Instant::now(), b, a));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(turns.hold(Instant::now(), a, b), "a third turn is refused");
+        assert!(turns.hold(Instant::now(), b, a), "either way round");
+        // A restart of the agent comes from a new port: a real replacement.
+        assert!(!turns.hold(Instant::now(), a, c));
+        // The same address again: the old connection is dead, whatever the history.
+        assert!(!turns.hold(Instant::now(), a, a));
+        // After the window, the pair starts afresh.
+        tokio::time::sleep(TURNS_WINDOW + Duration::from_secs(1)).await;
+        assert!(!turns.hold(Instant::now(), a, b));
+        tokio::time::sleep(TURNS_WINDOW + Duration::from_secs(1)).await;
+        assert!(turns.is_empty(Instant::now()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_reconnecting_through_a_changing_nat_is_never_held() {
+        // Every reconnect from a new address, a minute apart or seconds apart: never two
+        // machines.
+        let mut turns = Turns::default();
+        for port in 0..20u16 {
+            let old: std::net::SocketAddr = format!("192.0.2.1:{}", 5000 + port).parse().unwrap();
+            let new: std::net::SocketAddr = format!("192.0.2.1:{}", 5001 + port).parse().unwrap();
+            assert!(!turns.hold(Instant::now(), old, new));
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
     }
 
     #[test]

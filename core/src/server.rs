@@ -424,6 +424,9 @@ async fn flush_last_seen(shared: &Shared) {
     }
 }
 
+/// How long a node stays flagged after the last attempt by another machine to use its identity.
+pub const CONFLICTS_KEPT: Duration = Duration::from_secs(24 * 3600);
+
 /// Periodic work: last-seen flushes, nonce expiry, status-log pruning.
 async fn chores(shared: Arc<Shared>) {
     let mut flush = tokio::time::interval(shared.config.last_seen_flush);
@@ -447,6 +450,11 @@ async fn chores(shared: Arc<Shared>) {
                 let retention = i64::try_from(shared.config.status_log_retention.as_millis()).unwrap_or(i64::MAX);
                 if let Err(e) = shared.store.prune_status_log(shared.now_ms().saturating_sub(retention)).await {
                     warn!(error = %e, "status log pruning failed");
+                }
+                shared.presence.sweep_turns(tokio::time::Instant::now());
+                let kept = i64::try_from(CONFLICTS_KEPT.as_millis()).unwrap_or(i64::MAX);
+                if let Err(e) = shared.store.prune_identity_conflicts(shared.now_ms().saturating_sub(kept)).await {
+                    warn!(error = %e, "identity conflict pruning failed");
                 }
             }
         }

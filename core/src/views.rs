@@ -1,7 +1,7 @@
 //! Turning stored records and live state into what admins see.
 
 use tether_store::{ApplicationRecord, NodeDetail};
-use tether_wire::admin::{ApplicationView, NodeStatus, NodeView};
+use tether_wire::admin::{ApplicationView, IdentityConflictView, NodeStatus, NodeView};
 
 use crate::presence::Session;
 
@@ -24,6 +24,7 @@ pub(crate) fn node_view(detail: NodeDetail, session: Option<&Session>) -> NodeVi
         facts,
         last_seen_ms,
         allowed_users,
+        conflict,
     } = detail;
     let status = status(record.maintenance, session);
     let live = session.map(|s| s.live.lock().expect("not poisoned").clone());
@@ -59,6 +60,14 @@ pub(crate) fn node_view(detail: NodeDetail, session: Option<&Session>) -> NodeVi
         static_facts_received: live.as_ref().map_or(0, |l| l.facts_received),
         malformed_datagrams: live.as_ref().map_or(0, |l| l.malformed),
         skewed_heartbeats: live.as_ref().map_or(0, |l| l.skewed),
+        conflict: conflict.map(|c| IdentityConflictView {
+            address: c.address,
+            hostname: c.hostname,
+            reason: c.reason,
+            first_at_ms: c.first_at_ms,
+            last_at_ms: c.last_at_ms,
+            attempts: c.attempts,
+        }),
     }
 }
 

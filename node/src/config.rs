@@ -31,6 +31,9 @@ pub struct NodeConfig {
     pub clock_offset_ms: i64,
     /// Shell for terminal sessions, with its arguments (default `/bin/bash --login`, else `/bin/sh`).
     pub shell: Option<String>,
+    /// File holding this machine's id, for the machine fingerprint (default `/etc/machine-id`,
+    /// else `/var/lib/dbus/machine-id`): for containers that share their host's.
+    pub machine_id_file: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -48,6 +51,7 @@ impl NodeConfig {
             facts_refresh: Duration::from_secs(600),
             clock_offset_ms: 0,
             shell: None,
+            machine_id_file: None,
         }
     }
 
@@ -86,6 +90,9 @@ impl NodeConfig {
         }
         if let Some(shell) = node.shell {
             self.shell = Some(shell);
+        }
+        if let Some(file) = node.machine_id_file {
+            self.machine_id_file = Some(file);
         }
         let duration =
             |key: &str, text: Option<String>, target: &mut Duration| -> Result<(), String> {
@@ -155,6 +162,8 @@ pub struct NodeSection {
     pub idle_timeout: Option<String>,
     /// Longest reconnect delay, e.g. `30s`.
     pub reconnect_max: Option<String>,
+    /// File holding this machine's id (default `/etc/machine-id`).
+    pub machine_id_file: Option<PathBuf>,
 }
 
 impl NodeConfigFile {

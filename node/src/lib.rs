@@ -55,6 +55,22 @@ pub enum NodeError {
         /// Core's sentence.
         message: String,
     },
+    /// Another machine is connected with this node's identity: this state directory was
+    /// copied (a cloned VM or disk image).
+    #[error(
+        "core refused this agent: {message} [{code}]\nThis node's identity (its state directory, {state_dir}) \
+         is in use by another machine: the directory was probably copied from it, with a cloned VM or disk \
+         image. Give this machine an identity of its own: stop this agent, move {state_dir} aside, and \
+         start it again with --token to enroll it as a new node."
+    )]
+    IdentityInUse {
+        /// Core's code.
+        code: ErrorCode,
+        /// Core's sentence (names the machine that holds the identity).
+        message: String,
+        /// The state directory to replace.
+        state_dir: String,
+    },
     /// Not enrolled and no way to enroll.
     #[error("{0}")]
     NotEnrolled(String),
@@ -75,6 +91,7 @@ impl NodeError {
             NodeError::Removed { .. } => 4,
             NodeError::UntrustedCore(_) => 5,
             NodeError::Refused { .. } | NodeError::NotEnrolled(_) => 6,
+            NodeError::IdentityInUse { .. } => 7,
             NodeError::State(_) | NodeError::Config(_) => 1,
         }
     }

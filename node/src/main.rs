@@ -23,7 +23,9 @@ enum Command {
     ///
     /// Exit codes: 0 stopped by a signal; 3 application rejected; 4 node deleted by an admin;
     /// 5 core's CA does not match the join token; 6 refused for good (wrong token, key mismatch,
-    /// not enrolled); 1 any other error. Only 0 and 1 are worth restarting.
+    /// not enrolled); 7 this identity is in use by another machine (a copied state directory:
+    /// give this machine a fresh one and enroll); 1 any other error. Only 0 and 1 are worth
+    /// restarting.
     Run(RunArgs),
 }
 
@@ -53,6 +55,11 @@ struct RunArgs {
     /// Config file with a [node] section (core_addr, register_token, hostname, state_dir, ...).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// File with this machine's id, for the machine fingerprint that keeps one identity on one
+    /// machine (default /etc/machine-id, else /var/lib/dbus/machine-id). For containers that
+    /// share their host's machine id.
+    #[arg(long, value_name = "FILE")]
+    machine_id_file: Option<PathBuf>,
     /// QUIC keep-alive interval, e.g. 15s.
     #[arg(long, value_parser = parse_duration)]
     keep_alive: Option<std::time::Duration>,
@@ -95,6 +102,9 @@ fn build_config(args: RunArgs) -> anyhow::Result<NodeConfig> {
     }
     if let Some(shell) = args.shell {
         config.shell = Some(shell);
+    }
+    if let Some(file) = args.machine_id_file {
+        config.machine_id_file = Some(file);
     }
     if let Some(keep_alive) = args.keep_alive {
         config.keep_alive = keep_alive;

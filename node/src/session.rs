@@ -230,7 +230,7 @@ async fn attempt(ctx: &mut Context) -> Result<Attempt, NodeError> {
         let code = match e {
             NodeError::Rejected { .. } => ErrorCode::APPLICATION_REJECTED,
             NodeError::Removed { .. } => ErrorCode::NODE_REMOVED,
-            NodeError::Refused { code, .. } => *code,
+            NodeError::Refused { code, .. } | NodeError::IdentityInUse { code, .. } => *code,
             _ => ErrorCode::OK,
         };
         connection.close(VarInt::from_u32(code.close_code()), b"");
@@ -335,12 +335,7 @@ fn enroll_request(ctx: &Context) -> Result<EnrollRequest, NodeError> {
     })?;
     let mut nonce = [0u8; 64];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let hostname = ctx
-        .config
-        .hostname
-        .clone()
-        .or_else(|| sysinfo::System::host_name().ok())
-        .unwrap_or_else(|| "unknown".into());
+    let hostname = hostname(ctx);
     let mut request = EnrollRequest {
         nonce: FixedBytes(nonce),
         timestamp: ctx.now_ms().div_euclid(1000),
@@ -353,6 +348,16 @@ fn enroll_request(ctx: &Context) -> Result<EnrollRequest, NodeError> {
     };
     request.signature = ByteBuf(ctx.state.key.sign(&request.signed_bytes()));
     Ok(request)
+}
+
+/// The hostname this agent reports: the configured one, else the system's.
+fn hostname(ctx: &Context) -> String {
+    ctx.config
+        .hostname
+        .clone()
+        .or_else(|| sysinfo::System::host_name().ok())
+        .filter(|name| tether_wire::control::check_hostname(name).is_ok())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn auth_request(ctx: &Context, connection: &Connection) -> Result<AuthRequest, NodeError> {
@@ -371,6 +376,8 @@ fn auth_request(ctx: &Context, connection: &Connection) -> Result<AuthRequest, N
         timestamp,
         proof: FixedBytes(tether_certs::proof::compute(secret, &input)),
         agent_version: AGENT_VERSION.to_string(),
+        machine: crate::collect::machine_fingerprint(ctx.config.machine_id_file.as_deref()),
+        hostname: hostname(ctx),
     })
 }
 
@@ -383,6 +390,11 @@ fn classify(
 ) -> Result<Attempt, NodeError> {
     match code {
         ErrorCode::APPLICATION_REJECTED => Err(NodeError::Rejected { reason: message }),
+        ErrorCode::IDENTITY_IN_USE => Err(NodeError::IdentityInUse {
+            code,
+            message,
+            state_dir: ctx.state.dir().display().to_string(),
+        }),
         ErrorCode::NODE_REMOVED => Err(NodeError::Removed { reason: message }),
         ErrorCode::WRONG_JOIN_TOKEN
         | ErrorCode::BAD_SIGNATURE
@@ -508,6 +520,10 @@ async fn run_session(
             stream = connection.accept_bi() => match stream {
                 Ok((send, recv)) => ctx.terminals.start(send, recv, ctx.config.shell.clone()),
                 Err(_) => return closed(ctx, connection, true),
+            },
+            // Core's probes: QUIC's acknowledgement was the answer; read only to free the buffer.
+            datagram = connection.read_datagram() => if datagram.is_err() {
+                return closed(ctx, connection, true);
             },
             message = recv.next::<CoreMessage>() => match message {
                 Ok(Some(CoreMessage::Removed { reason })) => return Err(NodeError::Removed { reason }),

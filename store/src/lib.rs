@@ -30,7 +30,8 @@ use redb::Database;
 pub use enroll::{Decision, DecisionOutcome, NewApplication, Submission};
 pub use nodes::{ConnectivityChange, NodeDetail, Resolved};
 pub use records::{
-    ApplicationRecord, ExecutionRecord, NodeExecRecord, NodeRecord, StatusEvent, TtySessionRecord,
+    ApplicationRecord, ExecutionRecord, IdentityConflict, NodeExecRecord, NodeRecord, StatusEvent,
+    TtySessionRecord,
 };
 pub use tty::AccessChange;
 

@@ -7,7 +7,7 @@ use tether_wire::{ApplicationId, NodeId};
 use uuid::Uuid;
 
 use crate::enroll::{load_node_w, log_status, save_node};
-use crate::records::{NodeRecord, StatusEvent};
+use crate::records::{IdentityConflict, NodeRecord, StatusEvent};
 use crate::tables::*;
 use crate::{Store, StoreError, codec};
 
@@ -22,6 +22,8 @@ pub struct NodeDetail {
     pub last_seen_ms: Option<i64>,
     /// Users (besides admins) allowed to open terminals on the node.
     pub allowed_users: Vec<String>,
+    /// Another machine's latest attempt to use this node's identity, if any is kept.
+    pub conflict: Option<IdentityConflict>,
 }
 
 /// Result of resolving an id or a prefix.
@@ -119,7 +121,66 @@ fn decode_facts(bytes: &[u8]) -> Option<StaticFacts> {
     }
 }
 
+fn read_conflict(
+    table: &impl ReadableTable<u128, &'static [u8]>,
+    key: u128,
+) -> Result<Option<IdentityConflict>, StoreError> {
+    table
+        .get(key)?
+        .map(|v| codec::decode(v.value()))
+        .transpose()
+}
+
 impl Store {
+    /// Records that another machine tried to use `node`'s identity at `at_ms`, from `address`
+    /// (reporting `hostname`), refused for `reason`: kept with the first attempt's time and a
+    /// count. Deleted or unknown nodes are left alone.
+    pub async fn record_identity_conflict(
+        &self,
+        node: NodeId,
+        address: String,
+        hostname: String,
+        reason: String,
+        at_ms: i64,
+    ) -> Result<IdentityConflict, StoreError> {
+        self.write(move |txn| {
+            let key = node.0.as_u128();
+            let mut table = txn.open_table(NODE_CONFLICTS)?;
+            let before = read_conflict(&table, key)?;
+            let conflict = IdentityConflict {
+                address,
+                hostname,
+                reason,
+                first_at_ms: before.as_ref().map_or(at_ms, |b| b.first_at_ms),
+                last_at_ms: at_ms,
+                attempts: before.as_ref().map_or(0, |b| b.attempts).saturating_add(1),
+            };
+            table.insert(key, codec::encode(&conflict).as_slice())?;
+            Ok(conflict)
+        })
+        .await
+    }
+
+    /// Forgets identity conflicts whose latest attempt is older than `before_ms`; how many.
+    pub async fn prune_identity_conflicts(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.write(move |txn| {
+            let mut table = txn.open_table(NODE_CONFLICTS)?;
+            let mut old = Vec::new();
+            for entry in table.iter()? {
+                let (key, value) = entry?;
+                let conflict: IdentityConflict = codec::decode(value.value())?;
+                if conflict.last_at_ms < before_ms {
+                    old.push(key.value());
+                }
+            }
+            for key in &old {
+                table.remove(*key)?;
+            }
+            Ok(old.len())
+        })
+        .await
+    }
+
     /// Node records whose hostname is exactly `hostname` (deleted ones too), in id order.
     pub fn nodes_by_hostname(&self, hostname: &str) -> Result<Vec<NodeRecord>, StoreError> {
         let txn = self.read()?;
@@ -160,11 +221,13 @@ impl Store {
             .and_then(|v| decode_facts(v.value()));
         let last_seen_ms = txn.open_table(LAST_SEEN)?.get(key)?.map(|v| v.value());
         let allowed_users = crate::tty::read_access(&txn.open_table(NODE_ACCESS)?, key)?;
+        let conflict = read_conflict(&txn.open_table(NODE_CONFLICTS)?, key)?;
         Ok(Some(NodeDetail {
             record,
             facts,
             last_seen_ms,
             allowed_users,
+            conflict,
         }))
     }
 
@@ -175,6 +238,7 @@ impl Store {
         let facts = txn.open_table(FACTS)?;
         let last_seen = txn.open_table(LAST_SEEN)?;
         let access = txn.open_table(NODE_ACCESS)?;
+        let conflicts = txn.open_table(NODE_CONFLICTS)?;
         let mut out = Vec::new();
         for entry in nodes.iter()? {
             let (key, value) = entry?;
@@ -184,6 +248,7 @@ impl Store {
                 facts: facts.get(key)?.and_then(|v| decode_facts(v.value())),
                 last_seen_ms: last_seen.get(key)?.map(|v| v.value()),
                 allowed_users: crate::tty::read_access(&access, key)?,
+                conflict: read_conflict(&conflicts, key)?,
             });
         }
         Ok(out)

@@ -198,3 +198,22 @@ pub struct TtySessionRecord {
     /// Bytes the client sent.
     pub input_bytes: u64,
 }
+
+/// Another machine tried to use a node's identity while it was connected (a copied state
+/// directory). One per node: the latest attempt, with when the first and last were.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityConflict {
+    /// Address core saw the other machine's connection come from.
+    pub address: String,
+    /// Hostname the other machine reported.
+    pub hostname: String,
+    /// Why it was judged another machine: a different machine fingerprint, or connections
+    /// replacing each other from alternating addresses.
+    pub reason: String,
+    /// First attempt, unix ms.
+    pub first_at_ms: i64,
+    /// Latest attempt, unix ms.
+    pub last_at_ms: i64,
+    /// Attempts refused.
+    pub attempts: u32,
+}

@@ -29,6 +29,9 @@ pub(crate) const NONCE_EXPIRY: TableDefinition<'_, (u64, &[u8]), ()> =
 /// (hostname, node id) → (): nodes by hostname, deleted ones included. Kept by `save_node`.
 pub(crate) const NODE_BY_HOSTNAME: TableDefinition<'_, (&str, u128), ()> =
     TableDefinition::new("node_by_hostname");
+/// node id → encoded [`crate::IdentityConflict`].
+pub(crate) const NODE_CONFLICTS: TableDefinition<'_, u128, &[u8]> =
+    TableDefinition::new("node_conflicts");
 /// (unix ms, sequence) → encoded [`crate::StatusEvent`].
 pub(crate) const STATUS_LOG: TableDefinition<'_, (i64, u64), &[u8]> =
     TableDefinition::new("status_log");
@@ -41,6 +44,7 @@ pub(crate) fn create_all(db: &Database) -> Result<(), StoreError> {
     txn.open_table(FACTS)?;
     txn.open_table(LAST_SEEN)?;
     txn.open_table(NODE_BY_HOSTNAME)?;
+    txn.open_table(NODE_CONFLICTS)?;
     txn.open_table(APPLICATIONS)?;
     txn.open_table(APPLICATION_BY_NODE)?;
     txn.open_table(PENDING)?;

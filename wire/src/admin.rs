@@ -553,6 +553,26 @@ pub struct NodeView {
     pub malformed_datagrams: u64,
     /// Heartbeats on the current connection refused for clock skew.
     pub skewed_heartbeats: u64,
+    /// Another machine tried to use this node's identity (within the last day).
+    pub conflict: Option<IdentityConflictView>,
+}
+
+/// Another machine's attempt to use a node's identity while the node was connected: its
+/// connections are refused, and this flag says who it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityConflictView {
+    /// Address its connection came from.
+    pub address: String,
+    /// Hostname it reported.
+    pub hostname: String,
+    /// How core told the machines apart.
+    pub reason: String,
+    /// First attempt, unix ms.
+    pub first_at_ms: i64,
+    /// Latest attempt, unix ms.
+    pub last_at_ms: i64,
+    /// Attempts refused.
+    pub attempts: u32,
 }
 
 /// An enrollment application as an admin sees it.

@@ -130,6 +130,36 @@ pub struct AuthRequest {
     pub proof: Proof,
     /// The agent's version.
     pub agent_version: String,
+    /// Which machine (and which boot of it) the agent runs on: [`machine_fingerprint`]. An
+    /// identity belongs to one machine; core refuses a second machine using one that is in use.
+    pub machine: Digest,
+    /// The hostname the agent reports, so that a refused second machine can be named.
+    pub hostname: String,
+}
+
+impl AuthRequest {
+    /// Checks sizes and shapes; the first problem found.
+    pub fn check_shape(&self) -> Result<(), String> {
+        check_version(&self.agent_version)?;
+        check_hostname(&self.hostname)
+    }
+}
+
+/// The machine fingerprint an agent sends in [`AuthRequest::machine`]: SHA-256 over a domain
+/// tag, the machine id (`/etc/machine-id`, else `/var/lib/dbus/machine-id`, as
+/// `machine-id(5)` describes; empty when there is none) and the boot id
+/// (`/proc/sys/kernel/random/boot_id`), each length-prefixed and trimmed of whitespace.
+///
+/// The machine id tells machines apart; the boot id tells apart copies of one disk image that
+/// kept its machine id (a cloned VM). A reboot changes the boot id too: core then finds the
+/// old connection dead, which a clone's is not. The ids themselves never leave the machine.
+pub fn machine_fingerprint(machine_id: &[u8], boot_id: &[u8]) -> Digest {
+    use sha2::Digest as _;
+    let mut input = Vec::with_capacity(64);
+    input.extend_from_slice(b"tether-machine-v1\0");
+    push_field(&mut input, machine_id.trim_ascii());
+    push_field(&mut input, boot_id.trim_ascii());
+    Digest::from(<[u8; 32]>::from(sha2::Sha256::digest(&input)))
 }
 
 /// The bytes a connection proof covers: node id ‖ timestamp ‖ the connection's TLS exporter value

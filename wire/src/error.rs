@@ -72,6 +72,9 @@ codes! {
     BAD_PROOF = 31, "bad_proof";
     /// A newer connection of the same node replaced this one.
     REPLACED = 32, "replaced";
+    /// This node identity is in use by another machine (a copied state directory: a cloned VM
+    /// or disk image). The agent must get a fresh state directory and enroll.
+    IDENTITY_IN_USE = 33, "identity_in_use";
 
     /// Admin: nothing matches the given id or prefix.
     NOT_FOUND = 40, "not_found";

@@ -1,6 +1,7 @@
-//! Heartbeat datagrams: dynamic metrics, sent every heartbeat interval as one unreliable QUIC
-//! datagram that a retransmission can never hold up. Each fits in
-//! [`MAX_HEARTBEAT_LEN`](crate::limits::MAX_HEARTBEAT_LEN) bytes.
+//! Datagrams. Node → core: heartbeats with dynamic metrics, sent every heartbeat interval as one
+//! unreliable QUIC datagram that a retransmission can never hold up; each fits in
+//! [`MAX_HEARTBEAT_LEN`](crate::limits::MAX_HEARTBEAT_LEN) bytes. Core → node: probes
+//! ([`CoreDatagram`]), which nodes need not read at all.
 
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +80,22 @@ pub struct DiskUsage {
     pub used_bytes: u64,
     /// Size in bytes.
     pub total_bytes: u64,
+}
+
+/// A datagram core sends a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum CoreDatagram {
+    /// Is this connection alive? The node's QUIC stack acknowledges the packet within its ACK
+    /// delay, which is the whole answer: nothing in the node reads it. Core sends it when a
+    /// connection claims an identity whose current connection may be dead (a rebooted machine)
+    /// or alive (another machine with a copy of the identity).
+    Probe,
+}
+
+/// Encodes a datagram core sends.
+pub fn encode_core_datagram(datagram: &CoreDatagram) -> Vec<u8> {
+    codec::encode(datagram)
 }
 
 /// Why a datagram was refused.

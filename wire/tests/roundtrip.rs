@@ -172,14 +172,26 @@ prop_compose! {
 fn node_message() -> impl Strategy<Value = NodeMessage> {
     prop_oneof![
         enroll().prop_map(NodeMessage::Enroll),
-        (node_id(), any::<i64>(), fixed32(), text()).prop_map(
-            |(node_id, timestamp, proof, agent_version)| NodeMessage::Auth(AuthRequest {
-                node_id,
-                timestamp,
-                proof,
-                agent_version
-            })
-        ),
+        (
+            node_id(),
+            any::<i64>(),
+            fixed32(),
+            text(),
+            fixed32(),
+            text()
+        )
+            .prop_map(
+                |(node_id, timestamp, proof, agent_version, machine, hostname)| {
+                    NodeMessage::Auth(AuthRequest {
+                        node_id,
+                        timestamp,
+                        proof,
+                        agent_version,
+                        machine,
+                        hostname,
+                    })
+                }
+            ),
         facts().prop_map(NodeMessage::StaticFacts),
     ]
 }
@@ -379,6 +391,7 @@ prop_compose! {
         metrics in option::of(metrics()),
         counters in any::<(u64, u64, u64, u64)>(),
         allowed_users in vec(text(), 0..3),
+        conflict in option::of(conflict()),
     ) -> NodeView {
         NodeView {
             id, hostname, status,
@@ -390,8 +403,22 @@ prop_compose! {
             public_addr, agent_version, static_facts, metrics,
             malformed_datagrams: counters.0, skewed_heartbeats: counters.1,
             heartbeats_received: counters.2, static_facts_received: counters.3,
+            conflict,
         }
     }
+}
+
+fn conflict() -> impl Strategy<Value = IdentityConflictView> {
+    (text(), text(), text(), any::<(i64, i64, u32)>()).prop_map(
+        |(address, hostname, reason, (first_at_ms, last_at_ms, attempts))| IdentityConflictView {
+            address,
+            hostname,
+            reason,
+            first_at_ms,
+            last_at_ms,
+            attempts,
+        },
+    )
 }
 
 prop_compose! {

@@ -312,6 +312,8 @@ impl RawNode {
             timestamp,
             proof: FixedBytes(proof),
             agent_version: "test".into(),
+            machine: tether_wire::control::machine_fingerprint(node_id.as_bytes(), b"test"),
+            hostname: "raw-node".into(),
         })
     }
 }
@@ -526,6 +528,11 @@ pub fn spawn_core(data: &Path, port: u16, extra: &[&str]) -> Proc {
 
 /// The real `tether-node run`, its stderr captured for `wait_exit`.
 pub fn spawn_node(state: &Path, core: &str, token: Option<&str>) -> Proc {
+    spawn_node_with(state, core, token, &[])
+}
+
+/// [`spawn_node`] with more flags.
+pub fn spawn_node_with(state: &Path, core: &str, token: Option<&str>, extra: &[&str]) -> Proc {
     let mut args = vec![
         "run".to_string(),
         "--state-dir".into(),
@@ -538,6 +545,7 @@ pub fn spawn_node(state: &Path, core: &str, token: Option<&str>) -> Proc {
         args.push(token.into());
     }
     args.extend(["--reconnect-max".into(), "2s".into()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
     // A new log per start, so a test reads what this run said.
     let mut n = 0;
     let log = loop {

@@ -109,6 +109,24 @@ pub(crate) fn virtualization() -> Option<String> {
     None
 }
 
+/// This machine's fingerprint ([`tether_wire::control::machine_fingerprint`]): its machine id
+/// (from `file`, else `/etc/machine-id`, else `/var/lib/dbus/machine-id`) and the id of this
+/// boot. What cannot be read counts as empty.
+pub(crate) fn machine_fingerprint(file: Option<&Path>) -> tether_wire::control::Digest {
+    let machine_id = match file {
+        Some(file) => std::fs::read(file).ok(),
+        None => std::fs::read("/etc/machine-id")
+            .ok()
+            .filter(|id| !id.trim_ascii().is_empty())
+            .or_else(|| std::fs::read("/var/lib/dbus/machine-id").ok()),
+    };
+    let boot_id = std::fs::read("/proc/sys/kernel/random/boot_id").ok();
+    tether_wire::control::machine_fingerprint(
+        machine_id.as_deref().unwrap_or_default(),
+        boot_id.as_deref().unwrap_or_default(),
+    )
+}
+
 /// Names of display controllers on the PCI bus (class 0x03), resolved through `pci.ids` when the
 /// system has it, else `vendor:device` ids.
 pub(crate) fn gpus() -> Vec<String> {
@@ -178,5 +196,21 @@ mod tests {
         assert_eq!(link_speed_mbps("no-such-interface"), None);
         let _ = virtualization();
         let _ = gpus();
+    }
+
+    #[test]
+    fn the_machine_fingerprint_follows_the_machine_id() {
+        let ours = machine_fingerprint(None);
+        assert_eq!(ours, machine_fingerprint(None), "stable within a boot");
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("machine-id");
+        std::fs::write(&other, "0123456789abcdef0123456789abcdef\n").unwrap();
+        assert_ne!(machine_fingerprint(Some(&other)), ours);
+        std::fs::write(&other, "0123456789abcdef0123456789abcdef").unwrap();
+        assert_eq!(
+            machine_fingerprint(Some(&other)),
+            machine_fingerprint(Some(&other)),
+            "whitespace does not matter"
+        );
     }
 }

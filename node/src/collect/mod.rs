@@ -13,6 +13,7 @@ use std::time::Instant;
 use sysinfo::{Components, Networks, System};
 
 pub use facts::collect_facts;
+pub(crate) use linux::machine_fingerprint;
 
 /// Holds the sysinfo handles between measurements (CPU and network rates need two samples).
 #[derive(Debug)]

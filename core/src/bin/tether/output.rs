@@ -104,6 +104,17 @@ pub struct NodeJson<'a> {
     static_facts_received: u64,
     malformed_datagrams: u64,
     skewed_heartbeats: u64,
+    conflict: Option<ConflictJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct ConflictJson<'a> {
+    address: &'a str,
+    hostname: &'a str,
+    reason: &'a str,
+    first_at: String,
+    last_at: String,
+    attempts: u32,
 }
 
 pub fn node_json(node: &NodeView) -> NodeJson<'_> {
@@ -131,6 +142,28 @@ pub fn node_json(node: &NodeView) -> NodeJson<'_> {
         static_facts_received: node.static_facts_received,
         malformed_datagrams: node.malformed_datagrams,
         skewed_heartbeats: node.skewed_heartbeats,
+        conflict: node.conflict.as_ref().map(|c| ConflictJson {
+            address: &c.address,
+            hostname: &c.hostname,
+            reason: &c.reason,
+            first_at: rfc3339(c.first_at_ms),
+            last_at: rfc3339(c.last_at_ms),
+            attempts: c.attempts,
+        }),
+    }
+}
+
+/// The status column: deleted, or the status, marked when another machine uses the identity.
+fn status_text(node: &NodeView) -> String {
+    let status = if node.deleted {
+        "deleted".to_string()
+    } else {
+        node.status.to_string()
+    };
+    if node.conflict.is_some() {
+        format!("{status}, conflict")
+    } else {
+        status
     }
 }
 
@@ -241,11 +274,7 @@ pub fn nodes(nodes: &[NodeView], json: bool) -> anyhow::Result<()> {
     let rows = nodes
         .iter()
         .map(|n| {
-            let status = if n.deleted {
-                "deleted".to_string()
-            } else {
-                n.status.to_string()
-            };
+            let status = status_text(n);
             let (cpu, mem) = n.metrics.as_ref().map_or(("-".into(), "-".into()), |m| {
                 let mem = if m.memory_total > 0 {
                     format!(
@@ -281,7 +310,16 @@ pub fn nodes(nodes: &[NodeView], json: bool) -> anyhow::Result<()> {
             "LABELS",
         ],
         rows,
-    )
+    )?;
+    let conflicts = nodes.iter().filter(|n| n.conflict.is_some()).count();
+    if conflicts > 0 {
+        eprintln!(
+            "{conflicts} node{} with an identity conflict: another machine uses the same identity \
+             (see `tether node show`)",
+            if conflicts == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
 }
 
 pub fn node_detail(node: &NodeView, json: bool) -> anyhow::Result<()> {
@@ -289,11 +327,7 @@ pub fn node_detail(node: &NodeView, json: bool) -> anyhow::Result<()> {
         return print_json(&node_json(node));
     }
     let mut out = std::io::stdout().lock();
-    let status = if node.deleted {
-        "deleted".to_string()
-    } else {
-        node.status.to_string()
-    };
+    let status = status_text(node);
     writeln!(out, "id:             {}", node.id)?;
     writeln!(out, "hostname:       {}", node.hostname)?;
     writeln!(
@@ -301,6 +335,21 @@ pub fn node_detail(node: &NodeView, json: bool) -> anyhow::Result<()> {
         "status:         {status}{}",
         if node.connected { " (connected)" } else { "" }
     )?;
+    if let Some(c) = &node.conflict {
+        writeln!(
+            out,
+            "conflict:       another machine uses this identity: {} from {}, refused {} time{} \
+             (first {}, last {})\n                {}\n                Give that machine a fresh state \
+             directory and enroll it as a node of its own.",
+            c.hostname,
+            c.address,
+            c.attempts,
+            if c.attempts == 1 { "" } else { "s" },
+            ago(Some(c.first_at_ms)),
+            ago(Some(c.last_at_ms)),
+            c.reason
+        )?;
+    }
     writeln!(
         out,
         "last seen:      {}",
