@@ -43,8 +43,19 @@ pub struct CoreConfig {
     pub last_seen_flush: Duration,
     /// How long the status log keeps entries.
     pub status_log_retention: Duration,
+    /// Most status log entries kept (the oldest go first).
+    pub status_log_max_entries: u64,
+    /// How long rejected enrollment applications are kept (then the machine may apply again).
+    pub application_retention: Duration,
     /// Output kept in the execution history per node (stdout and stderr together), bytes.
     pub exec_output_cap: u64,
+    /// Kept output of all executions together, bytes; past it, the oldest executions' output
+    /// is deleted (their results stay).
+    pub exec_output_max_total: u64,
+    /// How long executions (results and output) are kept.
+    pub exec_retention: Duration,
+    /// Most per-node results kept across all executions; past it, the oldest executions go.
+    pub exec_max_results: u64,
     /// After SIGTERM (timeout or cancel), how long a command's process group has before SIGKILL.
     pub exec_kill_grace: Duration,
     /// UDP receive and send buffer to ask the kernel for, bytes (it grants up to
@@ -52,6 +63,21 @@ pub struct CoreConfig {
     pub udp_buffer: usize,
     /// Whether terminal sessions are recorded.
     pub tty_recording: RecordingPolicy,
+    /// Terminal output recorded per session, bytes (before compression); past it the recording
+    /// stops with a marker and the session goes on (ends, under `required`).
+    pub tty_recording_max: u64,
+    /// All recordings together on disk, bytes; past it the oldest are deleted.
+    pub tty_recordings_max_total: u64,
+    /// Recordings older than this are deleted.
+    pub tty_recordings_max_age: Duration,
+    /// How long terminal session records are kept.
+    pub tty_session_retention: Duration,
+    /// How often the limits above are enforced.
+    pub prune_interval: Duration,
+    /// Free space kept on the data directory's filesystem, bytes: below it, writes to the
+    /// database are refused with a clear error (the database stays intact, and writes resume
+    /// once space is freed) and recordings stop.
+    pub min_free_space: u64,
     /// Live terminal sessions (pending or connected) on one node.
     pub tty_max_per_node: u32,
     /// Live terminal sessions (pending or connected) of one user.
@@ -106,6 +132,9 @@ impl RecordingPolicy {
     }
 }
 
+/// Seconds in a day.
+const DAY: u64 = 24 * 3600;
+
 impl CoreConfig {
     /// Defaults, with data under `data_dir`.
     pub fn with_data_dir(data_dir: PathBuf) -> Self {
@@ -122,11 +151,22 @@ impl CoreConfig {
             hello_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             last_seen_flush: Duration::from_secs(60),
-            status_log_retention: Duration::from_secs(30 * 24 * 3600),
+            status_log_retention: Duration::from_secs(30 * DAY),
+            status_log_max_entries: 1_000_000,
+            application_retention: Duration::from_secs(30 * DAY),
             exec_output_cap: 1024 * 1024,
+            exec_output_max_total: 1024 * 1024 * 1024,
+            exec_retention: Duration::from_secs(90 * DAY),
+            exec_max_results: 1_000_000,
             exec_kill_grace: Duration::from_secs(5),
             udp_buffer: 8 * 1024 * 1024,
             tty_recording: RecordingPolicy::On,
+            tty_recording_max: 64 * 1024 * 1024,
+            tty_recordings_max_total: 10 * 1024 * 1024 * 1024,
+            tty_recordings_max_age: Duration::from_secs(90 * DAY),
+            tty_session_retention: Duration::from_secs(365 * DAY),
+            prune_interval: Duration::from_secs(60),
+            min_free_space: 64 * 1024 * 1024,
             tty_max_per_node: 16,
             tty_max_per_user: 8,
             tty_authorize_per_minute: 30,
@@ -192,6 +232,47 @@ impl CoreConfig {
         {
             return bad("tty_token_ttl", "must be between 1s and 1h".into());
         }
+        for (key, value) in [
+            ("status_log_retention", self.status_log_retention),
+            ("application_retention", self.application_retention),
+            ("exec_retention", self.exec_retention),
+            ("tty_recordings_max_age", self.tty_recordings_max_age),
+            ("tty_session_retention", self.tty_session_retention),
+        ] {
+            if value < Duration::from_secs(1) {
+                return bad(key, "must be at least 1s".into());
+            }
+        }
+        if self.prune_interval < Duration::from_millis(100) {
+            return bad("prune_interval", "must be at least 100ms".into());
+        }
+        if self.status_log_max_entries == 0 || self.exec_max_results == 0 {
+            return bad(
+                "status_log_max_entries/exec_max_results",
+                "must be at least 1".into(),
+            );
+        }
+        if self.exec_output_max_total < self.exec_output_cap {
+            return bad(
+                "exec_output_max_total",
+                format!(
+                    "must be at least exec_output_cap ({})",
+                    bytesize::ByteSize(self.exec_output_cap)
+                ),
+            );
+        }
+        if self.tty_recording_max < 4096 {
+            return bad("tty_recording_max", "must be at least 4KiB".into());
+        }
+        if self.tty_recordings_max_total < self.tty_recording_max {
+            return bad(
+                "tty_recordings_max_total",
+                format!(
+                    "must be at least tty_recording_max ({})",
+                    bytesize::ByteSize(self.tty_recording_max)
+                ),
+            );
+        }
         Ok(())
     }
 
@@ -230,10 +311,21 @@ impl CoreConfig {
             idle_timeout,
             last_seen_flush,
             status_log_retention,
+            status_log_max_entries,
+            application_retention,
             exec_output_cap,
+            exec_output_max_total,
+            exec_retention,
+            exec_max_results,
             exec_kill_grace,
             udp_buffer,
             tty_recording,
+            tty_recording_max,
+            tty_recordings_max_total,
+            tty_recordings_max_age,
+            tty_session_retention,
+            prune_interval,
+            min_free_space,
             tty_max_per_node,
             tty_max_per_user,
             tty_authorize_per_minute,
@@ -260,10 +352,39 @@ impl CoreConfig {
             &mut self.status_log_retention,
             status_log_retention.map(|d| d.0),
         );
-        set(&mut self.exec_output_cap, exec_output_cap);
+        set(&mut self.status_log_max_entries, status_log_max_entries);
+        set(
+            &mut self.application_retention,
+            application_retention.map(|d| d.0),
+        );
+        set(&mut self.exec_output_cap, exec_output_cap.map(|b| b.0));
+        set(
+            &mut self.exec_output_max_total,
+            exec_output_max_total.map(|b| b.0),
+        );
+        set(&mut self.exec_retention, exec_retention.map(|d| d.0));
+        set(&mut self.exec_max_results, exec_max_results);
         set(&mut self.exec_kill_grace, exec_kill_grace.map(|d| d.0));
-        set(&mut self.udp_buffer, udp_buffer);
+        set(
+            &mut self.udp_buffer,
+            udp_buffer.map(|b| usize::try_from(b.0).unwrap_or(usize::MAX)),
+        );
         set(&mut self.tty_recording, tty_recording);
+        set(&mut self.tty_recording_max, tty_recording_max.map(|b| b.0));
+        set(
+            &mut self.tty_recordings_max_total,
+            tty_recordings_max_total.map(|b| b.0),
+        );
+        set(
+            &mut self.tty_recordings_max_age,
+            tty_recordings_max_age.map(|d| d.0),
+        );
+        set(
+            &mut self.tty_session_retention,
+            tty_session_retention.map(|d| d.0),
+        );
+        set(&mut self.prune_interval, prune_interval.map(|d| d.0));
+        set(&mut self.min_free_space, min_free_space.map(|b| b.0));
         set(&mut self.tty_max_per_node, tty_max_per_node);
         set(&mut self.tty_max_per_user, tty_max_per_user);
         set(&mut self.tty_authorize_per_minute, tty_authorize_per_minute);
@@ -307,14 +428,36 @@ pub struct ConfigFile {
     pub last_seen_flush: Option<DurationText>,
     /// See [`CoreConfig::status_log_retention`].
     pub status_log_retention: Option<DurationText>,
+    /// See [`CoreConfig::status_log_max_entries`].
+    pub status_log_max_entries: Option<u64>,
+    /// See [`CoreConfig::application_retention`].
+    pub application_retention: Option<DurationText>,
     /// See [`CoreConfig::exec_output_cap`].
-    pub exec_output_cap: Option<u64>,
+    pub exec_output_cap: Option<ByteSize>,
+    /// See [`CoreConfig::exec_output_max_total`].
+    pub exec_output_max_total: Option<ByteSize>,
+    /// See [`CoreConfig::exec_retention`].
+    pub exec_retention: Option<DurationText>,
+    /// See [`CoreConfig::exec_max_results`].
+    pub exec_max_results: Option<u64>,
     /// See [`CoreConfig::exec_kill_grace`].
     pub exec_kill_grace: Option<DurationText>,
     /// See [`CoreConfig::udp_buffer`].
-    pub udp_buffer: Option<usize>,
+    pub udp_buffer: Option<ByteSize>,
     /// See [`CoreConfig::tty_recording`]: `on`, `off` or `required`.
     pub tty_recording: Option<RecordingPolicy>,
+    /// See [`CoreConfig::tty_recording_max`].
+    pub tty_recording_max: Option<ByteSize>,
+    /// See [`CoreConfig::tty_recordings_max_total`].
+    pub tty_recordings_max_total: Option<ByteSize>,
+    /// See [`CoreConfig::tty_recordings_max_age`].
+    pub tty_recordings_max_age: Option<DurationText>,
+    /// See [`CoreConfig::tty_session_retention`].
+    pub tty_session_retention: Option<DurationText>,
+    /// See [`CoreConfig::prune_interval`].
+    pub prune_interval: Option<DurationText>,
+    /// See [`CoreConfig::min_free_space`].
+    pub min_free_space: Option<ByteSize>,
     /// See [`CoreConfig::tty_max_per_node`].
     pub tty_max_per_node: Option<u32>,
     /// See [`CoreConfig::tty_max_per_user`].
@@ -349,6 +492,37 @@ impl<'de> Deserialize<'de> for DurationText {
 
 /// Parses `500ms`, `30s`, `2m`, `1h` (a unit is required); the same rules as the node's config.
 pub use tether_node::config::parse_duration;
+
+/// A size in bytes, written as a number (`1048576`) or with a unit (`64MiB`, `10GiB`, `1GB`:
+/// binary units are powers of 1024, decimal ones of 1000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(u64),
+            Text(String),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Number(n) => Ok(ByteSize(n)),
+            Written::Text(text) => parse_bytes(&text).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Parses a byte size: `1048576`, `64MiB`, `10 GiB`, `1GB`.
+pub fn parse_bytes(text: &str) -> Result<ByteSize, String> {
+    let text = text.trim();
+    if let Ok(n) = text.parse::<u64>() {
+        return Ok(ByteSize(n));
+    }
+    text.parse::<bytesize::ByteSize>()
+        .map(|size| ByteSize(size.as_u64()))
+        .map_err(|_| format!("size {text:?} is not a number of bytes or a size like 64MiB"))
+}
 
 /// A configuration problem.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -440,6 +614,35 @@ mod tests {
         let file: ConfigFile = toml::from_str("tty_recording = \"required\"").unwrap();
         assert_eq!(file.tty_recording, Some(RecordingPolicy::Required));
         assert!(toml::from_str::<ConfigFile>("tty_recording = \"maybe\"").is_err());
+    }
+
+    #[test]
+    fn sizes_and_limits_of_what_is_kept() {
+        assert_eq!(parse_bytes("1048576"), Ok(ByteSize(1_048_576)));
+        assert_eq!(parse_bytes("64MiB"), Ok(ByteSize(64 << 20)));
+        assert_eq!(parse_bytes("10 GiB"), Ok(ByteSize(10 << 30)));
+        assert_eq!(parse_bytes("1GB"), Ok(ByteSize(1_000_000_000)));
+        assert!(parse_bytes("lots").unwrap_err().contains("64MiB"));
+        let file: ConfigFile = toml::from_str(
+            "tty_recording_max = \"1MiB\"\ntty_recordings_max_total = 8388608\nexec_retention = \"7days\"\n",
+        )
+        .unwrap();
+        let mut config = CoreConfig::with_data_dir("d".into());
+        assert_eq!(config.tty_recording_max, 64 << 20, "default");
+        config.apply_file(file);
+        assert_eq!(config.tty_recording_max, 1 << 20);
+        assert_eq!(config.tty_recordings_max_total, 8 << 20);
+        assert_eq!(config.exec_retention, Duration::from_secs(7 * DAY));
+        config.validate().unwrap();
+        config.tty_recordings_max_total = 1000;
+        assert!(
+            matches!(config.validate(), Err(ConfigError::Invalid(k, m)) if k == "tty_recordings_max_total" && m.contains("1.0 MiB"))
+        );
+        let mut config = CoreConfig::with_data_dir("d".into());
+        config.exec_retention = Duration::ZERO;
+        assert!(
+            matches!(config.validate(), Err(ConfigError::Invalid(k, _)) if k == "exec_retention")
+        );
     }
 
     #[test]

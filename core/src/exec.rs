@@ -169,6 +169,7 @@ async fn start(shared: &Shared, admin: &str, spec: &ExecSpec) -> Result<Started,
         state: ExecutionState::Running,
         node_count: 0,
         counts: Default::default(),
+        output_pruned_at_ms: None,
     };
     shared
         .store
@@ -772,6 +773,7 @@ pub(crate) fn execution_view(record: ExecutionRecord) -> ExecutionView {
         state: record.state,
         nodes: record.node_count,
         counts: record.counts,
+        output_pruned_at_ms: record.output_pruned_at_ms,
     }
 }
 

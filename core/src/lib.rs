@@ -26,6 +26,7 @@ mod exec;
 mod mailbox;
 mod node_conn;
 mod probe;
+mod retention;
 mod tty;
 mod views;
 

@@ -185,7 +185,7 @@ impl Core {
         if first_start {
             info!(data_dir = %data_dir.root().display(), ca = %ca.fingerprint(), "initialised a new data directory");
         }
-        let store = Store::open(&data_dir.database_path())?;
+        let store = Store::open_keeping_free(&data_dir.database_path(), config.min_free_space)?;
         let went_offline = store
             .mark_all_offline(clock.now_ms(), "core restarted".into())
             .await?;
@@ -427,14 +427,17 @@ async fn flush_last_seen(shared: &Shared) {
 /// How long a node stays flagged after the last attempt by another machine to use its identity.
 pub const CONFLICTS_KEPT: Duration = Duration::from_secs(24 * 3600);
 
-/// Periodic work: last-seen flushes, nonce expiry, status-log pruning.
+/// Periodic work: last-seen flushes, nonce expiry, keeping what is stored within its bounds.
 async fn chores(shared: Arc<Shared>) {
     let mut flush = tokio::time::interval(shared.config.last_seen_flush);
     let mut sweep = tokio::time::interval(Duration::from_secs(60));
     // Tokens expire on their own when presented; this ends the records of those never presented.
     let mut tty_sweep = tokio::time::interval(Duration::from_secs(5));
+    // What is kept on disk is cut back to its bounds (the first pass at start-up).
+    let mut prune = tokio::time::interval(shared.config.prune_interval);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => return,
@@ -447,15 +450,10 @@ async fn chores(shared: Arc<Shared>) {
                     Ok(n) => debug!(nonces = n, "expired enrollment nonces"),
                     Err(e) => warn!(error = %e, "nonce expiry failed"),
                 }
-                let retention = i64::try_from(shared.config.status_log_retention.as_millis()).unwrap_or(i64::MAX);
-                if let Err(e) = shared.store.prune_status_log(shared.now_ms().saturating_sub(retention)).await {
-                    warn!(error = %e, "status log pruning failed");
-                }
                 shared.presence.sweep_turns(tokio::time::Instant::now());
-                let kept = i64::try_from(CONFLICTS_KEPT.as_millis()).unwrap_or(i64::MAX);
-                if let Err(e) = shared.store.prune_identity_conflicts(shared.now_ms().saturating_sub(kept)).await {
-                    warn!(error = %e, "identity conflict pruning failed");
-                }
+            }
+            _ = prune.tick() => {
+                crate::retention::prune(&shared).await;
             }
         }
     }

@@ -882,3 +882,63 @@ async fn a_terminal_gets_a_progress_bar_for_many_nodes() {
     );
     assert!(!String::from_utf8_lossy(&output.stderr).contains("nodes done"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_is_kept_within_its_count_and_its_kept_output_within_its_total() {
+    let (core, admin, _nodes, _tmp) = fleet(1, |c| {
+        c.exec_max_results = 3;
+        c.exec_output_cap = 4096;
+        c.exec_output_max_total = 8192;
+        c.prune_interval = Duration::from_millis(200);
+    })
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let run = admin
+            .exec(spec(
+                &["host-00"],
+                &["sh", "-c", "head -c 4000 /dev/zero | tr '\\0' x"],
+            ))
+            .await
+            .unwrap();
+        ids.push(run.exec_id.unwrap());
+    }
+    // One node per execution and three results at most: the oldest execution goes whole.
+    let kept = eventually(
+        "the oldest execution to go, and the next one's output",
+        || async {
+            let kept = admin.executions(10).await;
+            (kept.len() == 3 && kept.iter().any(|e| e.output_pruned_at_ms.is_some()))
+                .then_some(kept)
+        },
+    )
+    .await;
+    let kept_ids: Vec<_> = kept.iter().map(|e| e.id).collect();
+    assert!(!kept_ids.contains(&ids[0]), "{kept_ids:?}");
+    // 4,001 bytes each (with a stream tag): three do not fit in 8,192, two do. The oldest of
+    // the three loses its output and keeps its result.
+    let pruned: Vec<_> = kept
+        .iter()
+        .filter(|e| e.output_pruned_at_ms.is_some())
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(pruned, vec![ids[1]]);
+    let identity = core.data().join("admin.identity");
+    let addr = core.addr.to_string();
+    let shown = tether_json(
+        &identity,
+        &addr,
+        &["exec", "show", &ids[1].to_string(), "--json"],
+    );
+    assert!(shown["output_pruned_at"].is_string());
+    assert_eq!(shown["results"][0]["status"], "ok");
+    assert_eq!(shown["results"][0]["stdout"], "");
+    let text = tether(&identity, &addr, &["exec", "show", &ids[1].to_string()]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("output:     deleted"));
+    let newest = tether_json(
+        &identity,
+        &addr,
+        &["exec", "show", &ids[3].to_string(), "--json"],
+    );
+    assert_eq!(newest["results"][0]["stdout"].as_str().unwrap().len(), 4000);
+}

@@ -164,8 +164,15 @@ async fn a_session_runs_resizes_exits_and_is_recorded() {
     assert!(record.client_addr.is_some() && record.node_addr.is_some());
     assert!(record.input_bytes > 0 && record.output_bytes > 0);
 
+    // Stored compressed (zstd), and asciicast v2 inside.
     let recording = core.data().join(record.recording.as_deref().unwrap());
-    let text = std::fs::read_to_string(&recording).unwrap();
+    assert!(recording.to_str().unwrap().ends_with(".cast.zst"));
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut tether_core::recording::open(std::fs::File::open(&recording).unwrap()).unwrap(),
+        &mut text,
+    )
+    .unwrap();
     let lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -175,7 +182,10 @@ async fn a_session_runs_resizes_exits_and_is_recorded() {
         (lines[0]["width"].clone(), lines[0]["height"].clone()),
         (100.into(), 30.into())
     );
-    assert!(lines.iter().any(|l| l[1] == "r" && l[2] == "120x40"));
+    assert!(
+        lines.iter().any(|l| l[1] == "r" && l[2] == "120x40"),
+        "{text}"
+    );
     let output: String = lines[1..]
         .iter()
         .filter(|l| l[1] == "o")
@@ -183,8 +193,38 @@ async fn a_session_runs_resizes_exits_and_is_recorded() {
         .collect();
     assert!(output.contains("hello-42") && output.contains("40 120"));
 
-    // The real asciinema plays it (it insists on a terminal, so it gets one). CI installs it and
-    // sets TETHER_REQUIRE_ASCIINEMA; elsewhere a missing player is said loudly, not failed.
+    // `tether tty export` writes it as plain asciicast v2, which the real asciinema plays (it
+    // insists on a terminal, so it gets one). CI installs it and sets TETHER_REQUIRE_ASCIINEMA;
+    // elsewhere a missing player is said loudly, not failed.
+    let identity = core.data().join("admin.identity");
+    let exported = core.data().with_extension("exported.cast");
+    let out = tether(
+        &identity,
+        &core.addr.to_string(),
+        &[
+            "tty",
+            "export",
+            &record.id.to_string()[..8],
+            "--out",
+            exported.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&exported).unwrap(),
+        text,
+        "the very events"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&exported).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let recording = exported;
     let have_asciinema = std::process::Command::new("asciinema")
         .arg("--version")
         .output()
@@ -210,8 +250,7 @@ async fn a_session_runs_resizes_exits_and_is_recorded() {
         eprintln!("SKIPPED: asciinema is not installed; the recording was not played with it");
     }
 
-    // And so does `tether tty play`.
-    let identity = core.data().join("admin.identity");
+    // And so does `tether tty play`, from the compressed file.
     let out = tether(
         &identity,
         &core.addr.to_string(),
@@ -924,4 +963,263 @@ async fn packets_between_the_cli_and_core_grow_past_ethernet_size_on_loopback() 
         mtu <= tether_wire::limits::MAX_UDP_PAYLOAD,
         "{mtu} is over the ceiling"
     );
+}
+
+/// A recording read back as asciicast events (it is stored compressed).
+fn recorded_events(core: &TestCore, record: &TtySessionView) -> Vec<serde_json::Value> {
+    let path = core
+        .data()
+        .join(record.recording.as_deref().expect("recorded"));
+    let mut text = String::new();
+    tether_core::recording::open(std::fs::File::open(&path).unwrap())
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+async fn session_record(client: &AdminClient, id: tether_wire::TtySessionId) -> TtySessionView {
+    eventually("the session's record to be final", || async move {
+        sessions(client)
+            .await
+            .into_iter()
+            .find(|s| s.id == id && !s.status.is_live())
+    })
+    .await
+}
+
+async fn run_command(
+    client: &AdminClient,
+    command: &str,
+) -> (tether_wire::TtySessionId, Vec<u8>, i32) {
+    let grant = client
+        .authorize_tty(TtyAuthorize {
+            command: Some(command.into()),
+            ..ask("host-00")
+        })
+        .await
+        .unwrap();
+    let mut session = client.open_tty(&grant.token).await.unwrap();
+    let (out, status) = read_to_exit(&mut session).await;
+    (grant.session_id, out, status)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_output_is_recorded_compressed_and_stops_at_its_limit() {
+    let (core, admin, _nodes, _tmp) = fleet(1, |c| c.tty_recording_max = 256 * 1024).await;
+    let client = &admin.0;
+    // 3 MB of `yes`, and the session goes on past the recording's limit to its end.
+    let (id, out, status) = run_command(client, "yes | head -c 3000000; exit 3").await;
+    assert_eq!(status, 3);
+    assert_eq!(
+        out.iter().filter(|b| **b == b'y').count(),
+        1_500_000,
+        "all output arrived"
+    );
+    let record = session_record(client, id).await;
+    let note = record
+        .recording_note
+        .clone()
+        .expect("the record says it was cut");
+    assert!(note.contains("stopped after 256.0 KiB"), "{note}");
+    let path = core.data().join(record.recording.as_deref().unwrap());
+    let on_disk = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        on_disk < 16 * 1024,
+        "a 256 KiB flood of `yes` took {on_disk} bytes"
+    );
+    let events = recorded_events(&core, &record);
+    let recorded: usize = events[1..]
+        .iter()
+        .filter(|e| e[1] == "o")
+        .map(|e| e[2].as_str().unwrap().len())
+        .sum();
+    assert_eq!(recorded, 256 * 1024, "exactly the limit");
+    let last = events.last().unwrap();
+    assert_eq!(last[1], "m");
+    assert!(last[2].as_str().unwrap().contains("tty_recording_max"));
+
+    // The CLI lists it as cut, and plays it with the marker said.
+    let identity = core.data().join("admin.identity");
+    let listed = tether(&identity, &core.addr.to_string(), &["tty", "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(" cut "));
+    let played = tether(
+        &identity,
+        &core.addr.to_string(),
+        &[
+            "tty",
+            "play",
+            &id.to_string(),
+            "--speed",
+            "1000",
+            "--idle-limit",
+            "0",
+        ],
+    );
+    assert!(played.status.success());
+    assert!(String::from_utf8_lossy(&played.stderr).contains("recording stopped"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_never_ends_a_session_or_core() {
+    let (core, admin, _nodes, _tmp) = fleet(1, |_| {}).await;
+    let Some(_disk) = SmallDisk::mount(&core.data().join("recordings"), "128k") else {
+        return;
+    };
+    let client = &admin.0;
+    // Random text does not compress: the recording fills the disk and stops; the session not.
+    let (id, out, status) = run_command(
+        client,
+        "head -c 1500000 /dev/urandom | base64 -w 100; exit 4",
+    )
+    .await;
+    assert_eq!(status, 4);
+    let lines = out
+        .split(|b| *b == b'\n')
+        .filter(|l| l.len() >= 100)
+        .count();
+    assert_eq!(lines, 20_000, "every line arrived");
+    let record = session_record(client, id).await;
+    let note = record.recording_note.clone().unwrap_or_default();
+    assert!(
+        note.contains("incomplete") && note.contains("No space left"),
+        "{note:?}"
+    );
+    // What was written before the disk filled is readable.
+    assert!(recorded_events(&core, &record).len() > 1);
+    // Core goes on, and so do new sessions (unrecorded where there is no room).
+    let (_, out, status) = run_command(client, "echo still-here").await;
+    assert_eq!(status, 0);
+    assert!(String::from_utf8_lossy(&out).contains("still-here"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn when_recordings_are_required_a_full_disk_ends_the_session_with_a_clear_message() {
+    let (core, admin, _nodes, _tmp) = fleet(1, |c| {
+        c.tty_recording = tether_core::config::RecordingPolicy::Required;
+    })
+    .await;
+    let Some(disk) = SmallDisk::mount(&core.data().join("recordings"), "128k") else {
+        return;
+    };
+    let client = &admin.0;
+    let grant = client
+        .authorize_tty(TtyAuthorize {
+            command: Some("head -c 1500000 /dev/urandom | base64 -w 100".into()),
+            ..ask("host-00")
+        })
+        .await
+        .unwrap();
+    let mut session = client.open_tty(&grant.token).await.unwrap();
+    let mut shown = 0usize;
+    let message = loop {
+        match tokio::time::timeout(PATIENCE, session.output.next())
+            .await
+            .expect("ends")
+        {
+            Ok(Some(TtyEvent::Output(bytes))) => shown += bytes.len(),
+            Ok(other) => panic!("the session should have been ended, not {other:?}"),
+            Err(ClientError::Core { message, .. }) => break message,
+            Err(other) => panic!("{other}"),
+        }
+    };
+    assert!(
+        message.contains("requires every session to be recorded"),
+        "{message}"
+    );
+    assert!(
+        shown < 1_000_000,
+        "output stopped when the recording did ({shown} bytes)"
+    );
+    let record = session_record(client, grant.session_id).await;
+    assert_eq!(record.status, TtyStatus::Error);
+
+    // With no room at all, a session is refused before it starts.
+    disk.fill();
+    let grant = client.authorize_tty(ask("host-00")).await.unwrap();
+    let refused = match client.open_tty(&grant.token).await {
+        Ok(mut session) => session.output.next().await.err(),
+        Err(e) => Some(e),
+    };
+    let (_, message) = code_of::<()>(Err(refused.expect("refused")));
+    assert!(message.contains("cannot record this session"), "{message}");
+    // Core goes on.
+    assert!(client.request(&AdminRequest::Ping).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recordings_are_kept_within_their_total_size_and_age() {
+    let (core, admin, _nodes, _tmp) = fleet(1, |c| {
+        c.tty_recording_max = 16 * 1024;
+        c.tty_recordings_max_total = 40 * 1024;
+        c.tty_recordings_max_age = Duration::from_secs(6);
+        c.prune_interval = Duration::from_millis(500);
+    })
+    .await;
+    let client = &admin.0;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let (id, _, status) = run_command(client, "head -c 30000 /dev/urandom | base64").await;
+        assert_eq!(status, 0);
+        ids.push(id);
+        // Distinct modification times, oldest first.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dir = core.data().join("recordings");
+    let on_disk = || -> u64 {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    let deleted = eventually("the oldest recordings to be deleted", || async {
+        let listed = sessions(client).await;
+        let deleted: Vec<TtySessionView> = listed
+            .into_iter()
+            .filter(|s| {
+                s.recording_note
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("deleted"))
+            })
+            .collect();
+        (!deleted.is_empty() && on_disk() <= 40 * 1024).then_some(deleted)
+    })
+    .await;
+    assert!(
+        deleted.iter().any(|s| s.id == ids[0]),
+        "the oldest went first"
+    );
+    assert!(!deleted.iter().any(|s| s.id == ids[4]), "the newest stays");
+    assert!(
+        deleted[0]
+            .recording_note
+            .as_deref()
+            .unwrap()
+            .contains("tty_recordings_max_total")
+    );
+    let identity = core.data().join("admin.identity");
+    let played = tether(
+        &identity,
+        &core.addr.to_string(),
+        &["tty", "play", &ids[0].to_string()],
+    );
+    assert_eq!(played.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&played.stderr).contains("was deleted"),
+        "{}",
+        String::from_utf8_lossy(&played.stderr)
+    );
+    // And after their age, all of them.
+    eventually("every recording to age out", || async {
+        let listed = sessions(client).await;
+        let aged = listed.iter().filter(|s| {
+            s.recording_note
+                .as_deref()
+                .is_some_and(|n| n.contains("tty_recordings_max_age"))
+        });
+        (aged.count() >= 1 && on_disk() == 0).then_some(())
+    })
+    .await;
 }

@@ -18,7 +18,10 @@ fn load_execution(txn: &WriteTransaction, id: u128) -> Result<Option<ExecutionRe
     value.map(|v| codec::decode(v.value())).transpose()
 }
 
-fn save_execution(txn: &WriteTransaction, record: &ExecutionRecord) -> Result<(), StoreError> {
+pub(crate) fn save_execution(
+    txn: &WriteTransaction,
+    record: &ExecutionRecord,
+) -> Result<(), StoreError> {
     let id = record.id.0.as_u128();
     txn.open_table(EXECUTIONS)?
         .insert(id, codec::encode(record).as_slice())?;
@@ -111,11 +114,14 @@ impl Store {
             let mut value = Vec::with_capacity(data.len() + 1);
             value.push(stream_tag(stream));
             value.extend_from_slice(&data);
-            txn.open_table(EXEC_OUTPUT)?.insert(
-                (exec_id.0.as_u128(), node_id.0.as_u128(), chunk),
-                value.as_slice(),
-            )?;
-            Ok(())
+            let replaced = txn
+                .open_table(EXEC_OUTPUT)?
+                .insert(
+                    (exec_id.0.as_u128(), node_id.0.as_u128(), chunk),
+                    value.as_slice(),
+                )?
+                .map_or(0, |old| old.value().len() as u64);
+            crate::retention::add_exec_output(txn, value.len() as u64, replaced)
         })
         .await
     }

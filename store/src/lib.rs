@@ -16,8 +16,10 @@
 mod codec;
 mod enroll;
 mod exec;
+mod legacy;
 mod nodes;
 mod records;
+mod retention;
 mod tables;
 mod tty;
 mod writer;
@@ -33,6 +35,7 @@ pub use records::{
     ApplicationRecord, ExecutionRecord, IdentityConflict, NodeExecRecord, NodeRecord, StatusEvent,
     TtySessionRecord,
 };
+pub use retention::Pruned;
 pub use tty::AccessChange;
 
 /// What went wrong in the store. Logical outcomes (not found, conflicts) are not errors: they are
@@ -52,6 +55,17 @@ pub enum StoreError {
     /// The writer stopped (the store is closing).
     #[error("the store is closed")]
     Closed,
+    /// The disk is too full to write safely: nothing was written, and the database is intact.
+    #[error(
+        "the disk holding the database has {free} bytes free and core keeps at least {keep} free \
+         (min_free_space) so that the database stays intact; nothing was written: free some space"
+    )]
+    DiskFull {
+        /// Bytes free on the filesystem.
+        free: u64,
+        /// Bytes core keeps free.
+        keep: u64,
+    },
 }
 
 macro_rules! from_redb {
@@ -89,6 +103,15 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_keeping_free(path, 0)
+    }
+
+    /// Like [`Store::open`], and every write is refused ([`StoreError::DiskFull`]) while the
+    /// filesystem holding `path` has less than `keep_free` bytes free. redb, like most
+    /// databases, refuses all further writes after one fails for lack of space, until it is
+    /// reopened; a write never tried cannot fail that way, and writes resume by themselves once
+    /// space is freed.
+    pub fn open_keeping_free(path: &Path, keep_free: u64) -> Result<Self, StoreError> {
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)
@@ -104,7 +127,11 @@ impl Store {
             .map_err(|e| StoreError::Database(format!("{}: {e}", path.display())))?;
         let db = Arc::new(db);
         tables::create_all(&db)?;
-        let writer = writer::start(db.clone());
+        let guard = (keep_free > 0).then(|| writer::SpaceGuard {
+            dir: path.parent().map_or_else(|| ".".into(), Path::to_path_buf),
+            keep: keep_free,
+        });
+        let writer = writer::start(db.clone(), guard);
         Ok(Self { db, writer })
     }
 

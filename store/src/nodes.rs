@@ -497,22 +497,6 @@ impl Store {
         }
         Ok(out)
     }
-
-    /// Drops status log entries older than `before_ms`; returns how many.
-    pub async fn prune_status_log(&self, before_ms: i64) -> Result<usize, StoreError> {
-        self.write(move |txn| {
-            let mut table = txn.open_table(STATUS_LOG)?;
-            let old: Vec<(i64, u64)> = table
-                .range(..(before_ms, 0))?
-                .map(|entry| entry.map(|(key, _)| key.value()))
-                .collect::<Result<_, _>>()?;
-            for key in &old {
-                table.remove(*key)?;
-            }
-            Ok(old.len())
-        })
-        .await
-    }
 }
 
 /// A connectivity change to record.
@@ -556,16 +540,20 @@ mod tests {
             hostname: String,
             disks: Vec<OldDisk>,
         }
-        let old = codec::encode(&OldFacts {
-            hostname: "h".into(),
-            disks: vec![OldDisk {
-                name: "/dev/vda".into(),
-                mount: "/".into(),
-                filesystem: "ext4".into(),
-                kind: "ssd".into(),
-                total_bytes: 1,
-            }],
-        });
+        let mut old = vec![1u8];
+        tether_wire::codec::encode_into(
+            &OldFacts {
+                hostname: "h".into(),
+                disks: vec![OldDisk {
+                    name: "/dev/vda".into(),
+                    mount: "/".into(),
+                    filesystem: "ext4".into(),
+                    kind: "ssd".into(),
+                    total_bytes: 1,
+                }],
+            },
+            &mut old,
+        );
         assert_eq!(decode_facts(&old), None);
         let current = StaticFacts {
             hostname: "h".into(),

@@ -111,6 +111,9 @@ pub struct ExecutionRecord {
     pub node_count: u32,
     /// Per-status counts, kept up to date with each node's result.
     pub counts: ExecCounts,
+    /// When its kept output was deleted to keep all kept output within its bound (the
+    /// results stay).
+    pub output_pruned_at_ms: Option<i64>,
 }
 
 /// One node's part in an execution.
@@ -189,6 +192,9 @@ pub struct TtySessionRecord {
     pub node_addr: Option<String>,
     /// Recording file, relative to core's data directory.
     pub recording: Option<String>,
+    /// What is unusual about the recording: stopped at its size limit, incomplete (a write
+    /// failed), or deleted by retention (and when, and why).
+    pub recording_note: Option<String>,
     /// Why it is `error`.
     pub error: Option<String>,
     /// How the shell ended.
@@ -216,4 +222,36 @@ pub struct IdentityConflict {
     pub last_at_ms: i64,
     /// Attempts refused.
     pub attempts: u32,
+}
+
+impl crate::codec::Stored for NodeRecord {}
+impl crate::codec::Stored for ApplicationRecord {}
+impl crate::codec::Stored for StatusEvent {}
+impl crate::codec::Stored for NodeExecRecord {}
+impl crate::codec::Stored for IdentityConflict {}
+
+impl crate::codec::Stored for ExecutionRecord {
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, bytes: &[u8]) -> Result<Self, crate::StoreError> {
+        match version {
+            1 => Ok(crate::codec::decode_as::<crate::legacy::ExecutionRecordV1>(bytes)?.into()),
+            _ => Err(crate::StoreError::Corrupt(format!(
+                "execution record version {version} is unknown"
+            ))),
+        }
+    }
+}
+
+impl crate::codec::Stored for TtySessionRecord {
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, bytes: &[u8]) -> Result<Self, crate::StoreError> {
+        match version {
+            1 => Ok(crate::codec::decode_as::<crate::legacy::TtySessionRecordV1>(bytes)?.into()),
+            _ => Err(crate::StoreError::Corrupt(format!(
+                "terminal session record version {version} is unknown"
+            ))),
+        }
+    }
 }

@@ -36,6 +36,11 @@ pub(crate) const NODE_CONFLICTS: TableDefinition<'_, u128, &[u8]> =
 pub(crate) const STATUS_LOG: TableDefinition<'_, (i64, u64), &[u8]> =
     TableDefinition::new("status_log");
 
+/// name → number: counters kept in step with the tables they count, in the same transactions.
+pub(crate) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+/// [`META`] key: bytes of kept execution output (the values of [`EXEC_OUTPUT`]).
+pub(crate) const EXEC_OUTPUT_BYTES: &str = "exec_output_bytes";
+
 /// Creates every table so readers never meet a missing one.
 pub(crate) fn create_all(db: &Database) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
@@ -62,7 +67,9 @@ pub(crate) fn create_all(db: &Database) -> Result<(), StoreError> {
     txn.open_table(TTY_BY_NODE)?;
     txn.open_table(TTY_LIVE)?;
     txn.open_table(NODE_ACCESS)?;
+    txn.open_table(META)?;
     crate::nodes::index_hostnames(&txn)?;
+    crate::retention::count_exec_output(&txn)?;
     txn.commit()?;
     Ok(())
 }

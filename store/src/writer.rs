@@ -61,11 +61,36 @@ impl std::fmt::Debug for dyn Job {
     }
 }
 
-pub(crate) fn start(db: Arc<Database>) -> WriterHandle {
+/// Writes are refused while the filesystem holding `dir` has less than `keep` bytes free.
+#[derive(Debug, Clone)]
+pub(crate) struct SpaceGuard {
+    pub dir: std::path::PathBuf,
+    pub keep: u64,
+}
+
+impl SpaceGuard {
+    /// Refuses when too little is free. A filesystem that cannot be asked is let be.
+    fn check(&self) -> Result<(), StoreError> {
+        let Ok(stat) = rustix::fs::statvfs(&self.dir) else {
+            return Ok(());
+        };
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        if free < self.keep {
+            Err(StoreError::DiskFull {
+                free,
+                keep: self.keep,
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+pub(crate) fn start(db: Arc<Database>, guard: Option<SpaceGuard>) -> WriterHandle {
     let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
     let thread = std::thread::Builder::new()
         .name("tether-store-writer".into())
-        .spawn(move || run(db, queue))
+        .spawn(move || run(db, guard, queue))
         .expect("spawning the store writer thread");
     WriterHandle {
         jobs,
@@ -73,7 +98,7 @@ pub(crate) fn start(db: Arc<Database>) -> WriterHandle {
     }
 }
 
-fn run(db: Arc<Database>, mut queue: mpsc::Receiver<Box<dyn Job>>) {
+fn run(db: Arc<Database>, guard: Option<SpaceGuard>, mut queue: mpsc::Receiver<Box<dyn Job>>) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
@@ -83,7 +108,10 @@ fn run(db: Arc<Database>, mut queue: mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        let committed = apply_batch(&db, &mut batch);
+        let committed = match guard.as_ref().map_or(Ok(()), SpaceGuard::check) {
+            Ok(()) => apply_batch(&db, &mut batch),
+            Err(full) => Err(full),
+        };
         if let Err(e) = &committed {
             tracing::error!(error = %e, jobs = batch.len(), "store batch failed; nothing in it was written");
         }

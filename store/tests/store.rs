@@ -477,6 +477,7 @@ fn execution(id: tether_wire::ExecutionId, at: i64) -> ExecutionRecord {
         state: tether_wire::admin::ExecutionState::Running,
         node_count: 0,
         counts: Default::default(),
+        output_pruned_at_ms: None,
     }
 }
 
@@ -585,6 +586,7 @@ fn session(node: NodeId, at_ms: i64) -> TtySessionRecord {
         client_addr: None,
         node_addr: None,
         recording: None,
+        recording_note: None,
         error: None,
         exit: None,
         output_bytes: 0,
@@ -695,4 +697,271 @@ async fn allowed_users_change_within_the_limit() {
         AccessChange::Updated(vec!["carol".into()])
     );
     assert_eq!(store.node(node).unwrap().unwrap().allowed_users, ["carol"]);
+}
+
+/// An execution at `at` on `nodes` nodes, finished, each node with `output` bytes kept.
+async fn finished_execution(
+    store: &Store,
+    at: i64,
+    nodes: usize,
+    output: usize,
+) -> ExecutionRecord {
+    use tether_wire::admin::{ExecStatus, ExecutionState};
+    let record = execution(tether_wire::ExecutionId::random(), at);
+    let targets: Vec<(NodeId, String)> = (0..nodes)
+        .map(|i| (NodeId::random(), format!("host-{i}")))
+        .collect();
+    store
+        .create_execution(record.clone(), targets.clone())
+        .await
+        .unwrap();
+    for (node, hostname) in targets {
+        let mut done = NodeExecRecord::pending(node, hostname);
+        done.status = ExecStatus::Ok;
+        store.update_exec_node(record.id, done).await.unwrap();
+        if output > 0 {
+            store
+                .append_exec_output(
+                    record.id,
+                    node,
+                    0,
+                    tether_wire::exec::OutputStream::Stdout,
+                    vec![b'x'; output],
+                )
+                .await
+                .unwrap();
+        }
+    }
+    store
+        .finish_execution(record.id, ExecutionState::Finished, at + 1)
+        .await
+        .unwrap();
+    record
+}
+
+#[tokio::test]
+async fn executions_are_pruned_by_age_and_by_results_kept_and_running_ones_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let old = finished_execution(&store, 100, 3, 10).await;
+    let middle = finished_execution(&store, 200, 3, 10).await;
+    let running = execution(tether_wire::ExecutionId::random(), 50);
+    store
+        .create_execution(running.clone(), vec![(NodeId::random(), "r".into())])
+        .await
+        .unwrap();
+    let new = finished_execution(&store, 300, 3, 10).await;
+    assert_eq!(store.exec_results().unwrap(), 10);
+    assert_eq!(
+        store.exec_output_bytes().unwrap(),
+        9 * 11,
+        "tag byte + 10 per chunk"
+    );
+
+    // By age: only `old` started before 150 (the older running one stays).
+    let pruned = store.prune_executions(150, u64::MAX).await.unwrap();
+    assert_eq!((pruned.records, pruned.bytes), (1, 33));
+    assert!(store.execution(old.id).unwrap().is_none());
+    assert!(
+        store
+            .exec_output(old.id, NodeId::random())
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    assert!(store.execution(running.id).unwrap().is_some());
+    assert_eq!(store.exec_output_bytes().unwrap(), 6 * 11);
+    // By count: at most 5 results kept → the oldest finished one goes.
+    let pruned = store.prune_executions(0, 5).await.unwrap();
+    assert_eq!(pruned.records, 1);
+    assert!(store.execution(middle.id).unwrap().is_none());
+    assert!(store.execution(new.id).unwrap().is_some());
+    assert_eq!(store.exec_results().unwrap(), 4);
+    let history = store.executions(None, 10).unwrap();
+    assert_eq!(history.len(), 2, "the indexes went with them");
+    assert_eq!(
+        store.prune_executions(0, 5).await.unwrap(),
+        Pruned::default()
+    );
+}
+
+#[tokio::test]
+async fn kept_output_is_bounded_oldest_first_and_the_results_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        let first = finished_execution(&store, 100, 2, 1000).await;
+        let second = finished_execution(&store, 200, 2, 1000).await;
+        assert_eq!(store.exec_output_bytes().unwrap(), 4 * 1001);
+        let pruned = store.prune_exec_output(2500, 999).await.unwrap();
+        assert_eq!((pruned.records, pruned.bytes), (1, 2002));
+        let (record, nodes) = store.execution(first.id).unwrap().unwrap();
+        assert_eq!(record.output_pruned_at_ms, Some(999));
+        assert_eq!(nodes.len(), 2, "results are kept");
+        assert!(
+            store
+                .exec_output(first.id, nodes[0].node_id)
+                .unwrap()
+                .0
+                .is_empty()
+        );
+        let (_, nodes) = store.execution(second.id).unwrap().unwrap();
+        assert_eq!(
+            store
+                .exec_output(second.id, nodes[0].node_id)
+                .unwrap()
+                .0
+                .len(),
+            1000
+        );
+        assert_eq!(store.exec_output_bytes().unwrap(), 2002);
+        store.close().await;
+    }
+    // The counter is kept on disk with the data.
+    assert_eq!(open(&dir).exec_output_bytes().unwrap(), 2002);
+}
+
+#[tokio::test]
+async fn the_status_log_is_bounded_by_age_and_by_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let node = NodeId::random();
+    let mut app = new_app(node, "K", 1);
+    app.auto_approve_secret = Some([1; 32]);
+    store.submit_application(app).await.unwrap();
+    for at in 0..20 {
+        store
+            .record_connectivity(ConnectivityChange {
+                node_id: node,
+                status: NodeStatus::Online,
+                reason: format!("event {at}"),
+                at_ms: 1000 + at,
+                public_addr: None,
+                agent_version: None,
+                last_seen_ms: None,
+                clock_skew_ms: None,
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.status_log(None, 100).unwrap().len(), 21);
+    // The approval (at 10) is older than 500.
+    assert_eq!(
+        store.prune_status_log(500, u64::MAX).await.unwrap().records,
+        1
+    );
+    // At most 5 entries: the 15 oldest go.
+    assert_eq!(store.prune_status_log(0, 5).await.unwrap().records, 15);
+    let log = store.status_log(None, 100).unwrap();
+    assert_eq!(log.len(), 5);
+    assert_eq!(log[0].reason, "event 19");
+    assert_eq!(log[4].reason, "event 15");
+}
+
+#[tokio::test]
+async fn rejected_applications_are_forgotten_after_their_time_and_may_apply_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let (rejected, pending) = (NodeId::random(), NodeId::random());
+    let Submission::Pending(app) = store
+        .submit_application(new_app(rejected, "K", 1))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let reject = Decision::Reject {
+        by: "alice".into(),
+        reason: "not ours".into(),
+        now_ms: 100,
+    };
+    store.decide_application(app.id, reject).await.unwrap();
+    store
+        .submit_application(new_app(pending, "K", 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .prune_rejected_applications(100)
+            .await
+            .unwrap()
+            .records,
+        0,
+        "decided at 100: not before 100"
+    );
+    assert_eq!(
+        store
+            .prune_rejected_applications(101)
+            .await
+            .unwrap()
+            .records,
+        1
+    );
+    assert!(store.application(app.id).unwrap().is_none());
+    assert_eq!(
+        store
+            .applications(Some(ApplicationStatus::Pending))
+            .unwrap()
+            .len(),
+        1,
+        "pending ones stay"
+    );
+    // The machine may apply again; an admin decides again.
+    assert!(matches!(
+        store
+            .submit_application(new_app(rejected, "K", 3))
+            .await
+            .unwrap(),
+        Submission::Pending(_)
+    ));
+}
+
+#[tokio::test]
+async fn old_terminal_sessions_go_with_their_recordings_and_live_ones_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let node = NodeId::random();
+    let mut ended = session(node, 100);
+    ended.status = TtyStatus::Closed;
+    ended.recording = Some(format!("recordings/{}.cast.zst", ended.id));
+    let live = session(node, 50);
+    let young = session(node, 900);
+    for record in [&ended, &live, &young] {
+        store.create_tty_session(record.clone()).await.unwrap();
+    }
+    let pruned = store.prune_tty_sessions(500).await.unwrap();
+    assert_eq!(pruned.records, 1);
+    assert_eq!(pruned.recordings, vec![ended.recording.clone().unwrap()]);
+    assert!(store.tty_session(ended.id).unwrap().is_none());
+    assert!(
+        store.tty_session(live.id).unwrap().is_some(),
+        "live sessions stay"
+    );
+    assert_eq!(store.tty_sessions(Some(node), false, 10).unwrap().len(), 2);
+
+    // A note on a session's recording, whatever its state.
+    let mut closed = session(node, 950);
+    closed.status = TtyStatus::Closed;
+    store.create_tty_session(closed.clone()).await.unwrap();
+    assert!(
+        store
+            .note_tty_recording(closed.id, "deleted: too old".into())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .tty_session(closed.id)
+            .unwrap()
+            .unwrap()
+            .recording_note
+            .as_deref(),
+        Some("deleted: too old")
+    );
+    assert!(
+        !store
+            .note_tty_recording(TtySessionId::random(), "x".into())
+            .await
+            .unwrap()
+    );
 }

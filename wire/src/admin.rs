@@ -127,7 +127,7 @@ pub enum AdminRequest {
         id: String,
     },
     /// A session's recording (admins, or the session's own user). Answer: `TtySession`, then
-    /// the asciicast file in `Recording` chunks.
+    /// the recording file in `Recording` chunks, as stored (see [`AdminResponse::Recording`]).
     TtyRecording {
         /// Session id or unique prefix.
         id: String,
@@ -209,7 +209,8 @@ pub enum AdminResponse {
     TtySessions(Vec<TtySessionView>),
     /// One terminal session record.
     TtySession(TtySessionView),
-    /// A piece of a recording file.
+    /// A piece of a recording file, as stored: a zstd stream of asciicast v2 (or, for
+    /// recordings made before they were compressed, plain asciicast v2; the first bytes tell).
     Recording(ByteBuf),
     /// The request failed.
     Error {
@@ -462,6 +463,9 @@ pub struct ExecutionView {
     pub nodes: u32,
     /// Per-status counts.
     pub counts: ExecCounts,
+    /// When its kept output was deleted to keep all kept output within `exec_output_max_total`
+    /// (the results stay), unix ms.
+    pub output_pruned_at_ms: Option<i64>,
 }
 
 /// An execution with each node's result.

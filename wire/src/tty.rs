@@ -281,6 +281,9 @@ pub struct TtySessionView {
     pub node_addr: Option<String>,
     /// Recording file under core's data directory, if recorded.
     pub recording: Option<String>,
+    /// What is unusual about the recording: stopped at its size limit, incomplete, or deleted
+    /// by retention (when, and why).
+    pub recording_note: Option<String>,
     /// Why it is `error`.
     pub error: Option<String>,
     /// How the shell ended, if it did.

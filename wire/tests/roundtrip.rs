@@ -324,6 +324,7 @@ prop_compose! {
         times in (any::<i64>(), option::of(any::<i64>())),
         state in prop_oneof![Just(ExecutionState::Running), Just(ExecutionState::Finished), Just(ExecutionState::Cancelled), Just(ExecutionState::Interrupted)],
         nodes in any::<u32>(), counts in vec(any::<u32>(), 8),
+        output_pruned_at_ms in option::of(any::<i64>()),
     ) -> ExecutionView {
         ExecutionView {
             id, admin, command, env_keys, cwd, timeout_ms, selector,
@@ -332,6 +333,7 @@ prop_compose! {
                 ok: counts[0], failed: counts[1], timeout: counts[2], offline: counts[3],
                 cancelled: counts[4], error: counts[5], interrupted: counts[6], unfinished: counts[7],
             },
+            output_pruned_at_ms,
         }
     }
 }
@@ -519,11 +521,12 @@ prop_compose! {
         times in (any::<i64>(), option::of(any::<i64>()), option::of(any::<i64>())),
         addrs in (option::of(text()), option::of(text()), option::of(text()), option::of(text())),
         exit in option::of(tty_exit()), counts in any::<(u64, u64)>(),
+        recording_note in option::of(text()),
     ) -> TtySessionView {
         TtySessionView {
             id, node_id, hostname: names.0, user: names.1, status, command: names.2, size,
             created_at_ms: times.0, connected_at_ms: times.1, closed_at_ms: times.2,
-            client_addr: addrs.0, node_addr: addrs.1, recording: addrs.2, error: addrs.3,
+            client_addr: addrs.0, node_addr: addrs.1, recording: addrs.2, recording_note, error: addrs.3,
             exit, output_bytes: counts.0, input_bytes: counts.1,
         }
     }

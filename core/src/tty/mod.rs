@@ -49,6 +49,17 @@ impl Terminals {
             .remove(&session_id);
     }
 
+    /// Sessions pending or connected now (their recordings are being written).
+    pub fn live_sessions(&self) -> std::collections::HashSet<TtySessionId> {
+        self.occupancy
+            .lock()
+            .expect("not poisoned")
+            .live
+            .keys()
+            .copied()
+            .collect()
+    }
+
     /// Ends sessions whose token expired unused, and forgets old rate-limit entries.
     pub async fn sweep(&self, shared: &Shared) {
         let now_ms = shared.now_ms();
@@ -189,6 +200,7 @@ pub(crate) async fn authorize(
         client_addr: Some(caller.addr.to_string()),
         node_addr: None,
         recording: None,
+        recording_note: None,
         error: None,
         exit: None,
         output_bytes: 0,
@@ -234,12 +246,13 @@ pub(crate) async fn authorize(
 }
 
 /// What a spliced session counted, kept on its record when it ends.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Tally {
     input_bytes: u64,
     output_bytes: u64,
     size: WindowSize,
-    recording_complete: bool,
+    /// How the recording ended, if the session was recorded.
+    recording: Option<crate::recording::Outcome>,
 }
 
 /// Ends a session's record (if still live) with `status` and `error`, and what the splice
@@ -266,8 +279,8 @@ async fn end_record(
                 r.input_bytes = tally.input_bytes;
                 r.output_bytes = tally.output_bytes;
                 r.size = tally.size;
-                if !tally.recording_complete {
-                    r.recording = r.recording.take().map(|f| format!("{f} (incomplete)"));
+                if let Some(note) = tally.recording.as_ref().and_then(|o| o.note()) {
+                    r.recording_note = Some(note);
                 }
             }
         })

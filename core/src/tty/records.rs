@@ -30,6 +30,7 @@ pub(crate) fn view(record: TtySessionRecord) -> TtySessionView {
         client_addr: record.client_addr,
         node_addr: record.node_addr,
         recording: record.recording,
+        recording_note: record.recording_note,
         error: record.error,
         exit: record.exit,
         output_bytes: record.output_bytes,
@@ -133,16 +134,32 @@ pub(crate) async fn send_recording(
             format!("session {} was not recorded", record.id),
         ));
     };
-    // Only the session's own file name is trusted, never a path from the record.
-    let path = crate::recording::recordings_dir(shared.data_dir.root())
-        .map_err(|e| (ErrorCode::INTERNAL, format!("recordings directory: {e}")))?
-        .join(crate::recording::file_name(record.id));
-    let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
-        (
+    if let Some(note) = record
+        .recording_note
+        .as_deref()
+        .filter(|note| note.starts_with("deleted"))
+    {
+        return Err((
             ErrorCode::NOT_FOUND,
-            format!("the recording {relative} cannot be read: {e}"),
-        )
-    })?;
+            format!("the recording of session {} was {note}", record.id),
+        ));
+    }
+    // Only the session's own file names are trusted, never a path from the record: the
+    // compressed one, or the plain one of a recording made before compression.
+    let dir = crate::recording::recordings_dir(shared.data_dir.root())
+        .map_err(|e| (ErrorCode::INTERNAL, format!("recordings directory: {e}")))?;
+    let mut file =
+        match tokio::fs::File::open(dir.join(crate::recording::file_name(record.id))).await {
+            Ok(file) => file,
+            Err(_) => tokio::fs::File::open(dir.join(crate::recording::plain_file_name(record.id)))
+                .await
+                .map_err(|e| {
+                    (
+                        ErrorCode::NOT_FOUND,
+                        format!("the recording {relative} cannot be read: {e}"),
+                    )
+                })?,
+        };
     let gone = |e: &dyn std::fmt::Display| (ErrorCode::INTERNAL, format!("client went away: {e}"));
     send.send(&AdminResponse::TtySession(view(record)))
         .await

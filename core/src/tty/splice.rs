@@ -18,6 +18,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::policy::TokenRefused;
 use super::{Caller, Grant, Refusal, Tally, end_record, token_hash};
 use crate::admin::internal;
+use crate::config::RecordingPolicy;
 use crate::recording::{Recorder, RecordingInfo};
 use crate::server::Shared;
 
@@ -138,6 +139,8 @@ enum Ending {
     ClientLeft,
     /// The client's stream or connection failed.
     ClientLost(String),
+    /// The recording stopped and core requires recordings.
+    RecordingStopped(String),
 }
 
 struct Counters {
@@ -221,7 +224,19 @@ async fn run(
     // The node knows what it runs (its configured shell); the record and recording say so.
     let shown = shown_command(&argv, &grant.shown_command);
     let recording = if grant.recorded {
-        start_recording(shared, caller, grant, &shown, now_ms)
+        match start_recording(shared, caller, grant, &shown, now_ms) {
+            Ok(recording) => Some(recording),
+            Err(why) if shared.config.tty_recording == RecordingPolicy::Required => {
+                return Err((
+                    ErrorCode::INTERNAL,
+                    format!(
+                        "core cannot record this session ({why}) and requires every session to \
+                         be recorded (tty_recording = \"required\")"
+                    ),
+                ));
+            }
+            Err(_) => None,
+        }
     } else {
         None
     };
@@ -267,6 +282,9 @@ async fn run(
     });
     let size = Arc::new(Mutex::new(grant.size));
 
+    // Under `required`, a recording that stops (full disk, size limit) ends the session.
+    let must_record =
+        recorder.is_some() && shared.config.tty_recording == RecordingPolicy::Required;
     // Two directions, two tasks: each waits only on its own flow control.
     let mut upstream = tokio::spawn(
         upstream(
@@ -291,10 +309,12 @@ async fn run(
             started,
             counters.clone(),
             stop_output.clone(),
+            must_record,
         )
         .in_current_span(),
     );
     let mut flush = tokio::time::interval(Duration::from_secs(1));
+    let mut upstream_ended = false;
     let ending = loop {
         tokio::select! {
             _ = kill.cancelled() => break Err(killed(&killed_by)),
@@ -303,10 +323,26 @@ async fn run(
             }
             _ = flush.tick() => {
                 if let Some(recorder) = &recorder {
-                    recorder.lock().expect("not poisoned").flush();
+                    let mut recorder = recorder.lock().expect("not poisoned");
+                    // Recordings leave the database its margin of free space.
+                    let keep = shared.config.min_free_space;
+                    if let Some(free) = crate::recording::free_space(shared.data_dir.root())
+                        && free < keep
+                    {
+                        recorder.give_up(format!(
+                            "the disk has {} free and core keeps {} free (min_free_space)",
+                            bytesize::ByteSize(free),
+                            bytesize::ByteSize(keep)
+                        ));
+                    }
+                    recorder.flush();
+                    if must_record && let Some(stopped) = recorder.stopped() {
+                        break Ok(Ending::RecordingStopped(stopped.note().unwrap_or_default()));
+                    }
                 }
             }
             result = &mut upstream => {
+                upstream_ended = true;
                 break Ok(result.unwrap_or_else(|e| Ending::ClientLost(e.to_string())));
             }
             result = &mut downstream => {
@@ -326,20 +362,24 @@ async fn run(
             *client_send = returned;
         }
     }
-    let mut recording_complete = true;
-    if let Some(recorder) = recorder
-        && let Ok(recorder) = Arc::try_unwrap(recorder)
-    {
-        recording_complete = recorder
-            .into_inner()
-            .expect("not poisoned")
-            .finish(started.elapsed());
+    // Both tasks gone, so the recorder is ours alone to finish (an abort takes effect when the
+    // task is next polled).
+    if !upstream_ended {
+        let _ = upstream.await;
     }
+    let recording_outcome = recorder
+        .and_then(|recorder| Arc::try_unwrap(recorder).ok())
+        .map(|recorder| {
+            recorder
+                .into_inner()
+                .expect("not poisoned")
+                .finish(started.elapsed())
+        });
     *tally = Some(Tally {
         input_bytes: counters.input.load(Ordering::Relaxed),
         output_bytes: counters.output.load(Ordering::Relaxed),
         size: *size.lock().expect("not poisoned"),
-        recording_complete,
+        recording: recording_outcome,
     });
     // Whatever ended the session, the node's side ends too: an aborted task dropped its stream
     // halves, which resets them, and the node hangs up the shell.
@@ -361,6 +401,13 @@ async fn run(
         Ending::ClientLost(reason) => {
             Err((ErrorCode::INTERNAL, format!("lost the client: {reason}")))
         }
+        Ending::RecordingStopped(why) => Err((
+            ErrorCode::INTERNAL,
+            format!(
+                "the session ended because its recording stopped ({why}) and core requires every \
+                 session to be recorded (tty_recording = \"required\")"
+            ),
+        )),
     }
 }
 
@@ -407,18 +454,20 @@ fn shown_command(argv: &[String], fallback: &str) -> String {
     text
 }
 
+/// Creates the session's recording: its path relative to the data directory, and the recorder;
+/// why not, if it cannot be created.
 fn start_recording(
     shared: &Shared,
     caller: &Caller,
     grant: &Grant,
     command: &str,
     now_ms: i64,
-) -> Option<(String, Recorder)> {
+) -> Result<(String, Recorder), String> {
     let dir = match crate::recording::recordings_dir(shared.data_dir.root()) {
         Ok(dir) => dir,
         Err(e) => {
             warn!(error = %e, "cannot create the recordings directory; not recording");
-            return None;
+            return Err(e.to_string());
         }
     };
     let name = crate::recording::file_name(grant.session_id);
@@ -431,11 +480,11 @@ fn start_recording(
         title: &title,
         term: &grant.term,
     };
-    match Recorder::create(&path, &info) {
-        Ok(recorder) => Some((format!("recordings/{name}"), recorder)),
+    match Recorder::create(&path, &info, shared.config.tty_recording_max) {
+        Ok(recorder) => Ok((format!("recordings/{name}"), recorder)),
         Err(e) => {
             warn!(error = %e, path = %path.display(), "cannot create the recording; not recording");
-            None
+            Err(e.to_string())
         }
     }
 }
@@ -495,6 +544,7 @@ async fn downstream(
     started: Instant,
     counters: Arc<Counters>,
     stop: CancellationToken,
+    must_record: bool,
 ) -> (Ending, Option<FramedSend>) {
     let ending = loop {
         let frame = tokio::select! {
@@ -511,10 +561,13 @@ async fn downstream(
                     .output
                     .fetch_add(bytes.0.len() as u64, Ordering::Relaxed);
                 if let Some(recorder) = &recorder {
-                    recorder
-                        .lock()
-                        .expect("not poisoned")
-                        .output(started.elapsed(), &bytes.0);
+                    let mut recorder = recorder.lock().expect("not poisoned");
+                    recorder.output(started.elapsed(), &bytes.0);
+                    if must_record && let Some(stopped) = recorder.stopped() {
+                        let why = stopped.note().unwrap_or_default();
+                        // Nothing unrecorded reaches the client.
+                        break Ending::RecordingStopped(why);
+                    }
                 }
                 let data = TtyOutput::Data(bytes);
                 let sent = tokio::select! {

@@ -802,3 +802,50 @@ pub fn process_alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+// ---- disks ----
+
+/// A small filesystem mounted over a directory for the length of a test (tests run as root in
+/// CI; elsewhere the test says it is skipped).
+pub struct SmallDisk(pub std::path::PathBuf);
+
+impl SmallDisk {
+    pub fn mount(dir: &std::path::Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(dir).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("SKIPPED: cannot mount a small filesystem here (needs root)");
+            return None;
+        }
+        Some(SmallDisk(dir.to_path_buf()))
+    }
+
+    /// Fills it to the last byte.
+    pub fn fill(&self) {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.0.join("filler")).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.write_all(&[0]);
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}

@@ -117,19 +117,57 @@ struct CoreFlags {
     /// How long the status log keeps entries [default: 30days].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     status_log_retention: Option<Duration>,
-    /// Command output kept in history per node, in bytes [default: 1048576].
-    #[arg(long, value_name = "BYTES")]
+    /// Most status log entries kept; the oldest go first [default: 1000000].
+    #[arg(long, value_name = "N")]
+    status_log_max_entries: Option<u64>,
+    /// How long rejected applications are kept; then the machine may apply again
+    /// [default: 30days].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    application_retention: Option<Duration>,
+    /// Command output kept in history per node, e.g. 1MiB [default: 1MiB].
+    #[arg(long, value_parser = bytes, value_name = "SIZE")]
     exec_output_cap: Option<u64>,
+    /// Kept output of all executions together; past it the oldest executions' output is
+    /// deleted, their results kept [default: 1GiB].
+    #[arg(long, value_parser = bytes, value_name = "SIZE")]
+    exec_output_max_total: Option<u64>,
+    /// How long executions (results and output) are kept [default: 90days].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    exec_retention: Option<Duration>,
+    /// Most per-node results kept across all executions; the oldest executions go first
+    /// [default: 1000000].
+    #[arg(long, value_name = "N")]
+    exec_max_results: Option<u64>,
     /// Grace between SIGTERM and SIGKILL for timed-out or cancelled commands [default: 5s].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     exec_kill_grace: Option<Duration>,
-    /// UDP socket buffer to ask for, bytes; the kernel caps it at net.core.rmem_max [default: 8388608].
-    #[arg(long, value_name = "BYTES")]
-    udp_buffer: Option<usize>,
+    /// UDP socket buffer to ask for; the kernel caps it at net.core.rmem_max [default: 8MiB].
+    #[arg(long, value_parser = bytes, value_name = "SIZE")]
+    udp_buffer: Option<u64>,
     /// Record terminal sessions: on (unless the client asks not to), off (unless the client
     /// asks), required (always) [default: on].
     #[arg(long, value_name = "POLICY")]
     tty_recording: Option<tether_core::config::RecordingPolicy>,
+    /// Terminal output recorded per session; past it the recording stops with a marker and
+    /// the session goes on (under `required`, it ends) [default: 64MiB].
+    #[arg(long, value_parser = bytes, value_name = "SIZE")]
+    tty_recording_max: Option<u64>,
+    /// All recordings together on disk; past it the oldest are deleted [default: 10GiB].
+    #[arg(long, value_parser = bytes, value_name = "SIZE")]
+    tty_recordings_max_total: Option<u64>,
+    /// Recordings older than this are deleted [default: 90days].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    tty_recordings_max_age: Option<Duration>,
+    /// How long terminal session records are kept [default: 365days].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    tty_session_retention: Option<Duration>,
+    /// How often what is kept is cut back to the limits above [default: 1m].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    prune_interval: Option<Duration>,
+    /// Free space kept on the data directory's disk: below it, database writes are refused
+    /// with a clear error (the database stays intact) and recordings stop [default: 64MiB].
+    #[arg(long, value_parser = bytes, value_name = "SIZE")]
+    min_free_space: Option<u64>,
     /// Live terminal sessions allowed on one node [default: 16].
     #[arg(long, value_name = "N")]
     tty_max_per_node: Option<u32>,
@@ -142,6 +180,11 @@ struct CoreFlags {
     /// How long a terminal token is valid [default: 5m].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     tty_token_ttl: Option<Duration>,
+}
+
+/// A size flag: `1048576`, `64MiB`, `10GiB`.
+fn bytes(text: &str) -> Result<u64, String> {
+    tether_core::config::parse_bytes(text).map(|size| size.0)
 }
 
 fn default_data_dir() -> PathBuf {
@@ -186,12 +229,44 @@ impl CoreFlags {
         set(&mut config.idle_timeout, self.idle_timeout);
         set(&mut config.last_seen_flush, self.last_seen_flush);
         set(&mut config.status_log_retention, self.status_log_retention);
+        set(
+            &mut config.application_retention,
+            self.application_retention,
+        );
+        set(&mut config.exec_retention, self.exec_retention);
         set(&mut config.exec_kill_grace, self.exec_kill_grace);
-        if let Some(cap) = self.exec_output_cap {
-            config.exec_output_cap = cap;
-        }
+        set(
+            &mut config.tty_recordings_max_age,
+            self.tty_recordings_max_age,
+        );
+        set(
+            &mut config.tty_session_retention,
+            self.tty_session_retention,
+        );
+        set(&mut config.prune_interval, self.prune_interval);
+        let count = |target: &mut u64, value: Option<u64>| {
+            if let Some(value) = value {
+                *target = value;
+            }
+        };
+        count(
+            &mut config.status_log_max_entries,
+            self.status_log_max_entries,
+        );
+        count(&mut config.exec_output_cap, self.exec_output_cap);
+        count(
+            &mut config.exec_output_max_total,
+            self.exec_output_max_total,
+        );
+        count(&mut config.exec_max_results, self.exec_max_results);
+        count(&mut config.tty_recording_max, self.tty_recording_max);
+        count(&mut config.min_free_space, self.min_free_space);
+        count(
+            &mut config.tty_recordings_max_total,
+            self.tty_recordings_max_total,
+        );
         if let Some(buffer) = self.udp_buffer {
-            config.udp_buffer = buffer;
+            config.udp_buffer = usize::try_from(buffer).unwrap_or(usize::MAX);
         }
         set(&mut config.tty_token_ttl, self.tty_token_ttl);
         if let Some(policy) = self.tty_recording {

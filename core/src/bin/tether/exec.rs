@@ -484,6 +484,8 @@ struct ExecutionJson<'a> {
     state: &'static str,
     nodes: u32,
     counts: &'a tether_wire::admin::ExecCounts,
+    /// When the kept output was deleted to stay within exec_output_max_total.
+    output_pruned_at: Option<String>,
 }
 
 fn execution_json(view: &ExecutionView) -> ExecutionJson<'_> {
@@ -500,6 +502,7 @@ fn execution_json(view: &ExecutionView) -> ExecutionJson<'_> {
         state: view.state.as_str(),
         nodes: view.nodes,
         counts: &view.counts,
+        output_pruned_at: view.output_pruned_at_ms.map(rfc3339),
     }
 }
 
@@ -629,6 +632,13 @@ async fn show(client: &AdminClient, id: String, json: bool) -> anyhow::Result<()
         )?;
     } else {
         writeln!(out, "state:      {}", execution.state)?;
+    }
+    if let Some(at) = execution.output_pruned_at_ms {
+        writeln!(
+            out,
+            "output:     deleted {} to keep all kept output within core's exec_output_max_total",
+            rfc3339(at)
+        )?;
     }
     if !execution.env_keys.is_empty() {
         writeln!(

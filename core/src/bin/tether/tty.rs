@@ -25,7 +25,8 @@ use crate::terminal::{RawMode, window_size};
 /// Sessions are recorded unless core's configuration says otherwise; replay them with `tether
 /// tty play`.
 ///
-/// A node whose hostname is also a subcommand name (list, play, kill) is reached by its id.
+/// A node whose hostname is also a subcommand name (list, play, export, kill) is reached by its
+/// id.
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct TtyArgs {
@@ -73,6 +74,15 @@ enum RecordCommand {
         #[arg(long, value_name = "SECONDS")]
         idle_limit: Option<f64>,
     },
+    /// Write a recording as a plain asciicast v2 file, which `asciinema play FILE` replays.
+    Export {
+        /// Session id or unique prefix.
+        session: String,
+        /// Where to write it (mode 0600: terminal output may hold secrets). An existing file is
+        /// replaced only once the whole recording is written.
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+    },
     /// End a live session (admins; users may end their own).
     Kill {
         /// Session id or unique prefix.
@@ -103,6 +113,7 @@ pub async fn run(client: &AdminClient, args: TtyArgs) -> anyhow::Result<u8> {
             speed,
             idle_limit,
         }) => play(client, &session, speed, idle_limit).await,
+        Some(RecordCommand::Export { session, out }) => export(client, &session, &out).await,
         Some(RecordCommand::Kill { session, json }) => {
             let responses = client
                 .request(&AdminRequest::KillTty { id: session })
@@ -253,6 +264,7 @@ struct SessionJson<'a> {
     client_addr: Option<&'a str>,
     node_addr: Option<&'a str>,
     recording: Option<&'a str>,
+    recording_note: Option<&'a str>,
     error: Option<&'a str>,
     exit_code: Option<i32>,
     signal: Option<i32>,
@@ -276,11 +288,23 @@ fn session_json(view: &TtySessionView) -> SessionJson<'_> {
         client_addr: view.client_addr.as_deref(),
         node_addr: view.node_addr.as_deref(),
         recording: view.recording.as_deref(),
+        recording_note: view.recording_note.as_deref(),
         error: view.error.as_deref(),
         exit_code: view.exit.and_then(|e| e.exit_code),
         signal: view.exit.and_then(|e| e.signal),
         output_bytes: view.output_bytes,
         input_bytes: view.input_bytes,
+    }
+}
+
+/// The REC column: whether there is a recording to replay, and if not all of it, why.
+fn recording_column(view: &TtySessionView) -> &'static str {
+    match (&view.recording, view.recording_note.as_deref()) {
+        (None, _) => "no",
+        (Some(_), None) => "yes",
+        (Some(_), Some(note)) if note.starts_with("deleted") => "deleted",
+        (Some(_), Some(note)) if note.starts_with("stopped") => "cut",
+        (Some(_), Some(_)) => "partial",
     }
 }
 
@@ -333,7 +357,7 @@ async fn list(
                 format!("{}x{}", s.size.cols, s.size.rows),
                 output::ago(Some(s.created_at_ms)),
                 duration,
-                if s.recording.is_some() { "yes" } else { "no" }.into(),
+                recording_column(s).into(),
                 end,
             ]
         })
@@ -397,18 +421,11 @@ pub fn pauses(events: &[Event], speed: f64, idle_limit: Option<f64>) -> Vec<Dura
         .collect()
 }
 
-async fn play(
+/// A session's record and its recording as asciicast v2 text.
+async fn fetch_recording(
     client: &AdminClient,
     session: &str,
-    speed: f64,
-    idle_limit: Option<f64>,
-) -> anyhow::Result<u8> {
-    if !(speed.is_finite() && speed > 0.0) {
-        bail!("--speed must be a positive number");
-    }
-    if idle_limit.is_some_and(|l| !(l.is_finite() && l >= 0.0)) {
-        bail!("--idle-limit must be zero or more seconds");
-    }
+) -> anyhow::Result<(TtySessionView, String)> {
     let mut file = Vec::new();
     let mut view = None;
     for response in client
@@ -424,7 +441,30 @@ async fn play(
         }
     }
     let view = view.context("core sent no session record")?;
-    let text = String::from_utf8(file).context("the recording is not UTF-8")?;
+    let mut text = Vec::new();
+    tether_core::recording::open(std::io::Cursor::new(file))
+        .and_then(|mut reader| std::io::Read::read_to_end(&mut reader, &mut text))
+        .context("the recording does not decompress")?;
+    let text = String::from_utf8(text).context("the recording is not UTF-8")?;
+    if let Some(note) = &view.recording_note {
+        eprintln!("tether: the recording of session {} is {note}", view.id);
+    }
+    Ok((view, text))
+}
+
+async fn play(
+    client: &AdminClient,
+    session: &str,
+    speed: f64,
+    idle_limit: Option<f64>,
+) -> anyhow::Result<u8> {
+    if !(speed.is_finite() && speed > 0.0) {
+        bail!("--speed must be a positive number");
+    }
+    if idle_limit.is_some_and(|l| !(l.is_finite() && l >= 0.0)) {
+        bail!("--idle-limit must be zero or more seconds");
+    }
+    let (view, text) = fetch_recording(client, session).await?;
     let ((width, height), events) = parse_cast(&text)?;
     if std::io::stderr().is_terminal() {
         eprintln!(
@@ -435,11 +475,37 @@ async fn play(
     let mut stdout = tokio::io::stdout();
     for (event, pause) in events.iter().zip(pauses(&events, speed, idle_limit)) {
         tokio::time::sleep(pause).await;
-        if event.kind == "o" {
-            stdout.write_all(event.data.as_bytes()).await?;
-            stdout.flush().await?;
+        match event.kind.as_str() {
+            "o" => {
+                stdout.write_all(event.data.as_bytes()).await?;
+                stdout.flush().await?;
+            }
+            "m" => eprintln!("\r\ntether: [{}]", event.data),
+            _ => {}
         }
     }
+    Ok(0)
+}
+
+async fn export(client: &AdminClient, session: &str, out: &std::path::Path) -> anyhow::Result<u8> {
+    let (view, text) = fetch_recording(client, session).await?;
+    // Checked before anything is written: what is exported replays.
+    let (_, events) = parse_cast(&text)?;
+    let mut file = tether_certs::files::AtomicFile::create(out, 0o600)?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .with_context(|| format!("writing {}", out.display()))?;
+    file.commit()?;
+    eprintln!(
+        "wrote session {} ({} on {}, {} events, {} bytes) to {} as asciicast v2; replay it with \
+         `asciinema play {}`",
+        view.id,
+        view.user,
+        view.hostname,
+        events.len(),
+        text.len(),
+        out.display(),
+        out.display()
+    );
     Ok(0)
 }
 

@@ -1,0 +1,212 @@
+//! The shapes older releases stored, and how each becomes today's. A record keeps its old
+//! version byte until it is next written; reading it goes through here.
+
+use serde::Deserialize;
+use tether_wire::admin::{ExecCounts, ExecutionState};
+use tether_wire::tty::{TtyExit, TtyStatus, WindowSize};
+use tether_wire::{ExecutionId, NodeId, TtySessionId};
+
+use crate::records::{ExecutionRecord, TtySessionRecord};
+
+/// [`ExecutionRecord`] version 1: before output pruning was recorded.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ExecutionRecordV1 {
+    id: ExecutionId,
+    admin: String,
+    command: Vec<String>,
+    env_keys: Vec<String>,
+    cwd: Option<String>,
+    timeout_ms: Option<u64>,
+    selector: String,
+    created_at_ms: i64,
+    finished_at_ms: Option<i64>,
+    state: ExecutionState,
+    node_count: u32,
+    counts: ExecCounts,
+}
+
+impl From<ExecutionRecordV1> for ExecutionRecord {
+    fn from(v1: ExecutionRecordV1) -> Self {
+        ExecutionRecord {
+            id: v1.id,
+            admin: v1.admin,
+            command: v1.command,
+            env_keys: v1.env_keys,
+            cwd: v1.cwd,
+            timeout_ms: v1.timeout_ms,
+            selector: v1.selector,
+            created_at_ms: v1.created_at_ms,
+            finished_at_ms: v1.finished_at_ms,
+            state: v1.state,
+            node_count: v1.node_count,
+            counts: v1.counts,
+            output_pruned_at_ms: None,
+        }
+    }
+}
+
+/// [`TtySessionRecord`] version 1: an incomplete recording was marked by a suffix on its path.
+#[derive(Debug, Deserialize)]
+pub(crate) struct TtySessionRecordV1 {
+    id: TtySessionId,
+    node_id: NodeId,
+    hostname: String,
+    user: String,
+    status: TtyStatus,
+    command: String,
+    size: WindowSize,
+    created_at_ms: i64,
+    connected_at_ms: Option<i64>,
+    closed_at_ms: Option<i64>,
+    client_addr: Option<String>,
+    node_addr: Option<String>,
+    recording: Option<String>,
+    error: Option<String>,
+    exit: Option<TtyExit>,
+    output_bytes: u64,
+    input_bytes: u64,
+}
+
+/// How version 1 marked an incomplete recording.
+const V1_INCOMPLETE: &str = " (incomplete)";
+
+impl From<TtySessionRecordV1> for TtySessionRecord {
+    fn from(v1: TtySessionRecordV1) -> Self {
+        let (recording, recording_note) = match v1.recording {
+            Some(path) => match path.strip_suffix(V1_INCOMPLETE) {
+                Some(path) => (
+                    Some(path.to_string()),
+                    Some("incomplete: writing it failed".to_string()),
+                ),
+                None => (Some(path), None),
+            },
+            None => (None, None),
+        };
+        TtySessionRecord {
+            id: v1.id,
+            node_id: v1.node_id,
+            hostname: v1.hostname,
+            user: v1.user,
+            status: v1.status,
+            command: v1.command,
+            size: v1.size,
+            created_at_ms: v1.created_at_ms,
+            connected_at_ms: v1.connected_at_ms,
+            closed_at_ms: v1.closed_at_ms,
+            client_addr: v1.client_addr,
+            node_addr: v1.node_addr,
+            recording,
+            recording_note,
+            error: v1.error,
+            exit: v1.exit,
+            output_bytes: v1.output_bytes,
+            input_bytes: v1.input_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+
+    /// A version-1 session record, byte for byte as an older release wrote it, reads as today's.
+    #[test]
+    fn a_version_1_terminal_record_is_read() {
+        #[derive(serde::Serialize)]
+        struct Written {
+            id: TtySessionId,
+            node_id: NodeId,
+            hostname: String,
+            user: String,
+            status: TtyStatus,
+            command: String,
+            size: WindowSize,
+            created_at_ms: i64,
+            connected_at_ms: Option<i64>,
+            closed_at_ms: Option<i64>,
+            client_addr: Option<String>,
+            node_addr: Option<String>,
+            recording: Option<String>,
+            error: Option<String>,
+            exit: Option<TtyExit>,
+            output_bytes: u64,
+            input_bytes: u64,
+        }
+        let mut bytes = vec![1u8];
+        tether_wire::codec::encode_into(
+            &Written {
+                id: TtySessionId::random(),
+                node_id: NodeId::random(),
+                hostname: "web-1".into(),
+                user: "alice".into(),
+                status: TtyStatus::Closed,
+                command: "bash".into(),
+                size: WindowSize::DEFAULT,
+                created_at_ms: 1,
+                connected_at_ms: Some(2),
+                closed_at_ms: Some(3),
+                client_addr: None,
+                node_addr: None,
+                recording: Some("recordings/x.cast (incomplete)".into()),
+                error: None,
+                exit: None,
+                output_bytes: 10,
+                input_bytes: 20,
+            },
+            &mut bytes,
+        );
+        let record: TtySessionRecord = codec::decode(&bytes).unwrap();
+        assert_eq!(record.recording.as_deref(), Some("recordings/x.cast"));
+        assert!(
+            record
+                .recording_note
+                .as_deref()
+                .unwrap()
+                .contains("incomplete")
+        );
+        assert_eq!((record.output_bytes, record.input_bytes), (10, 20));
+        // Written back, it is version 2.
+        assert_eq!(codec::encode(&record)[0], 2);
+    }
+
+    #[test]
+    fn a_version_1_execution_record_is_read() {
+        #[derive(serde::Serialize)]
+        struct Written {
+            id: ExecutionId,
+            admin: String,
+            command: Vec<String>,
+            env_keys: Vec<String>,
+            cwd: Option<String>,
+            timeout_ms: Option<u64>,
+            selector: String,
+            created_at_ms: i64,
+            finished_at_ms: Option<i64>,
+            state: ExecutionState,
+            node_count: u32,
+            counts: ExecCounts,
+        }
+        let mut bytes = vec![1u8];
+        tether_wire::codec::encode_into(
+            &Written {
+                id: ExecutionId::random(),
+                admin: "alice".into(),
+                command: vec!["uptime".into()],
+                env_keys: vec![],
+                cwd: None,
+                timeout_ms: Some(5),
+                selector: "--all".into(),
+                created_at_ms: 7,
+                finished_at_ms: Some(8),
+                state: ExecutionState::Finished,
+                node_count: 3,
+                counts: ExecCounts::default(),
+            },
+            &mut bytes,
+        );
+        let record: ExecutionRecord = codec::decode(&bytes).unwrap();
+        assert_eq!((record.node_count, record.timeout_ms), (3, Some(5)));
+        assert_eq!(record.output_pruned_at_ms, None);
+    }
+}
