@@ -102,6 +102,11 @@ impl AtomicFile {
         Ok(file)
     }
 
+    /// Where the contents are until [`AtomicFile::commit`] (to read them back first).
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
+    }
+
     fn handle(&self) -> &File {
         self.file.as_ref().expect("open until committed")
     }

@@ -126,26 +126,9 @@ impl AdminClient {
     /// Sends one request and collects every response frame. An error answer becomes
     /// [`ClientError::Core`].
     pub async fn request(&self, request: &AdminRequest) -> Result<Vec<AdminResponse>, ClientError> {
-        let transport = |e: &dyn std::fmt::Display| ClientError::Transport(e.to_string());
-        let (send, recv) = self
-            .connection
-            .open_bi()
-            .await
-            .map_err(|e| describe_close(&e))?;
-        let mut send = FramedSend::new(send, MAX_ADMIN_FRAME_LEN);
-        let mut recv = FramedRecv::new(recv, MAX_ADMIN_FRAME_LEN);
-        send.send(request).await.map_err(|e| transport(&e))?;
-        send.finish();
+        let mut answers = self.stream(request).await?;
         let mut responses = Vec::new();
-        while let Some(response) = recv.next::<AdminResponse>().await.map_err(|e| {
-            match self.connection.close_reason() {
-                Some(reason) => describe_close(&reason),
-                None => transport(&e),
-            }
-        })? {
-            if let AdminResponse::Error { code, message } = response {
-                return Err(ClientError::Core { code, message });
-            }
+        while let Some(response) = answers.next().await? {
             responses.push(response);
         }
         if responses.is_empty() {
@@ -154,6 +137,25 @@ impl AdminClient {
             ));
         }
         Ok(responses)
+    }
+
+    /// Sends one request; its answers are read one frame at a time from what is returned (for
+    /// answers too large to hold at once: backups, recordings).
+    pub async fn stream(&self, request: &AdminRequest) -> Result<Answers, ClientError> {
+        let (send, recv) = self
+            .connection
+            .open_bi()
+            .await
+            .map_err(|e| describe_close(&e))?;
+        let mut send = FramedSend::new(send, MAX_ADMIN_FRAME_LEN);
+        send.send(request)
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        send.finish();
+        Ok(Answers {
+            recv: FramedRecv::new(recv, MAX_ADMIN_FRAME_LEN),
+            connection: self.connection.clone(),
+        })
     }
 
     /// Starts an execution; its answers are read from the returned session as they come.
@@ -274,6 +276,38 @@ fn describe_close(error: &quinn::ConnectionError) -> ClientError {
     }
 }
 
+/// The answers to one request, as they arrive.
+#[derive(Debug)]
+pub struct Answers {
+    recv: FramedRecv,
+    connection: Connection,
+}
+
+impl Answers {
+    /// The next answer; `None` after the last. An error answer becomes [`ClientError::Core`].
+    pub async fn next(&mut self) -> Result<Option<AdminResponse>, ClientError> {
+        next_answer(&mut self.recv, &self.connection).await
+    }
+}
+
+/// One answer frame from `recv`: an error answer becomes [`ClientError::Core`], a lost
+/// connection says why.
+async fn next_answer(
+    recv: &mut FramedRecv,
+    connection: &Connection,
+) -> Result<Option<AdminResponse>, ClientError> {
+    match recv.next::<AdminResponse>().await {
+        Ok(Some(AdminResponse::Error { code, message })) => {
+            Err(ClientError::Core { code, message })
+        }
+        Ok(other) => Ok(other),
+        Err(e) => Err(match connection.close_reason() {
+            Some(reason) => describe_close(&reason),
+            None => ClientError::Transport(e.to_string()),
+        }),
+    }
+}
+
 /// A running execution, from the admin's side.
 #[derive(Debug)]
 pub struct ExecSession {
@@ -287,16 +321,7 @@ impl ExecSession {
     /// The next answer (`ExecStarted`, `ExecOutput`, `ExecNodeDone`, `ExecFinished`); `None` after
     /// the last. An error answer becomes [`ClientError::Core`].
     pub async fn next(&mut self) -> Result<Option<AdminResponse>, ClientError> {
-        match self.recv.next::<AdminResponse>().await {
-            Ok(Some(AdminResponse::Error { code, message })) => {
-                Err(ClientError::Core { code, message })
-            }
-            Ok(other) => Ok(other),
-            Err(e) => Err(match self.connection.close_reason() {
-                Some(reason) => describe_close(&reason),
-                None => ClientError::Transport(e.to_string()),
-            }),
-        }
+        next_answer(&mut self.recv, &self.connection).await
     }
 
     /// Asks core to cancel: nodes not yet reached are skipped, running commands are killed. Keep

@@ -11,6 +11,7 @@
 //! This crate never touches redb (that is `tether-store`) and never defines what crosses a process
 //! boundary (that is `tether-wire`); JSON appears only in the `tether` CLI's `--json` output.
 
+pub mod backup;
 pub mod cid;
 pub mod client;
 pub mod clock;

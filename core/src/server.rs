@@ -34,6 +34,16 @@ pub enum StartError {
     /// The database could not be opened.
     #[error(transparent)]
     Store(#[from] tether_store::StoreError),
+    /// The database is damaged.
+    #[error(
+        "the database is damaged ({detail}). Restore the latest backup into a new data directory \
+         and start core there: `tether-core restore --from BACKUP --data NEWDIR`, then \
+         `tether-core serve --data NEWDIR`; keep the damaged directory for inspection"
+    )]
+    CorruptDatabase {
+        /// What the database said.
+        detail: String,
+    },
     /// TLS setup failed.
     #[error("TLS: {0}")]
     Tls(String),
@@ -185,7 +195,11 @@ impl Core {
         if first_start {
             info!(data_dir = %data_dir.root().display(), ca = %ca.fingerprint(), "initialised a new data directory");
         }
-        let store = Store::open_keeping_free(&data_dir.database_path(), config.min_free_space)?;
+        let store = Store::open_keeping_free(&data_dir.database_path(), config.min_free_space)
+            .map_err(|e| match e {
+                tether_store::StoreError::Corrupt(detail) => StartError::CorruptDatabase { detail },
+                other => StartError::Store(other),
+            })?;
         let went_offline = store
             .mark_all_offline(clock.now_ms(), "core restarted".into())
             .await?;

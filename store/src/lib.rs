@@ -20,6 +20,7 @@ mod legacy;
 mod nodes;
 mod records;
 mod retention;
+mod snapshot;
 mod tables;
 mod tty;
 mod writer;
@@ -36,6 +37,7 @@ pub use records::{
     TtySessionRecord,
 };
 pub use retention::Pruned;
+pub use snapshot::Summary;
 pub use tty::AccessChange;
 
 /// What went wrong in the store. Logical outcomes (not found, conflicts) are not errors: they are
@@ -118,6 +120,9 @@ impl Store {
             .map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => {
                     StoreError::InUse(path.display().to_string())
+                }
+                redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)) => {
+                    StoreError::Corrupt(format!("{}: {why}", path.display()))
                 }
                 other => StoreError::Database(format!("{}: {other}", path.display())),
             })?;

@@ -41,33 +41,47 @@ pub(crate) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("me
 /// [`META`] key: bytes of kept execution output (the values of [`EXEC_OUTPUT`]).
 pub(crate) const EXEC_OUTPUT_BYTES: &str = "exec_output_bytes";
 
+/// Calls `$each!(TABLE)` for every table: the one list, so that creating them all and copying
+/// them all (backups) can never miss one.
+macro_rules! every_table {
+    ($each:ident) => {
+        $each!(NODES);
+        $each!(SECRETS);
+        $each!(FACTS);
+        $each!(LAST_SEEN);
+        $each!(NODE_BY_HOSTNAME);
+        $each!(NODE_CONFLICTS);
+        $each!(APPLICATIONS);
+        $each!(APPLICATION_BY_NODE);
+        $each!(PENDING);
+        $each!(NONCES);
+        $each!(NONCE_EXPIRY);
+        $each!(STATUS_LOG);
+        $each!(EXECUTIONS);
+        $each!(EXEC_BY_TIME);
+        $each!(EXEC_BY_NODE);
+        $each!(EXEC_NODES);
+        $each!(EXEC_OUTPUT);
+        $each!(EXEC_RUNNING);
+        $each!(TTY_SESSIONS);
+        $each!(TTY_BY_TIME);
+        $each!(TTY_BY_NODE);
+        $each!(TTY_LIVE);
+        $each!(NODE_ACCESS);
+        $each!(META);
+    };
+}
+pub(crate) use every_table;
+
 /// Creates every table so readers never meet a missing one.
 pub(crate) fn create_all(db: &Database) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
-    txn.open_table(NODES)?;
-    txn.open_table(SECRETS)?;
-    txn.open_table(FACTS)?;
-    txn.open_table(LAST_SEEN)?;
-    txn.open_table(NODE_BY_HOSTNAME)?;
-    txn.open_table(NODE_CONFLICTS)?;
-    txn.open_table(APPLICATIONS)?;
-    txn.open_table(APPLICATION_BY_NODE)?;
-    txn.open_table(PENDING)?;
-    txn.open_table(NONCES)?;
-    txn.open_table(NONCE_EXPIRY)?;
-    txn.open_table(STATUS_LOG)?;
-    txn.open_table(EXECUTIONS)?;
-    txn.open_table(EXEC_BY_TIME)?;
-    txn.open_table(EXEC_BY_NODE)?;
-    txn.open_table(EXEC_NODES)?;
-    txn.open_table(EXEC_OUTPUT)?;
-    txn.open_table(EXEC_RUNNING)?;
-    txn.open_table(TTY_SESSIONS)?;
-    txn.open_table(TTY_BY_TIME)?;
-    txn.open_table(TTY_BY_NODE)?;
-    txn.open_table(TTY_LIVE)?;
-    txn.open_table(NODE_ACCESS)?;
-    txn.open_table(META)?;
+    macro_rules! create {
+        ($table:ident) => {
+            txn.open_table($table)?;
+        };
+    }
+    every_table!(create);
     crate::nodes::index_hostnames(&txn)?;
     crate::retention::count_exec_output(&txn)?;
     txn.commit()?;

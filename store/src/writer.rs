@@ -132,6 +132,16 @@ fn apply_batch(db: &Database, batch: &mut [Box<dyn Job>]) -> Result<(), StoreErr
 }
 
 impl WriterHandle {
+    /// Stops the writer and waits for its thread, from blocking code.
+    pub(crate) fn close_blocking(self) {
+        let WriterHandle { jobs, thread } = self;
+        drop(jobs);
+        let handle = thread.lock().expect("not poisoned").take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+
     pub(crate) async fn close(self) {
         let WriterHandle { jobs, thread } = self;
         drop(jobs);

@@ -965,3 +965,66 @@ async fn old_terminal_sessions_go_with_their_recordings_and_live_ones_stay() {
             .unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_holds_every_acknowledged_write_and_passes_its_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    // Writes go on while the copy is made.
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for i in 0..300u32 {
+                let id = NodeId::random();
+                let mut app = new_app(id, "K", 0);
+                app.nonce = i.to_be_bytes().repeat(16);
+                app.auto_approve_secret = Some([7; 32]);
+                store.submit_application(app).await.unwrap();
+                acknowledged.push((id, std::time::Instant::now()));
+            }
+            acknowledged
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let began = std::time::Instant::now();
+    let copy = dir.path().join("copy.redb");
+    let summary = {
+        let store = store.clone();
+        let copy = copy.clone();
+        tokio::task::spawn_blocking(move || store.snapshot(&copy))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let acknowledged = writer.await.unwrap();
+    assert!(summary.bytes > 0 && summary.rows > 0);
+    assert!(
+        store.snapshot(&copy).is_err(),
+        "an existing file is never overwritten"
+    );
+    let checked = Store::verify(&copy).unwrap();
+    assert_eq!(checked.nodes, summary.nodes);
+    let restored = Store::open(&copy).unwrap();
+    for (id, at) in &acknowledged {
+        if *at < began {
+            assert!(
+                restored.node(*id).unwrap().is_some(),
+                "acknowledged before the copy began, so in it"
+            );
+            assert_eq!(restored.secret(*id).unwrap(), Some([7; 32]));
+        }
+    }
+    assert_eq!(restored.nodes().unwrap().len() as u64, summary.nodes);
+    assert!(summary.nodes < 300 || acknowledged.iter().all(|(_, at)| *at < began));
+
+    // A damaged file fails its check, clearly.
+    let damaged = dir.path().join("damaged.redb");
+    let mut bytes = std::fs::read(&copy).unwrap();
+    for byte in &mut bytes[4096..] {
+        *byte ^= 0x5a;
+    }
+    std::fs::write(&damaged, bytes).unwrap();
+    assert!(Store::verify(&damaged).is_err());
+    assert!(Store::verify(&dir.path().join("absent.redb")).is_err());
+}

@@ -134,6 +134,12 @@ pub enum AdminRequest {
     },
     /// What this core process holds right now: connections, sessions, counters since start.
     Status,
+    /// A consistent backup of the running core, for a new core to take over from (admins
+    /// only). Answer: `BackupStarted`, the archive in `BackupChunk`s, then `BackupDone`.
+    Backup {
+        /// Include the terminal recordings.
+        recordings: bool,
+    },
 }
 
 /// What to run, and where.
@@ -221,6 +227,34 @@ pub enum AdminResponse {
     },
     /// Answer to `Status`.
     Status(CoreStatus),
+    /// A backup began: what it holds.
+    BackupStarted(BackupInfo),
+    /// A piece of the backup archive (a zstd-compressed tar, see `docs/operations.md`).
+    BackupChunk(ByteBuf),
+    /// The backup archive is complete.
+    BackupDone {
+        /// Its length, bytes.
+        bytes: u64,
+        /// SHA-256 of the whole archive as sent.
+        sha256: crate::control::Digest,
+    },
+}
+
+/// What a backup holds, said before it is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupInfo {
+    /// Core's version.
+    pub core_version: String,
+    /// The address core advertises (nodes dial it).
+    pub core_addr: String,
+    /// Nodes in the database (deleted ones included).
+    pub nodes: u64,
+    /// Size of the database copy, bytes (before compression).
+    pub database_bytes: u64,
+    /// Recordings included.
+    pub recordings: u32,
+    /// Their size, bytes.
+    pub recordings_bytes: u64,
 }
 
 /// The running core process at a glance. Counters start at zero when the process starts; the

@@ -438,6 +438,7 @@ fn admin_request() -> impl Strategy<Value = AdminRequest> {
     prop_oneof![
         Just(AdminRequest::Ping),
         Just(AdminRequest::Status),
+        any::<bool>().prop_map(|recordings| AdminRequest::Backup { recordings }),
         option::of(app_status()).prop_map(|status| AdminRequest::ListApplications { status }),
         text().prop_map(|id| AdminRequest::ApproveApplication { id }),
         (text(), text()).prop_map(|(id, reason)| AdminRequest::RejectApplication { id, reason }),
@@ -624,6 +625,19 @@ fn admin_response() -> impl Strategy<Value = AdminResponse> {
         (execution_view(), vec(node_exec_view(), 0..3)).prop_map(|(execution, nodes)| {
             AdminResponse::Execution(ExecutionDetail { execution, nodes })
         }),
+        (text(), text(), any::<(u64, u64, u32, u64)>()).prop_map(|(core_version, core_addr, n)| {
+            AdminResponse::BackupStarted(BackupInfo {
+                core_version,
+                core_addr,
+                nodes: n.0,
+                database_bytes: n.1,
+                recordings: n.2,
+                recordings_bytes: n.3,
+            })
+        }),
+        bytes().prop_map(AdminResponse::BackupChunk),
+        (any::<u64>(), fixed32())
+            .prop_map(|(bytes, sha256)| AdminResponse::BackupDone { bytes, sha256 }),
     ]
 }
 

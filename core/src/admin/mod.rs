@@ -4,10 +4,12 @@
 //!
 //! Layout (as mini-redis's `cmd/`): this module accepts streams, checks the role table
 //! ([`roles`]) before anything else, and routes each request to the module of its resource
-//! ([`enroll`], [`nodes`], [`history`], [`status`]); requests that take their stream over
-//! (commands, terminals, recordings, stored output) go to `crate::exec` and `crate::tty`.
+//! ([`enroll`], [`nodes`], [`history`], [`status`], [`backup`]); requests that take their
+//! stream over (commands, terminals, recordings, stored output) go to `crate::exec` and
+//! `crate::tty`.
 //! [`resolve`] names things: nodes by id, id prefix or hostname, the same for every request.
 
+mod backup;
 mod enroll;
 mod history;
 mod nodes;
@@ -113,6 +115,16 @@ async fn handle_stream(shared: &Arc<Shared>, caller: Caller, send: SendStream, r
             crate::exec::serve(shared.clone(), admin.to_string(), spec, send, recv).await;
             return;
         }
+        Ok(Some(AdminRequest::Backup { recordings })) => {
+            // The archive is streamed as it is made: it takes the stream.
+            if let Err((code, message)) =
+                backup::serve(shared, &caller, recordings, &mut send).await
+            {
+                let _ = send.send(&AdminResponse::Error { code, message }).await;
+            }
+            send.finish();
+            return;
+        }
         Ok(Some(AdminRequest::ShowExec { id })) => {
             // Output of many nodes: streamed in frames as it is read, never all in memory.
             if let Err((code, message)) = crate::exec::show(shared, &id, &mut send).await {
@@ -181,7 +193,8 @@ async fn handle(shared: &Shared, caller: &Caller, request: AdminRequest) -> Repl
         AdminRequest::OpenTty { .. }
         | AdminRequest::TtyRecording { .. }
         | AdminRequest::Exec(_)
-        | AdminRequest::ShowExec { .. } => Err((
+        | AdminRequest::ShowExec { .. }
+        | AdminRequest::Backup { .. } => Err((
             ErrorCode::UNEXPECTED_MESSAGE,
             "this request takes a stream of its own".into(),
         )),

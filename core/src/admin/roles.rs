@@ -8,7 +8,7 @@ use super::Refusal;
 
 /// The least role a request needs: viewers read; operators also edit nodes, run commands and
 /// open terminals (where allowed); admins also decide enrollments, delete nodes, grant access
-/// and take backups.
+/// and take backups (which hold the CA's key).
 pub(crate) fn needed(request: &AdminRequest) -> Role {
     match request {
         AdminRequest::Ping

@@ -34,6 +34,16 @@ enum Command {
     Admin(AdminCommand),
     /// Quick start: core plus a node for this machine (auto-approved), data under ./tether-dev.
     Dev(CoreFlags),
+    /// Lay out a backup (from `tether backup`) as a new data directory, for a new core to take
+    /// over: refuses a directory that is not empty, checks every file and the database, and
+    /// removes what it wrote if anything is wrong. Then start core with `serve --data DIR`.
+    Restore {
+        /// The backup file.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        #[command(flatten)]
+        data: DataArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -384,11 +394,33 @@ fn admin(command: AdminCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn restore(from: &std::path::Path, data: DataArg) -> anyhow::Result<()> {
+    let dir = data.data.unwrap_or_else(default_data_dir);
+    let restored = tether_core::backup::restore(from, &dir)?;
+    let manifest = &restored.manifest;
+    eprintln!(
+        "Restored the backup of core at {} taken {} (tether {}): {} nodes, {} recordings, \
+         database checked ({}).\nStart it with:\n  tether-core serve --data {}\n\
+         Nodes dial {}: run the new core there (or point that name at it) and they reconnect \
+         by themselves.",
+        manifest.core_addr,
+        manifest.created_at,
+        manifest.core_version,
+        restored.database.nodes,
+        restored.recordings,
+        bytesize::ByteSize(restored.database.bytes),
+        dir.display(),
+        manifest.core_addr
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Key(command) => key(command),
         Command::Admin(command) => admin(command),
+        Command::Restore { from, data } => restore(&from, data),
         Command::Serve(flags) => {
             init_logging();
             runtime().and_then(|rt| rt.block_on(serve(flags)))

@@ -1,5 +1,6 @@
 //! `tether`: the admin CLI. Talks to core over QUIC with an admin identity file.
 
+mod backup;
 mod exec;
 mod keys;
 mod output;
@@ -16,7 +17,7 @@ use tether_certs::identity::AdminIdentity;
 use tether_core::client::{AdminClient, ClientError};
 use tether_wire::admin::{AdminRequest, AdminResponse, ApplicationStatus, NodeStatus, parse_label};
 
-/// Manage a Tether fleet: enrollments and nodes.
+/// Manage a Tether fleet: enrollments, nodes, commands, terminals, backups.
 ///
 /// The identity comes from --identity, else $TETHER_IDENTITY, else ~/.config/tether/identity;
 /// core's address from the identity unless --core is given. Data goes to stdout (tables, or one
@@ -46,6 +47,8 @@ enum Command {
     Exec(exec::ExecArgs),
     /// An interactive terminal on a node (`tether tty web-1`), or terminal session records.
     Tty(tty::TtyArgs),
+    /// Back up the running core to a file (admins only): database, keys, recordings.
+    Backup(backup::BackupArgs),
     /// Check the identity works and core answers.
     Ping {
         /// Print JSON.
@@ -223,6 +226,7 @@ async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<u8> 
     match command {
         Command::Exec(args) => return exec::run(client, args).await,
         Command::Tty(args) => return tty::run(client, args).await,
+        Command::Backup(args) => return backup::run(client, args).await,
         Command::Ping { json } => {
             let (core_version, admin, role) =
                 single(client.request(&AdminRequest::Ping).await?, |r| match r {
