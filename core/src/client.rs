@@ -142,6 +142,16 @@ impl AdminClient {
     /// Sends one request; its answers are read one frame at a time from what is returned (for
     /// answers too large to hold at once: backups, recordings).
     pub async fn stream(&self, request: &AdminRequest) -> Result<Answers, ClientError> {
+        let (mut send, recv) = self.send(request).await?;
+        send.finish();
+        Ok(Answers {
+            recv,
+            connection: self.connection.clone(),
+        })
+    }
+
+    /// Opens a stream for one request and sends it.
+    async fn send(&self, request: &AdminRequest) -> Result<(FramedSend, FramedRecv), ClientError> {
         let (send, recv) = self
             .connection
             .open_bi()
@@ -151,33 +161,19 @@ impl AdminClient {
         send.send(request)
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?;
-        send.finish();
-        Ok(Answers {
-            recv: FramedRecv::new(recv, MAX_ADMIN_FRAME_LEN),
-            connection: self.connection.clone(),
-        })
+        Ok((send, FramedRecv::new(recv, MAX_ADMIN_FRAME_LEN)))
     }
 
     /// Starts an execution; its answers are read from the returned session as they come.
     pub async fn exec(&self, spec: ExecSpec) -> Result<ExecSession, ClientError> {
-        let (send, recv) = self
-            .connection
-            .open_bi()
-            .await
-            .map_err(|e| describe_close(&e))?;
-        let mut session = ExecSession {
-            send: FramedSend::new(send, MAX_ADMIN_FRAME_LEN),
-            recv: FramedRecv::new(recv, MAX_ADMIN_FRAME_LEN),
+        // The send side stays open: a CancelExec may follow.
+        let (send, recv) = self.send(&AdminRequest::Exec(spec)).await?;
+        Ok(ExecSession {
+            send,
+            recv,
             connection: self.connection.clone(),
             cancelled: false,
-        };
-        // The send side stays open: a CancelExec may follow.
-        session
-            .send
-            .send(&AdminRequest::Exec(spec))
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
-        Ok(session)
+        })
     }
 
     /// Step one of a terminal: a one-time token for a session on a node.

@@ -10,6 +10,7 @@ use crate::records::{ExecutionRecord, TtySessionRecord};
 
 /// [`ExecutionRecord`] version 1: before output pruning was recorded.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub(crate) struct ExecutionRecordV1 {
     id: ExecutionId,
     admin: String,
@@ -47,6 +48,7 @@ impl From<ExecutionRecordV1> for ExecutionRecord {
 
 /// [`TtySessionRecord`] version 1: an incomplete recording was marked by a suffix on its path.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub(crate) struct TtySessionRecordV1 {
     id: TtySessionId,
     node_id: NodeId,
@@ -110,52 +112,34 @@ mod tests {
     use super::*;
     use crate::codec;
 
-    /// A version-1 session record, byte for byte as an older release wrote it, reads as today's.
+    /// Bytes as an older release wrote them: its version byte, then its shape.
+    fn written_by_version_1(record: &impl serde::Serialize) -> Vec<u8> {
+        let mut bytes = vec![1u8];
+        tether_wire::codec::encode_into(record, &mut bytes);
+        bytes
+    }
+
     #[test]
     fn a_version_1_terminal_record_is_read() {
-        #[derive(serde::Serialize)]
-        struct Written {
-            id: TtySessionId,
-            node_id: NodeId,
-            hostname: String,
-            user: String,
-            status: TtyStatus,
-            command: String,
-            size: WindowSize,
-            created_at_ms: i64,
-            connected_at_ms: Option<i64>,
-            closed_at_ms: Option<i64>,
-            client_addr: Option<String>,
-            node_addr: Option<String>,
-            recording: Option<String>,
-            error: Option<String>,
-            exit: Option<TtyExit>,
-            output_bytes: u64,
-            input_bytes: u64,
-        }
-        let mut bytes = vec![1u8];
-        tether_wire::codec::encode_into(
-            &Written {
-                id: TtySessionId::random(),
-                node_id: NodeId::random(),
-                hostname: "web-1".into(),
-                user: "alice".into(),
-                status: TtyStatus::Closed,
-                command: "bash".into(),
-                size: WindowSize::DEFAULT,
-                created_at_ms: 1,
-                connected_at_ms: Some(2),
-                closed_at_ms: Some(3),
-                client_addr: None,
-                node_addr: None,
-                recording: Some("recordings/x.cast (incomplete)".into()),
-                error: None,
-                exit: None,
-                output_bytes: 10,
-                input_bytes: 20,
-            },
-            &mut bytes,
-        );
+        let bytes = written_by_version_1(&TtySessionRecordV1 {
+            id: TtySessionId::random(),
+            node_id: NodeId::random(),
+            hostname: "web-1".into(),
+            user: "alice".into(),
+            status: TtyStatus::Closed,
+            command: "bash".into(),
+            size: WindowSize::DEFAULT,
+            created_at_ms: 1,
+            connected_at_ms: Some(2),
+            closed_at_ms: Some(3),
+            client_addr: None,
+            node_addr: None,
+            recording: Some("recordings/x.cast (incomplete)".into()),
+            error: None,
+            exit: None,
+            output_bytes: 10,
+            input_bytes: 20,
+        });
         let record: TtySessionRecord = codec::decode(&bytes).unwrap();
         assert_eq!(record.recording.as_deref(), Some("recordings/x.cast"));
         assert!(
@@ -172,39 +156,20 @@ mod tests {
 
     #[test]
     fn a_version_1_execution_record_is_read() {
-        #[derive(serde::Serialize)]
-        struct Written {
-            id: ExecutionId,
-            admin: String,
-            command: Vec<String>,
-            env_keys: Vec<String>,
-            cwd: Option<String>,
-            timeout_ms: Option<u64>,
-            selector: String,
-            created_at_ms: i64,
-            finished_at_ms: Option<i64>,
-            state: ExecutionState,
-            node_count: u32,
-            counts: ExecCounts,
-        }
-        let mut bytes = vec![1u8];
-        tether_wire::codec::encode_into(
-            &Written {
-                id: ExecutionId::random(),
-                admin: "alice".into(),
-                command: vec!["uptime".into()],
-                env_keys: vec![],
-                cwd: None,
-                timeout_ms: Some(5),
-                selector: "--all".into(),
-                created_at_ms: 7,
-                finished_at_ms: Some(8),
-                state: ExecutionState::Finished,
-                node_count: 3,
-                counts: ExecCounts::default(),
-            },
-            &mut bytes,
-        );
+        let bytes = written_by_version_1(&ExecutionRecordV1 {
+            id: ExecutionId::random(),
+            admin: "alice".into(),
+            command: vec!["uptime".into()],
+            env_keys: vec![],
+            cwd: None,
+            timeout_ms: Some(5),
+            selector: "--all".into(),
+            created_at_ms: 7,
+            finished_at_ms: Some(8),
+            state: ExecutionState::Finished,
+            node_count: 3,
+            counts: ExecCounts::default(),
+        });
         let record: ExecutionRecord = codec::decode(&bytes).unwrap();
         assert_eq!((record.node_count, record.timeout_ms), (3, Some(5)));
         assert_eq!(record.output_pruned_at_ms, None);
