@@ -353,6 +353,9 @@ fn unpack(from: &Path, data: &Path) -> Result<Restored, BackupError> {
     }
     let manifest =
         manifest.ok_or_else(|| BackupError::Invalid(format!("{} is empty", from.display())))?;
+    // The tar ends before the zstd frame does: read the frame to its end, where zstd checks
+    // the content checksum, so damage anywhere is found before anything is kept.
+    std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(broken)?;
     for required in KEPT
         .iter()
         .filter(|k| k.required)
@@ -412,6 +415,8 @@ pub fn check(path: &Path) -> Result<Manifest, BackupError> {
             std::io::copy(&mut entry, &mut std::io::sink()).map_err(broken)?;
         }
     }
+    // To the end of the zstd frame, where its checksum is checked.
+    std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(broken)?;
     manifest.ok_or_else(|| BackupError::Invalid(format!("{} is empty", path.display())))
 }
 

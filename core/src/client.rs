@@ -55,12 +55,33 @@ pub struct AdminClient {
 
 /// Resolves `HOST:PORT`, preferring what the system lists first.
 pub async fn resolve(addr: &str) -> Result<SocketAddr, ClientError> {
+    let with_port = with_default_port(addr);
+    let addr = with_port.as_str();
     let mut addrs = tokio::net::lookup_host(addr)
         .await
         .map_err(|e| ClientError::Resolve(addr.to_string(), e.to_string()))?;
     addrs
         .next()
         .ok_or_else(|| ClientError::Resolve(addr.to_string(), "no addresses".into()))
+}
+
+/// Core's UDP port unless told otherwise.
+pub const DEFAULT_PORT: u16 = 4433;
+
+/// `addr` with core's default port if it names none: `core.example` → `core.example:4433`,
+/// `::1` → `[::1]:4433`; `host:5000` and `[::1]:5000` stay.
+fn with_default_port(addr: &str) -> String {
+    if let Ok(ip) = addr.parse::<std::net::IpAddr>() {
+        return SocketAddr::new(ip, DEFAULT_PORT).to_string();
+    }
+    let has_port = addr
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse::<u16>().is_ok());
+    if has_port {
+        addr.to_string()
+    } else {
+        format!("{addr}:{DEFAULT_PORT}")
+    }
 }
 
 impl AdminClient {
@@ -439,5 +460,19 @@ impl TtyOutputs {
                 None => Ok(None),
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_core_address_without_a_port_gets_the_default_one() {
+        assert_eq!(with_default_port("core.example"), "core.example:4433");
+        assert_eq!(with_default_port("127.0.0.1"), "127.0.0.1:4433");
+        assert_eq!(with_default_port("::1"), "[::1]:4433");
+        assert_eq!(with_default_port("core.example:5000"), "core.example:5000");
+        assert_eq!(with_default_port("[::1]:5000"), "[::1]:5000");
     }
 }

@@ -535,7 +535,7 @@ pub enum ConfigError {
     #[error("config file {0}: {1}")]
     Parse(PathBuf, String),
     /// A value is out of range.
-    #[error("config key {0}: {1}")]
+    #[error("{0} (--{flag}): {1}", flag = .0.replace('_', "-").replace('/', " / --"))]
     Invalid(String, String),
 }
 

@@ -548,7 +548,8 @@ async fn authenticate(
         node_id,
         heartbeat_interval_ms: u32::try_from(shared.config.heartbeat_interval.as_millis())
             .unwrap_or(u32::MAX),
-        core_time_ms: now_ms,
+        // Now, not when the proof was checked: an identity check may have waited for a probe.
+        core_time_ms: shared.now_ms(),
         max_clock_skew_secs: u32::try_from(shared.config.max_clock_skew.as_secs())
             .unwrap_or(u32::MAX),
         static_facts_digest: node.facts.as_ref().map(|f| f.digest()),

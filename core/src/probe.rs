@@ -39,11 +39,14 @@ pub(crate) async fn alive(connection: &Connection) -> bool {
     let probe = Bytes::from(encode_core_datagram(&CoreDatagram::Probe));
     let mut next_probe = Instant::now();
     loop {
-        if connection.stats().udp_rx.datagrams > heard_before {
-            return true;
-        }
         if connection.close_reason().is_some() {
             return false;
+        }
+        if connection.stats().udp_rx.datagrams > heard_before {
+            // A peer whose agent restarted on the same port answers with a stateless reset,
+            // which also arrives, and closes the connection: alive only if still open.
+            tokio::time::sleep(POLL).await;
+            return connection.close_reason().is_none();
         }
         let now = Instant::now();
         if now >= deadline {

@@ -33,7 +33,7 @@ pub enum StartError {
     DataDir(#[from] DataDirError),
     /// The database could not be opened.
     #[error(transparent)]
-    Store(#[from] tether_store::StoreError),
+    Store(tether_store::StoreError),
     /// The database is damaged.
     #[error(
         "the database is damaged ({detail}). Restore the latest backup into a new data directory \
@@ -56,6 +56,15 @@ pub enum StartError {
         /// Why.
         error: std::io::Error,
     },
+}
+
+impl From<tether_store::StoreError> for StartError {
+    fn from(e: tether_store::StoreError) -> Self {
+        match e {
+            tether_store::StoreError::Corrupt(detail) => StartError::CorruptDatabase { detail },
+            other => StartError::Store(other),
+        }
+    }
 }
 
 /// State every connection task shares.
@@ -190,16 +199,12 @@ impl Core {
     ) -> Result<Core, StartError> {
         config.validate()?;
         let data_dir = DataDir::new(&config.data_dir);
-        let advertised = config.advertised_addr();
+        let advertised = advertised_addr(&config, &data_dir);
         let (ca, first_start) = data_dir.open_or_init(&advertised)?;
         if first_start {
             info!(data_dir = %data_dir.root().display(), ca = %ca.fingerprint(), "initialised a new data directory");
         }
-        let store = Store::open_keeping_free(&data_dir.database_path(), config.min_free_space)
-            .map_err(|e| match e {
-                tether_store::StoreError::Corrupt(detail) => StartError::CorruptDatabase { detail },
-                other => StartError::Store(other),
-            })?;
+        let store = Store::open_keeping_free(&data_dir.database_path(), config.min_free_space)?;
         let went_offline = store
             .mark_all_offline(clock.now_ms(), "core restarted".into())
             .await?;
@@ -332,6 +337,22 @@ impl Core {
         flush_last_seen(&shared).await;
         info!("core stopped");
     }
+}
+
+/// The address to advertise: `public_addr` if given; else, when listening on every address, the
+/// one recorded in the data directory if its port is the one listened on (so a restored core, or
+/// one once started with `--public-addr`, keeps telling nodes the name they know); else one
+/// derived from the listening address.
+fn advertised_addr(config: &CoreConfig, data_dir: &DataDir) -> String {
+    if config.public_addr.is_none() && config.listen.ip().is_unspecified() {
+        let port = config.listen.port().to_string();
+        if let Ok(recorded) = data_dir.advertised_addr()
+            && recorded.rsplit_once(':').is_some_and(|(_, p)| p == port)
+        {
+            return recorded;
+        }
+    }
+    config.advertised_addr()
 }
 
 /// Concurrent requests (and terminals) on one admin connection.
@@ -479,6 +500,25 @@ mod tests {
     use crate::clock::ManualClock;
     use tether_store::NewApplication;
     use tether_wire::NodeId;
+
+    #[test]
+    fn the_recorded_address_is_kept_unless_told_otherwise() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        dir.open_or_init("core.example.net:4433").unwrap();
+        let mut config = CoreConfig::with_data_dir(tmp.path().to_path_buf());
+        // Listening everywhere on the same port: the recorded name stays (a restored core).
+        assert_eq!(advertised_addr(&config, &dir), "core.example.net:4433");
+        // Another port: derived anew.
+        config.listen = "0.0.0.0:5000".parse().unwrap();
+        assert!(advertised_addr(&config, &dir).ends_with(":5000"));
+        // A specific address: that one.
+        config.listen = "127.0.0.1:4433".parse().unwrap();
+        assert_eq!(advertised_addr(&config, &dir), "127.0.0.1:4433");
+        // --public-addr wins.
+        config.public_addr = Some("new.example.net:4433".into());
+        assert_eq!(advertised_addr(&config, &dir), "new.example.net:4433");
+    }
 
     #[test]
     fn retry_tokens_outlast_a_storm_and_addresses_may_change() {

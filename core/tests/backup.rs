@@ -302,6 +302,15 @@ async fn backups_are_for_admins_and_a_damaged_one_restores_nothing() {
             }
             bytes
         }),
+        // A few bytes near the end, where only zstd's checksum can tell.
+        ("late.backup", {
+            let mut bytes = archive.clone();
+            let late = bytes.len() * 9 / 10;
+            for byte in &mut bytes[late..late + 8] {
+                *byte ^= 0x55;
+            }
+            bytes
+        }),
     ] {
         let path = tmp.path().join(name);
         std::fs::write(&path, bytes).unwrap();
@@ -312,6 +321,7 @@ async fn backups_are_for_admins_and_a_damaged_one_restores_nothing() {
             "{name}: {error}"
         );
         assert!(!target.exists(), "{name}: nothing is left half restored");
+        assert!(tether_core::backup::check(&path).is_err(), "{name}");
     }
     let restored = tether_core::backup::restore(&good, &tmp.path().join("ok")).unwrap();
     assert_eq!(restored.manifest.format, tether_core::backup::FORMAT);

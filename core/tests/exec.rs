@@ -171,6 +171,10 @@ async fn exit_codes_signals_and_separate_streams() {
     assert_eq!(output.status.code(), Some(127));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json[0]["exit_code"], 127);
+    assert!(
+        json[0]["exec_id"].is_string(),
+        "scripts can follow up with exec show"
+    );
     assert_eq!(json[0]["status"], "failed");
     assert_eq!(json[0]["error"], "command not found: no-such-cmd");
 
@@ -211,6 +215,26 @@ async fn exit_codes_signals_and_separate_streams() {
     );
     assert_eq!(text[0]["stdout"], "caf\u{e9}");
     assert!(text[0].get("stdout_base64").is_none());
+
+    // A reader that goes away (`| head`) ends tether quietly, as SIGPIPE would.
+    let mut cli = Command::new(binary("tether"))
+        .arg("--identity")
+        .arg(&identity)
+        .args([
+            "--core", &addr, "exec", "host-00", "--", "seq", "1", "2000000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(cli.stdout.take());
+    let ended = cli.wait_with_output().unwrap();
+    assert_eq!(ended.status.code(), Some(141));
+    assert!(
+        ended.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&ended.stderr)
+    );
 
     // 255 is Tether's own failure: here, no core answering.
     let nobody = format!("127.0.0.1:{}", free_udp_port());

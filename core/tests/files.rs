@@ -108,6 +108,22 @@ async fn every_writer_takes_bare_relative_and_absolute_names() {
             assert_eq!(mode(&written), 0o600, "{what} {form}");
         }
     }
+    // `-` is standard output.
+    let exported = writers[2].1("-").current_dir(cwd.path()).output().unwrap();
+    assert!(exported.status.success());
+    assert!(exported.stdout.starts_with(b"{\"version\":2"));
+    let backup = writers[1].1("-").current_dir(cwd.path()).output().unwrap();
+    assert!(
+        backup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&backup.stderr)
+    );
+    assert_eq!(
+        backup.stdout[..4],
+        [0x28, 0xb5, 0x2f, 0xfd],
+        "a zstd stream"
+    );
+    assert!(!cwd.path().join("-").exists());
     // Nothing but what was asked for: no temporary file is left behind.
     let leftovers: Vec<_> = std::fs::read_dir(cwd.path())
         .unwrap()

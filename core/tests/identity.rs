@@ -127,8 +127,7 @@ async fn a_copied_identity_on_another_machine_is_refused_and_the_first_keeps_it(
     );
     let text = String::from_utf8_lossy(&shown.stdout);
     assert!(
-        text.contains("online, conflict")
-            && text.contains("another machine uses this identity: beta from"),
+        text.contains("online, conflict") && text.contains("connected: beta from"),
         "{text}"
     );
     let list = tether(&identity, &core.addr.to_string(), &["node", "list"]);

@@ -123,6 +123,15 @@ impl NodeConfig {
         {
             return Err("shell is empty".into());
         }
+        if let Some(file) = &self.machine_id_file {
+            match std::fs::read_to_string(file) {
+                Ok(id) if !id.trim().is_empty() => {}
+                Ok(_) => return Err(format!("machine_id_file {} is empty", file.display())),
+                Err(e) => {
+                    return Err(format!("machine_id_file {}: {e}", file.display()));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -200,6 +209,23 @@ mod tests {
         assert_eq!(config.hostname.as_deref(), Some("node-01"));
         assert_eq!(config.keep_alive, Duration::from_secs(10));
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn a_machine_id_file_must_be_readable() {
+        let mut config = NodeConfig::with_state_dir("s".into());
+        config.machine_id_file = Some("/no/such/machine-id".into());
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("/no/such/machine-id")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        config.machine_id_file = Some(empty);
+        assert!(config.validate().unwrap_err().contains("empty"));
     }
 
     #[test]

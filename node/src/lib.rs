@@ -59,9 +59,10 @@ pub enum NodeError {
     /// copied (a cloned VM or disk image).
     #[error(
         "core refused this agent: {message} [{code}]\nThis node's identity (its state directory, {state_dir}) \
-         is in use by another machine: the directory was probably copied from it, with a cloned VM or disk \
-         image. Give this machine an identity of its own: stop this agent, move {state_dir} aside, and \
-         start it again with --token to enroll it as a new node."
+         is in use by another machine: one of the two has a copy of the other's state directory (a cloned VM \
+         or disk image). If this machine is not the node's own, give it an identity of its own: move \
+         {state_dir} aside and start the agent again with --token to enroll it as a new node. If it is, stop \
+         the agent on the other machine (and give that one a fresh state directory), then start this one again."
     )]
     IdentityInUse {
         /// Core's code.

@@ -70,6 +70,49 @@ pub enum StoreError {
     },
 }
 
+/// What opening a database file can fail with, in the store's terms: damage is
+/// [`StoreError::Corrupt`].
+pub(crate) fn open_error(path: &Path, error: redb::DatabaseError) -> StoreError {
+    match error {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(path.display().to_string()),
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)) => {
+            StoreError::Corrupt(format!("{}: {why}", path.display()))
+        }
+        // "Not a redb database": a damaged header.
+        redb::DatabaseError::Storage(redb::StorageError::Io(e))
+            if e.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            StoreError::Corrupt(format!("{}: {e}", path.display()))
+        }
+        other => StoreError::Database(format!("{}: {other}", path.display())),
+    }
+}
+
+/// Runs `work` on the database at `path`, turning a panic into [`StoreError::Corrupt`]: redb
+/// panics on some kinds of damage rather than returning an error, and a damaged database must
+/// be refused with a message that says what to do, not end the process.
+pub(crate) fn unpanicked<T>(
+    path: &Path,
+    work: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+        Err(StoreError::Corrupt(format!(
+            "{}: reading it failed ({})",
+            path.display(),
+            panic_message(&panic)
+        )))
+    })
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
 macro_rules! from_redb {
     ($($ty:ty),*) => {$(
         impl From<$ty> for StoreError {
@@ -114,24 +157,19 @@ impl Store {
     /// reopened; a write never tried cannot fail that way, and writes resume by themselves once
     /// space is freed.
     pub fn open_keeping_free(path: &Path, keep_free: u64) -> Result<Self, StoreError> {
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => {
-                    StoreError::InUse(path.display().to_string())
-                }
-                redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)) => {
-                    StoreError::Corrupt(format!("{}: {why}", path.display()))
-                }
-                other => StoreError::Database(format!("{}: {other}", path.display())),
-            })?;
+        let db = unpanicked(path, || {
+            let db = Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(path)
+                .map_err(|e| open_error(path, e))?;
+            tables::create_all(&db)?;
+            Ok(db)
+        })?;
         // The file holds agent secrets: owner only, whatever the umask.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| StoreError::Database(format!("{}: {e}", path.display())))?;
         let db = Arc::new(db);
-        tables::create_all(&db)?;
         let guard = (keep_free > 0).then(|| writer::SpaceGuard {
             dir: path.parent().map_or_else(|| ".".into(), Path::to_path_buf),
             keep: keep_free,

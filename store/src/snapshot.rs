@@ -55,10 +55,6 @@ fn count<K: Key + 'static, V: Value + 'static>(
     Ok(txn.open_table(table)?.len()?)
 }
 
-fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
-    StoreError::Database(format!("{}: {e}", path.display()))
-}
-
 impl Store {
     /// Writes a consistent copy of the database to `dest`, a new file (an existing one is
     /// refused). Blocking: it reads the whole database; run it off the async runtime.
@@ -70,7 +66,7 @@ impl Store {
             )));
         }
         let snapshot = self.read()?;
-        let copy = Database::create(dest).map_err(|e| open_error(dest, e))?;
+        let copy = Database::create(dest).map_err(|e| crate::open_error(dest, e))?;
         let mut rows = 0;
         macro_rules! copy {
             ($table:ident) => {
@@ -89,13 +85,15 @@ impl Store {
     /// Checks a database file that is not open (a restored one): redb's own integrity check
     /// (every page's checksum), then every table is there and every record decodes.
     pub fn verify(path: &Path) -> Result<Summary, StoreError> {
-        let mut db = Database::open(path).map_err(|e| match e {
-            redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)) => {
-                StoreError::Corrupt(why)
-            }
-            other => open_error(path, other),
-        })?;
-        if !db.check_integrity().map_err(|e| open_error(path, e))? {
+        crate::unpanicked(path, || Self::verify_inner(path))
+    }
+
+    fn verify_inner(path: &Path) -> Result<Summary, StoreError> {
+        let mut db = Database::open(path).map_err(|e| crate::open_error(path, e))?;
+        if !db
+            .check_integrity()
+            .map_err(|e| crate::open_error(path, e))?
+        {
             return Err(StoreError::Corrupt(format!(
                 "{} failed its integrity check",
                 path.display()

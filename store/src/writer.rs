@@ -109,7 +109,16 @@ fn run(db: Arc<Database>, guard: Option<SpaceGuard>, mut queue: mpsc::Receiver<B
             }
         }
         let committed = match guard.as_ref().map_or(Ok(()), SpaceGuard::check) {
-            Ok(()) => apply_batch(&db, &mut batch),
+            // redb panics on some damage: the batch fails, the writer goes on answering.
+            Ok(()) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                apply_batch(&db, &mut batch)
+            }))
+            .unwrap_or_else(|panic| {
+                Err(StoreError::Corrupt(format!(
+                    "writing failed ({})",
+                    crate::panic_message(&panic)
+                )))
+            }),
             Err(full) => Err(full),
         };
         if let Err(e) = &committed {

@@ -306,7 +306,7 @@ pub enum ApplicationStatus {
 }
 
 macro_rules! text_enum {
-    ($ty:ident { $($variant:ident = $text:expr),* }) => {
+    ($ty:ident $what:literal { $($variant:ident = $text:expr),* }) => {
         impl $ty {
             /// Lower-case name, as used on the command line and in JSON.
             pub fn as_str(self) -> &'static str {
@@ -325,7 +325,7 @@ macro_rules! text_enum {
                     $($text => Ok($ty::$variant),)*
                     other => Err(format!(
                         "unknown {} {other:?}; expected one of: {}",
-                        stringify!($ty),
+                        $what,
                         [$($text),*].join(", ")
                     )),
                 }
@@ -377,11 +377,11 @@ pub enum ExecutionState {
     Interrupted,
 }
 
-text_enum!(ExecStatus {
+text_enum!(ExecStatus "execution status" {
     Pending = "pending", Running = "running", Ok = "ok", Failed = "failed", Timeout = "timeout",
     Offline = "offline", Cancelled = "cancelled", Error = "error", Interrupted = "interrupted"
 });
-text_enum!(ExecutionState { Running = "running", Finished = "finished", Cancelled = "cancelled", Interrupted = "interrupted" });
+text_enum!(ExecutionState "execution state" { Running = "running", Finished = "finished", Cancelled = "cancelled", Interrupted = "interrupted" });
 
 /// A node an execution targets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -522,7 +522,7 @@ pub enum Role {
     Admin,
 }
 
-text_enum!(Role { Viewer = "viewer", Operator = "operator", Admin = "admin" });
+text_enum!(Role "role" { Viewer = "viewer", Operator = "operator", Admin = "admin" });
 
 /// User names: 1–64 of letters, digits, `-`, `_`, `.`, not starting with `.`.
 pub fn check_user_name(name: &str) -> Result<(), String> {
@@ -541,8 +541,8 @@ pub fn check_user_name(name: &str) -> Result<(), String> {
     }
 }
 
-text_enum!(NodeStatus { Online = "online", Offline = "offline", Maintenance = "maintenance" });
-text_enum!(ApplicationStatus { Pending = "pending", Approved = "approved", Rejected = "rejected" });
+text_enum!(NodeStatus "node status" { Online = "online", Offline = "offline", Maintenance = "maintenance" });
+text_enum!(ApplicationStatus "application status" { Pending = "pending", Approved = "approved", Rejected = "rejected" });
 
 /// A node as an admin sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -76,7 +76,7 @@ pub struct Metrics {
 pub struct DiskUsage {
     /// Primary mount point (matches [`crate::facts::DiskInfo::mount`]).
     pub mount: String,
-    /// Bytes in use.
+    /// Bytes in use, as `df` counts them (size less free blocks).
     pub used_bytes: u64,
     /// Size in bytes.
     pub total_bytes: u64,

@@ -154,9 +154,16 @@ pub(crate) async fn send_recording(
             Err(_) => tokio::fs::File::open(dir.join(crate::recording::plain_file_name(record.id)))
                 .await
                 .map_err(|e| {
+                    let why = if e.kind() == std::io::ErrorKind::NotFound {
+                        "it is not on this core (deleted by hand, or this core was restored \
+                         from a backup taken without recordings)"
+                            .to_string()
+                    } else {
+                        e.to_string()
+                    };
                     (
                         ErrorCode::NOT_FOUND,
-                        format!("the recording {relative} cannot be read: {e}"),
+                        format!("the recording {relative} cannot be read: {why}"),
                     )
                 })?,
         };

@@ -219,13 +219,13 @@ pub(crate) fn read() -> Vec<Filesystem> {
         .unwrap_or_default()
 }
 
-/// Size and use of a mounted filesystem, bytes: (total, used), where used is what is not
-/// available to unprivileged users (as `df` shows it against the size).
+/// Size and use of a mounted filesystem, bytes: (total, used), as `df` shows them (used is the
+/// size less the free blocks; blocks reserved for root count as free).
 pub(crate) fn usage(mount_point: &str) -> Option<(u64, u64)> {
     let stat = rustix::fs::statvfs(mount_point).ok()?;
     let total = stat.f_blocks.saturating_mul(stat.f_frsize);
-    let available = stat.f_bavail.saturating_mul(stat.f_frsize);
-    Some((total, total.saturating_sub(available)))
+    let free = stat.f_bfree.saturating_mul(stat.f_frsize);
+    Some((total, total.saturating_sub(free)))
 }
 
 /// `ssd`, `hdd` or `unknown`, from the block device's `queue/rotational` in sysfs (a

@@ -41,8 +41,9 @@ enum Command {
         /// The backup file.
         #[arg(long, value_name = "FILE")]
         from: PathBuf,
-        #[command(flatten)]
-        data: DataArg,
+        /// The new data directory (absent or empty).
+        #[arg(long = "data", visible_alias = "data-dir", value_name = "DIR")]
+        data: PathBuf,
     },
 }
 
@@ -88,10 +89,11 @@ struct CoreFlags {
     /// TOML config file (keys as below, in snake_case).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Data directory.
+    /// Data directory [default: /var/lib/tether-core as root, else ~/.local/share/tether-core;
+    /// for dev ./tether-dev].
     #[arg(long = "data", visible_alias = "data-dir", value_name = "DIR")]
     data: Option<PathBuf>,
-    /// UDP address to listen on [default: 0.0.0.0:4433].
+    /// UDP address to listen on [default: 0.0.0.0:4433; for dev 127.0.0.1:4433].
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
     /// HOST:PORT to advertise in join tokens and identity files.
@@ -137,8 +139,8 @@ struct CoreFlags {
     /// Command output kept in history per node, e.g. 1MiB [default: 1MiB].
     #[arg(long, value_parser = bytes, value_name = "SIZE")]
     exec_output_cap: Option<u64>,
-    /// Kept output of all executions together; past it the oldest executions' output is
-    /// deleted, their results kept [default: 1GiB].
+    /// Kept output of all executions together, at least exec-output-cap; past it the oldest
+    /// executions' output is deleted, their results kept [default: 1GiB].
     #[arg(long, value_parser = bytes, value_name = "SIZE")]
     exec_output_max_total: Option<u64>,
     /// How long executions (results and output) are kept [default: 90days].
@@ -158,11 +160,12 @@ struct CoreFlags {
     /// asks), required (always) [default: on].
     #[arg(long, value_name = "POLICY")]
     tty_recording: Option<tether_core::config::RecordingPolicy>,
-    /// Terminal output recorded per session; past it the recording stops with a marker and
-    /// the session goes on (under `required`, it ends) [default: 64MiB].
+    /// Terminal output recorded per session, at least 4KiB; past it the recording stops with a
+    /// marker and the session goes on (under `required`, it ends) [default: 64MiB].
     #[arg(long, value_parser = bytes, value_name = "SIZE")]
     tty_recording_max: Option<u64>,
-    /// All recordings together on disk; past it the oldest are deleted [default: 10GiB].
+    /// All recordings together on disk, at least tty-recording-max; past it the oldest are
+    /// deleted [default: 10GiB].
     #[arg(long, value_parser = bytes, value_name = "SIZE")]
     tty_recordings_max_total: Option<u64>,
     /// Recordings older than this are deleted [default: 90days].
@@ -171,7 +174,7 @@ struct CoreFlags {
     /// How long terminal session records are kept [default: 365days].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     tty_session_retention: Option<Duration>,
-    /// How often what is kept is cut back to the limits above [default: 1m].
+    /// How often what is kept is cut back to the limits above, at least 100ms [default: 1m].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     prune_interval: Option<Duration>,
     /// Free space kept on the data directory's disk: below it, database writes are refused
@@ -394,15 +397,14 @@ fn admin(command: AdminCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn restore(from: &std::path::Path, data: DataArg) -> anyhow::Result<()> {
-    let dir = data.data.unwrap_or_else(default_data_dir);
-    let restored = tether_core::backup::restore(from, &dir)?;
+fn restore(from: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<()> {
+    let restored = tether_core::backup::restore(from, dir)?;
     let manifest = &restored.manifest;
     eprintln!(
         "Restored the backup of core at {} taken {} (tether {}): {} nodes, {} recordings, \
          database checked ({}).\nStart it with:\n  tether-core serve --data {}\n\
          Nodes dial {}: run the new core there (or point that name at it) and they reconnect \
-         by themselves.",
+         by themselves; core keeps advertising that address unless --public-addr says otherwise.",
         manifest.core_addr,
         manifest.created_at,
         manifest.core_version,
@@ -420,7 +422,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Key(command) => key(command),
         Command::Admin(command) => admin(command),
-        Command::Restore { from, data } => restore(&from, data),
+        Command::Restore { from, data } => restore(&from, &data),
         Command::Serve(flags) => {
             init_logging();
             runtime().and_then(|rt| rt.block_on(serve(flags)))

@@ -23,18 +23,23 @@ use crate::output::print_json;
 /// restore --from FILE --data NEWDIR`.
 #[derive(Debug, clap::Args)]
 pub struct BackupArgs {
-    /// Where to write the backup.
+    /// Where to write the backup, `-` for standard output (to pipe it elsewhere; it is then
+    /// checked against core's checksum but not read back). An existing file is replaced only
+    /// once the new backup is complete and checked.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
     /// Leave the terminal recordings out.
     #[arg(long)]
     no_recordings: bool,
-    /// Print what was written as JSON.
+    /// Print what was written as JSON (not with `--out -`).
     #[arg(long)]
     json: bool,
 }
 
 pub async fn run(client: &AdminClient, args: BackupArgs) -> anyhow::Result<u8> {
+    if args.json && args.out == std::path::Path::new("-") {
+        bail!("--json prints to standard output, where --out - sends the backup: choose one");
+    }
     let mut answers = client
         .stream(&AdminRequest::Backup {
             recordings: !args.no_recordings,
@@ -44,7 +49,13 @@ pub async fn run(client: &AdminClient, args: BackupArgs) -> anyhow::Result<u8> {
         Some(AdminResponse::BackupStarted(info)) => info,
         other => bail!("core answered {other:?} instead of starting the backup"),
     };
-    let mut file = AtomicFile::create(&args.out, 0o600)?;
+    let to_stdout = args.out == std::path::Path::new("-");
+    let mut file = if to_stdout {
+        None
+    } else {
+        Some(AtomicFile::create(&args.out, 0o600)?)
+    };
+    let mut stdout = std::io::stdout().lock();
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new_spinner();
         bar.set_style(
@@ -60,8 +71,11 @@ pub async fn run(client: &AdminClient, args: BackupArgs) -> anyhow::Result<u8> {
             Some(AdminResponse::BackupChunk(chunk)) => {
                 hash.update(&chunk.0);
                 received += chunk.0.len() as u64;
-                file.write_all(&chunk.0)
-                    .with_context(|| format!("writing {}", args.out.display()))?;
+                match file.as_mut() {
+                    Some(file) => file.write_all(&chunk.0),
+                    None => stdout.write_all(&chunk.0),
+                }
+                .with_context(|| format!("writing {}", args.out.display()))?;
                 if let Some(bar) = &bar {
                     bar.set_position(received);
                 }
@@ -82,12 +96,25 @@ pub async fn run(client: &AdminClient, args: BackupArgs) -> anyhow::Result<u8> {
              nothing was written"
         );
     }
+    let digest = hex::encode(ours);
+    let Some(mut file) = file else {
+        stdout.flush()?;
+        eprintln!(
+            "backup of core at {} ({} nodes, {} recordings) written to standard output: {}, \
+             sha256 {digest}",
+            info.core_addr,
+            info.nodes,
+            info.recordings,
+            bytesize::ByteSize(bytes)
+        );
+        return Ok(0);
+    };
+    drop(stdout);
     file.flush()?;
     // Read it back before it replaces anything: every entry decompresses and checks.
     let manifest = tether_core::backup::check(file.temp_path())
         .context("the backup does not read back; nothing was written")?;
     file.commit()?;
-    let digest = hex::encode(ours);
     if args.json {
         print_json(&serde_json::json!({
             "file": args.out,

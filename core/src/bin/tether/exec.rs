@@ -8,12 +8,12 @@ use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tether_core::client::AdminClient;
-use tether_wire::NodeId;
 use tether_wire::admin::{
     AdminRequest, AdminResponse, ExecSpec, ExecStatus, ExecTarget, ExecutionView, NodeExecView,
     parse_label,
 };
 use tether_wire::exec::OutputStream;
+use tether_wire::{ExecutionId, NodeId};
 
 use crate::output::{self, print_json, rfc3339};
 
@@ -51,7 +51,8 @@ pub struct ExecArgs {
     /// Nodes running the command at once.
     #[arg(long, default_value_t = 2048, value_name = "N")]
     concurrency: u32,
-    /// Print one JSON array (per node: status, exit code, stdout, stderr, times) at the end.
+    /// Print one JSON array (per node: execution id, status, exit code, stdout, stderr, times)
+    /// at the end.
     #[arg(long)]
     json: bool,
     /// Environment variable for the command (repeat).
@@ -256,7 +257,7 @@ async fn execute(client: &AdminClient, args: ExecArgs) -> anyhow::Result<u8> {
         print_json(
             &results
                 .iter()
-                .map(|(t, n)| node_result_json(t, n))
+                .map(|(t, n)| node_result_json(exec_id, t, n))
                 .collect::<Vec<_>>(),
         )?;
     } else if !single {
@@ -422,6 +423,8 @@ fn summary(results: &[(&ExecTarget, &NodeState)]) {
 
 #[derive(Serialize)]
 struct NodeResultJson<'a> {
+    /// The execution, for `tether exec show`.
+    exec_id: String,
     node_id: String,
     hostname: &'a str,
     status: &'static str,
@@ -441,7 +444,11 @@ struct NodeResultJson<'a> {
     error: Option<&'a str>,
 }
 
-fn node_result_json<'a>(target: &'a ExecTarget, node: &'a NodeState) -> NodeResultJson<'a> {
+fn node_result_json<'a>(
+    exec_id: ExecutionId,
+    target: &'a ExecTarget,
+    node: &'a NodeState,
+) -> NodeResultJson<'a> {
     let view = node.result.as_ref();
     let (stdout, stderr) = match view {
         Some(NodeExecView {
@@ -454,6 +461,7 @@ fn node_result_json<'a>(target: &'a ExecTarget, node: &'a NodeState) -> NodeResu
     let (stdout, stdout_base64) = output::text_and_base64(stdout);
     let (stderr, stderr_base64) = output::text_and_base64(stderr);
     NodeResultJson {
+        exec_id: exec_id.to_string(),
         node_id: target.node_id.to_string(),
         hostname: &target.hostname,
         status: view.map_or("error", |v| v.status.as_str()),
@@ -605,7 +613,8 @@ async fn show(client: &AdminClient, id: String, json: bool) -> anyhow::Result<()
                     result: Some(n.clone()),
                 };
                 let mut value =
-                    serde_json::to_value(node_result_json(&target, &state)).unwrap_or_default();
+                    serde_json::to_value(node_result_json(execution.id, &target, &state))
+                        .unwrap_or_default();
                 value["truncated"] = serde_json::Value::Bool(n.truncated);
                 value["stdout_bytes"] = n.stdout_bytes.into();
                 value["stderr_bytes"] = n.stderr_bytes.into();

@@ -25,7 +25,8 @@ use tether_wire::admin::{AdminRequest, AdminResponse, ApplicationStatus, NodeSta
 #[derive(Debug, Parser)]
 #[command(name = "tether", version, about, long_about)]
 struct Cli {
-    /// Admin identity file (made by `tether-core serve` or `tether-core admin issue`).
+    /// Your identity file (the first admin's is made by `tether-core serve`, others by
+    /// `tether-core admin issue`).
     #[arg(long, global = true, env = "TETHER_IDENTITY", value_name = "FILE")]
     identity: Option<PathBuf>,
     /// Core's address, HOST:PORT, instead of the one in the identity.
@@ -109,6 +110,10 @@ enum NodeCommand {
         /// Include deleted nodes.
         #[arg(long)]
         deleted: bool,
+        /// Only nodes flagged with an identity conflict (another machine tried to use their
+        /// identity in the last day).
+        #[arg(long)]
+        conflict: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -318,6 +323,7 @@ async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<u8> 
             status,
             label,
             deleted,
+            conflict,
             json,
         }) => {
             let request = AdminRequest::ListNodes {
@@ -330,6 +336,9 @@ async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<u8> 
                 if let AdminResponse::Nodes(chunk) = response {
                     nodes.extend(chunk);
                 }
+            }
+            if conflict {
+                nodes.retain(|n| n.conflict.is_some());
             }
             output::nodes(&nodes, json)?;
         }
@@ -435,6 +444,16 @@ fn main() -> ExitCode {
     runtime.shutdown_background();
     match result {
         Ok(code) => ExitCode::from(code),
+        // The reader went away (`tether node list | head`): nothing to say, as for SIGPIPE.
+        Err(e)
+            if e.chain().any(|cause| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::from(141)
+        }
         Err(e) => {
             match e.downcast_ref::<ClientError>() {
                 Some(ClientError::Core { code, message }) => {

@@ -338,9 +338,10 @@ pub fn node_detail(node: &NodeView, json: bool) -> anyhow::Result<()> {
     if let Some(c) = &node.conflict {
         writeln!(
             out,
-            "conflict:       another machine uses this identity: {} from {}, refused {} time{} \
-             (first {}, last {})\n                {}\n                Give that machine a fresh state \
-             directory and enroll it as a node of its own.",
+            "conflict:       a second machine tried to use this node's identity while it was \
+             connected: {} from {}, refused {} time{} (first {}, last {})\n                {}\n                \
+             One of the two has a copy of the other's state directory: give the one that is not \
+             this node a fresh state directory and enroll it as a node of its own.",
             c.hostname,
             c.address,
             c.attempts,
@@ -475,12 +476,20 @@ pub fn node_detail(node: &NodeView, json: bool) -> anyhow::Result<()> {
             bytes(m.swap_total)
         )?;
         for d in &m.disks {
+            let percent = if d.total_bytes > 0 {
+                format!(
+                    " ({:.0}%)",
+                    d.used_bytes as f64 * 100.0 / d.total_bytes as f64
+                )
+            } else {
+                String::new()
+            };
             writeln!(
                 out,
-                "  disk {}:  {} / {}",
-                d.mount,
+                "  disk:         {} / {} used on {}{percent}",
                 bytes(d.used_bytes),
-                bytes(d.total_bytes)
+                bytes(d.total_bytes),
+                d.mount
             )?;
         }
         writeln!(

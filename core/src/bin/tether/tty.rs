@@ -78,8 +78,8 @@ enum RecordCommand {
     Export {
         /// Session id or unique prefix.
         session: String,
-        /// Where to write it (mode 0600: terminal output may hold secrets). An existing file is
-        /// replaced only once the whole recording is written.
+        /// Where to write it, `-` for standard output (a file gets mode 0600: terminal output may
+        /// hold secrets). An existing file is replaced only once the whole recording is written.
         #[arg(long, value_name = "FILE")]
         out: std::path::PathBuf,
     },
@@ -447,7 +447,7 @@ async fn fetch_recording(
         .context("the recording does not decompress")?;
     let text = String::from_utf8(text).context("the recording is not UTF-8")?;
     if let Some(note) = &view.recording_note {
-        eprintln!("tether: the recording of session {} is {note}", view.id);
+        eprintln!("tether: session {}'s recording: {note}", view.id);
     }
     Ok((view, text))
 }
@@ -491,6 +491,12 @@ async fn export(client: &AdminClient, session: &str, out: &std::path::Path) -> a
     let (view, text) = fetch_recording(client, session).await?;
     // Checked before anything is written: what is exported replays.
     let (_, events) = parse_cast(&text)?;
+    if out == std::path::Path::new("-") {
+        let mut stdout = std::io::stdout().lock();
+        std::io::Write::write_all(&mut stdout, text.as_bytes())?;
+        std::io::Write::flush(&mut stdout)?;
+        return Ok(0);
+    }
     let mut file = tether_certs::files::AtomicFile::create(out, 0o600)?;
     std::io::Write::write_all(&mut file, text.as_bytes())
         .with_context(|| format!("writing {}", out.display()))?;
