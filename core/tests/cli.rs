@@ -401,3 +401,31 @@ async fn the_quick_start_runs_core_and_a_node_and_stops_on_ctrl_c() {
     // The node said goodbye before core went: its status log ends with a clean close.
     assert!(log.contains("node offline"), "{log}");
 }
+
+#[test]
+fn help_says_what_the_exit_statuses_and_formats_are() {
+    let help = |args: &[&str]| {
+        let output = std::process::Command::new(binary("tether"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let exec = help(&["exec", "--help"]);
+    for says in [
+        "127 if the command was not found",
+        "126 if it was found but could not be executed",
+        "255 for Tether's own failures",
+        "stdout_base64",
+    ] {
+        assert!(
+            exec.contains(says),
+            "exec --help must say {says:?}:\n{exec}"
+        );
+    }
+    let tty = help(&["tty", "--help"]);
+    assert!(tty.contains("128+N"), "{tty}");
+    let backup = help(&["backup", "--help"]);
+    assert!(backup.contains("tether-core restore"), "{backup}");
+}

@@ -12,10 +12,12 @@ use tether_wire::admin::{AdminRequest, AdminResponse, BackupInfo};
 
 use crate::output::print_json;
 
-/// Back up the running core: the database (a consistent snapshot: every change acknowledged
-/// before the backup began is in it), the CA and its key, the server key, the enrollment
-/// secret, the QUIC reset key and the advertised address — all a new core needs to take over —
-/// and the terminal recordings.
+/// Back up the running core to a file (admins only): database, keys, recordings.
+///
+/// The database is a consistent snapshot: every change acknowledged before the backup began is
+/// in it. With it come the CA and its key, the server key, the enrollment secret, the QUIC reset
+/// key and the advertised address — all a new core needs to take over — and the terminal
+/// recordings.
 ///
 /// Admins only. The file (a zstd-compressed tar, mode 0600) is written beside FILE and renamed
 /// into place only once complete and checked, so a failed backup never replaces a good one.

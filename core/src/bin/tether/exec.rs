@@ -17,7 +17,7 @@ use tether_wire::{ExecutionId, NodeId};
 
 use crate::output::{self, print_json, rfc3339};
 
-/// Run a command on nodes, or look at past runs.
+/// Run a command on nodes (`tether exec web-1 -- uptime`), or look at past runs.
 ///
 /// The command runs directly, not through a shell: pass `sh -c '...'` for pipes and globs. Its
 /// stdin is closed. With one node, output streams as is and `tether` exits with the remote exit

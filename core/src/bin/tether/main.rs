@@ -44,11 +44,10 @@ enum Command {
     /// Nodes in the fleet.
     #[command(subcommand)]
     Node(NodeCommand),
-    /// Run a command on nodes (`tether exec web-1 -- uptime`), or look at past runs.
+    // These three take their help from their arguments' own documentation (exit statuses,
+    // formats): a comment here would replace it.
     Exec(exec::ExecArgs),
-    /// An interactive terminal on a node (`tether tty web-1`), or terminal session records.
     Tty(tty::TtyArgs),
-    /// Back up the running core to a file (admins only): database, keys, recordings.
     Backup(backup::BackupArgs),
     /// Check the identity works and core answers.
     Ping {

@@ -16,7 +16,7 @@ use crate::output::{self, print_json, rfc3339};
 use crate::stdout::StdoutWriter;
 use crate::terminal::{RawMode, window_size};
 
-/// Open a terminal on a node, or look at terminal sessions.
+/// Open a terminal on a node (`tether tty web-1`), or look at terminal sessions.
 ///
 /// `tether tty NODE` is like `ssh NODE`: the local terminal goes into raw mode (restored on
 /// exit), the window size follows every resize, TERM is passed on, and `tether` exits with the
