@@ -78,18 +78,33 @@ impl AtomicFile {
             path: path.to_path_buf(),
             reason: "not a file path".into(),
         })?;
-        let tmp = parent_dir(path).join(format!(
-            ".{}.tmp-{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(|e| CertError::io(path, e))?;
+        // A name no one can guess, created only if absent (`O_EXCL`, which also refuses a
+        // symbolic link planted there): in a directory others may write to, nobody can make us
+        // write through their link, and two writers never share a temporary file.
+        let (tmp, file) = {
+            let mut attempt = 0;
+            loop {
+                let mut random = [0u8; 8];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut random);
+                let tmp = parent_dir(path).join(format!(
+                    ".{}.tmp-{}",
+                    name.to_string_lossy(),
+                    hex::encode(random)
+                ));
+                match OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(mode)
+                    .open(&tmp)
+                {
+                    Ok(file) => break (tmp, file),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 8 => {
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(CertError::io(path, e)),
+                }
+            }
+        };
         // `mode` is filtered by the umask on creation; set it exactly.
         let file = AtomicFile {
             file: Some(file),
@@ -194,6 +209,19 @@ mod tests {
         assert_eq!(parent_dir(Path::new("a/x.id")), Path::new("a"));
         assert_eq!(parent_dir(Path::new("/tmp/x.id")), Path::new("/tmp"));
         assert_eq!(parent_dir(Path::new("/")), Path::new("."));
+    }
+
+    #[test]
+    fn a_link_planted_where_a_temporary_file_would_go_is_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let victim = tmp.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        // The name a guessable scheme (name and process id) would have used is a link.
+        let guessed = tmp.path().join(format!(".out.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, guessed).unwrap();
+        write_private_file(&tmp.path().join("out"), b"new").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(fs::read(tmp.path().join("out")).unwrap(), b"new");
     }
 
     #[test]

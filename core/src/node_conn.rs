@@ -573,8 +573,10 @@ async fn authenticate(
 ///
 /// - no current connection: nothing to compare with; this one is the node;
 /// - the same machine fingerprint: a restart, a crash, a new NAT mapping; it replaces the old
-///   connection, unless the two addresses keep replacing each other (identical copies, whose
-///   fingerprints cannot tell them apart: [`crate::presence::Turns`]);
+///   connection, unless the two addresses keep replacing each other ([`crate::presence::Turns`])
+///   and the established connection answers a probe (identical copies, whose fingerprints cannot
+///   tell them apart; a single node whose connections broke in quick succession leaves only dead
+///   ones behind);
 /// - another fingerprint: a reboot (new boot id), whose old connection is dead, or another
 ///   machine, whose is not: the old connection is probed ([`crate::probe`]).
 async fn other_machine(
@@ -582,27 +584,44 @@ async fn other_machine(
     connection: &Connection,
     auth: &AuthRequest,
 ) -> Option<Refusal> {
-    let old = shared.presence.get(auth.node_id)?;
-    let (old_addr, new_addr) = (old.connection.remote_address(), connection.remote_address());
-    let reason = if old.machine != auth.machine {
-        if !crate::probe::alive(&old.connection).await {
-            debug!(%old_addr, "the connection of this identity's other machine is dead; replacing it");
+    let new_addr = connection.remote_address();
+    // The node's current connection may change while it is probed: look again then.
+    let mut looks = 0;
+    let (old_addr, reason) = loop {
+        looks += 1;
+        let old = shared.presence.get(auth.node_id)?;
+        let old_addr = old.connection.remote_address();
+        let same_machine = old.machine == auth.machine;
+        if same_machine
+            && !shared
+                .presence
+                .hold_established(auth.node_id, Instant::now(), old_addr, new_addr)
+        {
             return None;
         }
-        "another machine fingerprint (machine id and boot id), while the node's connection is alive"
-            .to_string()
-    } else if shared
-        .presence
-        .hold_established(auth.node_id, Instant::now(), old_addr, new_addr)
-    {
-        format!(
-            "connections from {old_addr} and {new_addr} replaced each other {} times within {} s: \
-             two copies of one machine (same machine id and boot id)",
-            crate::presence::TURNS_LIMIT,
-            crate::presence::TURNS_WINDOW.as_secs()
-        )
-    } else {
-        return None;
+        // Another machine, or two copies taking turns — or one node whose connections broke in
+        // quick succession: only a live established connection is kept.
+        if !crate::probe::alive(&old.connection).await {
+            let now = shared.presence.get(auth.node_id);
+            if now.is_some_and(|now| now.generation != old.generation) && looks < 3 {
+                continue;
+            }
+            debug!(%old_addr, "the node's established connection is dead; replacing it");
+            return None;
+        }
+        let reason = if same_machine {
+            format!(
+                "connections from {old_addr} and {new_addr} replaced each other {} times within \
+                 {} s while both were alive: two copies of one machine (same machine id and boot id)",
+                crate::presence::TURNS_LIMIT,
+                crate::presence::TURNS_WINDOW.as_secs()
+            )
+        } else {
+            "another machine fingerprint (machine id and boot id), while the node's connection is \
+             alive"
+                .to_string()
+        };
+        break (old_addr, reason);
     };
     warn!(node_id = %auth.node_id, connected_from = %old_addr, other = %new_addr,
           other_hostname = %auth.hostname, %reason,

@@ -194,22 +194,33 @@ fn list(dir: &std::path::Path) -> std::io::Result<Vec<File>> {
 /// Cuts the recordings directory back to its bounds, noting each deletion on its session.
 async fn prune_recordings(shared: &Shared) {
     let dir = shared.data_dir.root().join("recordings");
-    let live = shared.terminals.live_sessions();
     let (max_total, max_age) = (
         shared.config.tty_recordings_max_total,
         shared.config.tty_recordings_max_age,
     );
+    let listing = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || list(&dir))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    };
+    let files = match listing {
+        Ok(files) => files,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            warn!(error = %e, dir = %dir.display(), "cannot list the recordings");
+            return;
+        }
+    };
+    // Taken after the listing: a session that began before it is known to be live.
+    let live = shared.terminals.live_sessions();
+    let chosen = choose(files, &live, SystemTime::now(), max_total, max_age);
+    if chosen.is_empty() {
+        return;
+    }
     let deleted = tokio::task::spawn_blocking(move || {
-        let files = match list(&dir) {
-            Ok(files) => files,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
-            Err(e) => {
-                warn!(error = %e, dir = %dir.display(), "cannot list the recordings");
-                return Vec::new();
-            }
-        };
         let mut deleted = Vec::new();
-        for (file, why) in choose(files, &live, SystemTime::now(), max_total, max_age) {
+        for (file, why) in chosen {
             match std::fs::remove_file(dir.join(&file.name)) {
                 Ok(()) => deleted.push((file, why)),
                 Err(e) => warn!(error = %e, file = %file.name, "cannot delete a recording"),

@@ -84,6 +84,8 @@ pub(crate) struct Shared {
     pub handshakes: AtomicUsize,
     /// First packets left unanswered because `max_handshakes` were under way, since start.
     pub handshakes_deferred: AtomicU64,
+    /// A backup is being taken (one at a time).
+    pub backups: std::sync::atomic::AtomicBool,
 }
 
 /// Holds one of `max_handshakes` until the handshake has finished, either way.
@@ -204,6 +206,7 @@ impl Core {
         if first_start {
             info!(data_dir = %data_dir.root().display(), ca = %ca.fingerprint(), "initialised a new data directory");
         }
+        remove_backup_leftovers(&data_dir);
         let store = Store::open_keeping_free(&data_dir.database_path(), config.min_free_space)?;
         let went_offline = store
             .mark_all_offline(clock.now_ms(), "core restarted".into())
@@ -267,10 +270,12 @@ impl Core {
             endpoint: endpoint.clone(),
             handshakes: AtomicUsize::new(0),
             handshakes_deferred: AtomicU64::new(0),
+            backups: Default::default(),
         });
         let tasks = vec![
             tokio::spawn(accept_loop(shared.clone(), endpoint.clone())),
             tokio::spawn(chores(shared.clone())),
+            tokio::spawn(pruning(shared.clone())),
         ];
         Ok(Core {
             shared,
@@ -336,6 +341,23 @@ impl Core {
         }
         flush_last_seen(&shared).await;
         info!("core stopped");
+    }
+}
+
+/// Removes database copies a backup left behind when core stopped in the middle of it.
+fn remove_backup_leftovers(data_dir: &DataDir) {
+    let Ok(entries) = std::fs::read_dir(data_dir.root()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name
+            .to_str()
+            .is_some_and(|n| n.starts_with(crate::admin::BACKUP_COPY_PREFIX))
+        {
+            info!(file = %entry.path().display(), "removing a backup's leftover database copy");
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -459,6 +481,19 @@ async fn flush_last_seen(shared: &Shared) {
     }
 }
 
+/// Cuts what is kept on disk back to its bounds, every `prune_interval` (the first pass at
+/// start-up). A task of its own, so that a long pass never holds up the other chores.
+async fn pruning(shared: Arc<Shared>) {
+    let mut prune = tokio::time::interval(shared.config.prune_interval);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            _ = prune.tick() => crate::retention::prune(&shared).await,
+        }
+    }
+}
+
 /// How long a node stays flagged after the last attempt by another machine to use its identity.
 pub const CONFLICTS_KEPT: Duration = Duration::from_secs(24 * 3600);
 
@@ -468,11 +503,8 @@ async fn chores(shared: Arc<Shared>) {
     let mut sweep = tokio::time::interval(Duration::from_secs(60));
     // Tokens expire on their own when presented; this ends the records of those never presented.
     let mut tty_sweep = tokio::time::interval(Duration::from_secs(5));
-    // What is kept on disk is cut back to its bounds (the first pass at start-up).
-    let mut prune = tokio::time::interval(shared.config.prune_interval);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => return,
@@ -486,9 +518,6 @@ async fn chores(shared: Arc<Shared>) {
                     Err(e) => warn!(error = %e, "nonce expiry failed"),
                 }
                 shared.presence.sweep_turns(tokio::time::Instant::now());
-            }
-            _ = prune.tick() => {
-                crate::retention::prune(&shared).await;
             }
         }
     }
@@ -555,6 +584,7 @@ mod tests {
             started_at_ms: 1_000_000,
             handshakes: AtomicUsize::new(0),
             handshakes_deferred: AtomicU64::new(0),
+            backups: Default::default(),
         });
         store
             .submit_application(NewApplication {

@@ -202,6 +202,12 @@ async fn execute(
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
+            // The directory may have gone since it was checked: then it is the reason.
+            if let Some(cwd) = &request.cwd
+                && let Err(why) = usable_dir(cwd)
+            {
+                return not_started((EXIT_CANNOT_EXECUTE, why));
+            }
             return match start_failure(&request.command[0], &e) {
                 Some(code) => not_started(code),
                 None => failed(format!("cannot start {:?}: {e}", request.command[0])),
@@ -295,10 +301,17 @@ async fn execute(
     outcome
 }
 
-/// Checks that a working directory can be entered, with the reason if not.
+/// Checks that a working directory can be entered by this agent, with the reason if not.
 fn usable_dir(dir: &str) -> Result<(), String> {
     match std::fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(meta) if meta.is_dir() => {
+            rustix::fs::access(dir, rustix::fs::Access::EXEC_OK).map_err(|e| {
+                format!(
+                    "cannot change to directory {dir}: {}",
+                    std::io::Error::from(e)
+                )
+            })
+        }
         Ok(_) => Err(format!("cannot change to directory {dir}: not a directory")),
         Err(e) => Err(format!("cannot change to directory {dir}: {e}")),
     }

@@ -138,6 +138,10 @@ fn save_app(txn: &WriteTransaction, app: &ApplicationRecord) -> Result<(), Store
     } else {
         pending.remove(id)?;
     }
+    if app.status == ApplicationStatus::Rejected {
+        txn.open_table(REJECTED_BY_TIME)?
+            .insert((crate::retention::rejected_at(app), id), ())?;
+    }
     Ok(())
 }
 

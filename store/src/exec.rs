@@ -121,6 +121,9 @@ impl Store {
                     value.as_slice(),
                 )?
                 .map_or(0, |old| old.value().len() as u64);
+            if chunk == 0 {
+                crate::retention::note_output(txn, exec_id.0.as_u128())?;
+            }
             crate::retention::add_exec_output(txn, value.len() as u64, replaced)
         })
         .await

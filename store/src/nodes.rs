@@ -102,8 +102,14 @@ pub(crate) fn index_hostnames(txn: &WriteTransaction) -> Result<(), StoreError> 
     }
     for entry in nodes.iter()? {
         let (key, value) = entry?;
-        let record: NodeRecord = codec::decode(value.value())?;
-        index.insert((record.hostname.as_str(), key.value()), ())?;
+        // A record that does not read is left out of the index, not the reason core cannot
+        // start: it is found by id.
+        match codec::decode::<NodeRecord>(value.value()) {
+            Ok(record) => {
+                index.insert((record.hostname.as_str(), key.value()), ())?;
+            }
+            Err(e) => tracing::warn!(error = %e, "a node record does not read; not indexed"),
+        }
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ const BATCH: usize = 1000;
 
 /// What one pruning call removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Pruned {
     /// Records (executions, sessions, entries, applications) removed.
     pub records: usize,
@@ -27,26 +28,85 @@ pub struct Pruned {
     /// Recording files of removed terminal sessions, relative to the data directory, for the
     /// caller to delete.
     pub recordings: Vec<String>,
+    /// The call stopped at its batch size: more may remain.
+    pub more: bool,
 }
 
 impl Pruned {
     /// Whether the call hit its batch size, so that more may remain.
     pub fn more(&self) -> bool {
-        self.records >= BATCH
+        self.more
+    }
+
+    /// Whether this call has done as much as one transaction should.
+    fn full(&self) -> bool {
+        self.records >= BATCH || self.rows >= ROW_BUDGET
     }
 }
 
-/// Builds the kept-output counter of a database written before it existed.
+/// Most rows (results, output chunks, index entries) one pruning call removes, unless one
+/// record alone has more.
+const ROW_BUDGET: usize = 100_000;
+
+/// Builds the kept-output counter and index of a database written before they existed.
 pub(crate) fn count_exec_output(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut meta = txn.open_table(META)?;
-    if meta.get(EXEC_OUTPUT_BYTES)?.is_some() {
+    if meta.get(EXEC_WITH_OUTPUT_BUILT)?.is_some() {
         return Ok(());
     }
     let mut total = 0u64;
+    let mut with_output = std::collections::BTreeSet::new();
     for entry in txn.open_table(EXEC_OUTPUT)?.iter()? {
-        total += entry?.1.value().len() as u64;
+        let (key, value) = entry?;
+        total += value.value().len() as u64;
+        with_output.insert(key.value().0);
+    }
+    let executions = txn.open_table(EXECUTIONS)?;
+    let mut index = txn.open_table(EXEC_WITH_OUTPUT)?;
+    for id in with_output {
+        if let Some(value) = executions.get(id)?
+            && let Ok(record) = codec::decode::<ExecutionRecord>(value.value())
+        {
+            index.insert((record.created_at_ms, id), ())?;
+        }
     }
     meta.insert(EXEC_OUTPUT_BYTES, total)?;
+    meta.insert(EXEC_WITH_OUTPUT_BUILT, 1)?;
+    Ok(())
+}
+
+/// When a rejected application counts from: its decision.
+pub(crate) fn rejected_at(app: &ApplicationRecord) -> i64 {
+    app.decided_at_ms.unwrap_or(app.created_at_ms)
+}
+
+/// Builds the index of rejected applications of a database written before it existed.
+pub(crate) fn index_rejected(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(META)?;
+    if meta.get(REJECTED_BY_TIME_BUILT)?.is_some() {
+        return Ok(());
+    }
+    let mut index = txn.open_table(REJECTED_BY_TIME)?;
+    for entry in txn.open_table(APPLICATIONS)?.iter()? {
+        let (key, value) = entry?;
+        // An application that does not read is left to the admin who lists them.
+        if let Ok(app) = codec::decode::<ApplicationRecord>(value.value())
+            && app.status == ApplicationStatus::Rejected
+        {
+            index.insert((rejected_at(&app), key.value()), ())?;
+        }
+    }
+    meta.insert(REJECTED_BY_TIME_BUILT, 1)?;
+    Ok(())
+}
+
+/// Notes that an execution keeps output (at its first chunk).
+pub(crate) fn note_output(txn: &WriteTransaction, id: u128) -> Result<(), StoreError> {
+    if let Some(value) = txn.open_table(EXECUTIONS)?.get(id)? {
+        let record: ExecutionRecord = codec::decode(value.value())?;
+        txn.open_table(EXEC_WITH_OUTPUT)?
+            .insert((record.created_at_ms, id), ())?;
+    }
     Ok(())
 }
 
@@ -65,8 +125,14 @@ pub(crate) fn add_exec_output(
     Ok(())
 }
 
-/// Removes an execution's kept output; bytes and chunks removed.
-fn drop_output(txn: &WriteTransaction, id: u128) -> Result<(u64, usize), StoreError> {
+/// Removes an execution's kept output (created at `created_at_ms`); bytes and chunks removed.
+fn drop_output(
+    txn: &WriteTransaction,
+    id: u128,
+    created_at_ms: i64,
+) -> Result<(u64, usize), StoreError> {
+    txn.open_table(EXEC_WITH_OUTPUT)?
+        .remove((created_at_ms, id))?;
     let (mut bytes, mut chunks) = (0u64, 0usize);
     txn.open_table(EXEC_OUTPUT)?.retain_in(
         (id, 0u128, 0u32)..=(id, u128::MAX, u32::MAX),
@@ -98,7 +164,7 @@ fn drop_execution(
     for node in &nodes {
         by_node.remove((*node, record.created_at_ms, id))?;
     }
-    let (bytes, chunks) = drop_output(txn, id)?;
+    let (bytes, chunks) = drop_output(txn, id, record.created_at_ms)?;
     txn.open_table(EXEC_BY_TIME)?
         .remove((record.created_at_ms, id))?;
     txn.open_table(EXECUTIONS)?.remove(id)?;
@@ -109,18 +175,28 @@ fn drop_execution(
     Ok(nodes.len() as u64)
 }
 
-/// The oldest executions that are not running, oldest first, at most [`BATCH`].
-fn oldest_executions(txn: &WriteTransaction) -> Result<Vec<ExecutionRecord>, StoreError> {
+/// The oldest executions listed in `index` that are not running, oldest first, at most
+/// [`BATCH`]. Records that do not read are passed over (a pruning must not fail every write
+/// batched with it over one damaged record).
+fn oldest_executions(
+    txn: &WriteTransaction,
+    index: redb::TableDefinition<'_, (i64, u128), ()>,
+) -> Result<Vec<ExecutionRecord>, StoreError> {
     let executions = txn.open_table(EXECUTIONS)?;
     let running = txn.open_table(EXEC_RUNNING)?;
     let mut out = Vec::new();
-    for entry in txn.open_table(EXEC_BY_TIME)?.iter()? {
+    for entry in txn.open_table(index)?.iter()? {
         let (_, id) = entry?.0.value();
         if running.get(id)?.is_some() {
             continue;
         }
         if let Some(value) = executions.get(id)? {
-            out.push(codec::decode(value.value())?);
+            match codec::decode(value.value()) {
+                Ok(record) => out.push(record),
+                Err(e) => {
+                    tracing::warn!(error = %e, "an execution record does not read; not pruned")
+                }
+            }
         }
         if out.len() >= BATCH {
             break;
@@ -155,8 +231,12 @@ impl Store {
         self.write(move |txn| {
             let mut pruned = Pruned::default();
             let mut results = txn.open_table(EXEC_NODES)?.len()?;
-            for record in oldest_executions(txn)? {
+            for record in oldest_executions(txn, EXEC_BY_TIME)? {
                 if record.created_at_ms >= before_ms && results <= max_results {
+                    break;
+                }
+                if pruned.full() {
+                    pruned.more = true;
                     break;
                 }
                 results = results.saturating_sub(drop_execution(txn, &record, &mut pruned)?);
@@ -182,14 +262,17 @@ impl Store {
             if kept <= max_bytes {
                 return Ok(pruned);
             }
-            for mut record in oldest_executions(txn)? {
+            // Only executions that still keep output are listed, so each call makes progress.
+            for mut record in oldest_executions(txn, EXEC_WITH_OUTPUT)? {
                 if kept <= max_bytes {
                     break;
                 }
-                if record.output_pruned_at_ms.is_some() {
-                    continue;
+                if pruned.full() {
+                    pruned.more = true;
+                    break;
                 }
-                let (bytes, chunks) = drop_output(txn, record.id.0.as_u128())?;
+                let (bytes, chunks) =
+                    drop_output(txn, record.id.0.as_u128(), record.created_at_ms)?;
                 kept = kept.saturating_sub(bytes);
                 record.output_pruned_at_ms = Some(now_ms);
                 crate::exec::save_execution(txn, &record)?;
@@ -225,6 +308,7 @@ impl Store {
             }
             Ok(Pruned {
                 records: old.len(),
+                more: old.len() >= BATCH,
                 ..Default::default()
             })
         })
@@ -235,37 +319,33 @@ impl Store {
     /// admin still decides). Pending and approved ones are kept.
     pub async fn prune_rejected_applications(&self, before_ms: i64) -> Result<Pruned, StoreError> {
         self.write(move |txn| {
-            let old: Vec<ApplicationRecord> = {
-                let table = txn.open_table(APPLICATIONS)?;
-                let mut old = Vec::new();
-                for entry in table.iter()? {
-                    let record: ApplicationRecord = codec::decode(entry?.1.value())?;
-                    if record.status == ApplicationStatus::Rejected
-                        && record.decided_at_ms.unwrap_or(record.created_at_ms) < before_ms
-                    {
-                        old.push(record);
-                        if old.len() >= BATCH {
-                            break;
-                        }
-                    }
-                }
-                old
-            };
+            let old: Vec<(i64, u128)> = txn
+                .open_table(REJECTED_BY_TIME)?
+                .range((i64::MIN, 0)..(before_ms, 0))?
+                .take(BATCH)
+                .map(|entry| entry.map(|(key, _)| key.value()))
+                .collect::<Result<_, _>>()?;
+            let mut index = txn.open_table(REJECTED_BY_TIME)?;
             let mut apps = txn.open_table(APPLICATIONS)?;
             let mut by_node = txn.open_table(APPLICATION_BY_NODE)?;
-            for record in &old {
-                let id = record.id.0.as_u128();
-                apps.remove(id)?;
-                let node = record.node_id.0.as_u128();
-                if by_node
-                    .get(node)?
-                    .is_some_and(|latest| latest.value() == id)
+            for key in &old {
+                index.remove(*key)?;
+                let id = key.1;
+                let node = apps
+                    .remove(id)?
+                    .and_then(|value| codec::decode::<ApplicationRecord>(value.value()).ok())
+                    .map(|app| app.node_id.0.as_u128());
+                if let Some(node) = node
+                    && by_node
+                        .get(node)?
+                        .is_some_and(|latest| latest.value() == id)
                 {
                     by_node.remove(node)?;
                 }
             }
             Ok(Pruned {
                 records: old.len(),
+                more: old.len() >= BATCH,
                 ..Default::default()
             })
         })
@@ -289,7 +369,10 @@ impl Store {
                         continue;
                     }
                     if let Some(value) = sessions.get(id)? {
-                        old.push(codec::decode(value.value())?);
+                        match codec::decode::<TtySessionRecord>(value.value()) {
+                            Ok(record) => old.push(record),
+                            Err(e) => tracing::warn!(error = %e, "a session record does not read; not pruned"),
+                        }
                     }
                     if old.len() >= BATCH {
                         break;
@@ -300,7 +383,10 @@ impl Store {
             let mut sessions = txn.open_table(TTY_SESSIONS)?;
             let mut by_time = txn.open_table(TTY_BY_TIME)?;
             let mut by_node = txn.open_table(TTY_BY_NODE)?;
-            let mut pruned = Pruned::default();
+            let mut pruned = Pruned {
+                more: old.len() >= BATCH,
+                ..Default::default()
+            };
             for record in old {
                 let id = record.id.0.as_u128();
                 sessions.remove(id)?;

@@ -16,6 +16,10 @@ use redb::{
 use crate::tables::*;
 use crate::{Store, StoreError};
 
+/// redb's page cache for a copy or a check: pages are read or written once, so a large cache
+/// (redb's default is 1 GiB) would only take memory from a running core.
+const COPY_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 /// What a copy or a check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -66,7 +70,10 @@ impl Store {
             )));
         }
         let snapshot = self.read()?;
-        let copy = Database::create(dest).map_err(|e| crate::open_error(dest, e))?;
+        let copy = Database::builder()
+            .set_cache_size(COPY_CACHE_BYTES)
+            .create(dest)
+            .map_err(|e| crate::open_error(dest, e))?;
         let mut rows = 0;
         macro_rules! copy {
             ($table:ident) => {
@@ -89,7 +96,10 @@ impl Store {
     }
 
     fn verify_inner(path: &Path) -> Result<Summary, StoreError> {
-        let mut db = Database::open(path).map_err(|e| crate::open_error(path, e))?;
+        let mut db = Database::builder()
+            .set_cache_size(COPY_CACHE_BYTES)
+            .open(path)
+            .map_err(|e| crate::open_error(path, e))?;
         if !db
             .check_integrity()
             .map_err(|e| crate::open_error(path, e))?

@@ -36,10 +36,21 @@ pub(crate) const NODE_CONFLICTS: TableDefinition<'_, u128, &[u8]> =
 pub(crate) const STATUS_LOG: TableDefinition<'_, (i64, u64), &[u8]> =
     TableDefinition::new("status_log");
 
-/// name → number: counters kept in step with the tables they count, in the same transactions.
+/// name → number: counters kept in step with the tables they count, in the same transactions,
+/// and markers of indexes built for databases written before them.
 pub(crate) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 /// [`META`] key: bytes of kept execution output (the values of [`EXEC_OUTPUT`]).
 pub(crate) const EXEC_OUTPUT_BYTES: &str = "exec_output_bytes";
+/// [`META`] key, present once [`EXEC_WITH_OUTPUT`] covers the database.
+pub(crate) const EXEC_WITH_OUTPUT_BUILT: &str = "exec_with_output_built";
+/// [`META`] key, present once [`REJECTED_BY_TIME`] covers the database.
+pub(crate) const REJECTED_BY_TIME_BUILT: &str = "rejected_by_time_built";
+/// (created unix ms, execution id) → (): executions that still keep output, oldest first.
+pub(crate) const EXEC_WITH_OUTPUT: TableDefinition<'_, (i64, u128), ()> =
+    TableDefinition::new("exec_with_output");
+/// (decided unix ms, application id) → (): rejected applications, oldest first.
+pub(crate) const REJECTED_BY_TIME: TableDefinition<'_, (i64, u128), ()> =
+    TableDefinition::new("rejected_by_time");
 
 /// Calls `$each!(TABLE)` for every table: the one list, so that creating them all and copying
 /// them all (backups) can never miss one.
@@ -69,6 +80,8 @@ macro_rules! every_table {
         $each!(TTY_LIVE);
         $each!(NODE_ACCESS);
         $each!(META);
+        $each!(EXEC_WITH_OUTPUT);
+        $each!(REJECTED_BY_TIME);
     };
 }
 pub(crate) use every_table;
@@ -84,6 +97,7 @@ pub(crate) fn create_all(db: &Database) -> Result<(), StoreError> {
     every_table!(create);
     crate::nodes::index_hostnames(&txn)?;
     crate::retention::count_exec_output(&txn)?;
+    crate::retention::index_rejected(&txn)?;
     txn.commit()?;
     Ok(())
 }

@@ -790,6 +790,7 @@ async fn kept_output_is_bounded_oldest_first_and_the_results_stay() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(&dir);
+        let silent = finished_execution(&store, 50, 2, 0).await;
         let first = finished_execution(&store, 100, 2, 1000).await;
         let second = finished_execution(&store, 200, 2, 1000).await;
         assert_eq!(store.exec_output_bytes().unwrap(), 4 * 1001);
@@ -815,10 +816,24 @@ async fn kept_output_is_bounded_oldest_first_and_the_results_stay() {
             1000
         );
         assert_eq!(store.exec_output_bytes().unwrap(), 2002);
+        let (silent, _) = store.execution(silent.id).unwrap().unwrap();
+        assert_eq!(
+            silent.output_pruned_at_ms, None,
+            "an execution that kept no output has none deleted"
+        );
+        // Below the bound, nothing more goes.
+        assert_eq!(
+            store.prune_exec_output(2500, 1000).await.unwrap().records,
+            0
+        );
+        // The next call goes on to the next execution with output, past those already done.
+        let pruned = store.prune_exec_output(1, 1001).await.unwrap();
+        assert_eq!(pruned.records, 1);
+        assert_eq!(store.exec_output_bytes().unwrap(), 0);
         store.close().await;
     }
     // The counter is kept on disk with the data.
-    assert_eq!(open(&dir).exec_output_bytes().unwrap(), 2002);
+    assert_eq!(open(&dir).exec_output_bytes().unwrap(), 0);
 }
 
 #[tokio::test]

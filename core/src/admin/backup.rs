@@ -21,6 +21,27 @@ use crate::tty::Caller;
 /// Bytes of archive per frame.
 const CHUNK: usize = 256 * 1024;
 
+/// Marks a backup as running (in `Shared::backups`) until dropped.
+struct Running<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl<'a> Running<'a> {
+    fn start(flag: &'a std::sync::atomic::AtomicBool) -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        flag.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Running(flag))
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Names of database copies under the data directory (removed at start-up if a crash left one).
+pub(crate) const COPY_PREFIX: &str = ".backup-";
+
 /// The database copy, removed whatever becomes of the backup.
 struct Copy(PathBuf);
 
@@ -77,7 +98,31 @@ pub(crate) async fn serve(
     recordings: bool,
     send: &mut FramedSend,
 ) -> Result<(), Refusal> {
+    // One at a time: each holds a copy of the database on core's disk while it runs.
+    let Some(_one) = Running::start(&shared.backups) else {
+        return Err((
+            ErrorCode::LIMIT_REACHED,
+            "a backup is already being taken; try again when it is done".into(),
+        ));
+    };
     let data = shared.data_dir.clone();
+    // The copy needs about the database's size, and must leave the database its margin.
+    let database_bytes = std::fs::metadata(data.database_path()).map_or(0, |m| m.len());
+    let keep = shared.config.min_free_space;
+    if let Some(free) = crate::recording::free_space(data.root())
+        && free < database_bytes.saturating_add(keep)
+    {
+        return Err((
+            ErrorCode::INTERNAL,
+            format!(
+                "the backup needs room for a copy of the database ({}) besides the {} core keeps \
+                 free (min_free_space), and the disk has {} free",
+                bytesize::ByteSize(database_bytes),
+                bytesize::ByteSize(keep),
+                bytesize::ByteSize(free)
+            ),
+        ));
+    }
     let ca = data.load_ca().map_err(|e| failed("reading the CA", e))?;
     let copy = Copy(
         data.root()

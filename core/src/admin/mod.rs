@@ -32,6 +32,7 @@ use crate::node_conn::close;
 use crate::server::Shared;
 use crate::tty::Caller;
 
+pub(crate) use backup::COPY_PREFIX as BACKUP_COPY_PREFIX;
 pub(crate) use resolve::resolve;
 
 /// Why a request is refused: a code and a sentence for the admin.

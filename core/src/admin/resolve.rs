@@ -58,11 +58,17 @@ struct Found {
     by_id: Resolved<NodeId>,
     /// Hostnames of the nodes `by_id` found ambiguously, for the message.
     id_candidates: Vec<(NodeId, String)>,
+    /// Hostname of the node `by_id` found alone, for the message.
+    id_hostname: Option<String>,
 }
 
 fn lookup(shared: &Shared, text: &str) -> Result<Found, StoreError> {
     let by_hostname = shared.store.nodes_by_hostname(text)?;
     let by_id = shared.store.resolve_node(text)?;
+    let id_hostname = match &by_id {
+        Resolved::One(id) => shared.store.node(*id)?.map(|n| n.record.hostname),
+        _ => None,
+    };
     let id_candidates = match &by_id {
         Resolved::Ambiguous(ids) => ids
             .iter()
@@ -80,6 +86,7 @@ fn lookup(shared: &Shared, text: &str) -> Result<Found, StoreError> {
         by_hostname,
         by_id,
         id_candidates,
+        id_hostname,
     })
 }
 
@@ -89,9 +96,10 @@ enum Choice {
 }
 
 /// The rule, in order: a whole id; an exact hostname of a node not deleted; a unique id prefix;
-/// an exact hostname of a deleted node. A hostname is taken before an id prefix because short
-/// hostnames are often hexadecimal (`db01`, `cafe`), and among 100,000 nodes some id is bound
-/// to begin with them. Several nodes at the first rule that matches: ambiguous, listing them.
+/// an exact hostname of a deleted node. Several nodes at the first rule that matches:
+/// ambiguous, listing them. A live node's hostname that is also the beginning of *another*
+/// node's id is ambiguous too: hostnames come from the nodes themselves, and no node may take
+/// over the short id an admin copies from `tether node list` by calling itself that.
 fn choose(
     text: &str,
     lookup: impl FnOnce(&str) -> Result<Found, StoreError>,
@@ -107,7 +115,26 @@ fn choose(
         nodes.iter().map(|n| (n.id, n.hostname.clone())).collect()
     };
     match live.as_slice() {
-        [one] => return Ok(one.id),
+        [one] => {
+            let others: Vec<(NodeId, String)> = match &found.by_id {
+                Resolved::One(id) if *id != one.id => {
+                    vec![(*id, found.id_hostname.clone().unwrap_or_default())]
+                }
+                Resolved::Ambiguous(_) => found
+                    .id_candidates
+                    .iter()
+                    .filter(|(id, _)| *id != one.id)
+                    .cloned()
+                    .collect(),
+                _ => Vec::new(),
+            };
+            if others.is_empty() {
+                return Ok(one.id);
+            }
+            let mut all = candidates(&[*one]);
+            all.extend(others);
+            return Err(ambiguous(text, &all));
+        }
         [] => {}
         several => return Err(ambiguous(text, &candidates(several))),
     }
@@ -185,6 +212,7 @@ mod tests {
                     (A.parse().unwrap(), "a".into()),
                     (B.parse().unwrap(), "b".into()),
                 ],
+                id_hostname: Some("a".into()),
             })
         })
         .map_err(|e| match e {
@@ -199,9 +227,21 @@ mod tests {
         let b: NodeId = B.parse().unwrap();
         // A whole id wins, even over a node whose hostname is that text.
         assert_eq!(run(A, vec![record(B, A, false)], Resolved::One(a)), Ok(a));
-        // A hostname beats an id prefix: `db01` is a host, not the beginning of A's id.
+        // A hostname that is also the beginning of another node's id: ambiguous, so that no
+        // node can take over a short id by calling itself that...
+        let taken = run("db01", vec![record(B, "db01", false)], Resolved::One(a)).unwrap_err();
+        assert!(
+            taken.starts_with("ambiguous") && taken.contains(A) && taken.contains(B),
+            "{taken}"
+        );
+        // ...unless it is the beginning of its own id.
         assert_eq!(
-            run("db01", vec![record(B, "db01", false)], Resolved::One(a)),
+            run("db01", vec![record(A, "db01", false)], Resolved::One(a)),
+            Ok(a)
+        );
+        // A hostname that begins no id.
+        assert_eq!(
+            run("web-1", vec![record(B, "web-1", false)], Resolved::NotFound),
             Ok(b)
         );
         // Without such a host, the prefix.

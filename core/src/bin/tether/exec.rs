@@ -36,7 +36,7 @@ pub struct ExecArgs {
     #[command(subcommand)]
     stored: Option<StoredCommand>,
     /// Node ids, unique id prefixes, exact hostnames, or hostname patterns (quote them:
-    /// 'web-*'). An exact hostname is taken before an id prefix.
+    /// 'web-*'). A name that fits several nodes is refused, listing them.
     #[arg(value_name = "TARGET")]
     targets: Vec<String>,
     /// Also every node with this label (repeat: all must match).
