@@ -115,6 +115,8 @@ async fn a_backup_taken_during_a_burst_restores_into_a_core_the_fleet_reconnects
                     .await
                     .unwrap();
                 writes.push(Write::Labelled(seq, Instant::now()));
+                // Steady, not flat out: the backup must not be starved on a busy machine.
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
             writes
         })

@@ -224,7 +224,11 @@ async fn each_bad_enrollment_gets_its_own_clear_error_and_changes_nothing() {
     )
     .await;
     assert_eq!(code, ErrorCode::CLOCK_SKEW);
-    assert!(message.contains("300 s ahead"), "{message}");
+    // 300 s, or 299 if core's clock passed a second boundary after the request was made.
+    assert!(
+        message.contains("300 s ahead") || message.contains("299 s ahead"),
+        "{message}"
+    );
     let (code, _) = refused(
         &core,
         enroll_request(NodeId::random(), &token, now_secs() - 121, random_nonce()),
