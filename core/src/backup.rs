@@ -128,6 +128,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
     }
 }
 
+/// A backup that does not read to its end, or fails zstd's checksum.
+fn damaged(path: &Path) -> impl Fn(std::io::Error) -> BackupError + Copy + '_ {
+    move |e| BackupError::Invalid(format!("{} is damaged or incomplete: {e}", path.display()))
+}
+
 /// A recording file of the recordings directory: name and size when listed.
 #[derive(Debug, Clone)]
 pub struct RecordingFile {
@@ -287,19 +292,20 @@ pub fn restore(from: &Path, data: &Path) -> Result<Restored, BackupError> {
     result
 }
 
-fn unpack(from: &Path, data: &Path) -> Result<Restored, BackupError> {
-    let file = File::open(from).map_err(io(from))?;
+/// Reads a backup archive from its first byte to the end of its zstd frame (where zstd checks
+/// the content checksum: the tar ends before the frame does): the manifest first, of a format
+/// this release reads, then every other entry handed to `each` with its name. The manifest.
+fn read_archive(
+    path: &Path,
+    mut each: impl FnMut(&str, &mut dyn Read) -> Result<(), BackupError>,
+) -> Result<Manifest, BackupError> {
+    let file = File::open(path).map_err(io(path))?;
     let decoder = zstd::stream::read::Decoder::new(file).map_err(|e| {
-        BackupError::Invalid(format!("{} is not a Tether backup: {e}", from.display()))
+        BackupError::Invalid(format!("{} is not a Tether backup: {e}", path.display()))
     })?;
     let mut archive = tar::Archive::new(decoder);
-    files::create_private_dir(data).map_err(|e| BackupError::Invalid(e.to_string()))?;
+    let broken = damaged(path);
     let mut manifest: Option<Manifest> = None;
-    let mut seen = std::collections::HashSet::new();
-    let mut recordings = 0u32;
-    let broken = |e: std::io::Error| {
-        BackupError::Invalid(format!("{} is damaged or incomplete: {e}", from.display()))
-    };
     for entry in archive.entries().map_err(broken)? {
         let mut entry = entry.map_err(broken)?;
         let name = entry
@@ -308,33 +314,44 @@ fn unpack(from: &Path, data: &Path) -> Result<Restored, BackupError> {
             .to_str()
             .ok_or_else(|| BackupError::Invalid("a file name that is not UTF-8".into()))?
             .to_string();
-        if manifest.is_none() {
-            if name != MANIFEST {
-                return Err(BackupError::Invalid(format!(
-                    "{} is not a Tether backup (it does not begin with {MANIFEST})",
-                    from.display()
-                )));
-            }
-            let mut text = String::new();
-            entry.read_to_string(&mut text).map_err(broken)?;
-            let read: Manifest = toml::from_str(&text)
-                .map_err(|e| BackupError::Invalid(format!("{MANIFEST}: {e}")))?;
-            if read.format != FORMAT {
-                return Err(BackupError::Invalid(format!(
-                    "the backup is format {}; this tether-core ({}) restores format {FORMAT}",
-                    read.format,
-                    env!("CARGO_PKG_VERSION")
-                )));
-            }
-            manifest = Some(read);
+        if manifest.is_some() {
+            each(&name, &mut entry)?;
             continue;
         }
-        let Some((relative, mode)) = destination(&name) else {
+        if name != MANIFEST {
+            return Err(BackupError::Invalid(format!(
+                "{} is not a Tether backup (it does not begin with {MANIFEST})",
+                path.display()
+            )));
+        }
+        let mut text = String::new();
+        entry.read_to_string(&mut text).map_err(broken)?;
+        let read: Manifest =
+            toml::from_str(&text).map_err(|e| BackupError::Invalid(format!("{MANIFEST}: {e}")))?;
+        if read.format != FORMAT {
+            return Err(BackupError::Invalid(format!(
+                "the backup is format {}; this tether-core ({}) restores format {FORMAT}",
+                read.format,
+                env!("CARGO_PKG_VERSION")
+            )));
+        }
+        manifest = Some(read);
+    }
+    std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(broken)?;
+    manifest.ok_or_else(|| BackupError::Invalid(format!("{} is empty", path.display())))
+}
+
+fn unpack(from: &Path, data: &Path) -> Result<Restored, BackupError> {
+    files::create_private_dir(data).map_err(|e| BackupError::Invalid(e.to_string()))?;
+    let mut seen = std::collections::HashSet::new();
+    let mut recordings = 0u32;
+    let manifest = read_archive(from, |name, entry| {
+        let Some((relative, mode)) = destination(name) else {
             return Err(BackupError::Invalid(format!(
                 "the backup holds {name:?}, which no Tether backup holds; nothing was restored"
             )));
         };
-        if !seen.insert(name.clone()) {
+        if !seen.insert(name.to_string()) {
             return Err(BackupError::Invalid(format!(
                 "the backup holds {name:?} twice"
             )));
@@ -347,15 +364,10 @@ fn unpack(from: &Path, data: &Path) -> Result<Restored, BackupError> {
         }
         let mut out =
             AtomicFile::create(&path, mode).map_err(|e| BackupError::Invalid(e.to_string()))?;
-        std::io::copy(&mut entry, &mut out).map_err(broken)?;
+        std::io::copy(entry, &mut out).map_err(damaged(from))?;
         out.commit()
-            .map_err(|e| BackupError::Invalid(e.to_string()))?;
-    }
-    let manifest =
-        manifest.ok_or_else(|| BackupError::Invalid(format!("{} is empty", from.display())))?;
-    // The tar ends before the zstd frame does: read the frame to its end, where zstd checks
-    // the content checksum, so damage anywhere is found before anything is kept.
-    std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(broken)?;
+            .map_err(|e| BackupError::Invalid(e.to_string()))
+    })?;
     for required in KEPT
         .iter()
         .filter(|k| k.required)
@@ -393,31 +405,14 @@ fn unpack(from: &Path, data: &Path) -> Result<Restored, BackupError> {
     })
 }
 
-/// Checks a backup file without restoring it: every entry reads (zstd checks its content) and
-/// it begins with a manifest. Its manifest.
+/// Checks a backup file without restoring it: it begins with a manifest of a format this
+/// release restores, and every byte reads (zstd checks its content). Its manifest.
 pub fn check(path: &Path) -> Result<Manifest, BackupError> {
-    let file = File::open(path).map_err(io(path))?;
-    let decoder = zstd::stream::read::Decoder::new(file).map_err(io(path))?;
-    let mut archive = tar::Archive::new(decoder);
-    let broken =
-        |e: std::io::Error| BackupError::Invalid(format!("{} is damaged: {e}", path.display()));
-    let mut manifest = None;
-    for entry in archive.entries().map_err(broken)? {
-        let mut entry = entry.map_err(broken)?;
-        if manifest.is_none() {
-            let mut text = String::new();
-            entry.read_to_string(&mut text).map_err(broken)?;
-            manifest = Some(
-                toml::from_str::<Manifest>(&text)
-                    .map_err(|e| BackupError::Invalid(format!("{MANIFEST}: {e}")))?,
-            );
-        } else {
-            std::io::copy(&mut entry, &mut std::io::sink()).map_err(broken)?;
-        }
-    }
-    // To the end of the zstd frame, where its checksum is checked.
-    std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(broken)?;
-    manifest.ok_or_else(|| BackupError::Invalid(format!("{} is empty", path.display())))
+    read_archive(path, |_, entry| {
+        std::io::copy(entry, &mut std::io::sink())
+            .map(drop)
+            .map_err(damaged(path))
+    })
 }
 
 #[cfg(test)]
