@@ -407,12 +407,6 @@ pub fn recordings_dir(data_dir: &Path) -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Free bytes on the filesystem holding `path`, if it can be asked.
-pub fn free_space(path: &Path) -> Option<u64> {
-    let stat = rustix::fs::statvfs(path).ok()?;
-    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

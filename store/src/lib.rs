@@ -70,6 +70,14 @@ pub enum StoreError {
     },
 }
 
+/// Bytes free for unprivileged writers on the filesystem holding `path`, if it can be asked.
+/// The measure behind `min_free_space`, for the database's writes and for whatever else shares
+/// its disk (recordings, backup copies).
+pub fn free_space(path: &Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(path).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
 /// What opening a database file can fail with, in the store's terms: damage is
 /// [`StoreError::Corrupt`].
 pub(crate) fn open_error(path: &Path, error: redb::DatabaseError) -> StoreError {

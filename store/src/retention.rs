@@ -28,18 +28,12 @@ pub struct Pruned {
     /// Recording files of removed terminal sessions, relative to the data directory, for the
     /// caller to delete.
     pub recordings: Vec<String>,
-    /// The call stopped at its batch size: more may remain.
-    pub more: bool,
 }
 
 impl Pruned {
-    /// Whether the call hit its batch size, so that more may remain.
+    /// Whether the call did as much as one transaction should (a batch of records or of rows),
+    /// so that more may remain.
     pub fn more(&self) -> bool {
-        self.more
-    }
-
-    /// Whether this call has done as much as one transaction should.
-    fn full(&self) -> bool {
         self.records >= BATCH || self.rows >= ROW_BUDGET
     }
 }
@@ -235,8 +229,7 @@ impl Store {
                 if record.created_at_ms >= before_ms && results <= max_results {
                     break;
                 }
-                if pruned.full() {
-                    pruned.more = true;
+                if pruned.more() {
                     break;
                 }
                 results = results.saturating_sub(drop_execution(txn, &record, &mut pruned)?);
@@ -267,8 +260,7 @@ impl Store {
                 if kept <= max_bytes {
                     break;
                 }
-                if pruned.full() {
-                    pruned.more = true;
+                if pruned.more() {
                     break;
                 }
                 let (bytes, chunks) =
@@ -308,7 +300,6 @@ impl Store {
             }
             Ok(Pruned {
                 records: old.len(),
-                more: old.len() >= BATCH,
                 ..Default::default()
             })
         })
@@ -345,7 +336,6 @@ impl Store {
             }
             Ok(Pruned {
                 records: old.len(),
-                more: old.len() >= BATCH,
                 ..Default::default()
             })
         })
@@ -383,10 +373,7 @@ impl Store {
             let mut sessions = txn.open_table(TTY_SESSIONS)?;
             let mut by_time = txn.open_table(TTY_BY_TIME)?;
             let mut by_node = txn.open_table(TTY_BY_NODE)?;
-            let mut pruned = Pruned {
-                more: old.len() >= BATCH,
-                ..Default::default()
-            };
+            let mut pruned = Pruned::default();
             for record in old {
                 let id = record.id.0.as_u128();
                 sessions.remove(id)?;
@@ -418,8 +405,7 @@ impl Store {
                 return Ok(false);
             };
             record.recording_note = Some(note);
-            txn.open_table(TTY_SESSIONS)?
-                .insert(key, codec::encode(&record).as_slice())?;
+            crate::tty::save_session(txn, &record)?;
             Ok(true)
         })
         .await

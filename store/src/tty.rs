@@ -34,7 +34,10 @@ pub(crate) fn read_access(
         .map(Option::unwrap_or_default)
 }
 
-fn save_session(txn: &WriteTransaction, record: &TtySessionRecord) -> Result<(), StoreError> {
+pub(crate) fn save_session(
+    txn: &WriteTransaction,
+    record: &TtySessionRecord,
+) -> Result<(), StoreError> {
     let id = record.id.0.as_u128();
     txn.open_table(TTY_SESSIONS)?
         .insert(id, codec::encode(record).as_slice())?;

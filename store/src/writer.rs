@@ -71,10 +71,9 @@ pub(crate) struct SpaceGuard {
 impl SpaceGuard {
     /// Refuses when too little is free. A filesystem that cannot be asked is let be.
     fn check(&self) -> Result<(), StoreError> {
-        let Ok(stat) = rustix::fs::statvfs(&self.dir) else {
+        let Some(free) = crate::free_space(&self.dir) else {
             return Ok(());
         };
-        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
         if free < self.keep {
             Err(StoreError::DiskFull {
                 free,

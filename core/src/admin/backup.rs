@@ -109,7 +109,7 @@ pub(crate) async fn serve(
     // The copy needs about the database's size, and must leave the database its margin.
     let database_bytes = std::fs::metadata(data.database_path()).map_or(0, |m| m.len());
     let keep = shared.config.min_free_space;
-    if let Some(free) = crate::recording::free_space(data.root())
+    if let Some(free) = tether_store::free_space(data.root())
         && free < database_bytes.saturating_add(keep)
     {
         return Err((

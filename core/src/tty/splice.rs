@@ -326,7 +326,7 @@ async fn run(
                     let mut recorder = recorder.lock().expect("not poisoned");
                     // Recordings leave the database its margin of free space.
                     let keep = shared.config.min_free_space;
-                    if let Some(free) = crate::recording::free_space(shared.data_dir.root())
+                    if let Some(free) = tether_store::free_space(shared.data_dir.root())
                         && free < keep
                     {
                         recorder.give_up(format!(
