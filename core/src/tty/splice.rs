@@ -24,6 +24,8 @@ use crate::server::Shared;
 
 /// How long the node has to start the shell.
 const NODE_START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the node's exit report may follow its refusal of further input.
+const EXIT_AFTER_INPUT_STOPPED: Duration = Duration::from_secs(2);
 
 /// Step two, on the stream the client opened with `OpenTty`: checks the token, opens the node's
 /// stream, and splices the two until the session ends.
@@ -343,7 +345,20 @@ async fn run(
             }
             result = &mut upstream => {
                 upstream_ended = true;
-                break Ok(result.unwrap_or_else(|e| Ending::ClientLost(e.to_string())));
+                let ending = result.unwrap_or_else(|e| Ending::ClientLost(e.to_string()));
+                // A node stops reading input once its shell has exited, so input that was on
+                // its way fails to send while the exit is still coming on the output stream:
+                // that stream, not the input's, says how the session ended.
+                if matches!(ending, Ending::NodeLost(_))
+                    && let Ok(result) = tokio::time::timeout(EXIT_AFTER_INPUT_STOPPED, &mut downstream).await
+                {
+                    let (ending, returned) = result.unwrap_or_else(|e| {
+                        (Ending::NodeLost(e.to_string()), None)
+                    });
+                    *client_send = returned;
+                    break Ok(ending);
+                }
+                break Ok(ending);
             }
             result = &mut downstream => {
                 let (ending, returned) = result.unwrap_or_else(|e| {
