@@ -55,7 +55,7 @@ fn codec(c: &mut Criterion) {
 }
 
 fn now_secs() -> i64 {
-    tether_core::clock::unix_ms(std::time::SystemTime::now()) / 1000
+    tether_wire::units::unix_ms(std::time::SystemTime::now()) / 1000
 }
 
 /// One heartbeat from send to core's presence update, through QUIC on loopback: send, then wait
@@ -89,7 +89,7 @@ fn end_to_end(c: &mut Criterion) {
                     let start = Instant::now();
                     for _ in 0..iterations {
                         let before = core.heartbeats_received();
-                        node.heartbeat(tether_core::clock::unix_ms(std::time::SystemTime::now()))
+                        node.heartbeat(tether_wire::units::unix_ms(std::time::SystemTime::now()))
                             .unwrap();
                         while core.heartbeats_received() == before {
                             tokio::task::yield_now().await;

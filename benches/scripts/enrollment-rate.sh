@@ -22,7 +22,7 @@ out=${OUT:-target/enrollment-rate.json}
 
 . benches/scripts/lib.sh
 raise_limits
-cargo build --release -q -p tether-core -p tether-benches --bin tether-core --bin tether --bin tether-enroll-rate
+cargo build --release -q -p tether-core -p tether-client -p tether-benches --bin tether-core --bin tether --bin tether-enroll-rate
 core_bin=${CORE_BIN:-target/release/tether-core}
 cli_bin=target/release/tether
 client_bin=target/release/tether-enroll-rate

@@ -25,7 +25,7 @@ out=${OUT:-target/reconnect-storm.json}
 
 . benches/scripts/lib.sh
 raise_limits
-cargo build --release -q -p tether-core -p tether-benches --bin tether-core --bin tether --bin tether-loadgen
+cargo build --release -q -p tether-core -p tether-client -p tether-benches --bin tether-core --bin tether --bin tether-loadgen
 core_bin=${CORE_BIN:-target/release/tether-core}
 cli_bin=target/release/tether
 loadgen_bin=target/release/tether-loadgen

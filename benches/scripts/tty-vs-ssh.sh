@@ -47,7 +47,7 @@ if [ ! -x /usr/sbin/sshd ] || ! command -v jq > /dev/null; then
     [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
 fi
 
-cargo build --release -q -p tether-core -p tether-node -p tether-benches \
+cargo build --release -q -p tether-core -p tether-client -p tether-node -p tether-benches \
     --bin tether-core --bin tether --bin tether-node --bin tty-latency --bin tty-rate --bin tty-floor
 bin=$root/target/release
 

@@ -200,10 +200,46 @@ impl CoreCa {
         })
     }
 
-    /// Issues a user's client certificate: common name `name`, organizational unit the role.
+    /// Issues a user's client certificate with a fresh key made here (the bootstrap admin's,
+    /// written by core itself): common name `name`, organizational unit the role.
     pub fn issue_admin(&self, name: &str, role: Role) -> Result<IssuedPem, CertError> {
-        check_admin_name(name)?;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(cert_err)?;
+        let cert_pem = self.sign_user(name, role, &key, ADMIN_VALIDITY)?.cert_pem;
+        Ok(IssuedPem {
+            cert_pem,
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Issues a user's client certificate for a public key the user made (a DER
+    /// SubjectPublicKeyInfo, as [`UserKey::public_key_der`] gives), valid for `lifetime`
+    /// (at most [`MAX_USER_CERT_LIFETIME`]). The private key never reaches core.
+    pub fn issue_user_cert(
+        &self,
+        name: &str,
+        role: Role,
+        public_key_der: &[u8],
+        lifetime: Duration,
+    ) -> Result<UserCert, CertError> {
+        if lifetime.is_zero() || lifetime > MAX_USER_CERT_LIFETIME {
+            return Err(CertError::Certificate(format!(
+                "a user certificate lasts from a second to {} days",
+                MAX_USER_CERT_LIFETIME.as_secs() / 86_400
+            )));
+        }
+        let key = rcgen::SubjectPublicKeyInfo::from_der(public_key_der)
+            .map_err(|e| CertError::Certificate(format!("not a public key core can sign: {e}")))?;
+        self.sign_user(name, role, &key, lifetime)
+    }
+
+    fn sign_user(
+        &self,
+        name: &str,
+        role: Role,
+        key: &impl rcgen::PublicKeyData,
+        lifetime: Duration,
+    ) -> Result<UserCert, CertError> {
+        check_admin_name(name)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
         params.distinguished_name.push(DnType::CommonName, name);
@@ -217,13 +253,99 @@ impl CoreCa {
         )];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        validity(&mut params, ADMIN_VALIDITY);
+        validity(&mut params, lifetime);
         random_serial(&mut params);
-        let cert = params.signed_by(&key, &self.issuer()?).map_err(cert_err)?;
-        Ok(IssuedPem {
+        let cert = params.signed_by(key, &self.issuer()?).map_err(cert_err)?;
+        let info = user_cert_info(cert.der()).ok_or_else(|| {
+            CertError::Certificate("the certificate just issued does not parse".into())
+        })?;
+        Ok(UserCert {
             cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
+            info,
         })
+    }
+}
+
+/// The longest a user certificate may last: certificates are revocable, but a short life
+/// limits what a lost, forgotten file can do.
+pub const MAX_USER_CERT_LIFETIME: Duration = Duration::from_secs(5 * 365 * 24 * 3600);
+
+/// A user certificate core issued, and what core records of it.
+#[derive(Debug, Clone)]
+pub struct UserCert {
+    /// Certificate PEM.
+    pub cert_pem: String,
+    /// Its serial, names and validity.
+    pub info: UserCertInfo,
+}
+
+/// What core reads from a user certificate on every connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserCertInfo {
+    /// The user name (common name).
+    pub user: String,
+    /// The role written at issue (organizational unit); informational since users are records
+    /// of their own: core takes the role from the user record. `None` for certificates issued
+    /// before roles existed.
+    pub role: Option<Role>,
+    /// Serial number, lower-case hex without leading zero bytes (as `openssl x509 -serial`
+    /// prints it, in lower case).
+    pub serial: String,
+    /// Not before, unix seconds.
+    pub not_before: i64,
+    /// Not after, unix seconds.
+    pub not_after: i64,
+}
+
+/// Reads a user certificate's names, serial and validity; `None` if it is not one.
+pub fn user_cert_info(der: &[u8]) -> Option<UserCertInfo> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let user = cert.subject().iter_common_name().next()?.as_str().ok()?;
+    let role = match cert.subject().iter_organizational_unit().next() {
+        None => None,
+        Some(unit) => Some(unit.as_str().ok()?.parse().ok()?),
+    };
+    Some(UserCertInfo {
+        user: user.to_string(),
+        role,
+        serial: serial_hex(cert.raw_serial()),
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
+    })
+}
+
+/// A serial number's bytes as lower-case hex, leading zero bytes dropped.
+fn serial_hex(raw: &[u8]) -> String {
+    let start = raw
+        .iter()
+        .position(|&b| b != 0)
+        .unwrap_or(raw.len().saturating_sub(1));
+    hex::encode(&raw[start..])
+}
+
+/// A user's new key pair, made on the user's side: only its public half goes to core.
+pub struct UserKey(KeyPair);
+
+impl std::fmt::Debug for UserKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UserKey(..)")
+    }
+}
+
+impl UserKey {
+    /// A fresh ECDSA P-256 key.
+    pub fn generate() -> Result<Self, CertError> {
+        Ok(Self(
+            KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(cert_err)?,
+        ))
+    }
+    /// The public key as DER SubjectPublicKeyInfo.
+    pub fn public_key_der(&self) -> Vec<u8> {
+        rcgen::PublicKeyData::subject_public_key_info(&self.0)
+    }
+    /// The private key, PKCS#8 PEM.
+    pub fn private_key_pem(&self) -> String {
+        self.0.serialize_pem()
     }
 }
 
@@ -340,5 +462,42 @@ mod tests {
         for bad in ["", ".hidden", "a b", "x/y", &"n".repeat(65)] {
             assert!(check_admin_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_user_certificate_is_issued_for_the_users_own_key() {
+        let ca = CoreCa::generate("test").unwrap();
+        let key = UserKey::generate().unwrap();
+        let issued = ca
+            .issue_user_cert(
+                "carol",
+                Role::Viewer,
+                &key.public_key_der(),
+                Duration::from_secs(90 * 86_400),
+            )
+            .unwrap();
+        let der = parse_cert_pem(&issued.cert_pem).unwrap();
+        let info = user_cert_info(&der).unwrap();
+        assert_eq!(info, issued.info);
+        assert_eq!(info.user, "carol");
+        assert_eq!(info.role, Some(Role::Viewer));
+        assert!(!info.serial.starts_with("00") && info.serial.len() <= 32);
+        let days = (info.not_after - info.not_before - 3600) / 86_400;
+        assert_eq!(days, 90);
+        // The certificate is for the user's key: its public key is the one sent.
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert_eq!(cert.public_key().raw, key.public_key_der().as_slice());
+
+        let too_long = ca.issue_user_cert(
+            "carol",
+            Role::Viewer,
+            &key.public_key_der(),
+            MAX_USER_CERT_LIFETIME + Duration::from_secs(1),
+        );
+        assert!(too_long.is_err());
+        assert!(
+            ca.issue_user_cert("carol", Role::Viewer, b"junk", Duration::from_secs(60))
+                .is_err()
+        );
     }
 }

@@ -39,11 +39,12 @@ pub fn server_config(
     let provider = provider();
     let mut roots = RootCertStore::empty();
     roots.add(ca_der.clone()).map_err(tls_err)?;
-    let client_verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    let client_verifier = Arc::new(ExpiryToCore {
+        inner: WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .allow_unauthenticated()
             .build()
-            .map_err(tls_err)?;
+            .map_err(tls_err)?,
+    });
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_err)?
@@ -273,5 +274,83 @@ mod tests {
             good.verify_server_cert(&forged.chain[0], &server.chain[1..], &name, &[], now)
                 .is_err()
         );
+    }
+}
+
+/// Core's client-certificate verifier: WebPKI's, except that an expired certificate that is
+/// otherwise valid (issued by core's CA, signature and chain intact) passes the handshake, so
+/// that core itself refuses it with a sentence and an audit record instead of a bare TLS alert
+/// nobody sees. Core refuses every request on a certificate past its record's expiry
+/// (`tether_core::auth::check_cert`); a certificate not yet valid is still refused here.
+#[derive(Debug)]
+struct ExpiryToCore {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for ExpiryToCore {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        match self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Expired | rustls::CertificateError::ExpiredContext { .. },
+            )) => {
+                // Checked again as of its last valid second: everything but the time.
+                let not_after = x509_parser::parse_x509_certificate(end_entity)
+                    .map_err(|_| {
+                        rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+                    })?
+                    .1
+                    .validity()
+                    .not_after
+                    .timestamp();
+                let then = rustls::pki_types::UnixTime::since_unix_epoch(
+                    std::time::Duration::from_secs(u64::try_from(not_after).unwrap_or(0)),
+                );
+                self.inner
+                    .verify_client_cert(end_entity, intermediates, then)
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }

@@ -12,42 +12,20 @@
 //!
 //! Core writes it ([`write_archive`]) on an admin's stream; the CLI writes it to a file;
 //! `tether-core restore` lays it out as a new data directory ([`restore`]) after checking every
-//! name, and the database with [`tether_store::Store::verify`].
+//! name, and the database with [`tether_store::Store::verify`]. Writing is here; reading is
+//! `tether_client::archive` (the one reader: the CLI checks a backup with it, a restore reads
+//! through it), whose format constants and manifest are re-exported here.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use tether_certs::files::{self, AtomicFile};
+use tether_client::archive::{ArchiveError, read_archive};
 
 use crate::data_dir::DataDir;
 
-/// The first entry of every backup.
-pub const MANIFEST: &str = "tether-backup.toml";
-/// The database's name in the archive (and in the data directory).
-pub const DATABASE: &str = "tether.redb";
-/// The format this release writes and reads.
-pub const FORMAT: u32 = 1;
-
-/// What a backup says about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// [`FORMAT`].
-    pub format: u32,
-    /// When it was taken, RFC 3339.
-    pub created_at: String,
-    /// Version of the core that took it.
-    pub core_version: String,
-    /// The address that core advertised (nodes dial it).
-    pub core_addr: String,
-    /// Fingerprint of its CA (nodes pin it).
-    pub ca_fingerprint: String,
-    /// Nodes in the database.
-    pub nodes: u64,
-    /// Recordings in the archive.
-    pub recordings: u32,
-}
+pub use tether_client::archive::{DATABASE, FORMAT, MANIFEST, Manifest};
 
 /// A file of the data directory that a backup carries, and the mode it is restored with.
 struct Kept {
@@ -128,9 +106,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
     }
 }
 
-/// A backup that does not read to its end, or fails zstd's checksum.
-fn damaged(path: &Path) -> impl Fn(std::io::Error) -> BackupError + Copy + '_ {
-    move |e| BackupError::Invalid(format!("{} is damaged or incomplete: {e}", path.display()))
+impl From<ArchiveError> for BackupError {
+    fn from(error: ArchiveError) -> Self {
+        match error {
+            ArchiveError::Io { path, error } => BackupError::Io { path, error },
+            ArchiveError::Invalid(why) => BackupError::Invalid(why),
+            other => BackupError::Invalid(other.to_string()),
+        }
+    }
 }
 
 /// A recording file of the recordings directory: name and size when listed.
@@ -292,55 +275,6 @@ pub fn restore(from: &Path, data: &Path) -> Result<Restored, BackupError> {
     result
 }
 
-/// Reads a backup archive from its first byte to the end of its zstd frame (where zstd checks
-/// the content checksum: the tar ends before the frame does): the manifest first, of a format
-/// this release reads, then every other entry handed to `each` with its name. The manifest.
-fn read_archive(
-    path: &Path,
-    mut each: impl FnMut(&str, &mut dyn Read) -> Result<(), BackupError>,
-) -> Result<Manifest, BackupError> {
-    let file = File::open(path).map_err(io(path))?;
-    let decoder = zstd::stream::read::Decoder::new(file).map_err(|e| {
-        BackupError::Invalid(format!("{} is not a Tether backup: {e}", path.display()))
-    })?;
-    let mut archive = tar::Archive::new(decoder);
-    let broken = damaged(path);
-    let mut manifest: Option<Manifest> = None;
-    for entry in archive.entries().map_err(broken)? {
-        let mut entry = entry.map_err(broken)?;
-        let name = entry
-            .path()
-            .map_err(broken)?
-            .to_str()
-            .ok_or_else(|| BackupError::Invalid("a file name that is not UTF-8".into()))?
-            .to_string();
-        if manifest.is_some() {
-            each(&name, &mut entry)?;
-            continue;
-        }
-        if name != MANIFEST {
-            return Err(BackupError::Invalid(format!(
-                "{} is not a Tether backup (it does not begin with {MANIFEST})",
-                path.display()
-            )));
-        }
-        let mut text = String::new();
-        entry.read_to_string(&mut text).map_err(broken)?;
-        let read: Manifest =
-            toml::from_str(&text).map_err(|e| BackupError::Invalid(format!("{MANIFEST}: {e}")))?;
-        if read.format != FORMAT {
-            return Err(BackupError::Invalid(format!(
-                "the backup is format {}; this tether-core ({}) restores format {FORMAT}",
-                read.format,
-                env!("CARGO_PKG_VERSION")
-            )));
-        }
-        manifest = Some(read);
-    }
-    std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(broken)?;
-    manifest.ok_or_else(|| BackupError::Invalid(format!("{} is empty", path.display())))
-}
-
 fn unpack(from: &Path, data: &Path) -> Result<Restored, BackupError> {
     files::create_private_dir(data).map_err(|e| BackupError::Invalid(e.to_string()))?;
     let mut seen = std::collections::HashSet::new();
@@ -364,7 +298,7 @@ fn unpack(from: &Path, data: &Path) -> Result<Restored, BackupError> {
         }
         let mut out =
             AtomicFile::create(&path, mode).map_err(|e| BackupError::Invalid(e.to_string()))?;
-        std::io::copy(entry, &mut out).map_err(damaged(from))?;
+        std::io::copy(entry, &mut out).map_err(|e| ArchiveError::damaged(from, e))?;
         out.commit()
             .map_err(|e| BackupError::Invalid(e.to_string()))
     })?;
@@ -402,16 +336,6 @@ fn unpack(from: &Path, data: &Path) -> Result<Restored, BackupError> {
         manifest,
         database,
         recordings,
-    })
-}
-
-/// Checks a backup file without restoring it: it begins with a manifest of a format this
-/// release restores, and every byte reads (zstd checks its content). Its manifest.
-pub fn check(path: &Path) -> Result<Manifest, BackupError> {
-    read_archive(path, |_, entry| {
-        std::io::copy(entry, &mut std::io::sink())
-            .map(drop)
-            .map_err(damaged(path))
     })
 }
 

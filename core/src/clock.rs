@@ -2,7 +2,10 @@
 //! can be tested with `tokio::time::pause()`.
 
 use std::fmt::Debug;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+
+/// Unix milliseconds of a system time (the one conversion, shared with the CLI).
+pub use tether_wire::units::unix_ms;
 
 /// A source of wall-clock time.
 pub trait Clock: Send + Sync + Debug {
@@ -52,13 +55,5 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
         self.0.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-/// Unix milliseconds of a system time.
-pub fn unix_ms(time: SystemTime) -> i64 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
     }
 }

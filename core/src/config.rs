@@ -86,6 +86,18 @@ pub struct CoreConfig {
     pub tty_authorize_per_minute: u32,
     /// How long a terminal token is valid.
     pub tty_token_ttl: Duration,
+    /// A browser login session ends after this long without a request (seed 002's access token: 2 h).
+    pub session_idle_timeout: Duration,
+    /// A browser login session ends this long after login, used or not (seed 002's refresh token: 7 days).
+    pub session_lifetime: Duration,
+    /// Failed password logins in a row, for one user name or from one address, before logins for it are locked for `login_lockout`; each failure before that makes the next attempt wait longer (`login_delay`, doubling).
+    pub login_max_failures: u32,
+    /// How long logins stay locked after `login_max_failures`.
+    pub login_lockout: Duration,
+    /// The wait imposed after the first failed login; it doubles with each further failure (at most `login_lockout`).
+    pub login_delay: Duration,
+    /// How long audit records are kept; older ones are pruned from the old end and the chain stays verifiable from its new start.
+    pub audit_retention: Duration,
 }
 
 /// Whether terminal sessions are recorded (asciicast v2 files under `DATA/recordings`).
@@ -171,6 +183,12 @@ impl CoreConfig {
             tty_max_per_user: 8,
             tty_authorize_per_minute: 30,
             tty_token_ttl: Duration::from_secs(300),
+            session_idle_timeout: Duration::from_secs(2 * 3600),
+            session_lifetime: Duration::from_secs(7 * DAY),
+            login_max_failures: 10,
+            login_lockout: Duration::from_secs(15 * 60),
+            login_delay: Duration::from_secs(1),
+            audit_retention: Duration::from_secs(365 * DAY),
         }
     }
 
@@ -242,6 +260,23 @@ impl CoreConfig {
             if value < Duration::from_secs(1) {
                 return bad(key, "must be at least 1s".into());
             }
+        }
+        if self.session_idle_timeout < Duration::from_secs(1)
+            || self.session_lifetime < self.session_idle_timeout
+        {
+            return bad(
+                "session_idle_timeout/session_lifetime",
+                "the idle timeout must be at least 1s and at most the lifetime".into(),
+            );
+        }
+        if self.login_max_failures == 0 {
+            return bad("login_max_failures", "must be at least 1".into());
+        }
+        if self.login_delay > self.login_lockout {
+            return bad("login_delay", "must be at most login_lockout".into());
+        }
+        if self.audit_retention < Duration::from_secs(DAY) {
+            return bad("audit_retention", "must be at least 1 day".into());
         }
         if self.prune_interval < Duration::from_millis(100) {
             return bad("prune_interval", "must be at least 100ms".into());
@@ -330,6 +365,12 @@ impl CoreConfig {
             tty_max_per_user,
             tty_authorize_per_minute,
             tty_token_ttl,
+            session_idle_timeout,
+            session_lifetime,
+            login_max_failures,
+            login_lockout,
+            login_delay,
+            audit_retention,
         } = file;
         set(&mut self.listen, listen);
         set(&mut self.data_dir, data_dir);
@@ -389,6 +430,15 @@ impl CoreConfig {
         set(&mut self.tty_max_per_user, tty_max_per_user);
         set(&mut self.tty_authorize_per_minute, tty_authorize_per_minute);
         set(&mut self.tty_token_ttl, tty_token_ttl.map(|d| d.0));
+        set(
+            &mut self.session_idle_timeout,
+            session_idle_timeout.map(|d| d.0),
+        );
+        set(&mut self.session_lifetime, session_lifetime.map(|d| d.0));
+        set(&mut self.login_max_failures, login_max_failures);
+        set(&mut self.login_lockout, login_lockout.map(|d| d.0));
+        set(&mut self.login_delay, login_delay.map(|d| d.0));
+        set(&mut self.audit_retention, audit_retention.map(|d| d.0));
     }
 }
 
@@ -466,6 +516,18 @@ pub struct ConfigFile {
     pub tty_authorize_per_minute: Option<u32>,
     /// See [`CoreConfig::tty_token_ttl`].
     pub tty_token_ttl: Option<DurationText>,
+    /// See [`CoreConfig::session_idle_timeout`].
+    pub session_idle_timeout: Option<DurationText>,
+    /// See [`CoreConfig::session_lifetime`].
+    pub session_lifetime: Option<DurationText>,
+    /// See [`CoreConfig::login_max_failures`].
+    pub login_max_failures: Option<u32>,
+    /// See [`CoreConfig::login_lockout`].
+    pub login_lockout: Option<DurationText>,
+    /// See [`CoreConfig::login_delay`].
+    pub login_delay: Option<DurationText>,
+    /// See [`CoreConfig::audit_retention`].
+    pub audit_retention: Option<DurationText>,
 }
 
 impl ConfigFile {
@@ -490,8 +552,9 @@ impl<'de> Deserialize<'de> for DurationText {
     }
 }
 
-/// Parses `500ms`, `30s`, `2m`, `1h` (a unit is required); the same rules as the node's config.
-pub use tether_node::config::parse_duration;
+/// Parses `500ms`, `30s`, `2m`, `1h` (a unit is required); the same rules as the node's config
+/// and the CLI's flags (`tether_wire::units`).
+pub use tether_wire::units::parse_duration;
 
 /// A size in bytes, written as a number (`1048576`) or with a unit (`64MiB`, `10GiB`, `1GB`:
 /// binary units are powers of 1024, decimal ones of 1000).
@@ -542,15 +605,6 @@ pub enum ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("30").unwrap_err().contains("needs a unit"));
-        assert!(parse_duration("soon").is_err());
-    }
 
     #[test]
     fn file_overrides_defaults_and_unknown_keys_are_refused() {

@@ -63,16 +63,20 @@ pub(crate) async fn serve(
     spec: ExecSpec,
     mut send: FramedSend,
     mut recv: FramedRecv,
+    audit: crate::admin::Pending,
 ) {
     let started = match start(&shared, &admin, &spec).await {
         Ok(started) => started,
-        Err((code, message)) => {
+        Err(refusal) => {
+            audit.done(Err(&refusal)).await;
+            let (code, message) = refusal;
             let _ = send.send(&AdminResponse::Error { code, message }).await;
             send.finish();
             return;
         }
     };
     let exec_id = started.record.id;
+    audit.done(Ok(Some(exec_id.to_string()))).await;
     let span = info_span!("exec", %exec_id);
     async move {
         info!(%admin, command = ?spec.command, nodes = started.targets.len(), selector = %started.record.selector, "execution started");

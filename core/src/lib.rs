@@ -4,16 +4,17 @@
 //! Nodes enroll, authenticate, heartbeat and receive commands over their one connection; admins
 //! (the `tether` CLI, later the web bridge) send requests on streams of their own.
 //!
-//! Entry points: [`server::Core::start`] runs a core; [`client::AdminClient`] is the admin side.
-//! The binaries `tether-core` (server, local admin tasks, `dev`) and
-//! `tether` are thin command-line shells over these.
+//! Entry point: [`server::Core::start`] runs a core. The binary `tether-core` (server, local
+//! admin tasks, `dev`) is a thin command-line shell over it. The admin side — the client library
+//! and the `tether` CLI — is the package `tether-client` (`core/client/`), which never links this
+//! crate; this crate uses it only to read what it writes (backup archives, recordings), so that
+//! there is one reader of each.
 //!
 //! This crate never touches redb (that is `tether-store`) and never defines what crosses a process
 //! boundary (that is `tether-wire`); JSON appears only in the `tether` CLI's `--json` output.
 
 pub mod backup;
 pub mod cid;
-pub mod client;
 pub mod clock;
 pub mod config;
 pub mod data_dir;
@@ -22,6 +23,7 @@ pub mod server;
 pub mod udp;
 
 mod admin;
+pub mod auth;
 mod enroll;
 mod exec;
 mod mailbox;

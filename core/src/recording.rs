@@ -11,14 +11,15 @@
 //! recordings. The recordings directory as a whole is bounded by the chores (total size, age).
 //!
 //! The stream is flushed every half second and whenever the session is idle, so a crash loses
-//! at most that much; a reader of a stream cut short ([`open`]) gets everything before the cut.
+//! at most that much; a reader of a stream cut short (`tether_client::recording::open`, the one
+//! reader of recordings) gets everything before the cut.
 //!
 //! asciicast stores output as text, but a terminal's bytes may split a UTF-8 character across two
 //! reads: [`Utf8Carry`] keeps an incomplete tail for the next event, so no character is broken
 //! and none is lost; bytes that are not UTF-8 at all become U+FFFD, as a terminal would show them.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -332,72 +333,6 @@ impl Drop for Recorder {
     }
 }
 
-/// A recording as asciicast v2 text, compressed or not (recordings made before compression
-/// are plain): the reader decompresses a `.cast.zst` stream; a stream cut short (core stopped
-/// mid-session) yields everything before the cut, then ends.
-pub fn open(mut file: impl Read + 'static) -> std::io::Result<Box<dyn Read>> {
-    let mut magic = [0u8; 4];
-    let mut got = 0;
-    while got < magic.len() {
-        match file.read(&mut magic[got..])? {
-            0 => break,
-            n => got += n,
-        }
-    }
-    let head = std::io::Cursor::new(magic[..got].to_vec());
-    let whole = head.chain(file);
-    let text: Box<dyn Read> =
-        if got == 4 && u32::from_le_bytes(magic) == zstd::zstd_safe::MAGICNUMBER {
-            Box::new(Truncated(zstd::stream::read::Decoder::new(whole)?))
-        } else {
-            Box::new(whole)
-        };
-    Ok(Box::new(WholeLines {
-        text: std::io::BufReader::new(text),
-        line: Vec::new(),
-        at: 0,
-    }))
-}
-
-/// Only whole lines (whole events): a recording cut short (a crash, a full disk) may end in the
-/// middle of one, which is left out.
-struct WholeLines<R> {
-    text: std::io::BufReader<R>,
-    line: Vec<u8>,
-    at: usize,
-}
-
-impl<R: Read> Read for WholeLines<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use std::io::BufRead;
-        if self.at == self.line.len() {
-            self.line.clear();
-            self.at = 0;
-            self.text.read_until(b'\n', &mut self.line)?;
-            if self.line.last() != Some(&b'\n') {
-                self.line.clear();
-                return Ok(0);
-            }
-        }
-        let n = buf.len().min(self.line.len() - self.at);
-        buf[..n].copy_from_slice(&self.line[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
-}
-
-/// A decoder whose input may stop mid-frame: that end is the end of the text.
-struct Truncated<R>(R);
-
-impl<R: Read> Read for Truncated<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self.0.read(buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
-            other => other,
-        }
-    }
-}
-
 /// The recordings directory under the data directory, created owner-only.
 pub fn recordings_dir(data_dir: &Path) -> std::io::Result<PathBuf> {
     let dir = data_dir.join("recordings");
@@ -467,8 +402,9 @@ mod tests {
     }
 
     fn read_back(path: &Path) -> Vec<serde_json::Value> {
+        use std::io::Read;
         let mut text = String::new();
-        open(std::fs::File::open(path).unwrap())
+        tether_client::recording::open(std::fs::File::open(path).unwrap())
             .unwrap()
             .read_to_string(&mut text)
             .unwrap();
@@ -568,25 +504,10 @@ mod tests {
         let lines = read_back(&path);
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[1][2], "before the crash\r\n");
-        // A plain file cut in the middle of an event: the whole events before it.
-        let text = "{\"version\":2}\n[0.1,\"o\",\"a\"]\n[0.2,\"o\",\"b";
-        let mut out = String::new();
-        open(std::io::Cursor::new(text.as_bytes().to_vec()))
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        assert_eq!(out, "{\"version\":2}\n[0.1,\"o\",\"a\"]\n");
     }
 
     #[test]
-    fn plain_recordings_of_before_are_read_as_they_are() {
-        let text = "{\"version\":2,\"width\":80,\"height\":24}\n[0.5,\"o\",\"a\"]\n";
-        let mut out = String::new();
-        open(std::io::Cursor::new(text.as_bytes().to_vec()))
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        assert_eq!(out, text);
+    fn recordings_are_named_by_session() {
         assert_eq!(
             session_of("67e55044-10b1-426f-9247-bb680e5fe0c8.cast.zst").map(|s| s.to_string()),
             Some("67e55044-10b1-426f-9247-bb680e5fe0c8".into())

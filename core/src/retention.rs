@@ -122,6 +122,29 @@ pub(crate) async fn prune(shared: &Shared) {
     {
         warn!(error = %e, "identity conflict pruning failed");
     }
+    let audit = repeat("audit log", || {
+        store.prune_audit(before(config.audit_retention))
+    })
+    .await;
+    if audit.records > 0 {
+        info!(
+            records = audit.records,
+            "audit records older than audit_retention pruned; the chain stays verifiable from its new start"
+        );
+    }
+    match store
+        .prune_sessions(now_ms, millis(config.session_idle_timeout))
+        .await
+    {
+        Ok(0) => {}
+        Ok(ended) => debug!(sessions = ended, "ended login sessions removed"),
+        Err(e) => warn!(error = %e, "login session pruning failed"),
+    }
+    shared
+        .login_throttle
+        .lock()
+        .expect("not poisoned")
+        .sweep(tokio::time::Instant::now());
     prune_recordings(shared).await;
 }
 

@@ -86,6 +86,10 @@ pub(crate) struct Shared {
     pub handshakes_deferred: AtomicU64,
     /// A backup is being taken (one at a time).
     pub backups: std::sync::atomic::AtomicBool,
+    /// Admin connections open now (closed at once on a revocation or disable).
+    pub admin_connections: crate::auth::Connections,
+    /// Failed password logins, per user name and address.
+    pub login_throttle: std::sync::Mutex<crate::auth::throttle::Throttle>,
 }
 
 /// Holds one of `max_handshakes` until the handshake has finished, either way.
@@ -236,6 +240,7 @@ impl Core {
                 "terminal sessions live when core stopped are marked error"
             );
         }
+        crate::auth::bootstrap(&store, &data_dir.admin_identity_path(), clock.now_ms()).await?;
 
         let server_cert = data_dir.server_certificate(&ca)?;
         let tls = tether_certs::tls::server_config(ca.cert_der(), server_cert)
@@ -258,6 +263,11 @@ impl Core {
         let local_addr = endpoint.local_addr().map_err(bind_error)?;
         info!(%local_addr, advertised = %advertised, "core listening");
 
+        let config_login = (
+            config.login_max_failures,
+            config.login_lockout,
+            config.login_delay,
+        );
         let shared = Arc::new(Shared {
             config,
             store,
@@ -271,6 +281,12 @@ impl Core {
             handshakes: AtomicUsize::new(0),
             handshakes_deferred: AtomicU64::new(0),
             backups: Default::default(),
+            admin_connections: Default::default(),
+            login_throttle: std::sync::Mutex::new(crate::auth::throttle::Throttle::new(
+                config_login.0,
+                config_login.1,
+                config_login.2,
+            )),
         });
         let tasks = vec![
             tokio::spawn(accept_loop(shared.clone(), endpoint.clone())),
@@ -340,6 +356,19 @@ impl Core {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         flush_last_seen(&shared).await;
+        // The database is released when the last task holding core's state has ended: wait
+        // for them (briefly), so that a stopped core's data directory is free for the next
+        // process (`tether-core admin issue`, a restore, a new core).
+        for _ in 0..250 {
+            if Arc::strong_count(&shared) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let store = shared.store.clone();
+        drop(shared);
+        // Its writer ends once every handle is gone (a straggler could hold one: not forever).
+        let _ = tokio::time::timeout(Duration::from_secs(5), store.close()).await;
         info!("core stopped");
     }
 }
@@ -585,6 +614,12 @@ mod tests {
             handshakes: AtomicUsize::new(0),
             handshakes_deferred: AtomicU64::new(0),
             backups: Default::default(),
+            admin_connections: Default::default(),
+            login_throttle: std::sync::Mutex::new(crate::auth::throttle::Throttle::new(
+                10,
+                std::time::Duration::from_secs(60),
+                std::time::Duration::from_secs(1),
+            )),
         });
         store
             .submit_application(NewApplication {

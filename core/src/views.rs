@@ -85,3 +85,10 @@ pub(crate) fn application_view(app: ApplicationRecord) -> ApplicationView {
         remote_addr: app.remote_addr,
     }
 }
+
+/// A unix-ms time as RFC 3339 (UTC, seconds), for messages.
+pub(crate) fn rfc3339(ms: i64) -> String {
+    let time =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(time).to_string()
+}

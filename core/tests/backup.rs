@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use support::*;
 use tether_certs::identity::AdminIdentity;
-use tether_core::client::AdminClient;
+use tether_client::AdminClient;
 use tether_wire::NodeId;
 use tether_wire::admin::{AdminRequest, AdminResponse, ApplicationStatus, NodeStatus};
 
@@ -258,26 +258,22 @@ async fn a_backup_taken_during_a_burst_restores_into_a_core_the_fleet_reconnects
 #[tokio::test(flavor = "multi_thread")]
 async fn backups_are_for_admins_and_a_damaged_one_restores_nothing() {
     let core = TestCore::start(|_| {}).await;
-    let viewer = core.dir.path().join("viewer.identity");
-    let identity = tether_core::data_dir::DataDir::new(core.data())
-        .issue_admin("vera", tether_wire::admin::Role::Operator, &viewer)
-        .unwrap();
-    let operator = AdminClient::connect(&identity, Some(&core.addr.to_string()))
-        .await
-        .unwrap();
+    let admin = core.admin().await;
+    let (_, operator) = core
+        .user(&admin.0, "vera", tether_wire::admin::Role::Operator)
+        .await;
     match operator
         .request(&AdminRequest::Backup { recordings: true })
         .await
     {
-        Err(tether_core::client::ClientError::Core { code, message }) => {
+        Err(tether_client::ClientError::Core { code, message }) => {
             assert_eq!(code, tether_wire::ErrorCode::PERMISSION_DENIED);
             assert!(message.contains("admin"), "{message}");
         }
         other => panic!("an operator may not take a backup: {other:?}"),
     }
 
-    // A backup through the library client, streamed.
-    let admin = core.admin().await;
+    // A backup through the library client, streamed (the admin from above).
     let mut answers = admin
         .0
         .stream(&AdminRequest::Backup { recordings: false })
@@ -292,7 +288,7 @@ async fn backups_are_for_admins_and_a_damaged_one_restores_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let good = tmp.path().join("good.backup");
     std::fs::write(&good, &archive).unwrap();
-    assert!(tether_core::backup::check(&good).is_ok());
+    assert!(tether_client::archive::check(&good).is_ok());
     // Cut short, or damaged in the middle: refused, and nothing is left behind.
     for (name, bytes) in [
         ("short.backup", archive[..archive.len() * 2 / 3].to_vec()),
@@ -323,7 +319,7 @@ async fn backups_are_for_admins_and_a_damaged_one_restores_nothing() {
             "{name}: {error}"
         );
         assert!(!target.exists(), "{name}: nothing is left half restored");
-        assert!(tether_core::backup::check(&path).is_err(), "{name}");
+        assert!(tether_client::archive::check(&path).is_err(), "{name}");
     }
     let restored = tether_core::backup::restore(&good, &tmp.path().join("ok")).unwrap();
     assert_eq!(restored.manifest.format, tether_core::backup::FORMAT);
@@ -343,10 +339,11 @@ async fn a_damaged_database_is_refused_with_the_way_to_restore() {
         .unwrap();
     wait_for_core(format!("127.0.0.1:{port}").parse().unwrap(), ca).await;
     core.kill9();
-    // 64 KiB of noise over the database's first pages.
+    // Up to 64 KiB of noise over the database's first pages.
     let path = data.join("tether.redb");
     let mut bytes = std::fs::read(&path).unwrap();
-    for (i, byte) in bytes[4096..4096 + 65536].iter_mut().enumerate() {
+    let end = bytes.len().min(4096 + 65536);
+    for (i, byte) in bytes[4096..end].iter_mut().enumerate() {
         *byte ^= 0x5a ^ (i as u8);
     }
     std::fs::write(&path, bytes).unwrap();

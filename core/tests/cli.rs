@@ -222,13 +222,30 @@ async fn key_show_prints_only_the_token_and_admin_issue_makes_a_working_identity
 
     let tmp = tempfile::tempdir().unwrap();
     let bob = tmp.path().join("bob.identity");
-    let output = Command::new(binary("tether-core"))
-        .args(["admin", "issue", "bob", "--out"])
-        .arg(&bob)
-        .arg("--data")
-        .arg(core.data())
-        .output()
-        .unwrap();
+    let data = core.data();
+    let issue = || {
+        Command::new(binary("tether-core"))
+            .args(["admin", "issue", "bob", "--out"])
+            .arg(&bob)
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    // While core runs it holds the database: the way is `tether user cert`.
+    let refused = issue();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("tether user cert"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(!bob.exists(), "nothing written");
+    // With core stopped, it makes the user and registers the certificate (the way back in).
+    let mut core = core;
+    let addr = core.addr;
+    core.stop().await;
+    let output = issue();
     assert!(
         output.status.success(),
         "{}",
@@ -238,6 +255,9 @@ async fn key_show_prints_only_the_token_and_admin_issue_makes_a_working_identity
         std::fs::metadata(&bob).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    let mut config = test_config(&core.data());
+    config.listen = addr;
+    let _restarted = tether_core::Core::start(config).await.unwrap();
     let pong = tether_json(&bob, &core.addr.to_string(), &["ping", "--json"]);
     assert_eq!(pong["admin"], "bob");
 

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use support::*;
-use tether_core::client::ClientError;
+use tether_client::ClientError;
 use tether_wire::ErrorCode;
 use tether_wire::admin::{AdminRequest, NodeStatus};
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use support::*;
 use tether_certs::identity::AdminIdentity;
-use tether_core::client::AdminClient;
+use tether_client::AdminClient;
 use tether_wire::NodeId;
 use tether_wire::admin::{AdminRequest, AdminResponse};
 use tether_wire::control::{CoreMessage, NodeMessage};

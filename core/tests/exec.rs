@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::*;
-use tether_core::client::ClientError;
+use tether_client::ClientError;
 use tether_wire::admin::{AdminRequest, AdminResponse, ExecStatus, ExecutionState, NodeStatus};
 use tether_wire::control::{CoreMessage, NodeMessage};
 use tether_wire::exec::ExecFrame;
@@ -682,7 +682,7 @@ async fn history_survives_a_restart_and_a_killed_core_leaves_interrupted_runs() 
     let connect = || async {
         let identity = tether_certs::identity::AdminIdentity::load(&identity).unwrap();
         Admin(
-            tether_core::client::AdminClient::connect(&identity, Some(&addr))
+            tether_client::AdminClient::connect(&identity, Some(&addr))
                 .await
                 .unwrap(),
         )
@@ -726,7 +726,7 @@ async fn history_survives_a_restart_and_a_killed_core_leaves_interrupted_runs() 
     .await;
     let admin = eventually("core back", || async {
         let identity = tether_certs::identity::AdminIdentity::load(&identity).ok()?;
-        let client = tether_core::client::AdminClient::connect(&identity, Some(&addr))
+        let client = tether_client::AdminClient::connect(&identity, Some(&addr))
             .await
             .ok()?;
         client.request(&AdminRequest::Ping).await.ok()?;

@@ -42,19 +42,29 @@ async fn every_writer_takes_bare_relative_and_absolute_names() {
     let listed = tether_json(&identity, &addr, &["tty", "list", "--json"]);
     let session_id = listed[0]["id"].as_str().unwrap().to_string();
 
+    let added = tether(
+        &identity,
+        &addr,
+        &["user", "add", "carol", "--role", "viewer", "--no-password"],
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
     let cwd = tempfile::tempdir().unwrap();
     std::fs::create_dir(cwd.path().join("sub")).unwrap();
     let absolute = cwd.path().join("abs");
     std::fs::create_dir(&absolute).unwrap();
     let writers: Vec<(&str, Writer<'_>)> = vec![
         (
-            "tether-core admin issue",
+            "tether user cert",
             Box::new(|out: &str| {
-                let mut command = Command::new(binary("tether-core"));
+                let mut command = Command::new(binary("tether"));
                 command
-                    .args(["admin", "issue", "carol", "--role", "viewer", "--out", out])
-                    .arg("--data")
-                    .arg(core.data());
+                    .arg("--identity")
+                    .arg(&identity)
+                    .args(["--core", &addr, "user", "cert", "carol", "--out", out]);
                 command
             }),
         ),

@@ -187,9 +187,7 @@ async fn the_admin_protocol_requires_an_admin_certificate() {
     foreign.ca_fingerprint = core.identity().ca_fingerprint;
     // (TLS 1.3: the client finishes its side first; the server's refusal arrives right after.)
     let result =
-        match tether_core::client::AdminClient::connect(&foreign, Some(&core.addr.to_string()))
-            .await
-        {
+        match tether_client::AdminClient::connect(&foreign, Some(&core.addr.to_string())).await {
             Ok(client) => client
                 .request(&tether_wire::admin::AdminRequest::Ping)
                 .await
@@ -204,7 +202,7 @@ async fn the_admin_protocol_requires_an_admin_certificate() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_requests_with_bad_arguments_get_clear_errors() {
-    use tether_core::client::ClientError;
+    use tether_client::ClientError;
     use tether_wire::admin::AdminRequest;
     let core = TestCore::start(|c| c.auto_approve = true).await;
     let admin = core.admin().await;

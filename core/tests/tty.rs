@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use support::*;
-use tether_core::client::{AdminClient, ClientError, TtyConnection, TtyEvent};
-use tether_core::data_dir::DataDir;
+use tether_client::{AdminClient, ClientError, TtyConnection, TtyEvent};
 use tether_wire::admin::{AdminRequest, AdminResponse, NodeStatus, Role};
 use tether_wire::tty::{TtyAuthorize, TtySessionView, TtyStatus, WindowSize};
 use tether_wire::{ErrorCode, NodeId};
@@ -102,13 +101,8 @@ async fn sessions(client: &AdminClient) -> Vec<TtySessionView> {
 }
 
 async fn identity_for(core: &TestCore, name: &str, role: Role) -> AdminClient {
-    let path = core.dir.path().join(format!("{name}.identity"));
-    let identity = DataDir::new(core.data())
-        .issue_admin(name, role, &path)
-        .unwrap();
-    AdminClient::connect(&identity, Some(&core.addr.to_string()))
-        .await
-        .unwrap()
+    let admin = core.admin().await;
+    core.user(&admin.0, name, role).await.1
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -169,7 +163,7 @@ async fn a_session_runs_resizes_exits_and_is_recorded() {
     assert!(recording.to_str().unwrap().ends_with(".cast.zst"));
     let mut text = String::new();
     std::io::Read::read_to_string(
-        &mut tether_core::recording::open(std::fs::File::open(&recording).unwrap()).unwrap(),
+        &mut tether_client::recording::open(std::fs::File::open(&recording).unwrap()).unwrap(),
         &mut text,
     )
     .unwrap();
@@ -971,7 +965,7 @@ fn recorded_events(core: &TestCore, record: &TtySessionView) -> Vec<serde_json::
         .data()
         .join(record.recording.as_deref().expect("recorded"));
     let mut text = String::new();
-    tether_core::recording::open(std::fs::File::open(&path).unwrap())
+    tether_client::recording::open(std::fs::File::open(&path).unwrap())
         .unwrap()
         .read_to_string(&mut text)
         .unwrap();

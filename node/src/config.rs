@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tether_wire::token::JoinToken;
+use tether_wire::units::parse_duration;
 
 /// Everything the agent can be told.
 #[derive(Debug, Clone)]
@@ -182,15 +183,6 @@ impl NodeConfigFile {
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
-}
-
-/// Parses `500ms`, `30s`, `2m` (a unit is required).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("duration {text:?} needs a unit, e.g. \"{text}s\""));
-    }
-    humantime::parse_duration(text).map_err(|e| format!("duration {text:?}: {e}"))
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use tether_node::config::{NodeConfigFile, parse_duration};
+use tether_node::config::NodeConfigFile;
 use tether_node::{NodeConfig, NodeError};
 use tether_wire::token::JoinToken;
+use tether_wire::units::parse_duration;
 
 /// Tether's agent: keeps one QUIC connection to core, enrolls, reports facts and metrics.
 #[derive(Debug, Parser)]

@@ -1,7 +1,8 @@
 //! # tether-store
 //!
 //! All of core's persistence: nodes, enrollment applications, used nonces, agent secrets, static
-//! facts, last-seen times and the status log. This is the only crate that knows redb.
+//! facts, last-seen times, the status log, users with their certificates and login sessions, and
+//! the audit log. This is the only crate that knows redb.
 //!
 //! Writes go through one writer thread (as in iroh-dns-server): each write is a closure queued on a
 //! channel; the writer applies every queued closure in one transaction, commits it with
@@ -13,6 +14,7 @@
 //! beyond data integrity: whether an enrollment is allowed is core's business, but "one
 //! application per node id" and "a nonce is used once" are enforced here, atomically.
 
+mod audit;
 mod codec;
 mod enroll;
 mod exec;
@@ -23,6 +25,7 @@ mod retention;
 mod snapshot;
 mod tables;
 mod tty;
+mod users;
 mod writer;
 
 use std::path::Path;
@@ -30,6 +33,7 @@ use std::sync::Arc;
 
 use redb::Database;
 
+pub use audit::{AuditFilter, AuditRecord, AuditTamper, audit_hash};
 pub use enroll::{Decision, DecisionOutcome, NewApplication, Submission};
 pub use nodes::{ConnectivityChange, NodeDetail, Resolved};
 pub use records::{
@@ -39,6 +43,7 @@ pub use records::{
 pub use retention::Pruned;
 pub use snapshot::Summary;
 pub use tty::AccessChange;
+pub use users::{AddUser, CertRecord, SessionRecord, UserChange, UserRecord};
 
 /// What went wrong in the store. Logical outcomes (not found, conflicts) are not errors: they are
 /// values in each operation's result.

@@ -13,7 +13,7 @@ use crate::tables::*;
 use crate::{Store, StoreError, codec};
 
 /// Most records one pruning call removes (a batch of the writer, not a pause of it).
-const BATCH: usize = 1000;
+pub(crate) const BATCH: usize = 1000;
 
 /// What one pruning call removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -82,6 +82,14 @@ macro_rules! every_table {
         $each!(META);
         $each!(EXEC_WITH_OUTPUT);
         $each!(REJECTED_BY_TIME);
+        $each!(USERS);
+        $each!(USER_EMAILS);
+        $each!(CERTS);
+        $each!(CERTS_BY_USER);
+        $each!(SESSIONS);
+        $each!(SESSIONS_BY_USER);
+        $each!(AUDIT);
+        $each!(AUDIT_CHAIN);
     };
 }
 pub(crate) use every_table;
@@ -133,3 +141,24 @@ pub(crate) const TTY_LIVE: TableDefinition<'_, u128, ()> = TableDefinition::new(
 /// node id → encoded list of users allowed to open terminals on it.
 pub(crate) const NODE_ACCESS: TableDefinition<'_, u128, &[u8]> =
     TableDefinition::new("node_access");
+
+/// user name → encoded [`crate::UserRecord`].
+pub(crate) const USERS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("users");
+/// lower-case email → user name: one user per email.
+pub(crate) const USER_EMAILS: TableDefinition<'_, &str, &str> = TableDefinition::new("user_emails");
+/// certificate serial (hex) → encoded [`crate::CertRecord`]. Kept after revocation.
+pub(crate) const CERTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("certs");
+/// (user name, serial) → (): a user's certificates.
+pub(crate) const CERTS_BY_USER: TableDefinition<'_, (&str, &str), ()> =
+    TableDefinition::new("certs_by_user");
+/// SHA-256 of a session token → encoded [`crate::SessionRecord`]. The token itself is never
+/// stored.
+pub(crate) const SESSIONS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("sessions");
+/// (user name, token hash) → (): a user's sessions.
+pub(crate) const SESSIONS_BY_USER: TableDefinition<'_, (&str, &[u8]), ()> =
+    TableDefinition::new("sessions_by_user");
+/// sequence number → hash ‖ previous hash ‖ encoded entry (see `audit.rs`).
+pub(crate) const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
+/// `head` / `pruned` → sequence number (8 bytes, big-endian) ‖ hash.
+pub(crate) const AUDIT_CHAIN: TableDefinition<'_, &str, &[u8]> =
+    TableDefinition::new("audit_chain");

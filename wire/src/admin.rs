@@ -19,6 +19,10 @@ use crate::heartbeat::Metrics;
 use crate::ids::{ApplicationId, ExecutionId, NodeId};
 use crate::limits;
 use crate::tty::{TtyAuthorize, TtyGrant, TtySessionView};
+use crate::users::{
+    AuditQuery, AuditVerifyReport, AuditView, CertView, ClientInfo, NewUser, Secret, SessionView,
+    UserView,
+};
 
 /// A request from an admin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,6 +144,151 @@ pub enum AdminRequest {
         /// Include the terminal recordings.
         recordings: bool,
     },
+    /// Create a user (admins). Answer: `User`.
+    UserAdd(NewUser),
+    /// Every user. Answer: `Users` chunks.
+    UserList,
+    /// One user. Answer: `User`.
+    UserShow {
+        /// User name.
+        name: String,
+    },
+    /// Change a user's role; applies to open connections and sessions at once. Answer: `User`.
+    UserRole {
+        /// User name.
+        name: String,
+        /// The new role.
+        role: Role,
+    },
+    /// Enable or disable a user. Disabling closes the user's connections, ends their
+    /// terminals and logs out their sessions. Answer: `User`.
+    UserEnable {
+        /// User name.
+        name: String,
+        /// Enabled or not.
+        enabled: bool,
+    },
+    /// Set a user's password (admins, or the user for themself); the user's login sessions
+    /// end. Answer: `User`.
+    UserPasswd {
+        /// User name.
+        name: String,
+        /// The new password.
+        password: Secret,
+    },
+    /// Delete a user: certificates revoked, sessions ended, connections closed. Answer: `User`
+    /// (as it was).
+    UserDelete {
+        /// User name.
+        name: String,
+    },
+    /// Issue a certificate for a user's public key (the client makes the key pair; the private
+    /// key never travels). Answer: `CertIssued`.
+    UserCert {
+        /// User name.
+        name: String,
+        /// DER SubjectPublicKeyInfo (ECDSA P-256).
+        public_key: ByteBuf,
+        /// How long it lasts, seconds.
+        lifetime_secs: u64,
+    },
+    /// A user's certificates, revoked and expired ones too. Answer: `Certs`.
+    UserCerts {
+        /// User name.
+        name: String,
+    },
+    /// Revoke a certificate: connections using it close at once. Answer: `Cert`.
+    RevokeCert {
+        /// Serial number, hex (as `user certs` shows it).
+        serial: String,
+    },
+    /// A user's login sessions. Answer: `Sessions`.
+    UserSessions {
+        /// User name.
+        name: String,
+    },
+    /// End a user's login sessions, or one of them. Answer: `LoggedOut`.
+    UserLogout {
+        /// User name.
+        name: String,
+        /// Only this session (its public id).
+        session: Option<String>,
+    },
+    /// Log a user in by password (the bridge's identity only). Answer: `LoggedIn`. Unknown
+    /// user, wrong password and disabled user get one answer.
+    Login {
+        /// User name.
+        user: String,
+        /// Password.
+        password: Secret,
+        /// The browser.
+        client: ClientInfo,
+    },
+    /// End the session of this token (the bridge's identity only). Answer: `LoggedOut`.
+    Logout {
+        /// The session token.
+        token: Secret,
+    },
+    /// A request made by a logged-in user through the bridge (the bridge's identity only):
+    /// core checks the session, then authorizes and audits the inner request as that user.
+    AsUser {
+        /// The session token.
+        token: Secret,
+        /// The browser.
+        client: ClientInfo,
+        /// What the user asks.
+        request: Box<AdminRequest>,
+    },
+    /// Audit records, newest first (admins). Answer: `AuditRecords` chunks.
+    Audit(AuditQuery),
+    /// Recompute the audit chain (admins). Answer: `AuditVerified`.
+    AuditVerify,
+}
+
+impl AdminRequest {
+    /// The request's name, as the audit log records it (`ListNodes`, `UserAdd`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            AdminRequest::Ping => "Ping",
+            AdminRequest::ListApplications { .. } => "ListApplications",
+            AdminRequest::ApproveApplication { .. } => "ApproveApplication",
+            AdminRequest::RejectApplication { .. } => "RejectApplication",
+            AdminRequest::ListNodes { .. } => "ListNodes",
+            AdminRequest::ShowNode { .. } => "ShowNode",
+            AdminRequest::LabelNode { .. } => "LabelNode",
+            AdminRequest::SetMaintenance { .. } => "SetMaintenance",
+            AdminRequest::DeleteNode { .. } => "DeleteNode",
+            AdminRequest::Exec(_) => "Exec",
+            AdminRequest::CancelExec => "CancelExec",
+            AdminRequest::ExecHistory { .. } => "ExecHistory",
+            AdminRequest::ShowExec { .. } => "ShowExec",
+            AdminRequest::SetAllowedUsers { .. } => "SetAllowedUsers",
+            AdminRequest::AuthorizeTty(_) => "AuthorizeTty",
+            AdminRequest::OpenTty { .. } => "OpenTty",
+            AdminRequest::ListTty { .. } => "ListTty",
+            AdminRequest::KillTty { .. } => "KillTty",
+            AdminRequest::TtyRecording { .. } => "TtyRecording",
+            AdminRequest::Status => "Status",
+            AdminRequest::Backup { .. } => "Backup",
+            AdminRequest::UserAdd(_) => "UserAdd",
+            AdminRequest::UserList => "UserList",
+            AdminRequest::UserShow { .. } => "UserShow",
+            AdminRequest::UserRole { .. } => "UserRole",
+            AdminRequest::UserEnable { .. } => "UserEnable",
+            AdminRequest::UserPasswd { .. } => "UserPasswd",
+            AdminRequest::UserDelete { .. } => "UserDelete",
+            AdminRequest::UserCert { .. } => "UserCert",
+            AdminRequest::UserCerts { .. } => "UserCerts",
+            AdminRequest::RevokeCert { .. } => "RevokeCert",
+            AdminRequest::UserSessions { .. } => "UserSessions",
+            AdminRequest::UserLogout { .. } => "UserLogout",
+            AdminRequest::Login { .. } => "Login",
+            AdminRequest::Logout { .. } => "Logout",
+            AdminRequest::AsUser { .. } => "AsUser",
+            AdminRequest::Audit(_) => "Audit",
+            AdminRequest::AuditVerify => "AuditVerify",
+        }
+    }
 }
 
 /// What to run, and where.
@@ -238,6 +387,40 @@ pub enum AdminResponse {
         /// SHA-256 of the whole archive as sent.
         sha256: crate::control::Digest,
     },
+    /// One user.
+    User(UserView),
+    /// A chunk of users.
+    Users(Vec<UserView>),
+    /// A certificate was issued.
+    CertIssued {
+        /// The certificate, PEM.
+        cert_pem: String,
+        /// As core records it.
+        cert: CertView,
+    },
+    /// Certificates.
+    Certs(Vec<CertView>),
+    /// One certificate.
+    Cert(CertView),
+    /// Login sessions.
+    Sessions(Vec<SessionView>),
+    /// A login succeeded.
+    LoggedIn {
+        /// The session token: 256 random bits, URL-safe base64. Shown only here; core keeps
+        /// its SHA-256.
+        token: Secret,
+        /// The session.
+        session: SessionView,
+    },
+    /// Sessions ended.
+    LoggedOut {
+        /// How many.
+        sessions: u32,
+    },
+    /// A chunk of audit records.
+    AuditRecords(Vec<AuditView>),
+    /// What `AuditVerify` found.
+    AuditVerified(AuditVerifyReport),
 }
 
 /// What a backup holds, said before it is sent.
@@ -511,8 +694,9 @@ pub struct ExecutionDetail {
     pub nodes: Vec<NodeExecView>,
 }
 
-/// What a user may do (seed 002 §6.1.2). Carried in the admin certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// What a user may do (seed 002 §6.1.2), kept on the user's record; core's role table says
+/// which requests each may make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Role {
     /// Reads only.
     Viewer,
@@ -520,9 +704,19 @@ pub enum Role {
     Operator,
     /// Everything.
     Admin,
+    /// A web bridge's identity: logs users in by password and forwards their requests within
+    /// their sessions; alone it can do nothing else.
+    Bridge,
 }
 
-text_enum!(Role "role" { Viewer = "viewer", Operator = "operator", Admin = "admin" });
+text_enum!(Role "role" { Viewer = "viewer", Operator = "operator", Admin = "admin", Bridge = "bridge" });
+
+impl Role {
+    /// The roles people have (the bridge's is a service's).
+    pub const PEOPLE: [Role; 3] = [Role::Admin, Role::Operator, Role::Viewer];
+    /// Every role.
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Operator, Role::Viewer, Role::Bridge];
+}
 
 /// User names: 1–64 of letters, digits, `-`, `_`, `.`, not starting with `.`.
 pub fn check_user_name(name: &str) -> Result<(), String> {

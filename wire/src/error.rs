@@ -100,6 +100,13 @@ codes! {
     TOKEN_EXPIRED = 50, "token_expired";
     /// A terminal session was ended by an admin.
     SESSION_KILLED = 51, "session_killed";
+    /// Admin: a password login failed: unknown user or wrong password (one answer for both).
+    LOGIN_FAILED = 52, "login_failed";
+    /// Admin: the credentials were good and are no more: certificate revoked or expired or
+    /// unknown to core, user disabled or deleted.
+    CREDENTIALS_REVOKED = 53, "credentials_revoked";
+    /// Admin: a login session ended (idle timeout, lifetime, logout) or is unknown.
+    SESSION_EXPIRED = 54, "session_expired";
 
     /// Core failed internally (storage, ...). Details are in core's log.
     INTERNAL = 60, "internal";

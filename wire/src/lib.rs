@@ -23,6 +23,8 @@ pub mod ids;
 pub mod limits;
 pub mod token;
 pub mod tty;
+pub mod units;
+pub mod users;
 
 pub use error::ErrorCode;
 pub use ids::{ApplicationId, ExecutionId, NodeId, TtySessionId};

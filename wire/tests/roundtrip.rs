@@ -19,6 +19,7 @@ use tether_wire::limits::{
 };
 use tether_wire::token::{Fingerprint, JoinToken};
 use tether_wire::tty::*;
+use tether_wire::users::*;
 use tether_wire::{ApplicationId, ErrorCode, ExecutionId, NodeId, TtySessionId, codec};
 
 fn text() -> impl Strategy<Value = String> {
@@ -486,7 +487,12 @@ fn tty_exit() -> impl Strategy<Value = TtyExit> {
         .prop_map(|(exit_code, signal)| TtyExit { exit_code, signal })
 }
 fn role() -> impl Strategy<Value = Role> {
-    prop_oneof![Just(Role::Viewer), Just(Role::Operator), Just(Role::Admin)]
+    prop_oneof![
+        Just(Role::Viewer),
+        Just(Role::Operator),
+        Just(Role::Admin),
+        Just(Role::Bridge)
+    ]
 }
 fn tty_status() -> impl Strategy<Value = TtyStatus> {
     prop_oneof![
@@ -704,7 +710,17 @@ proptest! {
     }
 
     #[test]
+    fn user_requests(message in user_request()) {
+        check_frame(&message, MAX_ADMIN_FRAME_LEN)?;
+    }
+
+    #[test]
     fn admin_responses(message in admin_response()) {
+        check_frame(&message, MAX_ADMIN_FRAME_LEN)?;
+    }
+
+    #[test]
+    fn user_responses(message in user_response()) {
         check_frame(&message, MAX_ADMIN_FRAME_LEN)?;
     }
 
@@ -780,4 +796,184 @@ fn huge_length_claim_inside_a_message_does_not_allocate() {
     bytes.extend_from_slice(&[0, 0, 0, 0]); // memory used/total, swap used/total
     bytes.extend_from_slice(&[0xfc, 0xff, 0xff, 0xff, 0xff]); // disks: len = u32::MAX
     assert!(decode_datagram(&bytes).is_err());
+}
+
+fn secret() -> impl Strategy<Value = Secret> {
+    text().prop_map(Secret::new)
+}
+
+fn client_info() -> impl Strategy<Value = ClientInfo> {
+    (option::of(text()), option::of(text()))
+        .prop_map(|(addr, user_agent)| ClientInfo { addr, user_agent })
+}
+
+fn user_request() -> impl Strategy<Value = AdminRequest> {
+    prop_oneof![
+        (text(), role(), option::of(text()), option::of(secret())).prop_map(
+            |(name, role, email, password)| AdminRequest::UserAdd(NewUser {
+                name,
+                role,
+                email,
+                password
+            })
+        ),
+        Just(AdminRequest::UserList),
+        text().prop_map(|name| AdminRequest::UserShow { name }),
+        (text(), role()).prop_map(|(name, role)| AdminRequest::UserRole { name, role }),
+        (text(), any::<bool>())
+            .prop_map(|(name, enabled)| AdminRequest::UserEnable { name, enabled }),
+        (text(), secret()).prop_map(|(name, password)| AdminRequest::UserPasswd { name, password }),
+        text().prop_map(|name| AdminRequest::UserDelete { name }),
+        (text(), bytes(), any::<u64>()).prop_map(|(name, public_key, lifetime_secs)| {
+            AdminRequest::UserCert {
+                name,
+                public_key,
+                lifetime_secs,
+            }
+        }),
+        text().prop_map(|name| AdminRequest::UserCerts { name }),
+        text().prop_map(|serial| AdminRequest::RevokeCert { serial }),
+        text().prop_map(|name| AdminRequest::UserSessions { name }),
+        (text(), option::of(text()))
+            .prop_map(|(name, session)| AdminRequest::UserLogout { name, session }),
+        (text(), secret(), client_info()).prop_map(|(user, password, client)| {
+            AdminRequest::Login {
+                user,
+                password,
+                client,
+            }
+        }),
+        secret().prop_map(|token| AdminRequest::Logout { token }),
+        (secret(), client_info(), admin_request()).prop_map(|(token, client, request)| {
+            AdminRequest::AsUser {
+                token,
+                client,
+                request: Box::new(request),
+            }
+        }),
+        (
+            (option::of(text()), option::of(text()), option::of(text())),
+            (option::of(any::<i64>()), option::of(any::<i64>())),
+            any::<bool>(),
+            any::<u32>()
+        )
+            .prop_map(
+                |((user, action, resource), (since_ms, until_ms), failed, limit)| {
+                    AdminRequest::Audit(AuditQuery {
+                        user,
+                        action,
+                        resource,
+                        since_ms,
+                        until_ms,
+                        failed,
+                        limit,
+                    })
+                }
+            ),
+        Just(AdminRequest::AuditVerify),
+    ]
+}
+
+prop_compose! {
+    fn user_view()(
+        names in (text(), option::of(text())), role in role(), flags in any::<(bool, bool)>(),
+        times in (any::<i64>(), any::<i64>(), option::of(any::<i64>())),
+        last_login_addr in option::of(text()), counts in any::<(u32, u32)>(),
+    ) -> UserView {
+        UserView {
+            name: names.0, email: names.1, role, enabled: flags.0, has_password: flags.1,
+            created_at_ms: times.0, updated_at_ms: times.1, last_login_ms: times.2,
+            last_login_addr, active_certs: counts.0, sessions: counts.1,
+        }
+    }
+}
+
+prop_compose! {
+    fn cert_view()(
+        names in (text(), text(), text()), times in (any::<i64>(), any::<i64>(), option::of(any::<i64>())),
+        revoked_by in option::of(text()),
+    ) -> CertView {
+        CertView {
+            serial: names.0, user: names.1, issued_by: names.2, issued_at_ms: times.0,
+            expires_at_ms: times.1, revoked_at_ms: times.2, revoked_by,
+        }
+    }
+}
+
+prop_compose! {
+    fn session_view()(
+        names in (text(), text()), times in any::<(i64, i64, i64, i64)>(),
+        client in client_info(),
+    ) -> SessionView {
+        SessionView {
+            id: names.0, user: names.1, created_at_ms: times.0, last_used_ms: times.1,
+            idle_expires_at_ms: times.2, expires_at_ms: times.3, client_addr: client.addr,
+            user_agent: client.user_agent,
+        }
+    }
+}
+
+fn audit_result() -> impl Strategy<Value = AuditResult> {
+    prop_oneof![
+        Just(AuditResult::Ok),
+        Just(AuditResult::Denied),
+        Just(AuditResult::Failed)
+    ]
+}
+
+prop_compose! {
+    fn audit_view()(
+        seq in any::<u64>(), hash in text(), time_ms in any::<i64>(),
+        names in (text(), text(), text(), text()), role in option::of(role()),
+        resource_id in option::of(text()), details in vec((text(), text()), 0..3),
+        addrs in (option::of(text()), option::of(text()), option::of(text())),
+        result in audit_result(), error in option::of(text()),
+    ) -> AuditView {
+        AuditView {
+            seq, hash,
+            entry: AuditEntry {
+                time_ms, user: names.0, role, action: names.1, request: names.2,
+                resource_kind: names.3, resource_id, details, source_addr: addrs.0,
+                client_addr: addrs.1, user_agent: addrs.2, result, error,
+            },
+        }
+    }
+}
+
+fn user_response() -> impl Strategy<Value = AdminResponse> {
+    prop_oneof![
+        user_view().prop_map(AdminResponse::User),
+        vec(user_view(), 0..3).prop_map(AdminResponse::Users),
+        (text(), cert_view())
+            .prop_map(|(cert_pem, cert)| AdminResponse::CertIssued { cert_pem, cert }),
+        vec(cert_view(), 0..3).prop_map(AdminResponse::Certs),
+        cert_view().prop_map(AdminResponse::Cert),
+        vec(session_view(), 0..3).prop_map(AdminResponse::Sessions),
+        (secret(), session_view())
+            .prop_map(|(token, session)| AdminResponse::LoggedIn { token, session }),
+        any::<u32>().prop_map(|sessions| AdminResponse::LoggedOut { sessions }),
+        vec(audit_view(), 0..3).prop_map(AdminResponse::AuditRecords),
+        (
+            any::<u64>(),
+            (
+                option::of(any::<u64>()),
+                option::of(any::<u64>()),
+                option::of(any::<u64>())
+            ),
+            option::of(text()),
+            option::of((any::<u64>(), text()))
+        )
+            .prop_map(
+                |(records, (first_seq, last_seq, pruned_before), head_hash, broken)| {
+                    AdminResponse::AuditVerified(AuditVerifyReport {
+                        records,
+                        first_seq,
+                        last_seq,
+                        head_hash,
+                        pruned_before,
+                        broken: broken.map(|(seq, reason)| AuditBreak { seq, reason }),
+                    })
+                }
+            ),
+    ]
 }

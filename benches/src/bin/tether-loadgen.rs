@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use tether_benches::loadgen::{self, LoadgenConfig};
-use tether_core::config::parse_duration;
 use tether_wire::token::JoinToken;
+use tether_wire::units::parse_duration;
 use tokio_util::sync::CancellationToken;
 
 /// Simulate N nodes, each with its own QUIC connection: real enrollment (core must run with

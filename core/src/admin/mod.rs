@@ -1,37 +1,45 @@
 //! The admin API over QUIC: one request per bidirectional stream, answered with one or more
-//! frames. Every connection must present an admin certificate issued by core's CA; its common name
-//! is the admin's name in logs and records.
+//! frames. Every connection must present a user certificate issued by core's CA and registered
+//! with it (see [`crate::auth`]).
 //!
-//! Layout (as mini-redis's `cmd/`): this module accepts streams, checks the role table
-//! ([`roles`]) before anything else, and routes each request to the module of its resource
-//! ([`enroll`], [`nodes`], [`history`], [`status`], [`backup`]); requests that take their
+//! Layout (as mini-redis's `cmd/`): this module accepts streams and, for every request, in this
+//! order: finds out who asks now (certificate, user record, or a session through the bridge),
+//! checks the role table ([`roles`]), routes the request to the module of its resource
+//! ([`enroll`], [`nodes`], [`history`], [`status`], [`backup`], [`users`], [`login`],
+//! [`audit`]), and writes the request's audit record ([`audit`]). Requests that take their
 //! stream over (commands, terminals, recordings, stored output) go to `crate::exec` and
-//! `crate::tty`.
-//! [`resolve`] names things: nodes by id, id prefix or hostname, the same for every request.
+//! `crate::tty`. [`resolve`] names things: nodes by id, id prefix or hostname, the same for
+//! every request.
 
+mod audit;
 mod backup;
 mod enroll;
 mod history;
+mod login;
 mod nodes;
 pub(crate) mod resolve;
-mod roles;
+pub(crate) mod roles;
 mod status;
+mod users;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use quinn::{Connection, RecvStream, SendStream};
-use rustls::pki_types::CertificateDer;
+use tether_certs::ca::UserCertInfo;
 use tether_store::StoreError;
 use tether_wire::ErrorCode;
 use tether_wire::admin::{AdminRequest, AdminResponse};
 use tether_wire::limits::{ADMIN_LIST_CHUNK, MAX_ADMIN_FRAME_LEN, MAX_TTY_FRAME_LEN};
 use tether_wire::stream::{FramedRecv, FramedSend};
+use tether_wire::users::ClientInfo;
 use tracing::{Instrument, debug, info_span, warn};
 
+use crate::auth::{Caller, check_cert, check_session, clean_client, peer_cert};
 use crate::node_conn::close;
 use crate::server::Shared;
-use crate::tty::Caller;
 
+pub(crate) use audit::{Outcome, Pending};
 pub(crate) use backup::COPY_PREFIX as BACKUP_COPY_PREFIX;
 pub(crate) use resolve::resolve;
 
@@ -40,17 +48,22 @@ pub(crate) type Refusal = (ErrorCode, String);
 /// Frames answering a request, or its refusal.
 pub(crate) type Reply = Result<Vec<AdminResponse>, Refusal>;
 
+/// The caller as known before the user record is read (for the records of refusals).
+fn unchecked(cert: &UserCertInfo, addr: SocketAddr) -> Caller {
+    Caller {
+        user: cert.user.clone(),
+        role: cert.role.unwrap_or(tether_wire::admin::Role::Viewer),
+        addr,
+        serial: Some(cert.serial.clone()),
+        client: ClientInfo::default(),
+        bridge: None,
+    }
+}
+
 /// Serves one admin connection.
 pub(crate) async fn serve(shared: Arc<Shared>, connection: Connection) {
-    let identity = connection
-        .peer_identity()
-        .and_then(|identity| identity.downcast::<Vec<CertificateDer<'static>>>().ok())
-        .and_then(|chain| {
-            chain
-                .first()
-                .and_then(|cert| tether_certs::ca::user_identity(cert))
-        });
-    let Some((admin, role)) = identity else {
+    let addr = connection.remote_address();
+    let Some(cert) = peer_cert(&connection) else {
         warn!("admin connection without a user certificate core understands");
         close(
             &connection,
@@ -59,7 +72,26 @@ pub(crate) async fn serve(shared: Arc<Shared>, connection: Connection) {
         );
         return;
     };
-    debug!(%admin, %role, "user connected");
+    let user = match check_cert(&shared, &cert) {
+        Ok(user) => user,
+        Err(refusal) => {
+            warn!(user = %cert.user, serial = %cert.serial, "connection refused: {}", refusal.1);
+            audit::record(
+                &shared,
+                &unchecked(&cert, addr),
+                &AdminRequest::Ping,
+                Outcome::Denied(&refusal),
+            )
+            .await;
+            close(&connection, refusal.0, &refusal.1);
+            return;
+        }
+    };
+    debug!(user = %user.name, role = %user.role, "user connected");
+    let _registered =
+        shared
+            .admin_connections
+            .register(&cert.user, &cert.serial, connection.clone());
     loop {
         let (send, recv) = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
@@ -69,78 +101,192 @@ pub(crate) async fn serve(shared: Arc<Shared>, connection: Connection) {
             },
         };
         let shared = shared.clone();
-        let span = info_span!("admin", %admin);
-        let caller = Caller {
-            user: admin.clone(),
-            role,
-            addr: connection.remote_address(),
-        };
+        let span = info_span!("admin", user = %cert.user);
+        let cert = cert.clone();
+        let connection = connection.clone();
         tokio::spawn(
-            async move { handle_stream(&shared, caller, send, recv).await }.instrument(span),
+            async move { handle_stream(&shared, &connection, cert, send, recv).await }
+                .instrument(span),
         );
     }
 }
 
-async fn handle_stream(shared: &Arc<Shared>, caller: Caller, send: SendStream, recv: RecvStream) {
-    let admin = caller.user.as_str();
+async fn refuse(send: &mut FramedSend, (code, message): Refusal) {
+    let _ = send.send(&AdminResponse::Error { code, message }).await;
+    send.finish();
+}
+
+async fn handle_stream(
+    shared: &Arc<Shared>,
+    connection: &Connection,
+    cert: UserCertInfo,
+    send: SendStream,
+    recv: RecvStream,
+) {
+    let addr = connection.remote_address();
     let mut recv = FramedRecv::new(recv, MAX_ADMIN_FRAME_LEN);
     let mut send = FramedSend::new(send, MAX_ADMIN_FRAME_LEN);
-    let request = recv.next::<AdminRequest>().await;
-    if let Ok(Some(request)) = &request
-        && let Err((code, message)) = roles::permit(caller.role, request)
-    {
-        warn!(role = %caller.role, "refused: {message}");
-        let _ = send.send(&AdminResponse::Error { code, message }).await;
-        send.finish();
+    let request = match recv.next::<AdminRequest>().await {
+        Ok(Some(request)) => request,
+        Ok(None) => return,
+        Err(e) => {
+            let code = e.protocol_code().unwrap_or(ErrorCode::MALFORMED);
+            refuse(&mut send, (code, format!("bad request: {e}"))).await;
+            return;
+        }
+    };
+    // Who asks, now: the certificate and its user are read again for every request.
+    let caller = match check_cert(shared, &cert) {
+        Ok(user) => Caller {
+            user: user.name,
+            role: user.role,
+            addr,
+            serial: Some(cert.serial.clone()),
+            client: ClientInfo::default(),
+            bridge: None,
+        },
+        Err(refusal) => {
+            audit::record(
+                shared,
+                &unchecked(&cert, addr),
+                &request,
+                Outcome::Denied(&refusal),
+            )
+            .await;
+            close(connection, refusal.0, &refusal.1);
+            refuse(&mut send, refusal).await;
+            return;
+        }
+    };
+    let (caller, request) = match request {
+        AdminRequest::AsUser {
+            token,
+            client,
+            request,
+        } => {
+            let outer = AdminRequest::AsUser {
+                token: token.clone(),
+                client: ClientInfo::default(),
+                request: Box::new(AdminRequest::Ping),
+            };
+            if let Err(refusal) = roles::permit(caller.role, &caller.user, &outer) {
+                audit::record(shared, &caller, &outer, Outcome::Denied(&refusal)).await;
+                refuse(&mut send, refusal).await;
+                return;
+            }
+            let client = clean_client(client);
+            let (session, user) = match check_session(shared, token.expose()).await {
+                Ok(found) => found,
+                Err(refusal) => {
+                    let bridged = Caller {
+                        client,
+                        bridge: Some(caller.user.clone()),
+                        ..caller.clone()
+                    };
+                    audit::record(shared, &bridged, &request, Outcome::Denied(&refusal)).await;
+                    refuse(&mut send, refusal).await;
+                    return;
+                }
+            };
+            let inner = Caller {
+                user: user.name,
+                role: user.role,
+                addr,
+                serial: None,
+                client,
+                bridge: Some(caller.user.clone()),
+            };
+            debug!(session = %session.id, user = %inner.user, "request through the bridge");
+            (inner, *request)
+        }
+        other => (caller, other),
+    };
+    let nested = caller.bridge.is_some()
+        && matches!(
+            request,
+            AdminRequest::AsUser { .. } | AdminRequest::Login { .. } | AdminRequest::Logout { .. }
+        );
+    let permitted = if nested {
+        Err((
+            ErrorCode::PERMISSION_DENIED,
+            "a request made as a user cannot log in, log out or act as another user".to_string(),
+        ))
+    } else {
+        roles::permit(caller.role, &caller.user, &request)
+    };
+    if let Err(refusal) = permitted {
+        warn!(role = %caller.role, "refused: {}", refusal.1);
+        audit::record(shared, &caller, &request, Outcome::Denied(&refusal)).await;
+        refuse(&mut send, refusal).await;
         return;
     }
-    let reply = match request {
-        Ok(Some(AdminRequest::OpenTty { token })) => {
+    dispatch(shared, caller, request, send, recv).await;
+}
+
+/// Runs a permitted request and records it.
+async fn dispatch(
+    shared: &Arc<Shared>,
+    caller: Caller,
+    request: AdminRequest,
+    mut send: FramedSend,
+    mut recv: FramedRecv,
+) {
+    let streamed = match &request {
+        AdminRequest::OpenTty { token } => {
             // The stream becomes the terminal's: terminal frames both ways from here.
             send.set_max_len(MAX_TTY_FRAME_LEN);
             recv.set_max_len(MAX_TTY_FRAME_LEN);
-            crate::tty::open(shared.clone(), caller, token, send, recv).await;
+            let pending = Pending::new(shared, &caller, &request);
+            crate::tty::open(shared.clone(), caller, token.clone(), send, recv, pending).await;
             return;
         }
-        Ok(Some(AdminRequest::TtyRecording { id })) => {
-            if let Err((code, message)) =
-                crate::tty::send_recording(shared, &caller, &id, &mut send).await
-            {
-                let _ = send.send(&AdminResponse::Error { code, message }).await;
-            }
-            send.finish();
-            return;
-        }
-        Ok(Some(AdminRequest::Exec(spec))) => {
+        AdminRequest::Exec(spec) => {
             // An execution streams its answers and listens for a cancel: it takes the stream.
-            crate::exec::serve(shared.clone(), admin.to_string(), spec, send, recv).await;
+            let pending = Pending::new(shared, &caller, &request);
+            crate::exec::serve(
+                shared.clone(),
+                caller.user.clone(),
+                spec.clone(),
+                send,
+                recv,
+                pending,
+            )
+            .await;
             return;
         }
-        Ok(Some(AdminRequest::Backup { recordings })) => {
+        AdminRequest::TtyRecording { id } => {
+            Some(crate::tty::send_recording(shared, &caller, id, &mut send).await)
+        }
+        AdminRequest::Backup { recordings } => {
             // The archive is streamed as it is made: it takes the stream.
-            if let Err((code, message)) =
-                backup::serve(shared, &caller, recordings, &mut send).await
-            {
-                let _ = send.send(&AdminResponse::Error { code, message }).await;
-            }
-            send.finish();
-            return;
+            Some(backup::serve(shared, &caller, *recordings, &mut send).await)
         }
-        Ok(Some(AdminRequest::ShowExec { id })) => {
+        AdminRequest::ShowExec { id } => {
             // Output of many nodes: streamed in frames as it is read, never all in memory.
-            if let Err((code, message)) = crate::exec::show(shared, &id, &mut send).await {
-                let _ = send.send(&AdminResponse::Error { code, message }).await;
-            }
-            send.finish();
-            return;
+            Some(crate::exec::show(shared, id, &mut send).await)
         }
-        Ok(Some(request)) => handle(shared, &caller, request).await,
-        Ok(None) => return,
-        Err(e) => Err((
-            e.protocol_code().unwrap_or(ErrorCode::MALFORMED),
-            format!("bad request: {e}"),
-        )),
+        _ => None,
     };
+    if let Some(result) = streamed {
+        let outcome = match &result {
+            Ok(()) => Outcome::Ok,
+            Err(refusal) => Outcome::Failed(refusal),
+        };
+        audit::record(shared, &caller, &request, outcome).await;
+        if let Err(refusal) = result {
+            refuse(&mut send, refusal).await;
+        } else {
+            send.finish();
+        }
+        return;
+    }
+    let reply = handle(shared, &caller, &request).await;
+    let outcome = match &reply {
+        Ok(_) => Outcome::Ok,
+        Err(refusal) => Outcome::Failed(refusal),
+    };
+    // The record is on disk before the answer is complete.
+    audit::record(shared, &caller, &request, outcome).await;
     let responses =
         reply.unwrap_or_else(|(code, message)| vec![AdminResponse::Error { code, message }]);
     for response in &responses {
@@ -158,9 +304,9 @@ pub(crate) fn internal(e: StoreError) -> Refusal {
 }
 
 /// Routes a request that is answered with frames to its resource's module.
-async fn handle(shared: &Shared, caller: &Caller, request: AdminRequest) -> Reply {
+async fn handle(shared: &Shared, caller: &Caller, request: &AdminRequest) -> Reply {
     let admin = caller.user.as_str();
-    match request {
+    match request.clone() {
         AdminRequest::Ping => status::ping(caller),
         AdminRequest::Status => status::status(shared),
         AdminRequest::ListApplications { status } => enroll::list(shared, status),
@@ -191,11 +337,40 @@ async fn handle(shared: &Shared, caller: &Caller, request: AdminRequest) -> Repl
             let grant = crate::tty::authorize(shared, caller, request).await?;
             Ok(vec![AdminResponse::TtyGrant(grant)])
         }
+        AdminRequest::UserAdd(new) => users::add(shared, new).await,
+        AdminRequest::UserList => users::list(shared),
+        AdminRequest::UserShow { name } => users::show(shared, &name),
+        AdminRequest::UserRole { name, role } => users::role(shared, caller, &name, role).await,
+        AdminRequest::UserEnable { name, enabled } => {
+            users::enable(shared, caller, &name, enabled).await
+        }
+        AdminRequest::UserPasswd { name, password } => {
+            users::passwd(shared, &name, &password).await
+        }
+        AdminRequest::UserDelete { name } => users::delete(shared, caller, &name).await,
+        AdminRequest::UserCert {
+            name,
+            public_key,
+            lifetime_secs,
+        } => users::cert(shared, caller, &name, &public_key.0, lifetime_secs).await,
+        AdminRequest::UserCerts { name } => users::certs(shared, &name),
+        AdminRequest::RevokeCert { serial } => users::revoke(shared, caller, &serial).await,
+        AdminRequest::UserSessions { name } => users::sessions(shared, &name),
+        AdminRequest::UserLogout { name, session } => users::logout(shared, &name, session).await,
+        AdminRequest::Login {
+            user,
+            password,
+            client,
+        } => login::login(shared, caller, &user, &password, client).await,
+        AdminRequest::Logout { token } => login::logout(shared, &token).await,
+        AdminRequest::Audit(query) => audit::list(shared, query).await,
+        AdminRequest::AuditVerify => audit::verify(shared).await,
         AdminRequest::OpenTty { .. }
         | AdminRequest::TtyRecording { .. }
         | AdminRequest::Exec(_)
         | AdminRequest::ShowExec { .. }
-        | AdminRequest::Backup { .. } => Err((
+        | AdminRequest::Backup { .. }
+        | AdminRequest::AsUser { .. } => Err((
             ErrorCode::UNEXPECTED_MESSAGE,
             "this request takes a stream of its own".into(),
         )),

@@ -18,7 +18,6 @@ pub(crate) use splice::open;
 
 use policy::{Grant, Grants, Occupancy, RateLimit, new_token, token_hash};
 
-use std::net::SocketAddr;
 use std::sync::Mutex;
 
 use tether_store::TtySessionRecord;
@@ -80,12 +79,49 @@ impl Terminals {
     }
 }
 
-/// Who is asking, as core knows from the connection.
-#[derive(Debug, Clone)]
-pub(crate) struct Caller {
-    pub user: String,
-    pub role: Role,
-    pub addr: SocketAddr,
+pub(crate) use crate::auth::Caller;
+
+/// Ends every live terminal session of `user` (disabled, deleted, or no longer allowed
+/// terminals); how many. Each session's record says why.
+pub(crate) async fn end_user_sessions(shared: &Shared, user: &str, reason: &str) -> usize {
+    let pending: Vec<TtySessionId> = {
+        let occupancy = shared.terminals.occupancy.lock().expect("not poisoned");
+        let mut pending = Vec::new();
+        for (id, live) in occupancy.live.iter().filter(|(_, live)| live.user == user) {
+            *live.killed_by.lock().expect("not poisoned") = Some(reason.to_string());
+            live.kill.cancel();
+            pending.push(*id);
+        }
+        pending
+    };
+    // Sessions not spliced yet (token not used) end here; spliced ones end in their splice.
+    for id in &pending {
+        let unspliced = shared
+            .store
+            .tty_session(*id)
+            .ok()
+            .flatten()
+            .is_some_and(|record| record.status == TtyStatus::Pending);
+        if unspliced {
+            shared.terminals.release(*id);
+            shared
+                .terminals
+                .grants
+                .lock()
+                .expect("not poisoned")
+                .revoke(*id);
+            end_record(
+                shared,
+                *id,
+                TtyStatus::Error,
+                format!("the session was ended by {reason}"),
+                None,
+                None,
+            )
+            .await;
+        }
+    }
+    pending.len()
 }
 
 /// Step one: checks everything, reserves a place, records the session `pending`, and issues the
@@ -95,12 +131,18 @@ pub(crate) async fn authorize(
     caller: &Caller,
     request: TtyAuthorize,
 ) -> Result<TtyGrant, Refusal> {
-    if caller.role == Role::Viewer {
+    if caller.role != Role::Admin && caller.role != Role::Operator {
         return Err((
             ErrorCode::PERMISSION_DENIED,
             format!(
-                "user {} is a viewer; terminals need the operator or admin role",
-                caller.user
+                "user {} is {} {}; terminals need the operator or admin role",
+                caller.user,
+                if caller.role == Role::Admin || caller.role == Role::Operator {
+                    "an"
+                } else {
+                    "a"
+                },
+                caller.role
             ),
         ));
     }

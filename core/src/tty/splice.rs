@@ -35,6 +35,7 @@ pub(crate) async fn open(
     token: String,
     mut client_send: FramedSend,
     client_recv: FramedRecv,
+    audit: crate::admin::Pending,
 ) {
     let refuse = |code: ErrorCode, message: String| TtyOutput::Error { code, message };
     let grant = if token.len() > MAX_TTY_TOKEN_LEN {
@@ -78,6 +79,7 @@ pub(crate) async fn open(
                 }
             };
             warn!(user = %caller.user, %code, "terminal token refused");
+            audit.done(Err(&(code, message.clone()))).await;
             let _ = client_send.send(&refuse(code, message)).await;
             client_send.finish();
             return;
@@ -92,12 +94,16 @@ pub(crate) async fn open(
             warn!("{reason}");
             end_record(&shared, session_id, TtyStatus::Error, reason, None, None).await;
             let message = "this terminal token was issued to another user".to_string();
+            audit
+                .done(Err(&(ErrorCode::TOKEN_INVALID, message.clone())))
+                .await;
             let _ = client_send
                 .send(&refuse(ErrorCode::TOKEN_INVALID, message))
                 .await;
             client_send.finish();
             return;
         }
+        audit.done(Ok(Some(session_id.to_string()))).await;
         let mut client_send = Some(client_send);
         let mut tally = None;
         let (status, error, exit) = match run(

@@ -5,15 +5,15 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use quinn::crypto::rustls::QuicClientConfig;
 use quinn::{Connection, Endpoint};
 use tether_certs::identity::AdminIdentity;
 use tether_certs::node_key::NodeKey;
+use tether_client::AdminClient;
 use tether_core::Core;
-use tether_core::client::AdminClient;
 use tether_core::config::CoreConfig;
 use tether_wire::admin::{AdminRequest, AdminResponse, ApplicationView, NodeView};
 use tether_wire::bytes::{ByteBuf, FixedBytes};
@@ -73,11 +73,21 @@ pub struct TestCore {
 
 impl TestCore {
     pub async fn start(tweak: impl FnOnce(&mut CoreConfig)) -> Self {
+        Self::start_with_clock(tweak, std::sync::Arc::new(tether_core::clock::SystemClock)).await
+    }
+
+    /// A core whose wall clock is `clock` (sessions and certificates expire by it).
+    pub async fn start_with_clock(
+        tweak: impl FnOnce(&mut CoreConfig),
+        clock: std::sync::Arc<dyn tether_core::clock::Clock>,
+    ) -> Self {
         init_tracing();
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(&dir.path().join("core"));
         tweak(&mut config);
-        let core = Core::start(config).await.expect("core starts");
+        let core = Core::start_with_clock(config, clock)
+            .await
+            .expect("core starts");
         let addr = core.local_addr();
         Self {
             core: Some(core),
@@ -108,6 +118,74 @@ impl TestCore {
         )
     }
 
+    /// Creates user `name` (no password) and gives them a certificate for 90 days, as
+    /// `tether user add` and `tether user cert` do; the identity (also saved as
+    /// `NAME.identity` in the test's directory) and a client connected with it.
+    pub async fn user(
+        &self,
+        admin: &AdminClient,
+        name: &str,
+        role: tether_wire::admin::Role,
+    ) -> (AdminIdentity, AdminClient) {
+        self.add_user(admin, name, role, None).await;
+        let identity = self
+            .cert_lasting(admin, name, Duration::from_secs(90 * 86_400))
+            .await;
+        identity
+            .save(&self.dir.path().join(format!("{name}.identity")))
+            .unwrap();
+        let client = AdminClient::connect(&identity, Some(&self.addr.to_string()))
+            .await
+            .unwrap();
+        (identity, client)
+    }
+
+    /// Creates a user.
+    pub async fn add_user(
+        &self,
+        admin: &AdminClient,
+        name: &str,
+        role: tether_wire::admin::Role,
+        password: Option<&str>,
+    ) {
+        admin
+            .request(&tether_wire::admin::AdminRequest::UserAdd(
+                tether_wire::users::NewUser {
+                    name: name.into(),
+                    role,
+                    email: None,
+                    password: password.map(tether_wire::users::Secret::new),
+                },
+            ))
+            .await
+            .expect("user added");
+    }
+
+    /// Another certificate for an existing user.
+    pub async fn another_cert(&self, admin: &AdminClient, name: &str) -> AdminIdentity {
+        self.cert_lasting(admin, name, Duration::from_secs(86_400))
+            .await
+    }
+
+    /// A certificate for an existing user, lasting `lifetime`.
+    pub async fn cert_lasting(
+        &self,
+        admin: &AdminClient,
+        name: &str,
+        lifetime: Duration,
+    ) -> AdminIdentity {
+        admin
+            .issue_identity(&self.identity(), name, lifetime)
+            .await
+            .expect("certificate issued")
+            .0
+    }
+
+    /// The identity saved by [`TestCore::user`].
+    pub fn identity_of(&self, name: &str) -> AdminIdentity {
+        AdminIdentity::load(&self.dir.path().join(format!("{name}.identity"))).unwrap()
+    }
+
     pub async fn stop(&mut self) {
         if let Some(core) = self.core.take() {
             core.shutdown().await;
@@ -122,7 +200,7 @@ impl Admin {
     pub async fn request(
         &self,
         request: AdminRequest,
-    ) -> Result<Vec<AdminResponse>, tether_core::client::ClientError> {
+    ) -> Result<Vec<AdminResponse>, tether_client::ClientError> {
         self.0.request(&request).await
     }
 
@@ -197,7 +275,7 @@ pub fn test_key() -> &'static NodeKey {
 }
 
 pub fn now_secs() -> i64 {
-    tether_core::clock::unix_ms(std::time::SystemTime::now()) / 1000
+    tether_wire::units::unix_ms(std::time::SystemTime::now()) / 1000
 }
 
 /// A node speaking the wire protocol by hand, to send what a real node never would.
@@ -382,36 +460,34 @@ pub async fn enrolled_node(core: &TestCore) -> (NodeId, RawNode) {
 // ---- real processes ----
 
 /// Path of a workspace binary next to this test's own binaries; builds it if missing.
+///
+/// Only `tether-core` is a binary of this package (`CARGO_BIN_EXE_*`); the others belong to
+/// packages of their own (`tether` to tether-client, `tether-node` to tether-node), which
+/// `cargo test --workspace` builds with every binary and `cargo test -p tether-core` does not.
 pub fn binary(name: &str) -> PathBuf {
-    match name {
-        "tether-core" => return PathBuf::from(env!("CARGO_BIN_EXE_tether-core")),
-        "tether" => return PathBuf::from(env!("CARGO_BIN_EXE_tether")),
-        _ => {}
+    if name == "tether-core" {
+        return PathBuf::from(env!("CARGO_BIN_EXE_tether-core"));
     }
-    static BUILT: OnceLock<()> = OnceLock::new();
+    let package = match name {
+        "tether" => "tether-client",
+        "tether-node" => "tether-node",
+        other => panic!("no workspace binary {other:?}"),
+    };
+    // One build at a time: tests that start at once all wait for the first one's.
+    static BUILDING: Mutex<()> = Mutex::new(());
     let dir = PathBuf::from(env!("CARGO_BIN_EXE_tether-core"))
         .parent()
         .unwrap()
         .to_path_buf();
     let path = dir.join(name);
-    BUILT.get_or_init(|| {
-        // `cargo test --workspace` builds every binary; `cargo test -p tether-core` does not.
-        if path.exists() {
-            return;
-        }
+    let _building = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    if !path.exists() {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "tether-node",
-                "--bin",
-                "tether-node",
-            ])
+            .args(["build", "--quiet", "-p", package, "--bin", name])
             .status()
             .expect("running cargo");
-        assert!(status.success(), "building tether-node");
-    });
+        assert!(status.success(), "building {name} ({package})");
+    }
     assert!(path.exists(), "{} missing", path.display());
     path
 }
@@ -520,7 +596,8 @@ pub fn spawn_core(data: &Path, port: u16, extra: &[&str]) -> Proc {
     let core = spawn(&binary("tether-core"), &args, &log);
     // The first start initialises the data directory; callers want it (and the token) ready.
     let deadline = std::time::Instant::now() + PATIENCE;
-    while !data.join("core.addr").exists() && std::time::Instant::now() < deadline {
+    // admin.identity is the last file the first start writes.
+    while !data.join("admin.identity").exists() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     core
@@ -734,7 +811,7 @@ impl Admin {
     pub async fn exec(
         &self,
         spec: tether_wire::admin::ExecSpec,
-    ) -> Result<ExecRun, tether_core::client::ClientError> {
+    ) -> Result<ExecRun, tether_client::ClientError> {
         let mut session = self.0.exec(spec).await?;
         collect(&mut session).await
     }
@@ -742,8 +819,8 @@ impl Admin {
 
 /// Reads an execution's answers to the end.
 pub async fn collect(
-    session: &mut tether_core::client::ExecSession,
-) -> Result<ExecRun, tether_core::client::ClientError> {
+    session: &mut tether_client::ExecSession,
+) -> Result<ExecRun, tether_client::ClientError> {
     let mut run = ExecRun::default();
     while let Some(answer) = tokio::time::timeout(Duration::from_secs(120), session.next())
         .await

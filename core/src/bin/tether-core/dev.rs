@@ -51,7 +51,7 @@ pub(crate) async fn run(flags: CoreFlags) -> anyhow::Result<()> {
          \x20 tether node show <ID>            (any unique prefix of the id)\n\
          \x20 tether exec --all -- uptime\n\
          \x20 tether tty <HOSTNAME>           (a terminal, recorded; `tether tty list`, `tty play`)\n\n\
-         From a source checkout, `cargo run -q --bin tether --` stands for `tether`.\n\
+         From a source checkout, `cargo run -q -p tether-client --bin tether --` stands for `tether`.\n\
          To enroll another machine, make core reachable (--listen 0.0.0.0:4433 --public-addr HOST:4433)\n\
          and run there:  tether-node run --token $(tether-core key show --data {root}/core)\n\n\
          Ctrl-C stops both.\n",

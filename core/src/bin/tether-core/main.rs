@@ -58,15 +58,19 @@ enum KeyCommand {
 
 #[derive(Debug, Subcommand)]
 enum AdminCommand {
-    /// Issue another user identity file (certificate, key, core address, CA).
+    /// Issue a user identity file (certificate, key, core address, CA) with core stopped.
     ///
-    /// The role is written into the certificate: admin (everything), operator (nodes, commands,
-    /// terminals on nodes that allow the user), viewer (read only).
+    /// The way back in when every admin identity is lost, and the way to make a bridge's
+    /// identity before core first serves. The certificate is recorded in core's database; a
+    /// user of that name is created with --role if there is none (an existing user keeps its
+    /// role). With core running, use `tether user add` and `tether user cert` instead.
+    /// Roles: admin (everything), operator (nodes, commands, terminals on nodes that allow the
+    /// user), viewer (read only), bridge (the web bridge's service identity).
     Issue {
         /// The user's name (letters, digits, '-', '_', '.').
         name: String,
-        /// What the user may do.
-        #[arg(long, default_value = "admin", value_parser = ["admin", "operator", "viewer"])]
+        /// What the user may do, if the user is created.
+        #[arg(long, default_value = "admin", value_parser = ["admin", "operator", "viewer", "bridge"])]
         role: String,
         /// Where to write it (mode 0600; an existing file is never overwritten).
         #[arg(long, value_name = "FILE")]
@@ -193,6 +197,24 @@ struct CoreFlags {
     /// How long a terminal token is valid [default: 5m].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     tty_token_ttl: Option<Duration>,
+    /// A browser login session ends after this long without a request [default: 2h].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    session_idle_timeout: Option<Duration>,
+    /// A browser login session ends this long after login, used or not [default: 7days].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    session_lifetime: Option<Duration>,
+    /// Failed password logins in a row, for one user name or from one address, before logins for it are locked for `login_lockout` [default: 10].
+    #[arg(long, value_name = "N")]
+    login_max_failures: Option<u32>,
+    /// How long logins stay locked after `login_max_failures` [default: 15m].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    login_lockout: Option<Duration>,
+    /// The wait imposed after the first failed login [default: 1s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    login_delay: Option<Duration>,
+    /// How long audit records are kept [default: 365days].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    audit_retention: Option<Duration>,
 }
 
 /// A size flag: `1048576`, `64MiB`, `10GiB`.
@@ -282,6 +304,14 @@ impl CoreFlags {
             config.udp_buffer = usize::try_from(buffer).unwrap_or(usize::MAX);
         }
         set(&mut config.tty_token_ttl, self.tty_token_ttl);
+        set(&mut config.session_idle_timeout, self.session_idle_timeout);
+        set(&mut config.session_lifetime, self.session_lifetime);
+        if let Some(n) = self.login_max_failures {
+            config.login_max_failures = n;
+        }
+        set(&mut config.login_lockout, self.login_lockout);
+        set(&mut config.login_delay, self.login_delay);
+        set(&mut config.audit_retention, self.audit_retention);
         if let Some(policy) = self.tty_recording {
             config.tty_recording = policy;
         }
@@ -383,10 +413,24 @@ fn admin(command: AdminCommand) -> anyhow::Result<()> {
             data,
         } => {
             let role: tether_wire::admin::Role = role.parse().map_err(anyhow::Error::msg)?;
-            let identity = data_dir(data).issue_admin(&name, role, &out)?;
+            let dir = data_dir(data);
+            let (identity, user) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(tether_core::auth::issue_offline(&dir, &name, role, &out))
+                .map_err(anyhow::Error::msg)?;
+            if user.role != role {
+                eprintln!("User {name:?} exists with role {}; it keeps it.", user.role);
+            }
+            if !user.enabled {
+                eprintln!(
+                    "User {name:?} is disabled: the identity works once it is enabled (tether user enable {name})."
+                );
+            }
             eprintln!(
-                "Wrote the identity of {role} {:?} to {} (mode 0600), for core at {}.\n\
+                "Wrote the identity of {} {:?} to {} (mode 0600), for core at {}.\n\
                  Use it with `tether --identity {}` or TETHER_IDENTITY.",
+                user.role,
                 identity.name,
                 out.display(),
                 identity.core,

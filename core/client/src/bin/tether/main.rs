@@ -1,12 +1,15 @@
 //! `tether`: the admin CLI. Talks to core over QUIC with an admin identity file.
 
+mod audit;
 mod backup;
 mod exec;
+mod generate;
 mod keys;
 mod output;
 mod stdout;
 mod terminal;
 mod tty;
+mod users;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,19 +17,20 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use tether_certs::identity::AdminIdentity;
-use tether_core::client::{AdminClient, ClientError};
+use tether_client::{AdminClient, ClientError};
 use tether_wire::admin::{AdminRequest, AdminResponse, ApplicationStatus, NodeStatus, parse_label};
 
-/// Manage a Tether fleet: enrollments, nodes, commands, terminals, backups.
+/// Manage a Tether fleet: enrollments, nodes, commands, terminals, backups, users, audit.
 ///
 /// The identity comes from --identity, else $TETHER_IDENTITY, else ~/.config/tether/identity;
 /// core's address from the identity unless --core is given. Data goes to stdout (tables, or one
-/// JSON document with --json); messages for people go to stderr.
+/// JSON document with --json); messages for people go to stderr. `tether completions SHELL` and
+/// `tether man` need neither an identity nor a core.
 #[derive(Debug, Parser)]
-#[command(name = "tether", version, about, long_about)]
+#[command(name = "tether", version)]
 struct Cli {
     /// Your identity file (the first admin's is made by `tether-core serve`, others by
-    /// `tether-core admin issue`).
+    /// `tether user cert`).
     #[arg(long, global = true, env = "TETHER_IDENTITY", value_name = "FILE")]
     identity: Option<PathBuf>,
     /// Core's address, HOST:PORT, instead of the one in the identity.
@@ -62,6 +66,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Users, their certificates and login sessions (admins; `user passwd` also for yourself).
+    #[command(subcommand)]
+    User(users::UserCommand),
+    // Help from its arguments' documentation, as for exec, tty and backup.
+    Audit(audit::AuditArgs),
+    // Help from their arguments' documentation, as for exec, tty and backup.
+    Completions(generate::CompletionsArgs),
+    Man(generate::ManArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,6 +206,12 @@ fn identity_path(cli: &Cli) -> anyhow::Result<PathBuf> {
 
 /// The exit status on success.
 async fn run(cli: Cli) -> anyhow::Result<u8> {
+    // These two answer from the CLI's own definition, without an identity or a core.
+    match &cli.command {
+        Command::Completions(args) => return generate::completions(args),
+        Command::Man(args) => return generate::man(args),
+        _ => {}
+    }
     let path = identity_path(&cli)?;
     let identity = AdminIdentity::load(&path).with_context(|| {
         format!(
@@ -203,12 +221,15 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         )
     })?;
     let client = AdminClient::connect(&identity, cli.core.as_deref()).await?;
-    let result = dispatch(&client, cli.command).await;
+    let result = match cli.command {
+        Command::User(command) => users::run(&client, &identity, command).await,
+        command => dispatch(&client, command).await,
+    };
     client.close().await;
     result
 }
 
-fn single<T>(
+pub(crate) fn single<T>(
     mut responses: Vec<AdminResponse>,
     pick: fn(AdminResponse) -> Option<T>,
 ) -> anyhow::Result<T> {
@@ -231,6 +252,11 @@ async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<u8> 
         Command::Exec(args) => return exec::run(client, args).await,
         Command::Tty(args) => return tty::run(client, args).await,
         Command::Backup(args) => return backup::run(client, args).await,
+        Command::Audit(args) => return audit::run(client, args).await,
+        Command::User(_) => bail!("user commands need the identity; this is a bug"),
+        // Answered in `run` before connecting; the same answer here.
+        Command::Completions(args) => return generate::completions(&args),
+        Command::Man(args) => return generate::man(&args),
         Command::Ping { json } => {
             let (core_version, admin, role) =
                 single(client.request(&AdminRequest::Ping).await?, |r| match r {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use serde::Serialize;
-use tether_core::client::{AdminClient, ClientError, TtyEvent};
+use tether_client::{AdminClient, ClientError, TtyEvent};
 use tether_wire::admin::{AdminRequest, AdminResponse};
 use tether_wire::tty::{TtyAuthorize, TtySessionView};
 use tokio::io::AsyncWriteExt;
@@ -442,7 +442,7 @@ async fn fetch_recording(
     }
     let view = view.context("core sent no session record")?;
     let mut text = Vec::new();
-    tether_core::recording::open(std::io::Cursor::new(file))
+    tether_client::recording::open(std::io::Cursor::new(file))
         .and_then(|mut reader| std::io::Read::read_to_end(&mut reader, &mut text))
         .context("the recording does not decompress")?;
     let text = String::from_utf8(text).context("the recording is not UTF-8")?;

@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest as _, Sha256};
 use tether_certs::files::AtomicFile;
-use tether_core::client::AdminClient;
+use tether_client::AdminClient;
 use tether_wire::admin::{AdminRequest, AdminResponse, BackupInfo};
 
 use crate::output::print_json;
@@ -114,7 +114,7 @@ pub async fn run(client: &AdminClient, args: BackupArgs) -> anyhow::Result<u8> {
     drop(stdout);
     file.flush()?;
     // Read it back before it replaces anything: every entry decompresses and checks.
-    let manifest = tether_core::backup::check(file.temp_path())
+    let manifest = tether_client::archive::check(file.temp_path())
         .context("the backup does not read back; nothing was written")?;
     file.commit()?;
     if args.json {

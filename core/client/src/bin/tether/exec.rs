@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use tether_core::client::AdminClient;
+use tether_client::AdminClient;
 use tether_wire::admin::{
     AdminRequest, AdminResponse, ExecSpec, ExecStatus, ExecTarget, ExecutionView, NodeExecView,
     parse_label,
@@ -46,7 +46,7 @@ pub struct ExecArgs {
     #[arg(long)]
     all: bool,
     /// Kill the command's process group after this long (SIGTERM, then SIGKILL), e.g. 30s.
-    #[arg(long, value_parser = tether_core::config::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = tether_wire::units::parse_duration, value_name = "DURATION")]
     timeout: Option<Duration>,
     /// Nodes running the command at once.
     #[arg(long, default_value_t = 2048, value_name = "N")]

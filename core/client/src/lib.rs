@@ -1,4 +1,25 @@
-//! The admin side of the admin API, used by the `tether` CLI and by tests.
+//! # tether-client
+//!
+//! The admin side of Tether: [`AdminClient`] speaks the admin API (ALPN `tether-admin/1`) to
+//! core over QUIC with an admin identity, one request per stream; terminals ([`TtyConnection`])
+//! and executions ([`ExecSession`]) get streams of their own. The `tether` CLI (`src/bin/tether`)
+//! is a thin shell over it, and so will be the web bridge; core's tests drive core through it.
+//!
+//! It also reads what core hands admins as files: backup archives ([`archive`]: the manifest,
+//! every entry, the zstd checksum) and terminal recordings ([`recording`]: asciicast, compressed
+//! or not, cut short or not). Core writes both and reads them only through this crate (a restore
+//! reads the archive here), so there is one reader of each.
+//!
+//! What it must never do: link the store or the server. It depends on `tether-wire` (every
+//! message), `tether-certs` (identities, rustls configs), quinn/rustls/tokio and ordinary crates
+//! only — never `tether-store`, `tether-core`, `tether-node` or redb — so that the CLI and the
+//! bridge stay small and never carry the server's code or its database. Anything both sides need
+//! belongs in `tether-wire` (or `tether-certs`), or here if only a reader needs it; check with
+//! `cargo tree -p tether-client`.
+
+pub mod archive;
+pub mod recording;
+mod users;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -17,7 +17,7 @@ pub fn rfc3339(ms: i64) -> String {
 
 pub fn ago(ms: Option<i64>) -> String {
     let Some(ms) = ms else { return "never".into() };
-    let now = tether_core::clock::unix_ms(SystemTime::now());
+    let now = tether_wire::units::unix_ms(SystemTime::now());
     let secs = (now - ms).max(0) / 1000;
     match secs {
         0..=59 => format!("{secs}s ago"),

@@ -1,0 +1,398 @@
+//! The audit log: one record per admin request, allowed or refused, written through the store's
+//! batching writer before the answer is finished; and the `audit` requests that read and
+//! verify it.
+//!
+//! A record names the request, the resource it acts on and its parameters; never a password, a
+//! token, a key or an environment variable's value ([`describe`] decides, request by request).
+
+use std::sync::Arc;
+
+use tether_store::AuditFilter;
+use tether_wire::ErrorCode;
+use tether_wire::admin::{AdminRequest, AdminResponse, Role};
+use tether_wire::users::{AuditEntry, AuditQuery, AuditResult, AuditView};
+use tracing::error;
+
+use super::{Refusal, Reply, chunks, internal};
+use crate::auth::Caller;
+use crate::server::Shared;
+
+/// How a request ended, for its record.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Outcome<'a> {
+    /// Done (or started, for requests that take a stream).
+    Ok,
+    /// Refused before any handler ran.
+    Denied(&'a Refusal),
+    /// Refused or failed in its handler.
+    Failed(&'a Refusal),
+}
+
+/// The resource a request acts on and its parameters.
+fn describe(request: &AdminRequest) -> (&'static str, Option<String>, Vec<(String, String)>) {
+    let d = |k: &str, v: String| (k.to_string(), v);
+    let list = |items: &[String]| items.join(",");
+    let labels = |items: &[(String, String)]| {
+        items
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    match request {
+        AdminRequest::Ping | AdminRequest::Status => ("core", None, vec![]),
+        AdminRequest::Backup { recordings } => {
+            ("core", None, vec![d("recordings", recordings.to_string())])
+        }
+        AdminRequest::ListApplications { status } => (
+            "application",
+            None,
+            status.iter().map(|s| d("status", s.to_string())).collect(),
+        ),
+        AdminRequest::ApproveApplication { id } => ("application", Some(id.clone()), vec![]),
+        AdminRequest::RejectApplication { id, reason } => (
+            "application",
+            Some(id.clone()),
+            vec![d("reason", reason.clone())],
+        ),
+        AdminRequest::ListNodes {
+            status,
+            labels: wanted,
+            include_deleted,
+        } => {
+            let mut details: Vec<_> = status.iter().map(|s| d("status", s.to_string())).collect();
+            if !wanted.is_empty() {
+                details.push(d("labels", labels(wanted)));
+            }
+            if *include_deleted {
+                details.push(d("include_deleted", "true".into()));
+            }
+            ("node", None, details)
+        }
+        AdminRequest::ShowNode { id } | AdminRequest::DeleteNode { id } => {
+            ("node", Some(id.clone()), vec![])
+        }
+        AdminRequest::LabelNode { id, set, remove } => (
+            "node",
+            Some(id.clone()),
+            vec![d("set", labels(set)), d("remove", list(remove))],
+        ),
+        AdminRequest::SetMaintenance { id, on } => (
+            "node",
+            Some(id.clone()),
+            vec![d("maintenance", on.to_string())],
+        ),
+        AdminRequest::SetAllowedUsers { id, add, remove } => (
+            "node",
+            Some(id.clone()),
+            vec![d("add", list(add)), d("remove", list(remove))],
+        ),
+        AdminRequest::Exec(spec) => {
+            let mut details = vec![d("command", spec.command.join(" "))];
+            if !spec.targets.is_empty() {
+                details.push(d("targets", list(&spec.targets)));
+            }
+            if !spec.labels.is_empty() {
+                details.push(d("labels", labels(&spec.labels)));
+            }
+            if spec.all {
+                details.push(d("all", "true".into()));
+            }
+            if let Some(cwd) = &spec.cwd {
+                details.push(d("cwd", cwd.clone()));
+            }
+            if let Some(ms) = spec.timeout_ms {
+                details.push(d("timeout_ms", ms.to_string()));
+            }
+            if !spec.env.is_empty() {
+                // Names only: values may be secrets.
+                let names: Vec<String> = spec.env.iter().map(|(k, _)| k.clone()).collect();
+                details.push(d("env", list(&names)));
+            }
+            ("exec", None, details)
+        }
+        AdminRequest::CancelExec => ("exec", None, vec![]),
+        AdminRequest::ExecHistory { node, limit } => {
+            ("exec", None, node_and_limit(node.as_deref(), *limit))
+        }
+        AdminRequest::ShowExec { id } => ("exec", Some(id.clone()), vec![]),
+        AdminRequest::AuthorizeTty(ask) => {
+            let mut details = Vec::new();
+            if let Some(command) = &ask.command {
+                details.push(d("command", command.clone()));
+            }
+            if let Some(record) = ask.record {
+                details.push(d("record", record.to_string()));
+            }
+            ("node", Some(ask.node.clone()), details)
+        }
+        // Never the token.
+        AdminRequest::OpenTty { .. } => ("tty", None, vec![]),
+        AdminRequest::ListTty {
+            active,
+            node,
+            limit,
+        } => {
+            let mut details = node_and_limit(node.as_deref(), *limit);
+            if *active {
+                details.push(d("active", "true".into()));
+            }
+            ("tty", None, details)
+        }
+        AdminRequest::KillTty { id } | AdminRequest::TtyRecording { id } => {
+            ("tty", Some(id.clone()), vec![])
+        }
+        AdminRequest::UserAdd(new) => {
+            let mut details = vec![d("role", new.role.to_string())];
+            if let Some(email) = &new.email {
+                details.push(d("email", email.clone()));
+            }
+            details.push(d(
+                "password",
+                if new.password.is_some() {
+                    "set"
+                } else {
+                    "none"
+                }
+                .into(),
+            ));
+            ("user", Some(new.name.clone()), details)
+        }
+        AdminRequest::UserList => ("user", None, vec![]),
+        AdminRequest::UserShow { name }
+        | AdminRequest::UserDelete { name }
+        | AdminRequest::UserCerts { name }
+        | AdminRequest::UserSessions { name }
+        | AdminRequest::UserPasswd { name, .. } => ("user", Some(name.clone()), vec![]),
+        AdminRequest::UserRole { name, role } => (
+            "user",
+            Some(name.clone()),
+            vec![d("role", role.to_string())],
+        ),
+        AdminRequest::UserEnable { name, enabled } => (
+            "user",
+            Some(name.clone()),
+            vec![d("enabled", enabled.to_string())],
+        ),
+        AdminRequest::UserCert {
+            name,
+            lifetime_secs,
+            ..
+        } => (
+            "user",
+            Some(name.clone()),
+            vec![d("lifetime_secs", lifetime_secs.to_string())],
+        ),
+        AdminRequest::RevokeCert { serial } => ("cert", Some(serial.clone()), vec![]),
+        AdminRequest::UserLogout { name, session } => (
+            "user",
+            Some(name.clone()),
+            session.iter().map(|s| d("session", s.clone())).collect(),
+        ),
+        AdminRequest::Login { user, .. } => ("user", Some(user.clone()), vec![]),
+        AdminRequest::Logout { .. } | AdminRequest::AsUser { .. } => ("session", None, vec![]),
+        AdminRequest::Audit(query) => {
+            let mut details = Vec::new();
+            for (key, value) in [
+                ("user", &query.user),
+                ("action", &query.action),
+                ("resource", &query.resource),
+            ] {
+                if let Some(value) = value {
+                    details.push(d(key, value.clone()));
+                }
+            }
+            if query.failed {
+                details.push(d("failed", "true".into()));
+            }
+            ("audit", None, details)
+        }
+        AdminRequest::AuditVerify => ("audit", None, vec![]),
+        _ => ("unknown", None, vec![]),
+    }
+}
+
+fn node_and_limit(node: Option<&str>, limit: u32) -> Vec<(String, String)> {
+    let mut details = vec![("limit".to_string(), limit.to_string())];
+    if let Some(node) = node {
+        details.push(("node".into(), node.to_string()));
+    }
+    details
+}
+
+/// The record of a request.
+fn entry(shared: &Shared, caller: &Caller, request: &AdminRequest) -> AuditEntry {
+    let (resource_kind, resource_id, mut details) = describe(request);
+    // A login is recorded under the name tried; the bridge that asked is a detail.
+    let login = matches!(request, AdminRequest::Login { .. }) && caller.role == Role::Bridge;
+    let user = match request {
+        AdminRequest::Login { user, .. } if login => {
+            details.push(("bridge".into(), caller.user.clone()));
+            user.clone()
+        }
+        _ => caller.user.clone(),
+    };
+    if let Some(bridge) = &caller.bridge {
+        details.push(("bridge".into(), bridge.clone()));
+    }
+    if let Some(serial) = &caller.serial {
+        details.push(("cert".into(), serial.clone()));
+    }
+    let (client_addr, user_agent) = match request {
+        AdminRequest::Login { client, .. } => {
+            let client = crate::auth::clean_client(client.clone());
+            (client.addr, client.user_agent)
+        }
+        _ => (caller.client.addr.clone(), caller.client.user_agent.clone()),
+    };
+    AuditEntry {
+        time_ms: shared.now_ms(),
+        user,
+        role: (!login).then_some(caller.role),
+        action: super::roles::action(request).to_string(),
+        request: request.name().to_string(),
+        resource_kind: resource_kind.to_string(),
+        resource_id,
+        details,
+        source_addr: Some(caller.addr.to_string()),
+        client_addr,
+        user_agent,
+        result: AuditResult::Ok,
+        error: None,
+    }
+}
+
+/// Writes the record of a request. A record that cannot be written is logged loudly: the
+/// request has been answered or done by then.
+pub(crate) async fn record(
+    shared: &Shared,
+    caller: &Caller,
+    request: &AdminRequest,
+    outcome: Outcome<'_>,
+) {
+    let entry = finish(entry(shared, caller, request), outcome, None);
+    write(shared, entry).await;
+}
+
+fn finish(mut entry: AuditEntry, outcome: Outcome<'_>, resource_id: Option<String>) -> AuditEntry {
+    match outcome {
+        Outcome::Ok => {}
+        Outcome::Denied((code, message)) => {
+            entry.result = AuditResult::Denied;
+            entry.error = Some(format!("{code}: {message}"));
+        }
+        Outcome::Failed((code, message)) => {
+            entry.result = AuditResult::Failed;
+            entry.error = Some(format!("{code}: {message}"));
+        }
+    }
+    if resource_id.is_some() {
+        entry.resource_id = resource_id;
+    }
+    entry
+}
+
+async fn write(shared: &Shared, entry: AuditEntry) {
+    if let Err(e) = shared.store.append_audit(entry.clone()).await {
+        error!(error = %e, user = %entry.user, action = %entry.action, "the audit record could not be written");
+    }
+}
+
+/// The record of a request that takes its stream over (a command, a terminal, a backup): the
+/// handler finishes it once it knows whether the request started.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    shared: Arc<Shared>,
+    entry: Option<AuditEntry>,
+}
+
+impl Pending {
+    pub(crate) fn new(shared: &Arc<Shared>, caller: &Caller, request: &AdminRequest) -> Self {
+        Self {
+            shared: shared.clone(),
+            entry: Some(entry(shared, caller, request)),
+        }
+    }
+
+    /// Writes the record: started (naming what was made, an execution or session id), or
+    /// refused.
+    pub(crate) async fn done(mut self, outcome: Result<Option<String>, &Refusal>) {
+        let Some(entry) = self.entry.take() else {
+            return;
+        };
+        let entry = match outcome {
+            Ok(id) => finish(entry, Outcome::Ok, id),
+            Err(refusal) => finish(entry, Outcome::Failed(refusal), None),
+        };
+        write(&self.shared, entry).await;
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        // A handler that ended without saying: the record is still written.
+        if let Some(entry) = self.entry.take() {
+            let shared = self.shared.clone();
+            tokio::spawn(async move { write(&shared, entry).await });
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `Audit`: records matching the query, newest first.
+pub(crate) async fn list(shared: &Shared, query: AuditQuery) -> Reply {
+    let (resource_kind, resource_id) = match query.resource.as_deref() {
+        None => (None, None),
+        Some(text) => match text.split_once(':') {
+            Some((kind, id)) => (Some(kind.to_string()), Some(id.to_string())),
+            None => (Some(text.to_string()), None),
+        },
+    };
+    if query
+        .since_ms
+        .zip(query.until_ms)
+        .is_some_and(|(s, u)| s >= u)
+    {
+        return Err((
+            ErrorCode::INVALID_ARGUMENT,
+            "--since must be before --until".into(),
+        ));
+    }
+    let filter = AuditFilter {
+        user: query.user,
+        action: query.action,
+        resource_kind,
+        resource_id,
+        since_ms: query.since_ms,
+        until_ms: query.until_ms,
+        failed: query.failed,
+        limit: usize::try_from(query.limit.clamp(1, 100_000)).unwrap_or(1000),
+    };
+    let store = shared.store.clone();
+    let records = tokio::task::spawn_blocking(move || store.audit(&filter))
+        .await
+        .map_err(|e| (ErrorCode::INTERNAL, e.to_string()))?
+        .map_err(internal)?;
+    let views = records
+        .into_iter()
+        .map(|r| AuditView {
+            seq: r.seq,
+            hash: hex(&r.hash),
+            entry: r.entry,
+        })
+        .collect();
+    Ok(chunks(views, AdminResponse::AuditRecords))
+}
+
+/// `AuditVerify`: the chain recomputed.
+pub(crate) async fn verify(shared: &Shared) -> Reply {
+    let store = shared.store.clone();
+    let report = tokio::task::spawn_blocking(move || store.verify_audit())
+        .await
+        .map_err(|e| (ErrorCode::INTERNAL, e.to_string()))?
+        .map_err(internal)?;
+    Ok(vec![AdminResponse::AuditVerified(report)])
+}
