@@ -288,11 +288,11 @@ fn every_request(node: &str) -> Vec<(&'static str, AdminRequest)> {
         ),
         (
             "sessions.forward",
-            AdminRequest::AsUser {
-                token: Secret::new("nothing"),
-                client: ClientInfo::default(),
-                request: Box::new(AdminRequest::Ping),
-            },
+            AdminRequest::as_user(
+                Secret::new("nothing"),
+                ClientInfo::default(),
+                &AdminRequest::Ping,
+            ),
         ),
     ]
 }
@@ -575,14 +575,14 @@ async fn as_user(
     request: AdminRequest,
 ) -> Result<Vec<AdminResponse>, ClientError> {
     bridge
-        .request(&AdminRequest::AsUser {
-            token: Secret::new(token),
-            client: ClientInfo {
+        .request(&AdminRequest::as_user(
+            Secret::new(token),
+            ClientInfo {
                 addr: Some("198.51.100.7".into()),
                 user_agent: Some("Mozilla/5.0 (test)".into()),
             },
-            request: Box::new(request),
-        })
+            &request,
+        ))
         .await
 }
 

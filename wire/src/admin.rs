@@ -231,13 +231,16 @@ pub enum AdminRequest {
     },
     /// A request made by a logged-in user through the bridge (the bridge's identity only):
     /// core checks the session, then authorizes and audits the inner request as that user.
+    /// Build it with [`AdminRequest::as_user`].
     AsUser {
         /// The session token.
         token: Secret,
         /// The browser.
         client: ClientInfo,
-        /// What the user asks.
-        request: Box<AdminRequest>,
+        /// What the user asks: an encoded `AdminRequest`, decoded by core on its own. Bytes,
+        /// not a nested request, so that decoding a frame never recurses: a frame of nested
+        /// requests could otherwise exhaust the decoder's stack.
+        request: ByteBuf,
     },
     /// Audit records, newest first (admins). Answer: `AuditRecords` chunks.
     Audit(AuditQuery),
@@ -246,6 +249,20 @@ pub enum AdminRequest {
 }
 
 impl AdminRequest {
+    /// `request`, made by the user of session `token` through the bridge.
+    pub fn as_user(token: Secret, client: ClientInfo, request: &AdminRequest) -> AdminRequest {
+        AdminRequest::AsUser {
+            token,
+            client,
+            request: ByteBuf(crate::codec::encode(request)),
+        }
+    }
+
+    /// The request inside an `AsUser`, decoded; an error if the bytes are not a request.
+    pub fn decode_inner(bytes: &[u8]) -> Result<AdminRequest, crate::codec::DecodeError> {
+        crate::codec::decode(bytes)
+    }
+
     /// The request's name, as the audit log records it (`ListNodes`, `UserAdd`, ...).
     pub fn name(&self) -> &'static str {
         match self {

@@ -798,6 +798,16 @@ fn huge_length_claim_inside_a_message_does_not_allocate() {
     assert!(decode_datagram(&bytes).is_err());
 }
 
+proptest! {
+    /// The request inside `AsUser` comes back whole.
+    #[test]
+    fn as_user_carries_its_request(request in admin_request()) {
+        let outer = AdminRequest::as_user(Secret::new("t"), ClientInfo::default(), &request);
+        let AdminRequest::AsUser { request: inner, .. } = outer else { unreachable!() };
+        prop_assert_eq!(AdminRequest::decode_inner(&inner.0).unwrap(), request);
+    }
+}
+
 fn secret() -> impl Strategy<Value = Secret> {
     text().prop_map(Secret::new)
 }
@@ -845,11 +855,7 @@ fn user_request() -> impl Strategy<Value = AdminRequest> {
         }),
         secret().prop_map(|token| AdminRequest::Logout { token }),
         (secret(), client_info(), admin_request()).prop_map(|(token, client, request)| {
-            AdminRequest::AsUser {
-                token,
-                client,
-                request: Box::new(request),
-            }
+            AdminRequest::as_user(token, client, &request)
         }),
         (
             (option::of(text()), option::of(text()), option::of(text())),

@@ -164,16 +164,25 @@ async fn handle_stream(
             client,
             request,
         } => {
-            let outer = AdminRequest::AsUser {
-                token: token.clone(),
-                client: ClientInfo::default(),
-                request: Box::new(AdminRequest::Ping),
-            };
+            let outer =
+                AdminRequest::as_user(token.clone(), ClientInfo::default(), &AdminRequest::Ping);
             if let Err(refusal) = roles::permit(caller.role, &caller.user, &outer) {
                 audit::record(shared, &caller, &outer, Outcome::Denied(&refusal)).await;
                 refuse(&mut send, refusal).await;
                 return;
             }
+            let request = match AdminRequest::decode_inner(&request.0) {
+                Ok(request) => request,
+                Err(e) => {
+                    let refusal = (
+                        ErrorCode::MALFORMED,
+                        format!("bad request inside AsUser: {e}"),
+                    );
+                    audit::record(shared, &caller, &outer, Outcome::Denied(&refusal)).await;
+                    refuse(&mut send, refusal).await;
+                    return;
+                }
+            };
             let client = clean_client(client);
             let (session, user) = match check_session(shared, token.expose()).await {
                 Ok(found) => found,
@@ -197,7 +206,7 @@ async fn handle_stream(
                 bridge: Some(caller.user.clone()),
             };
             debug!(session = %session.id, user = %inner.user, "request through the bridge");
-            (inner, *request)
+            (inner, request)
         }
         other => (caller, other),
     };
