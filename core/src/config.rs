@@ -98,6 +98,9 @@ pub struct CoreConfig {
     pub login_delay: Duration,
     /// How long audit records are kept; older ones are pruned from the old end and the chain stays verifiable from its new start.
     pub audit_retention: Duration,
+    /// Audit records kept at most (each about 300 bytes); beyond it the oldest are pruned, as
+    /// for age.
+    pub audit_max_records: u64,
 }
 
 /// Whether terminal sessions are recorded (asciicast v2 files under `DATA/recordings`).
@@ -189,6 +192,7 @@ impl CoreConfig {
             login_lockout: Duration::from_secs(15 * 60),
             login_delay: Duration::from_secs(1),
             audit_retention: Duration::from_secs(365 * DAY),
+            audit_max_records: 10_000_000,
         }
     }
 
@@ -277,6 +281,9 @@ impl CoreConfig {
         }
         if self.audit_retention < Duration::from_secs(DAY) {
             return bad("audit_retention", "must be at least 1 day".into());
+        }
+        if self.audit_max_records < 1000 {
+            return bad("audit_max_records", "must be at least 1000".into());
         }
         if self.prune_interval < Duration::from_millis(100) {
             return bad("prune_interval", "must be at least 100ms".into());
@@ -371,6 +378,7 @@ impl CoreConfig {
             login_lockout,
             login_delay,
             audit_retention,
+            audit_max_records,
         } = file;
         set(&mut self.listen, listen);
         set(&mut self.data_dir, data_dir);
@@ -439,6 +447,7 @@ impl CoreConfig {
         set(&mut self.login_lockout, login_lockout.map(|d| d.0));
         set(&mut self.login_delay, login_delay.map(|d| d.0));
         set(&mut self.audit_retention, audit_retention.map(|d| d.0));
+        set(&mut self.audit_max_records, audit_max_records);
     }
 }
 
@@ -528,6 +537,8 @@ pub struct ConfigFile {
     pub login_delay: Option<DurationText>,
     /// See [`CoreConfig::audit_retention`].
     pub audit_retention: Option<DurationText>,
+    /// See [`CoreConfig::audit_max_records`].
+    pub audit_max_records: Option<u64>,
 }
 
 impl ConfigFile {

@@ -123,13 +123,13 @@ pub(crate) async fn prune(shared: &Shared) {
         warn!(error = %e, "identity conflict pruning failed");
     }
     let audit = repeat("audit log", || {
-        store.prune_audit(before(config.audit_retention))
+        store.prune_audit(before(config.audit_retention), config.audit_max_records)
     })
     .await;
     if audit.records > 0 {
         info!(
             records = audit.records,
-            "audit records older than audit_retention pruned; the chain stays verifiable from its new start"
+            "the oldest audit records pruned (audit_retention, audit_max_records); the chain stays verifiable from its new start"
         );
     }
     match store

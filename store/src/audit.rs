@@ -281,11 +281,17 @@ impl Store {
         Ok(report)
     }
 
-    /// Removes records written before `before_ms` from the old end, at most a batch, keeping
-    /// the last removed one's hash as the chain's new start.
-    pub async fn prune_audit(&self, before_ms: i64) -> Result<Pruned, StoreError> {
+    /// Removes records written before `before_ms`, and the oldest beyond `max_records`, from
+    /// the old end, at most a batch, keeping the last removed one's hash as the chain's new
+    /// start.
+    pub async fn prune_audit(
+        &self,
+        before_ms: i64,
+        max_records: u64,
+    ) -> Result<Pruned, StoreError> {
         self.write(move |txn| {
             let mut table = txn.open_table(AUDIT)?;
+            let excess = table.len()?.saturating_sub(max_records);
             let mut old: Vec<(u64, [u8; 32])> = Vec::new();
             for row in table.iter()? {
                 let (key, value) = row?;
@@ -295,7 +301,8 @@ impl Store {
                 let Ok(entry) = codec::decode::<AuditEntry>(bytes) else {
                     break;
                 };
-                if old.len() >= BATCH || entry.time_ms >= before_ms {
+                if old.len() >= BATCH || (entry.time_ms >= before_ms && old.len() as u64 >= excess)
+                {
                     break;
                 }
                 old.push((key.value(), hash));
@@ -462,7 +469,7 @@ mod tests {
     #[tokio::test]
     async fn pruning_keeps_the_chain_verifiable_from_its_new_start() {
         let (_dir, store) = store_with(6).await;
-        let pruned = store.prune_audit(3500).await.unwrap();
+        let pruned = store.prune_audit(3500, u64::MAX).await.unwrap();
         assert_eq!(pruned.records, 3);
         let report = store.verify_audit().unwrap();
         assert!(report.broken.is_none(), "{report:?}");
@@ -476,9 +483,15 @@ mod tests {
         assert_eq!(broken.seq, 4);
         // Pruning everything still leaves a chain appends continue.
         let (_dir, store) = store_with(2).await;
-        store.prune_audit(i64::MAX).await.unwrap();
+        store.prune_audit(i64::MAX, u64::MAX).await.unwrap();
         let (seq, _) = store.append_audit(entry(9000, "nodes.edit")).await.unwrap();
         assert_eq!(seq, 3);
         assert!(store.verify_audit().unwrap().broken.is_none());
+        // A count bound cuts the oldest beyond it, whatever their age.
+        let (_dir, store) = store_with(5).await;
+        store.prune_audit(0, 2).await.unwrap();
+        let report = store.verify_audit().unwrap();
+        assert_eq!((report.first_seq, report.records), (Some(4), 2));
+        assert!(report.broken.is_none());
     }
 }

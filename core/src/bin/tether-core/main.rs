@@ -215,6 +215,9 @@ struct CoreFlags {
     /// How long audit records are kept [default: 365days].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     audit_retention: Option<Duration>,
+    /// Audit records kept at most; the oldest beyond it are pruned [default: 10000000].
+    #[arg(long, value_name = "N")]
+    audit_max_records: Option<u64>,
 }
 
 /// A size flag: `1048576`, `64MiB`, `10GiB`.
@@ -308,6 +311,9 @@ impl CoreFlags {
         set(&mut config.session_lifetime, self.session_lifetime);
         if let Some(n) = self.login_max_failures {
             config.login_max_failures = n;
+        }
+        if let Some(n) = self.audit_max_records {
+            config.audit_max_records = n;
         }
         set(&mut config.login_lockout, self.login_lockout);
         set(&mut config.login_delay, self.login_delay);
