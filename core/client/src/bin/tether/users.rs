@@ -272,6 +272,10 @@ fn now_ms() -> i64 {
 }
 
 fn print_certs(certs: &[CertView]) -> anyhow::Result<()> {
+    if certs.is_empty() {
+        println!("none");
+        return Ok(());
+    }
     let now = now_ms();
     output::table(
         &["SERIAL", "STATE", "EXPIRES", "ISSUED BY", "REVOKED BY"],
@@ -291,6 +295,10 @@ fn print_certs(certs: &[CertView]) -> anyhow::Result<()> {
 }
 
 fn print_sessions(sessions: &[SessionView]) -> anyhow::Result<()> {
+    if sessions.is_empty() {
+        println!("none");
+        return Ok(());
+    }
     output::table(
         &["ID", "LOGGED IN", "LAST USED", "ENDS", "FROM", "BROWSER"],
         sessions
