@@ -54,8 +54,9 @@ trap 'exit 130' INT TERM
 
 ticks=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-stats() { sort -n | awk '{a[NR]=$1} END {printf "%s / %s / %s", a[1], a[int((NR+1)/2)], a[NR]}'; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# Medians of an even count are the mean of the two middle values.
+median() { sort -n | awk '{a[NR]=$1} END {m = NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; print m}'; }
+stats() { local v; v=$(sort -n); printf "%s / %s / %s" "$(head -1 <<< "$v")" "$(median <<< "$v")" "$(tail -1 <<< "$v")"; }
 # Time budget for the generators (their --duration, so $! is the generator itself): ramp, the
 # runs, and a margin; then they stop by themselves.
 online_wait=$((n / ramp * 4 + 240))
@@ -110,8 +111,8 @@ run_once() {
     i1=$(( $(cpu_ticks "${core[$idle]}") + $(cpu_ticks "${loadgen[$idle]}") ))
     if [ "$record" = 1 ]; then
         echo $((t1 - t0)) >> "$work/wall-$side"
-        echo "scale=2; ($c1 - $c0) / $ticks" | bc >> "$work/cpu-$side"
-        echo "scale=2; ($i1 - $i0) / $ticks" | bc >> "$work/idle-$side"
+        awk -v d=$((c1 - c0)) -v t="$ticks" 'BEGIN {printf "%.2f\n", d / t}' >> "$work/cpu-$side"
+        awk -v d=$((i1 - i0)) -v t="$ticks" 'BEGIN {printf "%.2f\n", d / t}' >> "$work/idle-$side"
         echo "$((c1 - c0))" >> "$work/cputicks-$side"
     fi
     sleep "$pause"
