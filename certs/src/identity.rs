@@ -61,7 +61,7 @@ impl AdminIdentity {
             reason: e.to_string(),
         })?;
         let text = format!(
-            "# Tether admin identity for {:?}. Whoever holds this file is an admin of core at {}.\n\
+            "# Tether identity of user {:?}. Whoever holds this file acts as that user towards core at {}.\n\
              # Keep it private (mode 0600). Use it with `tether --identity FILE` or TETHER_IDENTITY.\n{body}",
             self.name, self.core
         );

@@ -87,7 +87,7 @@ pub(crate) struct Shared {
     /// A backup is being taken (one at a time).
     pub backups: std::sync::atomic::AtomicBool,
     /// Admin connections open now (closed at once on a revocation or disable).
-    pub admin_connections: crate::auth::Connections,
+    pub admin_connections: Arc<crate::auth::Connections>,
     /// Failed password logins, per user name and address.
     pub login_throttle: std::sync::Mutex<crate::auth::throttle::Throttle>,
 }

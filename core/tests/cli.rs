@@ -260,6 +260,22 @@ async fn key_show_prints_only_the_token_and_admin_issue_makes_a_working_identity
     let _restarted = tether_core::Core::start(config).await.unwrap();
     let pong = tether_json(&bob, &core.addr.to_string(), &["ping", "--json"]);
     assert_eq!(pong["admin"], "bob");
+    // Made behind core's back, and in the audit log all the same (as was the bootstrap admin).
+    let records = tether_json(
+        &bob,
+        &core.addr.to_string(),
+        &["audit", "--json", "--limit", "1000"],
+    );
+    let requests: Vec<&str> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["request"].as_str().unwrap())
+        .collect();
+    assert!(
+        requests.contains(&"AdminIssue") && requests.contains(&"Bootstrap"),
+        "{requests:?}"
+    );
 
     let uninitialised = Command::new(binary("tether-core"))
         .args(["key", "show", "--data"])

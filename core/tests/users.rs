@@ -262,6 +262,7 @@ fn every_request(node: &str) -> Vec<(&'static str, AdminRequest)> {
             AdminRequest::UserPasswd {
                 name: "nobody".into(),
                 password: Secret::new(PASSWORD),
+                current: None,
             },
         ),
         (
@@ -593,6 +594,9 @@ async fn sessions_act_as_their_user_and_end_when_idle_or_old() {
         |c| {
             c.session_idle_timeout = Duration::from_secs(2 * 3600);
             c.session_lifetime = Duration::from_secs(7 * 86_400);
+            // Throttling is tested on its own; here wrong passwords must not make us wait.
+            c.login_delay = Duration::from_millis(1);
+            c.login_max_failures = 100;
         },
         clock.clone(),
     )
@@ -672,8 +676,38 @@ async fn sessions_act_as_their_user_and_end_when_idle_or_old() {
     assert_eq!(code, ErrorCode::SESSION_EXPIRED);
     assert!(message.contains("session_lifetime"), "{message}");
 
-    // Logout, and an admin's logout of a user, end sessions at once.
+    // Through a session, a new password of one's own needs the current one.
     let token = login(&bridge, "vera", PASSWORD).await.unwrap();
+    let passwd = |current: Option<&str>| AdminRequest::UserPasswd {
+        name: "vera".into(),
+        password: Secret::new("a brand new password"),
+        current: current.map(Secret::new),
+    };
+    let (code, message) = code_of(as_user(&bridge, &token, passwd(None)).await);
+    assert_eq!(code, ErrorCode::INVALID_ARGUMENT, "{message}");
+    let (code, _) = code_of(as_user(&bridge, &token, passwd(Some("not my password"))).await);
+    assert_eq!(code, ErrorCode::LOGIN_FAILED);
+    login(&bridge, "vera", PASSWORD)
+        .await
+        .expect("the password is unchanged");
+    as_user(&bridge, &token, passwd(Some(PASSWORD)))
+        .await
+        .expect("changed with the current password");
+    let (code, _) = code_of(as_user(&bridge, &token, AdminRequest::Ping).await);
+    assert_eq!(
+        code,
+        ErrorCode::SESSION_EXPIRED,
+        "a new password ends the sessions"
+    );
+    let (code, _) = code_of(login(&bridge, "vera", PASSWORD).await);
+    assert_eq!(code, ErrorCode::LOGIN_FAILED);
+    let _ = login(&bridge, "vera", "a brand new password")
+        .await
+        .unwrap();
+    // Logout, and an admin's logout of a user, end sessions at once.
+    let token = login(&bridge, "vera", "a brand new password")
+        .await
+        .unwrap();
     bridge
         .request(&AdminRequest::Logout {
             token: Secret::new(&token),
@@ -682,7 +716,9 @@ async fn sessions_act_as_their_user_and_end_when_idle_or_old() {
         .unwrap();
     let (code, _) = code_of(as_user(&bridge, &token, AdminRequest::Ping).await);
     assert_eq!(code, ErrorCode::SESSION_EXPIRED);
-    let token = login(&bridge, "vera", PASSWORD).await.unwrap();
+    let token = login(&bridge, "vera", "a brand new password")
+        .await
+        .unwrap();
     admin
         .0
         .request(&AdminRequest::UserLogout {
@@ -694,7 +730,9 @@ async fn sessions_act_as_their_user_and_end_when_idle_or_old() {
     let (code, _) = code_of(as_user(&bridge, &token, AdminRequest::Ping).await);
     assert_eq!(code, ErrorCode::SESSION_EXPIRED);
     // Disabling the user ends their sessions and refuses their logins.
-    let token = login(&bridge, "vera", PASSWORD).await.unwrap();
+    let token = login(&bridge, "vera", "a brand new password")
+        .await
+        .unwrap();
     admin
         .0
         .request(&AdminRequest::UserEnable {
@@ -705,7 +743,7 @@ async fn sessions_act_as_their_user_and_end_when_idle_or_old() {
         .unwrap();
     let (code, _) = code_of(as_user(&bridge, &token, AdminRequest::Ping).await);
     assert_eq!(code, ErrorCode::SESSION_EXPIRED);
-    let (code, message) = code_of(login(&bridge, "vera", PASSWORD).await);
+    let (code, message) = code_of(login(&bridge, "vera", "a brand new password").await);
     assert_eq!(code, ErrorCode::CREDENTIALS_REVOKED);
     assert!(message.contains("disabled"), "{message}");
 }
@@ -814,12 +852,13 @@ async fn bad_input_is_a_clear_error_an_audit_record_and_no_change() {
                 name: "admin".into(),
             },
             ErrorCode::CONFLICT,
-            "only enabled admin",
+            "cannot delete yourself",
         ),
         (
             AdminRequest::UserPasswd {
                 name: "vera".into(),
                 password: Secret::new("short"),
+                current: None,
             },
             ErrorCode::INVALID_ARGUMENT,
             "at least 12",

@@ -138,6 +138,27 @@ async fn users_certificates_and_the_audit_log_from_the_cli() {
     assert_eq!(certs[0]["serial"], serial.as_str());
     assert_eq!(certs[0]["state"], "valid");
 
+    // A file that cannot be written: nothing issued, or nothing left valid.
+    let nowhere = tether(
+        &identity,
+        &addr,
+        &[
+            "user",
+            "cert",
+            "otto",
+            "--out",
+            "/nonexistent/dir/otto.identity",
+        ],
+    );
+    assert_eq!(nowhere.status.code(), Some(1));
+    assert!(
+        stderr(&nowhere).contains("not a directory"),
+        "{}",
+        stderr(&nowhere)
+    );
+    let certs_now = tether_json(&identity, &addr, &["user", "certs", "otto", "--json"]);
+    assert_eq!(certs_now.as_array().unwrap().len(), 1, "nothing issued");
+
     // The role comes from the user record: changed, it applies to the same identity at once.
     let role = tether(&identity, &addr, &["user", "role", "otto", "viewer"]);
     assert!(role.status.success(), "{}", stderr(&role));
@@ -191,6 +212,61 @@ async fn users_certificates_and_the_audit_log_from_the_cli() {
         tether(&identity, &addr, &["user", "delete", "vera"])
             .status
             .success()
+    );
+
+    // An admin may revoke the very certificate they use: the answer arrives, then the
+    // connection closes. Nobody disables or deletes themself.
+    assert!(
+        tether(
+            &identity,
+            &addr,
+            &["user", "add", "root2", "--role", "admin", "--no-password"]
+        )
+        .status
+        .success()
+    );
+    let root2 = tmp.path().join("root2.identity");
+    let own = tether_json(
+        &identity,
+        &addr,
+        &[
+            "user",
+            "cert",
+            "root2",
+            "--out",
+            root2.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    let own_serial = own["serial"].as_str().unwrap().to_uppercase();
+    let myself = tether(&root2, &addr, &["user", "disable", "root2"]);
+    assert_eq!(myself.status.code(), Some(1));
+    assert!(
+        stderr(&myself).contains("cannot disable yourself"),
+        "{}",
+        stderr(&myself)
+    );
+    let revoked_own = tether(&root2, &addr, &["user", "revoke-cert", &own_serial]);
+    assert!(revoked_own.status.success(), "{}", stderr(&revoked_own));
+    assert_eq!(tether(&root2, &addr, &["ping"]).status.code(), Some(1));
+    // The record names the certificate as core knows it, however it was typed.
+    let found = tether_json(
+        &identity,
+        &addr,
+        &[
+            "audit",
+            "--resource",
+            &format!("cert:{}", own_serial.to_lowercase()),
+            "--json",
+        ],
+    );
+    assert!(
+        found
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["request"] == "RevokeCert" && r["user"] == "root2"),
+        "{found}"
     );
 
     // The audit log has all of it, filterable, and verifies.

@@ -43,7 +43,7 @@ pub use records::{
 pub use retention::Pruned;
 pub use snapshot::Summary;
 pub use tty::AccessChange;
-pub use users::{AddUser, CertRecord, SessionRecord, UserChange, UserRecord};
+pub use users::{AddUser, CertRecord, SessionRecord, UserChange, UserOutcome, UserRecord};
 
 /// What went wrong in the store. Logical outcomes (not found, conflicts) are not errors: they are
 /// values in each operation's result.

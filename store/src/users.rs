@@ -104,6 +104,37 @@ pub enum UserChange {
     LoggedIn(Option<String>),
 }
 
+/// What became of a change to a user, or a deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UserOutcome {
+    /// Done: the user as it is now (as it was, for a deletion).
+    Done(UserRecord),
+    /// No such user.
+    NotFound,
+    /// Refused: it would leave no enabled admin. Checked in the change's own transaction, so
+    /// two admins disabling each other at once cannot both succeed.
+    LastAdmin,
+}
+
+fn is_active_admin(user: &UserRecord) -> bool {
+    user.enabled && user.role == Role::Admin
+}
+
+/// Whether an enabled admin other than `name` exists.
+fn another_admin(txn: &WriteTransaction, name: &str) -> Result<bool, StoreError> {
+    let users = txn.open_table(USERS)?;
+    for row in users.iter()? {
+        let (key, value) = row?;
+        if key.value() != name
+            && codec::decode::<UserRecord>(value.value()).is_ok_and(|u| is_active_admin(&u))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 fn email_key(email: &str) -> String {
     email.to_lowercase()
 }
@@ -129,24 +160,25 @@ impl Store {
         .await
     }
 
-    /// Changes a user; `None` if there is no such user. Disabling or a new password also ends
-    /// the user's login sessions, in the same transaction.
+    /// Changes a user. Disabling or a new password also ends the user's login sessions, in the
+    /// same transaction. A change that would leave no enabled admin is refused.
     pub async fn change_user(
         &self,
         name: &str,
         change: UserChange,
         now_ms: i64,
-    ) -> Result<Option<UserRecord>, StoreError> {
+    ) -> Result<UserOutcome, StoreError> {
         let name = name.to_string();
         self.write(move |txn| {
-            let mut users = txn.open_table(USERS)?;
-            let Some(mut user) = users
+            let Some(mut user) = txn
+                .open_table(USERS)?
                 .get(name.as_str())?
                 .map(|v| codec::decode::<UserRecord>(v.value()))
                 .transpose()?
             else {
-                return Ok(None);
+                return Ok(UserOutcome::NotFound);
             };
+            let was_admin = is_active_admin(&user);
             let mut end_sessions = false;
             let login = matches!(change, UserChange::LoggedIn(_));
             match change {
@@ -164,39 +196,45 @@ impl Store {
                     user.last_login_addr = addr;
                 }
             }
+            if was_admin && !is_active_admin(&user) && !another_admin(txn, &name)? {
+                return Ok(UserOutcome::LastAdmin);
+            }
             if !login {
                 user.updated_at_ms = now_ms;
             }
-            users.insert(name.as_str(), codec::encode(&user).as_slice())?;
-            drop(users);
+            txn.open_table(USERS)?
+                .insert(name.as_str(), codec::encode(&user).as_slice())?;
             if end_sessions {
                 remove_sessions(txn, &name, None)?;
             }
-            Ok(Some(user))
+            Ok(UserOutcome::Done(user))
         })
         .await
     }
 
     /// Deletes a user: their certificates are revoked (kept, so they stay refused should the
-    /// name be used again), their sessions removed. Returns the user as it was.
+    /// name be used again), their sessions removed. The last enabled admin is not deleted.
     pub async fn delete_user(
         &self,
         name: &str,
         now_ms: i64,
         by: &str,
-    ) -> Result<Option<UserRecord>, StoreError> {
+    ) -> Result<UserOutcome, StoreError> {
         let name = name.to_string();
         let by = by.to_string();
         self.write(move |txn| {
-            let mut users = txn.open_table(USERS)?;
-            let Some(user) = users
-                .remove(name.as_str())?
+            let Some(user) = txn
+                .open_table(USERS)?
+                .get(name.as_str())?
                 .map(|v| codec::decode::<UserRecord>(v.value()))
                 .transpose()?
             else {
-                return Ok(None);
+                return Ok(UserOutcome::NotFound);
             };
-            drop(users);
+            if is_active_admin(&user) && !another_admin(txn, &name)? {
+                return Ok(UserOutcome::LastAdmin);
+            }
+            txn.open_table(USERS)?.remove(name.as_str())?;
             if let Some(email) = &user.email {
                 txn.open_table(USER_EMAILS)?
                     .remove(email_key(email).as_str())?;
@@ -229,7 +267,7 @@ impl Store {
             }
             drop(certs);
             remove_sessions(txn, &name, None)?;
-            Ok(Some(user))
+            Ok(UserOutcome::Done(user))
         })
         .await
     }
@@ -610,11 +648,13 @@ mod tests {
         );
         assert!(store.session(&[1; 32]).unwrap().is_none());
         // A new password ends the sessions left.
-        store
-            .change_user("alice", UserChange::Password("h".into()), 5)
-            .await
-            .unwrap()
-            .unwrap();
+        assert!(matches!(
+            store
+                .change_user("alice", UserChange::Password("h".into()), 5)
+                .await
+                .unwrap(),
+            UserOutcome::Done(_)
+        ));
         assert!(store.sessions_of("alice").unwrap().is_empty());
         assert!(
             store
@@ -623,11 +663,9 @@ mod tests {
                 .unwrap()
         );
 
-        let gone = store
-            .delete_user("alice", 50, "root")
-            .await
-            .unwrap()
-            .unwrap();
+        let UserOutcome::Done(gone) = store.delete_user("alice", 50, "root").await.unwrap() else {
+            panic!("deleted")
+        };
         assert_eq!(gone.name, "alice");
         let cert = store.cert("0abc").unwrap().unwrap();
         assert_eq!(cert.revoked_at_ms, Some(50));
@@ -652,6 +690,52 @@ mod tests {
                 .await
                 .unwrap()
         );
+    }
+
+    #[tokio::test]
+    async fn the_last_enabled_admin_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        for name in ["ann", "bea"] {
+            store
+                .add_user(UserRecord {
+                    role: Role::Admin,
+                    ..user(name, None)
+                })
+                .await
+                .unwrap();
+        }
+        // Two admins disabling each other at once: one wins, the other is refused.
+        let (a, b) = tokio::join!(
+            store.change_user("ann", UserChange::Enabled(false), 2),
+            store.change_user("bea", UserChange::Enabled(false), 2)
+        );
+        let outcomes = [a.unwrap(), b.unwrap()];
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|o| **o == UserOutcome::LastAdmin)
+                .count(),
+            1,
+            "{outcomes:?}"
+        );
+        let left = if outcomes[0] == UserOutcome::LastAdmin {
+            "ann"
+        } else {
+            "bea"
+        };
+        assert_eq!(
+            store.delete_user(left, 3, "x").await.unwrap(),
+            UserOutcome::LastAdmin
+        );
+        assert_eq!(
+            store
+                .change_user(left, UserChange::Role(Role::Viewer), 3)
+                .await
+                .unwrap(),
+            UserOutcome::LastAdmin
+        );
+        assert!(store.user(left).unwrap().unwrap().enabled);
     }
 
     #[tokio::test]

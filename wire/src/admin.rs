@@ -175,6 +175,9 @@ pub enum AdminRequest {
         name: String,
         /// The new password.
         password: Secret,
+        /// The current password: required when users change their own through a browser
+        /// session (a stolen session must not take the account over).
+        current: Option<Secret>,
     },
     /// Delete a user: certificates revoked, sessions ended, connections closed. Answer: `User`
     /// (as it was).

@@ -832,7 +832,13 @@ fn user_request() -> impl Strategy<Value = AdminRequest> {
         (text(), role()).prop_map(|(name, role)| AdminRequest::UserRole { name, role }),
         (text(), any::<bool>())
             .prop_map(|(name, enabled)| AdminRequest::UserEnable { name, enabled }),
-        (text(), secret()).prop_map(|(name, password)| AdminRequest::UserPasswd { name, password }),
+        (text(), secret(), option::of(secret())).prop_map(|(name, password, current)| {
+            AdminRequest::UserPasswd {
+                name,
+                password,
+                current,
+            }
+        }),
         text().prop_map(|name| AdminRequest::UserDelete { name }),
         (text(), bytes(), any::<u64>()).prop_map(|(name, public_key, lifetime_secs)| {
             AdminRequest::UserCert {

@@ -238,6 +238,9 @@ fn entry(shared: &Shared, caller: &Caller, request: &AdminRequest) -> AuditEntry
     if let Some(serial) = &caller.serial {
         details.push(("cert".into(), serial.clone()));
     }
+    if let Some(session) = &caller.session {
+        details.push(("session".into(), session.clone()));
+    }
     let (client_addr, user_agent) = match request {
         AdminRequest::Login { client, .. } => {
             let client = crate::auth::clean_client(client.clone());
@@ -262,16 +265,78 @@ fn entry(shared: &Shared, caller: &Caller, request: &AdminRequest) -> AuditEntry
     }
 }
 
-/// Writes the record of a request. A record that cannot be written is logged loudly: the
-/// request has been answered or done by then.
+/// Writes the record of a request; whether it was written. One that cannot be written is
+/// logged loudly, and the caller does not answer a request it could not record.
 pub(crate) async fn record(
     shared: &Shared,
     caller: &Caller,
     request: &AdminRequest,
     outcome: Outcome<'_>,
-) {
-    let entry = finish(entry(shared, caller, request), outcome, None);
-    write(shared, entry).await;
+) -> bool {
+    record_with(shared, caller, request, outcome, Vec::new()).await
+}
+
+/// [`record`], with details only the answer knows (the serial of a certificate issued, the id of
+/// a session made).
+pub(crate) async fn record_with(
+    shared: &Shared,
+    caller: &Caller,
+    request: &AdminRequest,
+    outcome: Outcome<'_>,
+    more: Vec<(String, String)>,
+) -> bool {
+    let mut entry = finish(entry(shared, caller, request), outcome, None);
+    // The resource as core knows it (a node's id, a serial as recorded), so that a search by
+    // id finds it however it was typed; what was typed stays in the details.
+    let canonical =
+        more.iter().find_map(
+            |(key, value)| match (key.as_str(), entry.resource_kind.as_str()) {
+                ("node_id", "node") | ("serial", "cert") => Some(value.clone()),
+                _ => None,
+            },
+        );
+    if let Some(id) = canonical
+        && entry.resource_id.as_deref() != Some(id.as_str())
+        && let Some(asked) = entry.resource_id.replace(id)
+    {
+        entry.details.push(("asked".into(), asked));
+    }
+    entry.details.extend(
+        more.into_iter()
+            .filter(|(k, _)| k != "node_id" || entry.resource_kind != "node"),
+    );
+    write(shared, entry).await
+}
+
+/// Details of an answer worth keeping in its record.
+pub(crate) fn answer_details(responses: &[AdminResponse]) -> Vec<(String, String)> {
+    responses
+        .iter()
+        .filter_map(|response| match response {
+            AdminResponse::CertIssued { cert, .. } | AdminResponse::Cert(cert) => {
+                Some(("serial".into(), cert.serial.clone()))
+            }
+            AdminResponse::LoggedIn { session, .. } => Some(("session".into(), session.id.clone())),
+            AdminResponse::Node(node) => Some(("node_id".into(), node.id.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Refuses to run a request whose record could not be written: while the disk is below
+/// `min_free_space` every database write, the audit record's included, is refused.
+pub(crate) fn writable(shared: &Shared) -> Result<(), Refusal> {
+    let keep = shared.config.min_free_space;
+    match tether_store::free_space(shared.data_dir.root()) {
+        Some(free) if keep > 0 && free < keep => Err((
+            ErrorCode::INTERNAL,
+            format!(
+                "core's disk has {free} bytes free, below min_free_space ({keep}): it cannot \
+                 record requests in the audit log, so it answers none until space is freed"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn finish(mut entry: AuditEntry, outcome: Outcome<'_>, resource_id: Option<String>) -> AuditEntry {
@@ -292,9 +357,13 @@ fn finish(mut entry: AuditEntry, outcome: Outcome<'_>, resource_id: Option<Strin
     entry
 }
 
-async fn write(shared: &Shared, entry: AuditEntry) {
-    if let Err(e) = shared.store.append_audit(entry.clone()).await {
-        error!(error = %e, user = %entry.user, action = %entry.action, "the audit record could not be written");
+async fn write(shared: &Shared, entry: AuditEntry) -> bool {
+    match shared.store.append_audit(entry.clone()).await {
+        Ok(_) => true,
+        Err(e) => {
+            error!(error = %e, user = %entry.user, action = %entry.action, "the audit record could not be written");
+            false
+        }
     }
 }
 
@@ -315,16 +384,16 @@ impl Pending {
     }
 
     /// Writes the record: started (naming what was made, an execution or session id), or
-    /// refused.
-    pub(crate) async fn done(mut self, outcome: Result<Option<String>, &Refusal>) {
+    /// refused; whether it was written.
+    pub(crate) async fn done(mut self, outcome: Result<Option<String>, &Refusal>) -> bool {
         let Some(entry) = self.entry.take() else {
-            return;
+            return true;
         };
         let entry = match outcome {
             Ok(id) => finish(entry, Outcome::Ok, id),
             Err(refusal) => finish(entry, Outcome::Failed(refusal), None),
         };
-        write(&self.shared, entry).await;
+        write(&self.shared, entry).await
     }
 }
 
@@ -333,7 +402,9 @@ impl Drop for Pending {
         // A handler that ended without saying: the record is still written.
         if let Some(entry) = self.entry.take() {
             let shared = self.shared.clone();
-            tokio::spawn(async move { write(&shared, entry).await });
+            tokio::spawn(async move {
+                write(&shared, entry).await;
+            });
         }
     }
 }

@@ -57,6 +57,7 @@ fn unchecked(cert: &UserCertInfo, addr: SocketAddr) -> Caller {
         serial: Some(cert.serial.clone()),
         client: ClientInfo::default(),
         bridge: None,
+        session: None,
     }
 }
 
@@ -144,6 +145,7 @@ async fn handle_stream(
             serial: Some(cert.serial.clone()),
             client: ClientInfo::default(),
             bridge: None,
+            session: None,
         },
         Err(refusal) => {
             audit::record(
@@ -204,6 +206,7 @@ async fn handle_stream(
                 serial: None,
                 client,
                 bridge: Some(caller.user.clone()),
+                session: Some(session.id.clone()),
             };
             debug!(session = %session.id, user = %inner.user, "request through the bridge");
             (inner, request)
@@ -226,6 +229,12 @@ async fn handle_stream(
     if let Err(refusal) = permitted {
         warn!(role = %caller.role, "refused: {}", refusal.1);
         audit::record(shared, &caller, &request, Outcome::Denied(&refusal)).await;
+        refuse(&mut send, refusal).await;
+        return;
+    }
+    // A request that could not be recorded is not run.
+    if let Err(refusal) = audit::writable(shared) {
+        warn!("refused: {}", refusal.1);
         refuse(&mut send, refusal).await;
         return;
     }
@@ -290,12 +299,23 @@ async fn dispatch(
         return;
     }
     let reply = handle(shared, &caller, &request).await;
-    let outcome = match &reply {
-        Ok(_) => Outcome::Ok,
-        Err(refusal) => Outcome::Failed(refusal),
+    let (outcome, more) = match &reply {
+        Ok(responses) => (Outcome::Ok, audit::answer_details(responses)),
+        Err(refusal) => (Outcome::Failed(refusal), Vec::new()),
     };
-    // The record is on disk before the answer is complete.
-    audit::record(shared, &caller, &request, outcome).await;
+    // The record is on disk before the answer is complete; an answer that could not be
+    // recorded is not given.
+    let recorded = audit::record_with(shared, &caller, &request, outcome, more).await;
+    let reply = if recorded {
+        reply
+    } else {
+        Err((
+            ErrorCode::INTERNAL,
+            "core could not write this request's audit record, so it does not answer it (any \
+             change it made stands; see core's log)"
+                .to_string(),
+        ))
+    };
     let responses =
         reply.unwrap_or_else(|(code, message)| vec![AdminResponse::Error { code, message }]);
     for response in &responses {
@@ -353,9 +373,11 @@ async fn handle(shared: &Shared, caller: &Caller, request: &AdminRequest) -> Rep
         AdminRequest::UserEnable { name, enabled } => {
             users::enable(shared, caller, &name, enabled).await
         }
-        AdminRequest::UserPasswd { name, password } => {
-            users::passwd(shared, &name, &password).await
-        }
+        AdminRequest::UserPasswd {
+            name,
+            password,
+            current,
+        } => users::passwd(shared, caller, &name, &password, current.as_ref()).await,
         AdminRequest::UserDelete { name } => users::delete(shared, caller, &name).await,
         AdminRequest::UserCert {
             name,

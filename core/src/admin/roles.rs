@@ -284,6 +284,7 @@ mod tests {
         let passwd = |name: &str| AdminRequest::UserPasswd {
             name: name.into(),
             password: tether_wire::users::Secret::new("x"),
+            current: None,
         };
         assert!(permit(Role::Viewer, "vera", &passwd("vera")).is_ok());
         assert!(permit(Role::Viewer, "vera", &passwd("alice")).is_err());

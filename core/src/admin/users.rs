@@ -3,11 +3,12 @@
 //! Every change that takes something away applies at once: a disable or a deletion closes the
 //! user's connections and ends their terminals, a revocation closes the certificate's
 //! connections, a role without terminals ends the user's terminals. The last enabled admin
-//! cannot be disabled, demoted or deleted, so core is never left without one.
+//! cannot be disabled, demoted or deleted (checked in the store's transaction), so core is never
+//! left without one; nobody disables or deletes themself.
 
 use std::time::Duration;
 
-use tether_store::{AddUser, CertRecord, SessionRecord, UserChange, UserRecord};
+use tether_store::{AddUser, CertRecord, SessionRecord, UserChange, UserOutcome, UserRecord};
 use tether_wire::ErrorCode;
 use tether_wire::admin::{AdminResponse, Role, check_user_name};
 use tether_wire::users::{
@@ -88,24 +89,13 @@ fn existing(shared: &Shared, name: &str) -> Result<UserRecord, (ErrorCode, Strin
         .ok_or_else(|| not_found(name))
 }
 
-/// Refuses a change that would leave no enabled admin.
-fn keep_an_admin(shared: &Shared, name: &str, what: &str) -> Result<(), (ErrorCode, String)> {
-    let others = shared
-        .store
-        .users()
-        .map_err(internal)?
-        .into_iter()
-        .filter(|u| u.name != name && u.enabled && u.role == Role::Admin)
-        .count();
-    if others == 0 {
-        return Err((
-            ErrorCode::CONFLICT,
-            format!(
-                "{name} is the only enabled admin; {what} would leave core without one (make another admin first)"
-            ),
-        ));
-    }
-    Ok(())
+fn last_admin(name: &str, what: &str) -> (ErrorCode, String) {
+    (
+        ErrorCode::CONFLICT,
+        format!(
+            "{name} is the only enabled admin; {what} would leave core without one (make another admin first)"
+        ),
+    )
 }
 
 async fn new_hash(password: &Secret) -> Result<String, (ErrorCode, String)> {
@@ -187,28 +177,42 @@ async fn change(
     shared: &Shared,
     name: &str,
     change: UserChange,
+    what: &str,
 ) -> Result<UserRecord, (ErrorCode, String)> {
-    shared
+    match shared
         .store
         .change_user(name, change, shared.now_ms())
         .await
         .map_err(internal)?
-        .ok_or_else(|| not_found(name))
+    {
+        UserOutcome::Done(user) => Ok(user),
+        UserOutcome::LastAdmin => Err(last_admin(name, what)),
+        _ => Err(not_found(name)),
+    }
+}
+
+/// Refuses shutting yourself out: another admin must do it (and no admin locks themself out
+/// mid-request).
+fn not_yourself(caller: &Caller, name: &str, what: &str) -> Result<(), (ErrorCode, String)> {
+    if caller.user == name {
+        return Err((
+            ErrorCode::CONFLICT,
+            format!("you cannot {what} yourself; ask another admin"),
+        ));
+    }
+    Ok(())
 }
 
 /// `UserRole`.
 pub(crate) async fn role(shared: &Shared, caller: &Caller, name: &str, role: Role) -> Reply {
     let before = existing(shared, name)?;
-    if before.role == Role::Admin && role != Role::Admin && before.enabled {
-        keep_an_admin(shared, name, "a new role")?;
-    }
     if role == Role::Bridge && before.password_hash.is_some() {
         return Err((
             ErrorCode::INVALID_ARGUMENT,
             "a bridge has no password; this user has one".into(),
         ));
     }
-    let user = change(shared, name, UserChange::Role(role)).await?;
+    let user = change(shared, name, UserChange::Role(role), "a new role").await?;
     let terminals = |r: Role| matches!(r, Role::Admin | Role::Operator);
     if terminals(before.role) && !terminals(role) {
         let reason = format!(
@@ -222,11 +226,10 @@ pub(crate) async fn role(shared: &Shared, caller: &Caller, name: &str, role: Rol
 
 /// `UserEnable`.
 pub(crate) async fn enable(shared: &Shared, caller: &Caller, name: &str, enabled: bool) -> Reply {
-    let before = existing(shared, name)?;
-    if !enabled && before.enabled && before.role == Role::Admin {
-        keep_an_admin(shared, name, "disabling them")?;
+    if !enabled {
+        not_yourself(caller, name, "disable")?;
     }
-    let user = change(shared, name, UserChange::Enabled(enabled)).await?;
+    let user = change(shared, name, UserChange::Enabled(enabled), "disabling them").await?;
     if !enabled {
         let reason = format!("{} {} (user {name} disabled)", caller.role, caller.user);
         crate::auth::cut_off(shared, name, &reason, true).await;
@@ -235,7 +238,15 @@ pub(crate) async fn enable(shared: &Shared, caller: &Caller, name: &str, enabled
 }
 
 /// `UserPasswd`: the user's sessions end (a stolen one must not outlive the new password).
-pub(crate) async fn passwd(shared: &Shared, name: &str, password: &Secret) -> Reply {
+/// Through a browser session, changing one's own password needs the current one: a stolen
+/// session must not be able to take the account over.
+pub(crate) async fn passwd(
+    shared: &Shared,
+    caller: &Caller,
+    name: &str,
+    password: &Secret,
+    current: Option<&Secret>,
+) -> Reply {
     let before = existing(shared, name)?;
     if before.role == Role::Bridge {
         return Err((
@@ -243,24 +254,68 @@ pub(crate) async fn passwd(shared: &Shared, name: &str, password: &Secret) -> Re
             "a bridge is a service with a certificate; it has no password".into(),
         ));
     }
+    if caller.bridge.is_some() && caller.user == name {
+        let Some(current) = current else {
+            return Err((
+                ErrorCode::INVALID_ARGUMENT,
+                "changing your password in a browser needs your current password".into(),
+            ));
+        };
+        // Guessing through a stolen session is throttled like logins.
+        let addr = caller
+            .client
+            .addr
+            .as_deref()
+            .and_then(|a| a.parse::<std::net::IpAddr>().ok());
+        let now = tokio::time::Instant::now();
+        if let Err(blocked) = shared
+            .login_throttle
+            .lock()
+            .expect("not poisoned")
+            .check(name, addr, now)
+        {
+            return Err((
+                ErrorCode::RATE_LIMITED,
+                format!(
+                    "too many wrong passwords; try again in {} s",
+                    blocked.wait.as_secs_f64().ceil() as u64
+                ),
+            ));
+        }
+        let matches =
+            password::verify_blocking(before.password_hash.clone(), current.expose().to_string())
+                .await;
+        if !matches {
+            shared.login_throttle.lock().expect("not poisoned").failed(
+                name,
+                addr,
+                tokio::time::Instant::now(),
+            );
+            return Err((
+                ErrorCode::LOGIN_FAILED,
+                "the current password is wrong; nothing was changed".into(),
+            ));
+        }
+    }
     let hash = new_hash(password).await?;
-    let user = change(shared, name, UserChange::Password(hash)).await?;
+    let user = change(shared, name, UserChange::Password(hash), "a new password").await?;
     Ok(vec![AdminResponse::User(user_view(shared, user)?)])
 }
 
 /// `UserDelete`.
 pub(crate) async fn delete(shared: &Shared, caller: &Caller, name: &str) -> Reply {
-    let before = existing(shared, name)?;
-    if before.enabled && before.role == Role::Admin {
-        keep_an_admin(shared, name, "deleting them")?;
-    }
+    not_yourself(caller, name, "delete")?;
     let by = format!("{} {}", caller.role, caller.user);
-    let user = shared
+    let user = match shared
         .store
         .delete_user(name, shared.now_ms(), &by)
         .await
         .map_err(internal)?
-        .ok_or_else(|| not_found(name))?;
+    {
+        UserOutcome::Done(user) => user,
+        UserOutcome::LastAdmin => return Err(last_admin(name, "deleting them")),
+        _ => return Err(not_found(name)),
+    };
     crate::auth::cut_off(shared, name, &format!("{by} (user {name} deleted)"), true).await;
     let mut view = user_view(shared, user)?;
     view.enabled = false;

@@ -45,6 +45,8 @@ pub(crate) struct Caller {
     pub client: ClientInfo,
     /// The bridge's user, for requests through it.
     pub bridge: Option<String>,
+    /// The login session's public id, for requests through the bridge.
+    pub session: Option<String>,
 }
 
 /// Checks a certificate against core's records now: the user it speaks for.
@@ -270,12 +272,13 @@ impl Connections {
 /// Cuts a user off at once: their connections close and their live terminals end (a disable,
 /// a deletion, or a role that may no longer open terminals).
 pub(crate) async fn cut_off(shared: &Shared, user: &str, reason: &str, connections: bool) {
+    // Terminals first, so that each records why it ended before its connection goes.
+    let ended = crate::tty::end_user_sessions(shared, user, reason).await;
     let closed = if connections {
         shared.admin_connections.close_user(user, reason)
     } else {
         0
     };
-    let ended = crate::tty::end_user_sessions(shared, user, reason).await;
     if closed + ended > 0 {
         info!(%user, closed, terminals = ended, "{reason}");
     }
@@ -322,6 +325,7 @@ pub(crate) async fn register_cert(
     if store.cert(&info.serial)?.is_some() {
         return Ok(());
     }
+    let mut created = false;
     if store.user(&info.user)?.is_none() {
         if store.has_users()? && issued_by == "core" {
             warn!(user = %info.user, "admin.identity names a user that was deleted; not registering it");
@@ -341,6 +345,7 @@ pub(crate) async fn register_cert(
             })
             .await?;
         if added == AddUser::Added {
+            created = true;
             info!(user = %info.user, %role, "user created for {issued_by}'s certificate");
         }
     }
@@ -353,6 +358,42 @@ pub(crate) async fn register_cert(
             expires_at_ms: info.not_after.saturating_mul(1000),
             revoked_at_ms: None,
             revoked_by: None,
+        })
+        .await?;
+    // Made outside the admin API, and recorded all the same.
+    let actor = if issued_by == "core" {
+        "core".to_string()
+    } else {
+        let login = std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "unknown".into());
+        format!("local:{login}")
+    };
+    store
+        .append_audit(tether_wire::users::AuditEntry {
+            time_ms: now_ms,
+            user: actor,
+            role: None,
+            action: "users.manage".into(),
+            request: if issued_by == "core" {
+                "Bootstrap"
+            } else {
+                "AdminIssue"
+            }
+            .into(),
+            resource_kind: "user".into(),
+            resource_id: Some(info.user.clone()),
+            details: vec![
+                ("role".into(), role.to_string()),
+                ("serial".into(), info.serial.clone()),
+                ("user_created".into(), created.to_string()),
+                ("by".into(), issued_by.to_string()),
+            ],
+            source_addr: None,
+            client_addr: None,
+            user_agent: None,
+            result: tether_wire::users::AuditResult::Ok,
+            error: None,
         })
         .await?;
     Ok(())

@@ -402,6 +402,13 @@ async fn run(
         size: *size.lock().expect("not poisoned"),
         recording: recording_outcome,
     });
+    // A kill that also closed the client's connection (a disabled user, a revoked
+    // certificate) is the reason, whichever was noticed first.
+    if killed_by.lock().expect("not poisoned").is_some()
+        && matches!(ending, Ok(Ending::ClientLost(_) | Ending::ClientLeft))
+    {
+        return Err(killed(&killed_by));
+    }
     // Whatever ended the session, the node's side ends too: an aborted task dropped its stream
     // halves, which resets them, and the node hangs up the shell.
     match ending? {

@@ -212,7 +212,7 @@ struct CoreFlags {
     /// The wait imposed after the first failed login [default: 1s].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     login_delay: Option<Duration>,
-    /// How long audit records are kept [default: 365days].
+    /// How long audit records are kept, at least 1 day [default: 365days].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     audit_retention: Option<Duration>,
     /// Audit records kept at most; the oldest beyond it are pruned [default: 10000000].

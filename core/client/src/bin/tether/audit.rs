@@ -40,8 +40,8 @@ pub struct AuditArgs {
     /// Only refused and failed requests.
     #[arg(long)]
     failed: bool,
-    /// At most this many records.
-    #[arg(long, default_value_t = 100)]
+    /// At most this many records (1 to 100000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     limit: u32,
     /// Print JSON.
     #[arg(long)]
@@ -153,11 +153,15 @@ pub async fn run(client: &AdminClient, args: AuditArgs) -> anyhow::Result<u8> {
         failed: args.failed,
         limit: args.limit,
     };
+    let limit = query.limit;
     let mut records = Vec::new();
     for response in client.request(&AdminRequest::Audit(query)).await? {
         if let AdminResponse::AuditRecords(chunk) = response {
             records.extend(chunk);
         }
+    }
+    if records.len() as u64 >= u64::from(limit) {
+        eprintln!("(the newest {limit} records; --limit N shows more)");
     }
     if args.json {
         print_json(&records.iter().map(record_json).collect::<Vec<_>>())?;
@@ -165,7 +169,7 @@ pub async fn run(client: &AdminClient, args: AuditArgs) -> anyhow::Result<u8> {
     }
     output::table(
         &[
-            "SEQ", "TIME", "USER", "ACTION", "RESOURCE", "RESULT", "FROM", "DETAILS",
+            "SEQ", "TIME", "USER", "REQUEST", "RESOURCE", "RESULT", "FROM", "DETAILS",
         ],
         records
             .iter()
@@ -190,7 +194,7 @@ pub async fn run(client: &AdminClient, args: AuditArgs) -> anyhow::Result<u8> {
                     r.seq.to_string(),
                     rfc3339(e.time_ms),
                     e.user.clone(),
-                    e.action.clone(),
+                    e.request.clone(),
                     resource,
                     result,
                     e.client_addr

@@ -161,6 +161,12 @@ pub enum UserCommand {
 
 /// A password: from stdin, asked for on a terminal, or generated (then `true`).
 fn password(from_stdin: bool, name: &str) -> anyhow::Result<(String, bool)> {
+    if from_stdin && std::io::stdin().is_terminal() {
+        // Asked for stdin, and stdin is a person: ask without echo, once.
+        let typed = rpassword::prompt_password(format!("Password for {name}: "))?;
+        check_password(&typed).map_err(anyhow::Error::msg)?;
+        return Ok((typed, false));
+    }
     if from_stdin {
         let mut text = String::new();
         std::io::stdin()
@@ -339,6 +345,9 @@ pub async fn run(
             no_password,
             json,
         } => {
+            if role == Role::Bridge && password_stdin {
+                bail!("a bridge is a service with a certificate; it has no password");
+            }
             let (secret, generated) = if no_password || role == Role::Bridge {
                 (None, false)
             } else {
@@ -509,6 +518,7 @@ pub async fn run(
                     .request(&AdminRequest::UserPasswd {
                         name: name.clone(),
                         password: Secret::new(secret.clone()),
+                        current: None,
                     })
                     .await?,
             )?;
@@ -541,15 +551,43 @@ pub async fn run(
             expires,
             json,
         } => {
+            if out.as_os_str() == "-" {
+                bail!("an identity holds a private key: give a file name, not standard output");
+            }
             if out.exists() {
                 bail!(
                     "{} exists; choose another file (it is never overwritten)",
                     out.display()
                 );
             }
+            let dir = match out.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            if !dir.is_dir() {
+                bail!("{} is not a directory; nothing was issued", dir.display());
+            }
             let (new, cert) = client.issue_identity(identity, &name, expires).await?;
-            new.save(&out)
-                .with_context(|| format!("writing {}", out.display()))?;
+            if let Err(e) = new.save(&out) {
+                // The key is lost with the file: the certificate must not stay valid.
+                let revoked = client
+                    .request(&AdminRequest::RevokeCert {
+                        serial: cert.serial.clone(),
+                    })
+                    .await;
+                let state = match revoked {
+                    Ok(_) => "it was revoked again".to_string(),
+                    Err(r) => format!(
+                        "revoking it failed too ({r}): revoke it with `tether user revoke-cert {}`",
+                        cert.serial
+                    ),
+                };
+                return Err(anyhow::Error::new(e).context(format!(
+                    "writing {} failed after core issued certificate {}; {state}",
+                    out.display(),
+                    cert.serial
+                )));
+            }
             if json {
                 let mut value = cert_json(&cert, now_ms());
                 value["file"] = json!(out.display().to_string());
