@@ -9,7 +9,7 @@ use std::time::Duration;
 use support::*;
 use tether_client::ClientError;
 use tether_wire::ErrorCode;
-use tether_wire::admin::{AdminRequest, NodeStatus};
+use tether_wire::admin::{AdminRequest, AdminResponse, NodeStatus};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_refuses_writes_clearly_and_they_resume_when_there_is_room() {
@@ -48,13 +48,28 @@ async fn a_full_disk_refuses_writes_clearly_and_they_resume_when_there_is_room()
         Err(ClientError::Core { message, .. }) => assert!(message.contains("min_free_space")),
         other => panic!("{other:?}"),
     }
-    // Core and the fleet go on: reads answer, the node stays online.
+    // Reads cannot be recorded in the audit log either: refused, saying why; the status
+    // still answers, and core and the fleet go on.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    match admin
+        .request(AdminRequest::ShowNode { id: id.to_string() })
+        .await
+    {
+        Err(ClientError::Core { message, .. }) => {
+            assert!(message.contains("audit log"), "{message}")
+        }
+        other => panic!("an unrecorded read must be refused, got {other:?}"),
+    }
+    let status = admin.request(AdminRequest::Status).await.unwrap();
+    assert!(
+        matches!(&status[0], AdminResponse::Status(s) if s.nodes_online == 1),
+        "{status:?}"
+    );
+
+    std::fs::remove_file(disk.0.join("filler")).unwrap();
     let node = admin.node(id).await.unwrap();
     assert_eq!(node.status, NodeStatus::Online);
     assert_eq!(node.labels.get("stage").map(String::as_str), Some("before"));
-
-    std::fs::remove_file(disk.0.join("filler")).unwrap();
     admin.request(label("after")).await.unwrap();
     let node = admin.node(id).await.unwrap();
     assert_eq!(node.labels.get("stage").map(String::as_str), Some("after"));

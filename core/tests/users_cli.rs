@@ -200,8 +200,14 @@ async fn users_certificates_and_the_audit_log_from_the_cli() {
         text.contains("revoked") && text.contains("otto@example.com"),
         "{text}"
     );
-    // The last admin stays.
-    let lonely = tether(&identity, &addr, &["user", "delete", "admin"]);
+    // The last admin stays (and nobody deletes themself).
+    let myself = tether(&identity, &addr, &["user", "delete", "admin"]);
+    assert!(
+        stderr(&myself).contains("cannot delete yourself"),
+        "{}",
+        stderr(&myself)
+    );
+    let lonely = tether(&identity, &addr, &["user", "role", "admin", "viewer"]);
     assert_eq!(lonely.status.code(), Some(1));
     assert!(
         stderr(&lonely).contains("only enabled admin"),
@@ -331,6 +337,18 @@ async fn users_certificates_and_the_audit_log_from_the_cli() {
             .all(|r| r["resource_kind"] == "cert")
     );
     assert!(!recent.as_array().unwrap().is_empty());
+    let unknown = tether(&identity, &addr, &["audit", "--action", "user"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        stderr(&unknown).contains("no action \"user\""),
+        "{}",
+        stderr(&unknown)
+    );
+    assert!(
+        tether(&identity, &addr, &["audit", "--since", "2026-01-01"])
+            .status
+            .success()
+    );
     let bad_time = tether(&identity, &addr, &["audit", "--since", "yesterday-ish"]);
     assert_eq!(bad_time.status.code(), Some(2));
     let verified = tether(&identity, &addr, &["audit", "verify", "--json"]);

@@ -324,15 +324,21 @@ pub(crate) fn answer_details(responses: &[AdminResponse]) -> Vec<(String, String
 }
 
 /// Refuses to run a request whose record could not be written: while the disk is below
-/// `min_free_space` every database write, the audit record's included, is refused.
-pub(crate) fn writable(shared: &Shared) -> Result<(), Refusal> {
+/// `min_free_space` every database write, the audit record's included, is refused. `Ping` and
+/// `Status` still answer (and are logged by core instead), so that an operator can see what is
+/// wrong; nothing else does.
+pub(crate) fn writable(shared: &Shared, request: &AdminRequest) -> Result<(), Refusal> {
+    if matches!(request, AdminRequest::Ping | AdminRequest::Status) {
+        return Ok(());
+    }
     let keep = shared.config.min_free_space;
     match tether_store::free_space(shared.data_dir.root()) {
         Some(free) if keep > 0 && free < keep => Err((
             ErrorCode::INTERNAL,
             format!(
-                "core's disk has {free} bytes free, below min_free_space ({keep}): it cannot \
-                 record requests in the audit log, so it answers none until space is freed"
+                "core's disk has {free} bytes free, below min_free_space ({keep}): nothing was \
+                 written, and core answers no request until space is freed, since it cannot \
+                 record them in the audit log (`tether status` still answers)"
             ),
         )),
         _ => Ok(()),
@@ -422,6 +428,30 @@ pub(crate) async fn list(shared: &Shared, query: AuditQuery) -> Reply {
             None => (Some(text.to_string()), None),
         },
     };
+    if let Some(action) = &query.action {
+        let known = super::roles::TABLE.iter().any(|row| {
+            row.action == action
+                || row
+                    .action
+                    .strip_prefix(action.as_str())
+                    .is_some_and(|rest| rest.starts_with('.'))
+        });
+        if !known {
+            let mut families: Vec<&str> = super::roles::TABLE
+                .iter()
+                .map(|row| row.action.split('.').next().unwrap_or(row.action))
+                .collect();
+            families.dedup();
+            return Err((
+                ErrorCode::INVALID_ARGUMENT,
+                format!(
+                    "no action {action:?}; actions are those of the role table (docs/security.md), \
+                     e.g. nodes.edit, or a family: {}",
+                    families.join(", ")
+                ),
+            ));
+        }
+    }
     if query
         .since_ms
         .zip(query.until_ms)

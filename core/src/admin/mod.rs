@@ -233,7 +233,7 @@ async fn handle_stream(
         return;
     }
     // A request that could not be recorded is not run.
-    if let Err(refusal) = audit::writable(shared) {
+    if let Err(refusal) = audit::writable(shared, &request) {
         warn!("refused: {}", refusal.1);
         refuse(&mut send, refusal).await;
         return;
@@ -306,7 +306,7 @@ async fn dispatch(
     // The record is on disk before the answer is complete; an answer that could not be
     // recorded is not given.
     let recorded = audit::record_with(shared, &caller, &request, outcome, more).await;
-    let reply = if recorded {
+    let reply = if recorded || matches!(request, AdminRequest::Ping | AdminRequest::Status) {
         reply
     } else {
         Err((
@@ -325,6 +325,23 @@ async fn dispatch(
         }
     }
     send.finish();
+    // The caller revoked the certificate they came with: its connections close now that the
+    // answer is on its way (it is refused from the next request anyway).
+    if let (Some(AdminResponse::Cert(cert)), Some(own)) = (responses.first(), &caller.serial)
+        && matches!(request, AdminRequest::RevokeCert { .. })
+        && cert.serial == *own
+    {
+        let connections = shared.admin_connections.clone();
+        let reason = format!(
+            "certificate {own} was revoked by {} {}",
+            caller.role, caller.user
+        );
+        let own = own.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            connections.close_cert(&own, &reason);
+        });
+    }
 }
 
 pub(crate) fn internal(e: StoreError) -> Refusal {

@@ -421,10 +421,14 @@ pub(crate) async fn revoke(shared: &Shared, caller: &Caller, serial: &str) -> Re
                 format!("no certificate with serial {serial}"),
             )
         })?;
-    shared.admin_connections.close_cert(
-        &serial,
-        &format!("certificate {serial} was revoked by {by}"),
-    );
+    // Revoking the certificate this very request came on: `admin::dispatch` closes its
+    // connections once the answer is out.
+    if caller.serial.as_deref() != Some(serial.as_str()) {
+        shared.admin_connections.close_cert(
+            &serial,
+            &format!("certificate {serial} was revoked by {by}"),
+        );
+    }
     Ok(vec![AdminResponse::Cert(cert_view(cert))])
 }
 

@@ -15,7 +15,8 @@ use crate::output::{self, print_json, rfc3339};
 ///
 /// Each record carries a hash of the one before: `tether audit verify` recomputes the chain and
 /// names the first record that does not fit. Times for --since and --until are RFC 3339
-/// (`2026-11-29T10:00:00Z`, or without the zone for UTC) or a duration ago (`24h`, `7days`).
+/// (`2026-11-29T10:00:00Z`, without the zone for UTC, or a date alone for its midnight UTC) or a
+/// duration ago (`24h`, `7days`).
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct AuditArgs {
@@ -65,6 +66,10 @@ enum AuditCommand {
 /// RFC 3339, or a duration ago: unix ms.
 fn parse_time(text: &str) -> Result<i64, String> {
     if let Ok(time) = humantime::parse_rfc3339_weak(text) {
+        return Ok(tether_wire::units::unix_ms(time));
+    }
+    // A date alone is its midnight, UTC.
+    if let Ok(time) = humantime::parse_rfc3339_weak(&format!("{text}T00:00:00")) {
         return Ok(tether_wire::units::unix_ms(time));
     }
     match tether_wire::units::parse_duration(text) {
