@@ -357,6 +357,24 @@ async fn users_certificates_and_the_audit_log_from_the_cli() {
     assert_eq!(report["ok"], true);
     assert!(report["records"].as_u64().unwrap() > 20);
     assert_eq!(report["head_hash"].as_str().unwrap().len(), 64);
+    // A head noted earlier still matches; a different one does not.
+    let noted = format!(
+        "{}:{}",
+        report["last_seq"],
+        report["head_hash"].as_str().unwrap()
+    );
+    let checked = tether(&identity, &addr, &["audit", "verify", "--expect", &noted]);
+    assert!(checked.status.success(), "{}", stderr(&checked));
+    let forged = format!("{}:{}", report["last_seq"], "ab".repeat(32));
+    let mismatch = tether(&identity, &addr, &["audit", "verify", "--expect", &forged]);
+    assert_eq!(mismatch.status.code(), Some(1));
+    assert!(
+        stderr(&mismatch).contains("rewritten"),
+        "{}",
+        stderr(&mismatch)
+    );
+    let one = tether_json(&identity, &addr, &["audit", "--seq", "1", "--json"]);
+    assert_eq!(one[0]["request"], "Bootstrap");
 
     // Completions and the man page know the new commands.
     let completions = Command::new(binary("tether"))

@@ -58,6 +58,8 @@ pub struct AuditFilter {
     pub failed: bool,
     /// At most this many.
     pub limit: usize,
+    /// Only the record with this sequence number.
+    pub seq: Option<u64>,
 }
 
 impl AuditFilter {
@@ -153,7 +155,11 @@ impl Store {
         let txn = self.read()?;
         let table = txn.open_table(AUDIT)?;
         let mut out = Vec::new();
-        for row in table.iter()?.rev() {
+        let rows = match filter.seq {
+            Some(seq) => table.range(seq..=seq)?,
+            None => table.range(0..)?,
+        };
+        for row in rows.rev() {
             if out.len() >= filter.limit {
                 break;
             }

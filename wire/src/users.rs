@@ -256,6 +256,8 @@ pub struct AuditQuery {
     pub failed: bool,
     /// At most this many.
     pub limit: u32,
+    /// Only the record with this sequence number.
+    pub seq: Option<u64>,
 }
 
 /// What `audit verify` found.

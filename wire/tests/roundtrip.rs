@@ -867,10 +867,10 @@ fn user_request() -> impl Strategy<Value = AdminRequest> {
             (option::of(text()), option::of(text()), option::of(text())),
             (option::of(any::<i64>()), option::of(any::<i64>())),
             any::<bool>(),
-            any::<u32>()
+            (any::<u32>(), option::of(any::<u64>()))
         )
             .prop_map(
-                |((user, action, resource), (since_ms, until_ms), failed, limit)| {
+                |((user, action, resource), (since_ms, until_ms), failed, (limit, seq))| {
                     AdminRequest::Audit(AuditQuery {
                         user,
                         action,
@@ -879,6 +879,7 @@ fn user_request() -> impl Strategy<Value = AdminRequest> {
                         until_ms,
                         failed,
                         limit,
+                        seq,
                     })
                 }
             ),

@@ -471,6 +471,7 @@ pub(crate) async fn list(shared: &Shared, query: AuditQuery) -> Reply {
         until_ms: query.until_ms,
         failed: query.failed,
         limit: usize::try_from(query.limit.clamp(1, 100_000)).unwrap_or(1000),
+        seq: query.seq,
     };
     let store = shared.store.clone();
     let records = tokio::task::spawn_blocking(move || store.audit(&filter))

@@ -44,6 +44,9 @@ pub struct AuditArgs {
     /// At most this many records (1 to 100000).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     limit: u32,
+    /// Only the record with this sequence number.
+    #[arg(long, value_name = "SEQ")]
+    seq: Option<u64>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -57,10 +60,31 @@ enum AuditCommand {
     /// It prints the hash of the last record: note it elsewhere now and then; someone able to
     /// rewrite core's database could recompute a whole chain, but not match a hash you kept.
     Verify {
+        /// Also check that record SEQ still has the hash you noted (from an earlier `audit
+        /// verify`): a log rewritten whole, its chain recomputed, no longer matches. Repeat for
+        /// several.
+        #[arg(long, value_name = "SEQ:HASH", value_parser = parse_expect)]
+        expect: Vec<(u64, String)>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `SEQ:HASH`, as `audit verify` prints the head.
+fn parse_expect(text: &str) -> Result<(u64, String), String> {
+    let (seq, hash) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?} is not SEQ:HASH"))?;
+    let seq = seq
+        .trim()
+        .parse()
+        .map_err(|_| format!("{seq:?} is not a sequence number"))?;
+    let hash = hash.trim().to_ascii_lowercase();
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("{hash:?} is not a SHA-256 hash (64 hex digits)"));
+    }
+    Ok((seq, hash))
 }
 
 /// RFC 3339, or a duration ago: unix ms.
@@ -102,12 +126,43 @@ fn record_json(record: &AuditView) -> serde_json::Value {
 }
 
 pub async fn run(client: &AdminClient, args: AuditArgs) -> anyhow::Result<u8> {
-    if let Some(AuditCommand::Verify { json }) = args.command {
+    if let Some(AuditCommand::Verify { expect, json }) = args.command {
         let answers = client.request(&AdminRequest::AuditVerify).await?;
-        let report = crate::single(answers, |r| match r {
+        let mut report = crate::single(answers, |r| match r {
             AdminResponse::AuditVerified(report) => Some(report),
             _ => None,
         })?;
+        for (seq, hash) in expect {
+            if report.broken.is_some() {
+                break;
+            }
+            let query = AuditQuery {
+                seq: Some(seq),
+                limit: 1,
+                ..Default::default()
+            };
+            let found = client
+                .request(&AdminRequest::Audit(query))
+                .await?
+                .into_iter()
+                .find_map(|r| match r {
+                    AdminResponse::AuditRecords(mut chunk) => chunk.pop(),
+                    _ => None,
+                });
+            let reason = match found {
+                Some(record) if record.hash == hash => continue,
+                Some(record) => format!(
+                    "record {seq} has hash {}, not the {hash} you noted: the log was rewritten",
+                    record.hash
+                ),
+                None if report.first_seq.is_some_and(|first| seq < first) => {
+                    eprintln!("record {seq} was pruned by retention; it can no longer be checked");
+                    continue;
+                }
+                None => format!("record {seq}, whose hash you noted, is not in the log"),
+            };
+            report.broken = Some(tether_wire::users::AuditBreak { seq, reason });
+        }
         if json {
             print_json(&json!({
                 "ok": report.broken.is_none(),
@@ -157,6 +212,7 @@ pub async fn run(client: &AdminClient, args: AuditArgs) -> anyhow::Result<u8> {
         until_ms: args.until,
         failed: args.failed,
         limit: args.limit,
+        seq: args.seq,
     };
     let limit = query.limit;
     let mut records = Vec::new();
