@@ -22,7 +22,8 @@
 #
 # Environment: N=1000 nodes per side, RUNS=10 measured runs per side, WARMUP=1 unmeasured run per
 # side first (a node's first command also opens its output streams), PAUSE=1 s between runs,
-# RAMP=500 new connections per second, EXEC_TIMEOUT=120 s for one run.
+# RAMP=500 new connections per second, EXEC_TIMEOUT=120 s for one run, CMD="exec --all -- true"
+# (the CLI's arguments for each run; e.g. CMD=ping times one request with no fan-out).
 # After the runs, the after side's last audit records (`tether audit --limit 5 --json`) and the
 # chain check (`tether audit verify --json`) go to stderr when its CLI has the `audit` command.
 # Raises the open-files limit and, as root, the UDP buffer limits (core asks for 8 MiB).
@@ -37,6 +38,7 @@ warmup=${WARMUP:-1}
 pause=${PAUSE:-1}
 ramp=${RAMP:-500}
 exec_timeout=${EXEC_TIMEOUT:-120}
+read -r -a cmd <<< "${CMD:-exec --all -- true}"
 for dir in "$before_dir" "$after_dir"; do
     for bin in tether-core tether tether-loadgen; do
         [ -x "$dir/$bin" ] || { echo "$dir/$bin: missing or not executable" >&2; exit 2; }
@@ -95,7 +97,7 @@ done
 
 other() { [ "$1" = before ] && echo after || echo before; }
 
-# One `tether exec --all -- true` on SIDE; with RECORD, appends wall ms, core CPU s and the idle
+# One `tether $CMD` on SIDE; with RECORD, appends wall ms, core CPU s and the idle
 # side's CPU s (core and generator) to that side's files.
 run_once() {
     local side=$1 record=$2 idle c0 c1 i0 i1 t0 t1
@@ -104,7 +106,7 @@ run_once() {
     i0=$(( $(cpu_ticks "${core[$idle]}") + $(cpu_ticks "${loadgen[$idle]}") ))
     t0=$(date +%s%3N)
     TETHER_IDENTITY="${data[$side]}/admin.identity" timeout "$exec_timeout" "${dir[$side]}/tether" \
-        --core "127.0.0.1:${port[$side]}" exec --all -- true > /dev/null 2> "$work/exec-$side.err" \
+        --core "127.0.0.1:${port[$side]}" "${cmd[@]}" > /dev/null 2> "$work/exec-$side.err" \
         || { echo "$side: exec failed: $(tail -3 "$work/exec-$side.err")" >&2; exit 1; }
     t1=$(date +%s%3N)
     c1=$(cpu_ticks "${core[$side]}")
@@ -152,7 +154,7 @@ cb=$(mean_cpu before); ca=$(mean_cpu after)
 paired=$(paste "$work/wall-before" "$work/wall-after" | awk '{print ($2 - $1) / $1 * 100}' | median)
 
 echo
-echo "$n nodes per side, $runs runs per side alternating (after $warmup unmeasured), $(date -u +'%Y-%m-%d %H:%M UTC')"
+echo "\`tether ${cmd[*]}\`, $n nodes per side, $runs runs per side alternating (after $warmup unmeasured), $(date -u +'%Y-%m-%d %H:%M UTC')"
 echo
 echo "| build | wall ms (min / median / max) | core CPU s per run (min / median / max) | core CPU s per run (mean) | idle side's CPU s during a run (median) | all online after |"
 echo "|---|---|---|---|---|---|"

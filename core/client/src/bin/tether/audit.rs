@@ -186,8 +186,10 @@ pub async fn run(client: &AdminClient, args: AuditArgs) -> anyhow::Result<u8> {
                     .map(|seq| format!("; records before {seq} were pruned by retention"))
                     .unwrap_or_default();
                 eprintln!(
-                    "the audit chain is whole: {} records{range}{pruned}; head hash {}",
+                    "the audit chain is whole: {} records{range}{pruned}.\nhead: {}:{} \
+                     (note it elsewhere; `tether audit verify --expect` checks it later)",
                     report.records,
+                    report.last_seq.unwrap_or(0),
                     report.head_hash.as_deref().unwrap_or("-")
                 );
                 0
