@@ -23,7 +23,8 @@
 # Environment: N=1000 nodes per side, RUNS=10 measured runs per side, WARMUP=1 unmeasured run per
 # side first (a node's first command also opens its output streams), PAUSE=1 s between runs,
 # RAMP=500 new connections per second, EXEC_TIMEOUT=120 s for one run, CMD="exec --all -- true"
-# (the CLI's arguments for each run; e.g. CMD=ping times one request with no fan-out).
+# (the CLI's arguments for each run; e.g. CMD=ping times one request with no fan-out), FIRST=before
+# (FIRST=after runs after, before, after, before, ...: to see whether going second matters).
 # After the runs, the after side's last audit records (`tether audit --limit 5 --json`) and the
 # chain check (`tether audit verify --json`) go to stderr when its CLI has the `audit` command.
 # Raises the open-files limit and, as root, the UDP buffer limits (core asks for 8 MiB).
@@ -57,8 +58,14 @@ trap 'exit 130' INT TERM
 ticks=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # Medians of an even count are the mean of the two middle values.
-median() { sort -n | awk '{a[NR]=$1} END {m = NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; print m}'; }
-stats() { local v; v=$(sort -n); printf "%s / %s / %s" "$(head -1 <<< "$v")" "$(median <<< "$v")" "$(tail -1 <<< "$v")"; }
+# median [PRINTF_FORMAT]
+median() { sort -n | awk -v f="${1:-%g}" '{a[NR]=$1} END {m = NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf f "\n", m}'; }
+# min / median / max: stats [PRINTF_FORMAT]
+stats() {
+    local v f=${1:-%g}
+    v=$(sort -n)
+    printf "$f / $f / $f" "$(head -1 <<< "$v")" "$(median "$f" <<< "$v")" "$(tail -1 <<< "$v")"
+}
 # Time budget for the generators (their --duration, so $! is the generator itself): ramp, the
 # runs, and a margin; then they stop by themselves.
 online_wait=$((n / ramp * 4 + 240))
@@ -121,11 +128,13 @@ run_once() {
 }
 
 for side in "${sides[@]}"; do : > "$work/wall-$side"; : > "$work/cpu-$side"; : > "$work/idle-$side"; : > "$work/cputicks-$side"; done
+order=(before after)
+[ "${FIRST:-before}" = after ] && order=(after before)
 for _ in $(seq "$warmup"); do
-    for side in "${sides[@]}"; do run_once "$side" 0; done
+    for side in "${order[@]}"; do run_once "$side" 0; done
 done
 for round in $(seq "$runs"); do
-    for side in "${sides[@]}"; do run_once "$side" 1; done
+    for side in "${order[@]}"; do run_once "$side" 1; done
     echo "round $round/$runs: before $(tail -1 "$work/wall-before") ms, after $(tail -1 "$work/wall-after") ms" >&2
 done
 echo "last summary line of each side's CLI: before: $(tail -1 "$work/exec-before.err"); after: $(tail -1 "$work/exec-after.err")" >&2
@@ -154,11 +163,11 @@ cb=$(mean_cpu before); ca=$(mean_cpu after)
 paired=$(paste "$work/wall-before" "$work/wall-after" | awk '{print ($2 - $1) / $1 * 100}' | median)
 
 echo
-echo "\`tether ${cmd[*]}\`, $n nodes per side, $runs runs per side alternating (after $warmup unmeasured), $(date -u +'%Y-%m-%d %H:%M UTC')"
+echo "\`tether ${cmd[*]}\`, $n nodes per side, $runs runs per side alternating, ${order[0]} first (after $warmup unmeasured), $(date -u +'%Y-%m-%d %H:%M UTC')"
 echo
 echo "| build | wall ms (min / median / max) | core CPU s per run (min / median / max) | core CPU s per run (mean) | idle side's CPU s during a run (median) | all online after |"
 echo "|---|---|---|---|---|---|"
 for side in "${sides[@]}"; do
-    echo "| $side | $(stats < "$work/wall-$side") | $(stats < "$work/cpu-$side") | $(mean_cpu "$side") | $(median < "$work/idle-$side") | ${online[$side]} |"
+    echo "| $side | $(stats < "$work/wall-$side") | $(stats %.3f < "$work/cpu-$side") | $(mean_cpu "$side") | $(median %.3f < "$work/idle-$side") | ${online[$side]} |"
 done
 echo "| after vs before | median $(pct "$wa" "$wb") (paired runs: median $(awk -v p="$paired" 'BEGIN {printf "%+.1f %%", p}')) | | mean $(pct "$ca" "$cb") | | |"
