@@ -7,6 +7,11 @@ use std::time::SystemTime;
 /// Unix milliseconds of a system time (the one conversion, shared with the CLI).
 pub use tether_wire::units::unix_ms;
 
+/// A duration in milliseconds, as stored times are kept (saturating).
+pub fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// A source of wall-clock time.
 pub trait Clock: Send + Sync + Debug {
     /// Unix milliseconds.

@@ -18,9 +18,7 @@ use crate::server::Shared;
 /// Batches one kind may take per pass; the rest waits for the next pass.
 const MAX_ROUNDS: usize = 20;
 
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
+use crate::clock::millis;
 
 /// Calls `prune` until it has nothing more to do (or [`MAX_ROUNDS`] times); the sum.
 async fn repeat<F, Fut>(what: &str, mut prune: F) -> Pruned

@@ -261,7 +261,7 @@ impl Store {
             }
             report.records += 1;
             report.last_seq = Some(seq);
-            report.head_hash = Some(hex(&hash));
+            report.head_hash = Some(hex::encode(hash));
             prev = hash;
             expected_seq = seq + 1;
         }
@@ -368,10 +368,6 @@ pub enum AuditTamper {
     Delete,
     /// Replace its entry, keeping its stored hashes.
     Replace(AuditEntry),
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

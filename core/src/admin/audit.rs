@@ -415,10 +415,6 @@ impl Drop for Pending {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// `Audit`: records matching the query, newest first.
 pub(crate) async fn list(shared: &Shared, query: AuditQuery) -> Reply {
     let (resource_kind, resource_id) = match query.resource.as_deref() {
@@ -482,7 +478,7 @@ pub(crate) async fn list(shared: &Shared, query: AuditQuery) -> Reply {
         .into_iter()
         .map(|r| AuditView {
             seq: r.seq,
-            hash: hex(&r.hash),
+            hash: hex::encode(r.hash),
             entry: r.entry,
         })
         .collect();

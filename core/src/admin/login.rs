@@ -88,7 +88,8 @@ pub(crate) async fn login(
         .expect("not poisoned")
         .succeeded(name);
     let now_ms = shared.now_ms();
-    let (token, hash) = new_token();
+    let token = new_token();
+    let hash = token_hash(&token);
     let session = SessionRecord {
         id: new_session_id(),
         user: record.name.clone(),

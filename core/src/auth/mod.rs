@@ -101,18 +101,17 @@ pub(crate) fn peer_cert(connection: &Connection) -> Option<UserCertInfo> {
     user_cert_info(chain.first()?)
 }
 
-/// The SHA-256 of a session token: what core keeps.
+/// The SHA-256 of a token (a login session's, a terminal's): all core keeps of it, so a lookup
+/// needs no secret comparison and a memory dump yields no usable token.
 pub(crate) fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// A new session token (256 random bits, URL-safe base64) and its hash.
-pub(crate) fn new_token() -> (String, [u8; 32]) {
+/// A new token: 256 random bits, URL-safe base64, shown to its holder once.
+pub(crate) fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let hash = token_hash(&token);
-    (token, hash)
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// A public id for a session: random, unrelated to its token.
@@ -179,9 +178,7 @@ pub(crate) async fn check_session(
     Ok((session, user))
 }
 
-pub(crate) fn millis(duration: std::time::Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
+pub(crate) use crate::clock::millis;
 
 /// What core keeps of what a browser said about itself: bounded, no control characters.
 pub(crate) fn clean_client(client: ClientInfo) -> ClientInfo {

@@ -16,7 +16,8 @@ mod splice;
 pub(crate) use records::{kill, send_recording, view};
 pub(crate) use splice::open;
 
-use policy::{Grant, Grants, Occupancy, RateLimit, new_token, token_hash};
+use crate::auth::{new_token, token_hash};
+use policy::{Grant, Grants, Occupancy, RateLimit};
 
 use std::sync::Mutex;
 

@@ -4,8 +4,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use base64::Engine;
-use sha2::{Digest, Sha256};
 use tether_wire::tty::WindowSize;
 use tether_wire::{ErrorCode, NodeId, TtySessionId};
 use tokio_util::sync::CancellationToken;
@@ -48,10 +46,6 @@ pub(crate) enum TokenRefused {
 #[derive(Debug, Default)]
 pub(crate) struct Grants {
     slots: HashMap<[u8; 32], Slot>,
-}
-
-pub(crate) fn token_hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
 }
 
 impl Grants {
@@ -197,15 +191,10 @@ impl Occupancy {
     }
 }
 
-pub(super) fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::{new_token, token_hash};
 
     fn grant(expires_at_ms: i64) -> Grant {
         Grant {
