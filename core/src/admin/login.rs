@@ -3,8 +3,6 @@
 //! (the browser's, as the bridge names it); an unknown user and a wrong password get one
 //! answer, and take as long.
 
-use std::net::IpAddr;
-
 use tether_store::{SessionRecord, UserChange};
 use tether_wire::ErrorCode;
 use tether_wire::admin::{AdminResponse, Role};
@@ -13,7 +11,10 @@ use tracing::{info, warn};
 
 use super::users::session_view;
 use super::{Reply, internal};
-use crate::auth::{Caller, clean_client, millis, new_session_id, new_token, password, token_hash};
+use crate::auth::{
+    Caller, attempt_addr, clean_client, millis, new_session_id, new_token, password, throttled,
+    token_hash, wrong_password,
+};
 use crate::server::Shared;
 
 /// The answer to every failed password check.
@@ -28,47 +29,18 @@ pub(crate) async fn login(
     client: ClientInfo,
 ) -> Reply {
     let client = clean_client(client);
-    // Throttle by the browser's address when the bridge names one, else the connection's.
-    let addr: Option<IpAddr> = client
-        .addr
-        .as_deref()
-        .and_then(|a| {
-            a.parse::<IpAddr>()
-                .ok()
-                .or_else(|| a.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
-        })
-        .or(Some(caller.addr.ip()));
+    let addr = attempt_addr(caller, &client);
     let name = if user.len() > 64 {
         &user[..user.floor_char_boundary(64)]
     } else {
         user
     };
-    let now = tokio::time::Instant::now();
-    if let Err(blocked) = shared
-        .login_throttle
-        .lock()
-        .expect("not poisoned")
-        .check(name, addr, now)
-    {
-        let secs = blocked.wait.as_secs_f64().ceil() as u64;
-        let message = if blocked.locked {
-            format!(
-                "too many failed logins for this user or from this address; logins are locked for {secs} s more"
-            )
-        } else {
-            format!("too many failed logins; try again in {secs} s")
-        };
-        return Err((ErrorCode::RATE_LIMITED, message));
-    }
+    throttled(shared, name, addr, "failed logins")?;
     let record = shared.store.user(name).map_err(internal)?;
     let stored = record.as_ref().and_then(|u| u.password_hash.clone());
     let matches = password::verify_blocking(stored, secret.expose().to_string()).await;
     let Some(record) = record.filter(|_| matches) else {
-        shared.login_throttle.lock().expect("not poisoned").failed(
-            name,
-            addr,
-            tokio::time::Instant::now(),
-        );
+        wrong_password(shared, name, addr);
         warn!(user = %name, addr = ?addr, "password login failed");
         return Err((ErrorCode::LOGIN_FAILED, LOGIN_FAILED.into()));
     };

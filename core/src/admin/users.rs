@@ -262,35 +262,13 @@ pub(crate) async fn passwd(
             ));
         };
         // Guessing through a stolen session is throttled like logins.
-        let addr = caller
-            .client
-            .addr
-            .as_deref()
-            .and_then(|a| a.parse::<std::net::IpAddr>().ok());
-        let now = tokio::time::Instant::now();
-        if let Err(blocked) = shared
-            .login_throttle
-            .lock()
-            .expect("not poisoned")
-            .check(name, addr, now)
-        {
-            return Err((
-                ErrorCode::RATE_LIMITED,
-                format!(
-                    "too many wrong passwords; try again in {} s",
-                    blocked.wait.as_secs_f64().ceil() as u64
-                ),
-            ));
-        }
+        let addr = crate::auth::attempt_addr(caller, &caller.client);
+        crate::auth::throttled(shared, name, addr, "wrong passwords")?;
         let matches =
             password::verify_blocking(before.password_hash.clone(), current.expose().to_string())
                 .await;
         if !matches {
-            shared.login_throttle.lock().expect("not poisoned").failed(
-                name,
-                addr,
-                tokio::time::Instant::now(),
-            );
+            crate::auth::wrong_password(shared, name, addr);
             return Err((
                 ErrorCode::LOGIN_FAILED,
                 "the current password is wrong; nothing was changed".into(),

@@ -11,7 +11,7 @@ pub mod password;
 pub(crate) mod throttle;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -179,6 +179,54 @@ pub(crate) async fn check_session(
 }
 
 pub(crate) use crate::clock::millis;
+
+/// The address password attempts from this caller are throttled by: the browser's when the
+/// bridge names one (an address, or an address and port), else the connection's.
+pub(crate) fn attempt_addr(caller: &Caller, client: &ClientInfo) -> Option<IpAddr> {
+    client
+        .addr
+        .as_deref()
+        .and_then(|a| {
+            a.parse::<IpAddr>()
+                .ok()
+                .or_else(|| a.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        })
+        .or(Some(caller.addr.ip()))
+}
+
+/// Refuses a password attempt (`what`: "logins", "wrong passwords") for `name` from `addr`
+/// while the login throttle holds it back.
+pub(crate) fn throttled(
+    shared: &Shared,
+    name: &str,
+    addr: Option<IpAddr>,
+    what: &str,
+) -> Result<(), Refusal> {
+    let now = tokio::time::Instant::now();
+    let blocked = shared
+        .login_throttle
+        .lock()
+        .expect("not poisoned")
+        .check(name, addr, now);
+    blocked.map_err(|blocked| {
+        let secs = blocked.wait.as_secs_f64().ceil() as u64;
+        let message = if blocked.locked {
+            format!("too many {what} for this user or from this address; locked for {secs} s more")
+        } else {
+            format!("too many {what}; try again in {secs} s")
+        };
+        (ErrorCode::RATE_LIMITED, message)
+    })
+}
+
+/// Counts a wrong password for `name` from `addr`.
+pub(crate) fn wrong_password(shared: &Shared, name: &str, addr: Option<IpAddr>) {
+    shared.login_throttle.lock().expect("not poisoned").failed(
+        name,
+        addr,
+        tokio::time::Instant::now(),
+    );
+}
 
 /// What core keeps of what a browser said about itself: bounded, no control characters.
 pub(crate) fn clean_client(client: ClientInfo) -> ClientInfo {
