@@ -52,6 +52,8 @@ where
 #[derive(Clone, Debug)]
 pub(crate) struct WriterHandle {
     jobs: mpsc::Sender<Box<dyn Job>>,
+    /// The writer's own space check, for asking before a write is queued.
+    guard: Option<SpaceGuard>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -89,10 +91,14 @@ pub(crate) fn start(db: Arc<Database>, guard: Option<SpaceGuard>) -> WriterHandl
     let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
     let thread = std::thread::Builder::new()
         .name("tether-store-writer".into())
-        .spawn(move || run(db, guard, queue))
+        .spawn({
+            let guard = guard.clone();
+            move || run(db, guard, queue)
+        })
         .expect("spawning the store writer thread");
     WriterHandle {
         jobs,
+        guard,
         thread: Arc::new(Mutex::new(Some(thread))),
     }
 }
@@ -142,7 +148,7 @@ fn apply_batch(db: &Database, batch: &mut [Box<dyn Job>]) -> Result<(), StoreErr
 impl WriterHandle {
     /// Stops the writer and waits for its thread, from blocking code.
     pub(crate) fn close_blocking(self) {
-        let WriterHandle { jobs, thread } = self;
+        let WriterHandle { jobs, thread, .. } = self;
         drop(jobs);
         let handle = thread.lock().expect("not poisoned").take();
         if let Some(handle) = handle {
@@ -151,7 +157,7 @@ impl WriterHandle {
     }
 
     pub(crate) async fn close(self) {
-        let WriterHandle { jobs, thread } = self;
+        let WriterHandle { jobs, thread, .. } = self;
         drop(jobs);
         let handle = thread.lock().expect("not poisoned").take();
         if let Some(handle) = handle {
@@ -162,6 +168,13 @@ impl WriterHandle {
 }
 
 impl Store {
+    /// Whether a write would be let through now: [`StoreError::DiskFull`] while the disk holds
+    /// less than the free space the store keeps (the same check every batch passes), so that
+    /// callers can refuse work whose record could not be written.
+    pub fn check_room(&self) -> Result<(), StoreError> {
+        self.writer.guard.as_ref().map_or(Ok(()), SpaceGuard::check)
+    }
+
     /// Queues a write and waits until it is committed.
     pub(crate) async fn write<T, F>(&self, write: F) -> Result<T, StoreError>
     where

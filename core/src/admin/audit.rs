@@ -331,18 +331,15 @@ pub(crate) fn writable(shared: &Shared, request: &AdminRequest) -> Result<(), Re
     if matches!(request, AdminRequest::Ping | AdminRequest::Status) {
         return Ok(());
     }
-    let keep = shared.config.min_free_space;
-    match tether_store::free_space(shared.data_dir.root()) {
-        Some(free) if keep > 0 && free < keep => Err((
+    shared.store.check_room().map_err(|full| {
+        (
             ErrorCode::INTERNAL,
             format!(
-                "core's disk has {free} bytes free, below min_free_space ({keep}): nothing was \
-                 written, and core answers no request until space is freed, since it cannot \
-                 record them in the audit log (`tether status` still answers)"
+                "{full}. Core answers no request until then, since it cannot record them in \
+                 the audit log (`tether status` still answers)"
             ),
-        )),
-        _ => Ok(()),
-    }
+        )
+    })
 }
 
 fn finish(mut entry: AuditEntry, outcome: Outcome<'_>, resource_id: Option<String>) -> AuditEntry {
