@@ -323,6 +323,28 @@ fn print_sessions(sessions: &[SessionView]) -> anyhow::Result<()> {
     )
 }
 
+/// A user after a password was set: as JSON (with the password, if it was generated here), or,
+/// for a generated password, the password alone on stdout and `notice` on stderr. A password
+/// given by the admin is never printed.
+fn print_with_password(
+    user: &UserView,
+    json: bool,
+    generated: Option<&str>,
+    notice: &str,
+) -> anyhow::Result<()> {
+    if json {
+        let mut value = user_json(user);
+        if let Some(password) = generated {
+            value["password"] = json!(password);
+        }
+        print_json(&value)?;
+    } else if let Some(password) = generated {
+        println!("{password}");
+        eprintln!("{notice}");
+    }
+    Ok(())
+}
+
 fn changed(user: &UserView, json: bool, what: &str) -> anyhow::Result<()> {
     if json {
         print_json(&user_json(user))?;
@@ -364,19 +386,12 @@ pub async fn run(
                     }))
                     .await?,
             )?;
-            if json {
-                let mut value = user_json(&user);
-                if generated {
-                    value["password"] = json!(secret);
-                }
-                print_json(&value)?;
-            } else if generated {
-                println!("{}", secret.unwrap_or_default());
-                eprintln!(
-                    "The line above is {name}'s password, generated and shown this once; \
-                     hand it over privately (`tether user passwd {name}` sets another)."
-                );
-            }
+            let notice = format!(
+                "The line above is {name}'s password, generated and shown this once; hand it \
+                 over privately (`tether user passwd {name}` sets another)."
+            );
+            let generated = secret.as_deref().filter(|_| generated);
+            print_with_password(&user, json, generated, &notice)?;
             eprintln!(
                 "created {} {name}; give them a certificate with `tether user cert {name} --out FILE`",
                 user.role
@@ -522,16 +537,9 @@ pub async fn run(
                     })
                     .await?,
             )?;
-            if json {
-                let mut value = user_json(&user);
-                if generated {
-                    value["password"] = json!(secret);
-                }
-                print_json(&value)?;
-            } else if generated {
-                println!("{secret}");
-                eprintln!("The line above is {name}'s new password, shown this once.");
-            }
+            let notice = format!("The line above is {name}'s new password, shown this once.");
+            let generated = generated.then_some(secret.as_str());
+            print_with_password(&user, json, generated, &notice)?;
             eprintln!("password of {name} set; their login sessions are ended");
         }
         UserCommand::Delete { name, json } => {
