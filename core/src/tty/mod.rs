@@ -49,6 +49,17 @@ impl Terminals {
             .remove(&session_id);
     }
 
+    /// Tells a live session's splice to end, naming who ended it; whether it was live here.
+    fn signal_kill(&self, session_id: TtySessionId, by: &str) -> bool {
+        let occupancy = self.occupancy.lock().expect("not poisoned");
+        let Some(live) = occupancy.live.get(&session_id) else {
+            return false;
+        };
+        *live.killed_by.lock().expect("not poisoned") = Some(by.to_string());
+        live.kill.cancel();
+        true
+    }
+
     /// Sessions pending or connected now (their recordings are being written).
     pub fn live_sessions(&self) -> std::collections::HashSet<TtySessionId> {
         self.occupancy
@@ -85,18 +96,18 @@ pub(crate) use crate::auth::Caller;
 /// Ends every live terminal session of `user` (disabled, deleted, or no longer allowed
 /// terminals); how many. Each session's record says why.
 pub(crate) async fn end_user_sessions(shared: &Shared, user: &str, reason: &str) -> usize {
-    let pending: Vec<TtySessionId> = {
+    let live: Vec<TtySessionId> = {
         let occupancy = shared.terminals.occupancy.lock().expect("not poisoned");
-        let mut pending = Vec::new();
-        for (id, live) in occupancy.live.iter().filter(|(_, live)| live.user == user) {
-            *live.killed_by.lock().expect("not poisoned") = Some(reason.to_string());
-            live.kill.cancel();
-            pending.push(*id);
-        }
-        pending
+        occupancy
+            .live
+            .iter()
+            .filter(|(_, live)| live.user == user)
+            .map(|(id, _)| *id)
+            .collect()
     };
-    // Sessions not spliced yet (token not used) end here; spliced ones end in their splice.
-    for id in &pending {
+    for id in &live {
+        shared.terminals.signal_kill(*id, reason);
+        // Sessions not spliced yet (token not used) end here; spliced ones end in their splice.
         let unspliced = shared
             .store
             .tty_session(*id)
@@ -104,25 +115,31 @@ pub(crate) async fn end_user_sessions(shared: &Shared, user: &str, reason: &str)
             .flatten()
             .is_some_and(|record| record.status == TtyStatus::Pending);
         if unspliced {
-            shared.terminals.release(*id);
-            shared
-                .terminals
-                .grants
-                .lock()
-                .expect("not poisoned")
-                .revoke(*id);
-            end_record(
-                shared,
-                *id,
-                TtyStatus::Error,
-                format!("the session was ended by {reason}"),
-                None,
-                None,
-            )
-            .await;
+            end_unspliced(shared, *id, reason).await;
         }
     }
-    pending.len()
+    live.len()
+}
+
+/// Ends a session no splice serves (pending, or left over): its record says who ended it, and
+/// its token can no longer be used.
+pub(crate) async fn end_unspliced(shared: &Shared, session_id: TtySessionId, by: &str) {
+    shared.terminals.release(session_id);
+    shared
+        .terminals
+        .grants
+        .lock()
+        .expect("not poisoned")
+        .revoke(session_id);
+    end_record(
+        shared,
+        session_id,
+        TtyStatus::Error,
+        format!("the session was ended by {by}"),
+        None,
+        None,
+    )
+    .await;
 }
 
 /// Step one: checks everything, reserves a place, records the session `pending`, and issues the

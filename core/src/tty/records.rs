@@ -10,7 +10,7 @@ use tether_wire::stream::FramedSend;
 use tether_wire::tty::{TtySessionView, TtyStatus};
 use tracing::info;
 
-use super::{Caller, Refusal, end_record};
+use super::{Caller, Refusal, end_unspliced};
 use crate::admin::{internal, resolve};
 use crate::server::Shared;
 
@@ -72,33 +72,11 @@ pub(crate) async fn kill(
         ));
     }
     let by = format!("{} {}", caller.role, caller.user);
-    let found = {
-        let occupancy = shared.terminals.occupancy.lock().expect("not poisoned");
-        occupancy.live.get(&record.id).map(|live| {
-            *live.killed_by.lock().expect("not poisoned") = Some(by.clone());
-            live.kill.cancel();
-        })
-    };
+    let found = shared.terminals.signal_kill(record.id, &by);
     info!(session_id = %record.id, %by, "terminal session killed");
-    if found.is_none() || record.status == TtyStatus::Pending {
-        // Not spliced by anyone (pending, or left over): end the record here, and make sure its
-        // token can no longer be used.
-        shared.terminals.release(record.id);
-        shared
-            .terminals
-            .grants
-            .lock()
-            .expect("not poisoned")
-            .revoke(record.id);
-        end_record(
-            shared,
-            record.id,
-            TtyStatus::Error,
-            format!("the session was ended by {by}"),
-            None,
-            None,
-        )
-        .await;
+    if !found || record.status == TtyStatus::Pending {
+        // Not spliced by anyone (pending, or left over).
+        end_unspliced(shared, record.id, &by).await;
     } else {
         // The splice records the end; wait for it briefly so the answer shows it.
         for _ in 0..50 {
