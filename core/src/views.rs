@@ -2,6 +2,7 @@
 
 use tether_store::{ApplicationRecord, NodeDetail};
 use tether_wire::admin::{ApplicationView, IdentityConflictView, NodeStatus, NodeView};
+use tether_wire::fleet::PathView;
 
 use crate::presence::Session;
 
@@ -68,6 +69,20 @@ pub(crate) fn node_view(detail: NodeDetail, session: Option<&Session>) -> NodeVi
             last_at_ms: c.last_at_ms,
             attempts: c.attempts,
         }),
+        path: session.map(|s| path_view(&s.connection)),
+    }
+}
+
+/// The QUIC path core sees on a connection.
+pub(crate) fn path_view(connection: &quinn::Connection) -> PathView {
+    let path = connection.stats().path;
+    PathView {
+        rtt_ms: path.rtt.as_secs_f64() * 1000.0,
+        congestion_window: path.cwnd,
+        sent_packets: path.sent_packets,
+        lost_packets: path.lost_packets,
+        lost_bytes: path.lost_bytes,
+        current_mtu: path.current_mtu,
     }
 }
 

@@ -392,6 +392,8 @@ async fn the_quick_start_runs_core_and_a_node_and_stops_on_ctrl_c() {
             "1s",
             "--offline-after",
             "3s",
+            "--web-listen",
+            "127.0.0.1:0",
         ])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -416,6 +418,30 @@ async fn the_quick_start_runs_core_and_a_node_and_stops_on_ctrl_c() {
         dev.log().contains("TETHER_IDENTITY"),
         "the quick start says what to try next"
     );
+    // The web UI runs too, and its address and the admin's password are printed once.
+    let text = dev.log();
+    let url = text
+        .split_whitespace()
+        .skip_while(|w| *w != "UI:")
+        .nth(1)
+        .expect("the web UI's address")
+        .trim_end_matches('/')
+        .to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert!(text.contains("log in as admin with the password"), "{text}");
+    let health = {
+        use std::io::{Read as _, Write as _};
+        let mut stream = std::net::TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+        write!(
+            stream,
+            "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    assert!(health.contains("\"core\":\"connected\""), "{health}");
     assert_eq!(
         std::fs::metadata(&root).unwrap().permissions().mode() & 0o077,
         0,

@@ -260,6 +260,22 @@ impl Store {
         Ok(out)
     }
 
+    /// Every node record (deleted ones too) with its last-seen time, in id order: what a node
+    /// list filters and sorts, without the facts, access lists and conflicts [`Store::nodes`]
+    /// also reads.
+    pub fn node_records(&self) -> Result<Vec<(NodeRecord, Option<i64>)>, StoreError> {
+        let txn = self.read()?;
+        let nodes = txn.open_table(NODES)?;
+        let last_seen = txn.open_table(LAST_SEEN)?;
+        let mut out = Vec::new();
+        for entry in nodes.iter()? {
+            let (key, value) = entry?;
+            let record: NodeRecord = codec::decode(value.value())?;
+            out.push((record, last_seen.get(key.value())?.map(|v| v.value())));
+        }
+        Ok(out)
+    }
+
     /// A node's agent secret; `None` for unknown or deleted nodes.
     pub fn secret(&self, id: NodeId) -> Result<Option<[u8; 32]>, StoreError> {
         let txn = self.read()?;

@@ -1,4 +1,4 @@
-//! The admin API: what the `tether` CLI (and later the web bridge) asks core, and what core answers.
+//! The admin API: what the `tether` CLI and the web bridge ask core, and what core answers.
 //!
 //! Each request opens its own bidirectional stream on an [`ADMIN_ALPN`](crate::ADMIN_ALPN)
 //! connection, sends one [`AdminRequest`] frame and finishes its side; core answers with one or
@@ -15,6 +15,7 @@ use crate::bytes::ByteBuf;
 use crate::error::ErrorCode;
 use crate::exec::OutputStream;
 use crate::facts::StaticFacts;
+use crate::fleet::{NodePage, NodeQuery, Overview, PathView, WatchSpec};
 use crate::heartbeat::Metrics;
 use crate::ids::{ApplicationId, ExecutionId, NodeId};
 use crate::limits;
@@ -56,6 +57,13 @@ pub enum AdminRequest {
         /// Include soft-deleted nodes.
         include_deleted: bool,
     },
+    /// One page of nodes, searched, filtered and sorted by core. Answer: `NodePage`.
+    NodePage(NodeQuery),
+    /// The fleet at a glance: counts, versions, recent events. Answer: `Overview`.
+    Overview,
+    /// Live figures for a page: `Overview`, `NodePage` and `Node` frames as they change (see
+    /// [`WatchSpec`]); the request takes its stream.
+    Watch(WatchSpec),
     /// One node, every fact and the latest metrics.
     ShowNode {
         /// Node id or unique prefix.
@@ -274,6 +282,9 @@ impl AdminRequest {
             AdminRequest::ApproveApplication { .. } => "ApproveApplication",
             AdminRequest::RejectApplication { .. } => "RejectApplication",
             AdminRequest::ListNodes { .. } => "ListNodes",
+            AdminRequest::NodePage(_) => "NodePage",
+            AdminRequest::Overview => "Overview",
+            AdminRequest::Watch(_) => "Watch",
             AdminRequest::ShowNode { .. } => "ShowNode",
             AdminRequest::LabelNode { .. } => "LabelNode",
             AdminRequest::SetMaintenance { .. } => "SetMaintenance",
@@ -344,6 +355,9 @@ pub enum AdminResponse {
         admin: String,
         /// That user's role.
         role: Role,
+        /// The actions of core's role table this user may use (`nodes.view`, `exec.run`, ...),
+        /// so a page can leave out what would be refused.
+        permissions: Vec<String>,
     },
     /// A chunk of applications; a list may come in several.
     Applications(Vec<ApplicationView>),
@@ -351,6 +365,10 @@ pub enum AdminResponse {
     Application(ApplicationView),
     /// A chunk of nodes; a list may come in several.
     Nodes(Vec<NodeView>),
+    /// Answer to `NodePage`.
+    NodePage(NodePage),
+    /// Answer to `Overview`.
+    Overview(Overview),
     /// One node.
     Node(NodeView),
     /// The execution started: its id and the nodes it targets.
@@ -807,6 +825,8 @@ pub struct NodeView {
     pub skewed_heartbeats: u64,
     /// Another machine tried to use this node's identity (within the last day).
     pub conflict: Option<IdentityConflictView>,
+    /// The QUIC path core sees to the node, while connected.
+    pub path: Option<PathView>,
 }
 
 /// Another machine's attempt to use a node's identity while the node was connected: its

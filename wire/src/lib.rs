@@ -17,6 +17,7 @@ pub mod control;
 pub mod error;
 pub mod exec;
 pub mod facts;
+pub mod fleet;
 pub mod frame;
 pub mod heartbeat;
 pub mod ids;

@@ -12,6 +12,7 @@ use tether_wire::bytes::{ByteBuf, FixedBytes};
 use tether_wire::control::*;
 use tether_wire::exec::*;
 use tether_wire::facts::*;
+use tether_wire::fleet::*;
 use tether_wire::frame::{Decoded, FrameError, decode_frame, encode_frame};
 use tether_wire::heartbeat::*;
 use tether_wire::limits::{
@@ -395,6 +396,7 @@ prop_compose! {
         counters in any::<(u64, u64, u64, u64)>(),
         allowed_users in vec(text(), 0..3),
         conflict in option::of(conflict()),
+        path in option::of(path_view()),
     ) -> NodeView {
         NodeView {
             id, hostname, status,
@@ -407,6 +409,59 @@ prop_compose! {
             malformed_datagrams: counters.0, skewed_heartbeats: counters.1,
             heartbeats_received: counters.2, static_facts_received: counters.3,
             conflict,
+            path,
+        }
+    }
+}
+
+fn path_view() -> impl Strategy<Value = PathView> {
+    (0.0..1e6f64, any::<[u64; 4]>(), any::<u16>()).prop_map(|(rtt_ms, n, current_mtu)| PathView {
+        rtt_ms,
+        congestion_window: n[0],
+        sent_packets: n[1],
+        lost_packets: n[2],
+        lost_bytes: n[3],
+        current_mtu,
+    })
+}
+
+fn node_sort() -> impl Strategy<Value = NodeSort> {
+    prop_oneof![
+        Just(NodeSort::Hostname),
+        Just(NodeSort::Status),
+        Just(NodeSort::LastSeen),
+        Just(NodeSort::Version),
+        Just(NodeSort::Created),
+    ]
+}
+
+prop_compose! {
+    fn node_query()(
+        search in text(), status in option::of(node_status()), labels in labels(),
+        sort in node_sort(), descending in any::<bool>(), offset in any::<u32>(), limit in any::<u32>(),
+    ) -> NodeQuery {
+        NodeQuery { search, status, labels, sort, descending, offset, limit }
+    }
+}
+
+fn event_kind() -> impl Strategy<Value = EventKind> {
+    prop_oneof![Just(EventKind::Status), Just(EventKind::Enrolled)]
+}
+
+prop_compose! {
+    fn overview()(
+        counts in any::<[u64; 5]>(),
+        versions in vec((text(), any::<u64>()), 0..4),
+        events in vec((any::<i64>(), event_kind(), node_id(), text(), option::of(node_status()), text()), 0..4),
+    ) -> Overview {
+        Overview {
+            nodes: StatusCounts { total: counts[0], online: counts[1], offline: counts[2], maintenance: counts[3] },
+            pending_applications: counts[4],
+            versions: versions.into_iter().map(|(version, count)| VersionCount { version, count }).collect(),
+            events: events
+                .into_iter()
+                .map(|(at_ms, kind, node_id, hostname, status, detail)| FleetEvent { at_ms, kind, node_id, hostname, status, detail })
+                .collect(),
         }
     }
 }
@@ -438,6 +493,22 @@ prop_compose! {
 fn admin_request() -> impl Strategy<Value = AdminRequest> {
     prop_oneof![
         Just(AdminRequest::Ping),
+        Just(AdminRequest::Overview),
+        node_query().prop_map(AdminRequest::NodePage),
+        (
+            any::<bool>(),
+            option::of(node_query()),
+            option::of(text()),
+            any::<u32>()
+        )
+            .prop_map(|(overview, nodes, node, interval_ms)| AdminRequest::Watch(
+                WatchSpec {
+                    overview,
+                    nodes,
+                    node,
+                    interval_ms
+                }
+            )),
         Just(AdminRequest::Status),
         any::<bool>().prop_map(|recordings| AdminRequest::Backup { recordings }),
         option::of(app_status()).prop_map(|status| AdminRequest::ListApplications { status }),
@@ -578,11 +649,25 @@ fn tty_open() -> impl Strategy<Value = TtyOpen> {
 
 fn admin_response() -> impl Strategy<Value = AdminResponse> {
     prop_oneof![
-        (text(), text(), role()).prop_map(|(core_version, admin, role)| AdminResponse::Pong {
-            core_version,
-            admin,
-            role
-        }),
+        (text(), text(), role(), vec(text(), 0..4)).prop_map(
+            |(core_version, admin, role, permissions)| AdminResponse::Pong {
+                core_version,
+                admin,
+                role,
+                permissions,
+            }
+        ),
+        overview().prop_map(AdminResponse::Overview),
+        (any::<(u64, u32, u32)>(), vec(node_view(), 0..3)).prop_map(
+            |((total, offset, limit), nodes)| {
+                AdminResponse::NodePage(NodePage {
+                    total,
+                    offset,
+                    limit,
+                    nodes,
+                })
+            }
+        ),
         tty_grant().prop_map(AdminResponse::TtyGrant),
         (text(), any::<i64>(), any::<[u64; 7]>()).prop_map(|(core_version, started_at_ms, n)| {
             AdminResponse::Status(CoreStatus {

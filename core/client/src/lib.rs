@@ -21,6 +21,8 @@ pub mod archive;
 pub mod recording;
 mod users;
 
+pub use users::generate_password;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -208,8 +210,14 @@ impl AdminClient {
 
     /// Starts an execution; its answers are read from the returned session as they come.
     pub async fn exec(&self, spec: ExecSpec) -> Result<ExecSession, ClientError> {
+        self.exec_request(&AdminRequest::Exec(spec)).await
+    }
+
+    /// Starts an execution from a request that is, or wraps, `Exec` (the bridge sends one
+    /// inside `AsUser`).
+    pub async fn exec_request(&self, request: &AdminRequest) -> Result<ExecSession, ClientError> {
         // The send side stays open: a CancelExec may follow.
-        let (send, recv) = self.send(&AdminRequest::Exec(spec)).await?;
+        let (send, recv) = self.send(request).await?;
         Ok(ExecSession {
             send,
             recv,
@@ -231,6 +239,18 @@ impl AdminClient {
 
     /// Step two: presents a token on a new stream and waits until the shell runs.
     pub async fn open_tty(&self, token: &str) -> Result<TtyConnection, ClientError> {
+        self.open_tty_request(&AdminRequest::OpenTty {
+            token: token.to_string(),
+        })
+        .await
+    }
+
+    /// Step two from a request that is, or wraps, `OpenTty` (the bridge sends one inside
+    /// `AsUser`).
+    pub async fn open_tty_request(
+        &self,
+        request: &AdminRequest,
+    ) -> Result<TtyConnection, ClientError> {
         let (send, recv) = self
             .connection
             .open_bi()
@@ -238,11 +258,9 @@ impl AdminClient {
             .map_err(|e| describe_close(&e))?;
         let mut send = FramedSend::new(send, MAX_ADMIN_FRAME_LEN);
         let recv = FramedRecv::new(recv, MAX_TTY_FRAME_LEN);
-        send.send(&AdminRequest::OpenTty {
-            token: token.to_string(),
-        })
-        .await
-        .map_err(|e| ClientError::Transport(e.to_string()))?;
+        send.send(request)
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
         send.set_max_len(MAX_TTY_FRAME_LEN);
         let mut output = TtyOutputs {
             recv,
@@ -272,6 +290,17 @@ impl AdminClient {
     /// the connection and every stream on it carries on).
     pub fn rebind(&self, socket: std::net::UdpSocket) -> std::io::Result<()> {
         self.endpoint.rebind(socket)
+    }
+
+    /// Whether the connection has closed (core went away, or closed it): a long-lived client
+    /// such as the bridge connects again.
+    pub fn is_closed(&self) -> bool {
+        self.connection.close_reason().is_some()
+    }
+
+    /// Waits until the connection closes, and says why.
+    pub async fn closed(&self) -> ClientError {
+        describe_close(&self.connection.closed().await)
     }
 
     /// The local UDP address in use.

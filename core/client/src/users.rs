@@ -11,6 +11,15 @@ use tether_wire::users::CertView;
 
 use crate::{AdminClient, ClientError};
 
+/// A new random password for a user: 144 random bits as 24 URL-safe characters (well past
+/// the 12-character minimum), for whoever creates a user without choosing one.
+pub fn generate_password() -> String {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 18];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 impl AdminClient {
     /// Issues a certificate for user `name`, valid for `lifetime`, for a key pair made here, and
     /// returns the identity file's contents (core's address and CA taken from `base`, the

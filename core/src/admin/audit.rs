@@ -29,6 +29,31 @@ pub(crate) enum Outcome<'a> {
 }
 
 /// The resource a request acts on and its parameters.
+/// A node page's query as audit details (only what narrows it).
+fn query_details(query: &tether_wire::fleet::NodeQuery) -> Vec<(String, String)> {
+    let mut details = Vec::new();
+    if !query.search.is_empty() {
+        details.push(("search".to_string(), query.search.clone()));
+    }
+    if let Some(status) = query.status {
+        details.push(("status".to_string(), status.to_string()));
+    }
+    if !query.labels.is_empty() {
+        let labels: Vec<String> = query
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        details.push(("labels".to_string(), labels.join(",")));
+    }
+    details.push(("sort".to_string(), query.sort.as_str().to_string()));
+    details.push((
+        "page".to_string(),
+        format!("{}+{}", query.offset, query.limit),
+    ));
+    details
+}
+
 fn describe(request: &AdminRequest) -> (&'static str, Option<String>, Vec<(String, String)>) {
     let d = |k: &str, v: String| (k.to_string(), v);
     let list = |items: &[String]| items.join(",");
@@ -68,6 +93,18 @@ fn describe(request: &AdminRequest) -> (&'static str, Option<String>, Vec<(Strin
                 details.push(d("include_deleted", "true".into()));
             }
             ("node", None, details)
+        }
+        AdminRequest::NodePage(query) => ("node", None, query_details(query)),
+        AdminRequest::Overview => ("node", None, vec![]),
+        AdminRequest::Watch(spec) => {
+            let mut details = vec![d("interval_ms", spec.interval_ms.to_string())];
+            if spec.overview {
+                details.push(d("overview", "true".into()));
+            }
+            if let Some(query) = &spec.nodes {
+                details.extend(query_details(query));
+            }
+            ("node", spec.node.clone(), details)
         }
         AdminRequest::ShowNode { id } | AdminRequest::DeleteNode { id } => {
             ("node", Some(id.clone()), vec![])

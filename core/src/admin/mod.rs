@@ -14,6 +14,7 @@
 mod audit;
 mod backup;
 mod enroll;
+mod fleet;
 mod history;
 mod login;
 mod nodes;
@@ -21,6 +22,7 @@ pub(crate) mod resolve;
 pub(crate) mod roles;
 mod status;
 mod users;
+mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -272,6 +274,12 @@ async fn dispatch(
             .await;
             return;
         }
+        AdminRequest::Watch(spec) => {
+            // Live figures until the client stops reading: it takes the stream.
+            let pending = Pending::new(shared, &caller, &request);
+            watch::serve(shared.clone(), caller, spec.clone(), send, pending).await;
+            return;
+        }
         AdminRequest::TtyRecording { id } => {
             Some(crate::tty::send_recording(shared, &caller, id, &mut send).await)
         }
@@ -365,6 +373,8 @@ async fn handle(shared: &Shared, caller: &Caller, request: &AdminRequest) -> Rep
             labels,
             include_deleted,
         } => nodes::list(shared, status, &labels, include_deleted),
+        AdminRequest::NodePage(query) => fleet::node_page(shared, &query),
+        AdminRequest::Overview => fleet::overview_reply(shared),
         AdminRequest::ShowNode { id } => nodes::show(shared, &id),
         AdminRequest::LabelNode { id, set, remove } => nodes::label(shared, &id, set, remove).await,
         AdminRequest::SetMaintenance { id, on } => nodes::maintenance(shared, &id, on).await,
@@ -414,6 +424,7 @@ async fn handle(shared: &Shared, caller: &Caller, request: &AdminRequest) -> Rep
         AdminRequest::Audit(query) => audit::list(shared, query).await,
         AdminRequest::AuditVerify => audit::verify(shared).await,
         AdminRequest::OpenTty { .. }
+        | AdminRequest::Watch(_)
         | AdminRequest::TtyRecording { .. }
         | AdminRequest::Exec(_)
         | AdminRequest::ShowExec { .. }

@@ -126,7 +126,11 @@ pub(crate) const TABLE: &[Row] = &[
 /// The action a request is, by the table's name.
 pub(crate) fn action(request: &AdminRequest) -> &'static str {
     match request {
-        AdminRequest::ListNodes { .. } | AdminRequest::ShowNode { .. } => "nodes.view",
+        AdminRequest::ListNodes { .. }
+        | AdminRequest::ShowNode { .. }
+        | AdminRequest::NodePage(_)
+        | AdminRequest::Overview
+        | AdminRequest::Watch(_) => "nodes.view",
         AdminRequest::LabelNode { .. } | AdminRequest::SetMaintenance { .. } => "nodes.edit",
         AdminRequest::DeleteNode { .. } => "nodes.delete",
         AdminRequest::UserAdd(_)
@@ -170,6 +174,16 @@ fn column(role: Role) -> usize {
         Role::Viewer => 2,
         Role::Bridge => 3,
     }
+}
+
+/// The actions `role` may use, wholly or limited, in the table's order (what `Ping` tells a
+/// page, so it can leave out buttons that would be refused).
+pub(crate) fn permissions(role: Role) -> Vec<String> {
+    TABLE
+        .iter()
+        .filter(|row| row.cells[column(role)] != Cell::No)
+        .map(|row| row.action.to_string())
+        .collect()
 }
 
 /// What `role` may do with `action`.

@@ -14,6 +14,7 @@ pub(crate) fn ping(caller: &Caller) -> Reply {
         core_version: env!("CARGO_PKG_VERSION").to_string(),
         admin: caller.user.clone(),
         role: caller.role,
+        permissions: super::roles::permissions(caller.role),
     }])
 }
 

@@ -180,6 +180,48 @@ pub(crate) async fn check_session(
 
 pub(crate) use crate::clock::millis;
 
+/// Whether the caller of a long-lived request (a watch) may still ask, read now without
+/// touching anything: its login session (not ended, not idle past the timeout) or its
+/// certificate (registered, not revoked, not expired), and its user (enabled). The user's
+/// current role, to check the request against again.
+pub(crate) fn still_valid(shared: &Shared, caller: &Caller) -> Result<Role, Refusal> {
+    let ended = |message: String| (ErrorCode::SESSION_EXPIRED, message);
+    let now = shared.now_ms();
+    if let Some(id) = &caller.session {
+        let idle_ms = millis(shared.config.session_idle_timeout);
+        let live = shared
+            .store
+            .sessions_of(&caller.user)
+            .map_err(internal)?
+            .into_iter()
+            .any(|s| {
+                s.id == *id && now < s.expires_at_ms && now < s.last_used_ms.saturating_add(idle_ms)
+            });
+        if !live {
+            return Err(ended(format!(
+                "session {id} of {} ended; log in again",
+                caller.user
+            )));
+        }
+    } else if let Some(serial) = &caller.serial {
+        let (cert, _) = shared.store.cert_and_user(serial).map_err(internal)?;
+        let valid = cert.is_some_and(|c| c.revoked_at_ms.is_none() && now < c.expires_at_ms);
+        if !valid {
+            return Err((
+                ErrorCode::CREDENTIALS_REVOKED,
+                format!("certificate {serial} was revoked or has expired"),
+            ));
+        }
+    }
+    match shared.store.user(&caller.user).map_err(internal)? {
+        Some(user) if user.enabled => Ok(user.role),
+        _ => Err((
+            ErrorCode::CREDENTIALS_REVOKED,
+            format!("user {} is disabled or deleted", caller.user),
+        )),
+    }
+}
+
 /// The address password attempts from this caller are throttled by: the browser's when the
 /// bridge names one (an address, or an address and port), else the connection's.
 pub(crate) fn attempt_addr(caller: &Caller, client: &ClientInfo) -> Option<IpAddr> {

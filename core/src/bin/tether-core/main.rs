@@ -32,8 +32,9 @@ enum Command {
     /// Admin identities for the `tether` CLI.
     #[command(subcommand)]
     Admin(AdminCommand),
-    /// Quick start: core plus a node for this machine (auto-approved), data under ./tether-dev.
-    Dev(CoreFlags),
+    /// Quick start: core, a node for this machine (auto-approved) and the web bridge, data under
+    /// ./tether-dev. The first start prints the web UI's address and the admin's password.
+    Dev(dev::DevArgs),
     /// Lay out a backup (from `tether backup`) as a new data directory, for a new core to take
     /// over: refuses a directory that is not empty, checks every file and the database, and
     /// removes what it wrote if anything is wrong. Then start core with `serve --data DIR`.

@@ -264,6 +264,7 @@ async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<u8> 
                         core_version,
                         admin,
                         role,
+                        ..
                     } => Some((core_version, admin, role)),
                     _ => None,
                 })?;

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use base64::Engine as _;
 use clap::Subcommand;
 use serde_json::json;
 use tether_certs::identity::AdminIdentity;
@@ -185,13 +184,7 @@ fn password(from_stdin: bool, name: &str) -> anyhow::Result<(String, bool)> {
         }
         return Ok((first, false));
     }
-    // 144 random bits, 24 characters.
-    let mut bytes = [0u8; 18];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-    Ok((
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
-        true,
-    ))
+    Ok((tether_client::generate_password(), true))
 }
 
 fn user_json(user: &UserView) -> serde_json::Value {

@@ -1,0 +1,86 @@
+// #/: fleet counts, status distribution, agent versions, recent events; live (`overview`).
+
+import { api, h, fill, card, badge, timeEl, fmtInt, can } from '../lib.js';
+import { watch } from '../live.js';
+
+export function mount(main) {
+  let dead = false;
+  const stat = (id, label, cls, href) => h(href ? 'a' : 'div', { class: 'stat ' + cls, href },
+    h('div', { class: 'stat-label', text: label }),
+    h('div', { class: 'stat-value', id, text: '\u2013' }));
+  const stats = h('div', { class: 'stats' },
+    stat('stat-total', 'Nodes', 'stat-total', '#/nodes'),
+    stat('stat-online', 'Online', 'stat-online', '#/nodes?status=online'),
+    stat('stat-offline', 'Offline', 'stat-offline', '#/nodes?status=offline'),
+    stat('stat-maintenance', 'Maintenance', 'stat-maintenance', '#/nodes?status=maintenance'),
+    stat('stat-pending', 'Pending applications', 'stat-pending', can('enroll.view') ? '#/enroll' : null));
+  const distBar = h('div', { class: 'dist-bar', id: 'status-bar', role: 'img', 'aria-label': 'Status distribution' });
+  const distLegend = h('div', { class: 'dist-legend' });
+  const versions = h('div', { id: 'versions' });
+  const events = h('ol', { id: 'events', class: 'events' });
+  const updated = h('span', { class: 'muted small', id: 'overview-updated' });
+
+  main.append(
+    h('div', { class: 'page-head' }, h('h1', { text: 'Dashboard' }), updated),
+    stats,
+    h('div', { class: 'grid-2' },
+      h('div', { class: 'col' },
+        card('Status', distBar, distLegend),
+        card('Agent versions', versions)),
+      card('Recent events', events)));
+
+  function render(o) {
+    if (dead || !o) return;
+    const n = o.nodes || {};
+    const set = (id, v) => { document.getElementById(id).textContent = String(v ?? 0); };
+    set('stat-total', n.total);
+    set('stat-online', n.online);
+    set('stat-offline', n.offline);
+    set('stat-maintenance', n.maintenance);
+    set('stat-pending', o.pending_applications);
+    updated.textContent = 'updated ' + new Date().toLocaleTimeString();
+
+    const total = n.total || 0;
+    const parts = [['online', 'Online', n.online || 0], ['offline', 'Offline', n.offline || 0], ['maintenance', 'Maintenance', n.maintenance || 0]];
+    fill(distBar, parts.filter((p) => p[2] > 0).map(([k, label, v]) => {
+      const seg = h('a', { class: 'seg seg-' + k, href: '#/nodes?status=' + k, title: label + ': ' + fmtInt(v) });
+      seg.style.width = (100 * v / total) + '%';
+      return seg;
+    }));
+    if (!total) distBar.appendChild(h('span', { class: 'seg-empty', text: 'No nodes yet' }));
+    fill(distLegend, parts.map(([k, label, v]) => h('span', { class: 'legend-item' },
+      h('span', { class: 'swatch seg-' + k }), label + ' ', h('strong', { text: fmtInt(v) }),
+      total ? h('span', { class: 'muted', text: ' (' + (100 * v / total).toFixed(1) + ' %)' }) : null)));
+
+    const vs = (o.versions || []).slice().sort((a, b) => b.count - a.count);
+    const vmax = vs.reduce((m, v) => Math.max(m, v.count), 0);
+    fill(versions, vs.length ? h('table', { class: 'table compact', id: 'versions-table' },
+      h('thead', null, h('tr', null, h('th', { text: 'Agent version' }), h('th', { class: 'num', text: 'Nodes' }), h('th', { class: 'bar-col', text: '' }))),
+      h('tbody', null, vs.map((v) => {
+        const bar = h('span', { class: 'hbar' });
+        bar.style.width = (vmax ? 100 * v.count / vmax : 0) + '%';
+        return h('tr', null, h('td', null, h('code', { text: v.version || '(unknown)' })), h('td', { class: 'num', text: fmtInt(v.count) }),
+          h('td', { class: 'bar-col' }, h('span', { class: 'hbar-track' }, bar)));
+      }))) : h('p', { class: 'empty', text: 'No agents yet.' }));
+
+    const evs = o.events || [];
+    fill(events, evs.length ? evs.map((e) => h('li', { class: 'event ev-' + e.kind },
+      h('span', { class: 'event-time' }, timeEl(e.at_ms, { relOnly: true })),
+      h('span', { class: 'event-kind' }, badge(eventLabel(e), 'k-' + e.kind + (e.status ? ' s-' + String(e.status).toLowerCase() : ''))),
+      h('span', { class: 'event-host' }, e.node_id && e.kind !== 'rejected' ? h('a', { href: '#/nodes/' + encodeURIComponent(e.node_id), text: e.hostname || e.node_id }) : h('span', { text: e.hostname || e.node_id || '' })),
+      e.detail ? h('span', { class: 'event-detail muted', text: e.detail }) : null)) : h('li', { class: 'empty', text: 'Nothing happened yet.' }));
+  }
+
+  api('GET', '/api/v1/overview').then(render).catch(() => {});
+  watch({ overview: true }, (msg) => {
+    if (msg.type === 'overview') render(msg.data);
+  });
+  return () => { dead = true; };
+}
+
+function eventLabel(e) {
+  if (e.kind === 'status') return e.status || 'status';
+  if (e.kind === 'enrolled') return 'Enrolled';
+  if (e.kind === 'rejected') return 'Rejected';
+  return e.kind;
+}

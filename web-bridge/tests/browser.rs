@@ -1,0 +1,491 @@
+//! The web UI in a real Chromium against a real core, agents and bridge on loopback: login,
+//! live status, enrollment, commands, the terminal, replay, and what a viewer may not do.
+//! Screenshots land in `target/web-shots/` (look at them; `docs/web.md` shows some).
+
+mod support;
+
+use std::time::Duration;
+
+use fantoccini::Locator;
+use fantoccini::key::Key;
+use support::{Browser, PASSWORD, PATIENCE, Stack, eventually};
+use tether_wire::NodeId;
+use tether_wire::admin::{AdminRequest, AdminResponse, ApplicationStatus, NodeStatus};
+
+/// A node's id once it is online (asked of core directly, not through the page).
+async fn online(stack: &Stack, hostname: &str) -> NodeId {
+    eventually(&format!("{hostname} online"), || async {
+        let answer = stack
+            .admin
+            .request(&AdminRequest::ListNodes {
+                status: Some(NodeStatus::Online),
+                labels: Vec::new(),
+                include_deleted: false,
+            })
+            .await
+            .ok()?;
+        answer.into_iter().find_map(|r| match r {
+            AdminResponse::Nodes(nodes) => nodes
+                .into_iter()
+                .find(|n| n.hostname == hostname)
+                .map(|n| n.id),
+            _ => None,
+        })
+    })
+    .await
+}
+
+/// The application of `hostname`, once it waits.
+async fn pending(stack: &Stack, hostname: &str) -> String {
+    eventually(&format!("{hostname}'s application"), || async {
+        let answer = stack
+            .admin
+            .request(&AdminRequest::ListApplications {
+                status: Some(ApplicationStatus::Pending),
+            })
+            .await
+            .ok()?;
+        answer.into_iter().find_map(|r| match r {
+            AdminResponse::Applications(apps) => apps
+                .into_iter()
+                .find(|a| a.hostname == hostname)
+                .map(|a| a.id.to_string()),
+            _ => None,
+        })
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_then_live_status_without_a_reload() {
+    let mut stack = Stack::start(|c| c.auto_approve = true).await;
+    stack.add_node("web-01");
+    let id = online(&stack, "web-01").await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+
+    browser
+        .login(&stack.url, "alice", "wrong password here")
+        .await;
+    let error = browser
+        .wait_text("#login-error", "the login error", |t| !t.is_empty())
+        .await;
+    assert!(
+        error.to_lowercase().contains("password") || error.to_lowercase().contains("log"),
+        "{error}"
+    );
+    assert!(
+        browser.exists("form#login").await,
+        "still on the login page"
+    );
+    browser.screenshot("login-refused").await;
+
+    browser.login(&stack.url, "alice", PASSWORD).await;
+    let who = browser
+        .wait_text("#whoami", "who is logged in", |t| t.contains("alice"))
+        .await;
+    assert!(who.to_lowercase().contains("admin"), "{who}");
+    browser
+        .wait_text("#stat-online", "one node online", |t| t.trim() == "1")
+        .await;
+    assert_eq!(browser.text("#stat-total").await.trim(), "1");
+    browser.screenshot("dashboard").await;
+
+    browser
+        .client
+        .goto(&format!("{}/#/nodes", stack.url))
+        .await
+        .unwrap();
+    let row = format!("tr[data-node-id='{id}'] td.status");
+    browser
+        .wait_text(&row, "the node listed online", |t| t.contains("Online"))
+        .await;
+    browser.screenshot("nodes").await;
+
+    // The agent stops: the row turns offline by itself.
+    let node = stack.nodes.remove(0);
+    node.stop().await;
+    browser
+        .wait_text(&row, "the node turning offline", |t| t.contains("Offline"))
+        .await;
+
+    // Core goes away: the page says so, and recovers when it is back.
+    let core = stack.core.take().unwrap();
+    let data = core.data_dir().root().to_path_buf();
+    core.shutdown().await;
+    browser
+        .wait_text("#core-state", "the reconnecting banner", |t| {
+            t.to_lowercase().contains("reconnecting")
+        })
+        .await;
+    browser.screenshot("reconnecting").await;
+    let mut config = tether_core::config::CoreConfig::with_data_dir(data);
+    config.listen = stack.core_addr;
+    config.heartbeat_interval = Duration::from_secs(1);
+    config.offline_after = Duration::from_secs(3);
+    stack.core = Some(
+        tether_core::Core::start(config)
+            .await
+            .expect("core restarts"),
+    );
+    eventually("the banner gone", || async {
+        let banner = browser
+            .client
+            .find(Locator::Css("#core-state"))
+            .await
+            .ok()?;
+        (!banner.is_displayed().await.ok()?).then_some(())
+    })
+    .await;
+    browser
+        .wait_text(&row, "the node still listed", |t| t.contains("Offline"))
+        .await;
+
+    browser.close().await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_from_the_page_but_not_as_a_viewer() {
+    let mut stack = Stack::start(|c| c.auto_approve = false).await;
+    stack.add_node("new-01");
+    stack.add_node("new-02");
+    let first = pending(&stack, "new-01").await;
+    let second = pending(&stack, "new-02").await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+
+    // A viewer sees the applications but no buttons to decide them.
+    browser.login(&stack.url, "vera", PASSWORD).await;
+    browser
+        .wait_text("#whoami", "vera logged in", |t| t.contains("vera"))
+        .await;
+    browser
+        .client
+        .goto(&format!("{}/#/enroll", stack.url))
+        .await
+        .unwrap();
+    let row = format!("tr[data-application-id='{first}']");
+    browser.text(&row).await;
+    assert!(!browser.exists(&format!("{row} button.approve")).await);
+    assert!(!browser.exists(&format!("{row} button.reject")).await);
+    browser.screenshot("enroll-as-viewer").await;
+
+    // A forged approval as the viewer is refused, and the refusal is in the audit log.
+    let http = stack.http();
+    stack.login(&http, "vera").await;
+    let answer = http
+        .post(format!(
+            "{}/api/v1/applications/{second}/approve",
+            stack.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "permission_denied", "{body}");
+    let audit = stack
+        .admin
+        .request(&AdminRequest::Audit(tether_wire::users::AuditQuery {
+            user: Some("vera".into()),
+            action: Some("enroll.decide".into()),
+            failed: true,
+            limit: 10,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let refused = audit.iter().any(|r| {
+        matches!(r, AdminResponse::AuditRecords(records) if records.iter().any(|record| {
+            record.entry.request == "ApproveApplication" && record.entry.client_addr.is_some()
+        }))
+    });
+    assert!(
+        refused,
+        "the forged approval is audited as vera's, with the browser's address"
+    );
+
+    // An admin approves from the page; the node comes online.
+    browser.client.delete_all_cookies().await.unwrap();
+    browser.login(&stack.url, "alice", PASSWORD).await;
+    browser
+        .wait_text("#whoami", "alice logged in", |t| t.contains("alice"))
+        .await;
+    browser
+        .client
+        .goto(&format!("{}/#/enroll", stack.url))
+        .await
+        .unwrap();
+    browser.screenshot("enroll").await;
+    browser
+        .client
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css(&format!("{row} button.approve")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let id = online(&stack, "new-01").await;
+    browser
+        .client
+        .goto(&format!("{}/#/nodes", stack.url))
+        .await
+        .unwrap();
+    browser
+        .wait_text(
+            &format!("tr[data-node-id='{id}'] td.status"),
+            "the approved node online in the list",
+            |t| t.contains("Online"),
+        )
+        .await;
+    browser.close().await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_from_the_page() {
+    let mut stack = Stack::start(|c| c.auto_approve = true).await;
+    stack.add_node("cmd-01");
+    let id = online(&stack, "cmd-01").await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    browser.login(&stack.url, "oscar", PASSWORD).await;
+    browser
+        .wait_text("#whoami", "oscar logged in", |t| t.contains("oscar"))
+        .await;
+    browser
+        .client
+        .goto(&format!("{}/#/commands", stack.url))
+        .await
+        .unwrap();
+    let command = browser
+        .client
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css("input#command"))
+        .await
+        .unwrap();
+    command
+        .send_keys("echo hi-$((6*7)); echo oops >&2")
+        .await
+        .unwrap();
+    browser
+        .client
+        .find(Locator::Css("input#targets"))
+        .await
+        .unwrap()
+        .send_keys("cmd-01")
+        .await
+        .unwrap();
+    browser
+        .client
+        .find(Locator::Css("button#run"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let node = format!("div.exec-node[data-node-id='{id}']");
+    browser
+        .wait_text(&format!("{node} pre.output"), "the output", |t| {
+            t.contains("hi-42") && t.contains("oops")
+        })
+        .await;
+    browser
+        .wait_text(&format!("{node} .exec-status"), "the node's result", |t| {
+            t.contains("Ok")
+        })
+        .await;
+    browser.screenshot("commands").await;
+    browser.close().await;
+    stack.shutdown().await;
+}
+
+/// Everything in the terminal's buffer, line by line (xterm.js's own model, not pixels).
+async fn screen(browser: &Browser) -> String {
+    let value = browser
+        .client
+        .execute(
+            "const b = window.term.buffer.active; const out = [];
+             for (let i = 0; i < b.length; i++) {
+               const line = b.getLine(i); if (line) out.push(line.translateToString(true));
+             }
+             return out.join('\\n');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    value.as_str().unwrap_or("").to_string()
+}
+
+async fn type_into(browser: &Browser, text: &str) {
+    let input = browser
+        .client
+        .find(Locator::Css("#terminal textarea"))
+        .await
+        .unwrap();
+    input.send_keys(text).await.unwrap();
+}
+
+async fn wait_screen(browser: &Browser, what: &str, check: impl Fn(&str) -> bool) -> String {
+    eventually(what, || async {
+        let text = screen(browser).await;
+        check(&text).then_some(text)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_in_the_page_then_its_replay() {
+    let mut stack = Stack::start(|c| c.auto_approve = true).await;
+    stack.add_node("tty-01");
+    let id = online(&stack, "tty-01").await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    browser.login(&stack.url, "alice", PASSWORD).await;
+    browser
+        .wait_text("#whoami", "alice logged in", |t| t.contains("alice"))
+        .await;
+    browser
+        .client
+        .goto(&format!("{}/#/terminal/{id}", stack.url))
+        .await
+        .unwrap();
+    browser
+        .wait_text("#tty-status", "the terminal connected", |t| {
+            t.contains("connected")
+        })
+        .await;
+
+    type_into(&browser, "echo hello-$((6*7))\n").await;
+    wait_screen(&browser, "hello-42 on the screen", |s| {
+        s.lines().any(|l| l.trim() == "hello-42")
+    })
+    .await;
+
+    // The window shrinks: the shell is told the new size.
+    browser.client.set_window_size(900, 600).await.unwrap();
+    let (rows, cols) = eventually("xterm.js refitted", || async {
+        let size = browser
+            .client
+            .execute("return [window.term.rows, window.term.cols];", vec![])
+            .await
+            .ok()?;
+        let rows = size[0].as_u64()?;
+        let cols = size[1].as_u64()?;
+        (cols < 150).then_some((rows, cols))
+    })
+    .await;
+    let wanted = format!("{rows} {cols}");
+    eventually("stty size follows the window", || async {
+        type_into(&browser, "stty size\n").await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let text = screen(&browser).await;
+        text.lines().any(|l| l.trim() == wanted).then_some(())
+    })
+    .await;
+
+    // A flood, then Ctrl-C: the prompt comes back.
+    type_into(&browser, "yes\n").await;
+    wait_screen(&browser, "yes flooding", |s| {
+        s.lines().filter(|l| l.trim() == "y").count() > 10
+    })
+    .await;
+    type_into(&browser, &format!("{}c{}", Key::Control, Key::Control)).await;
+    eventually("the prompt back after Ctrl-C", || async {
+        type_into(&browser, "echo back-$((1+1))\n").await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let text = screen(&browser).await;
+        text.lines().any(|l| l.trim() == "back-2").then_some(())
+    })
+    .await;
+    type_into(&browser, "clear\n").await;
+
+    // A character split across two writes (and so across frames) arrives whole.
+    type_into(
+        &browser,
+        "printf 'dash:\\342\\200'; sleep 0.5; printf '\\224:end\\n'\n",
+    )
+    .await;
+    wait_screen(&browser, "the em dash whole", |s| {
+        s.contains("dash:\u{2014}:end")
+    })
+    .await;
+    browser.screenshot("terminal").await;
+
+    type_into(&browser, "exit 3\n").await;
+    browser
+        .wait_text("#tty-status", "the exit status shown", |t| {
+            t.contains("exited with code 3")
+        })
+        .await;
+
+    // The session is listed, and its recording plays.
+    let session = eventually("the session recorded", || async {
+        let answer = stack
+            .admin
+            .request(&AdminRequest::ListTty {
+                active: false,
+                node: None,
+                limit: 10,
+            })
+            .await
+            .ok()?;
+        answer.into_iter().find_map(|r| match r {
+            AdminResponse::TtySessions(list) => list
+                .into_iter()
+                .find(|s| s.recording.is_some() && s.closed_at_ms.is_some())
+                .map(|s| s.id),
+            _ => None,
+        })
+    })
+    .await;
+    browser
+        .client
+        .goto(&format!("{}/#/sessions", stack.url))
+        .await
+        .unwrap();
+    browser
+        .client
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css(&format!(
+            "tr[data-session-id='{session}'] a.replay"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // Play, and seek to the end: the player shows the last screen (after `clear`).
+    browser.text("#player").await;
+    eventually("the player seeking", || async {
+        browser
+            .client
+            .execute(
+                "if (!window.player) return false;
+                 window.player.play(); window.player.seek('100%'); return true;",
+                vec![],
+            )
+            .await
+            .ok()?
+            .as_bool()?
+            .then_some(())
+    })
+    .await;
+    browser
+        .wait_text("#player", "the replay showing the session", |t| {
+            t.contains("dash:\u{2014}:end")
+        })
+        .await;
+    browser.screenshot("replay").await;
+    browser.close().await;
+    stack.shutdown().await;
+}
