@@ -414,10 +414,11 @@ async fn the_quick_start_runs_core_and_a_node_and_stops_on_ctrl_c() {
             .filter(|n| !n["metrics"].is_null())
     })
     .await;
-    assert!(
-        dev.log().contains("TETHER_IDENTITY"),
-        "the quick start says what to try next"
-    );
+    // Said once the web UI is set up too (its admin password is hashed first).
+    eventually("the quick start saying what to try next", || async {
+        dev.log().contains("TETHER_IDENTITY").then_some(())
+    })
+    .await;
     // The web UI runs too, and its address and the admin's password are printed once.
     let text = dev.log();
     let url = text

@@ -65,21 +65,13 @@ impl Bridge {
     /// Starts serving on `config.listen` and connecting to core (in the background, again and
     /// again while core is away: requests meanwhile get 503 `core_unreachable`).
     pub async fn start(config: BridgeConfig) -> Result<Bridge, BridgeError> {
-        let std_listener =
-            std::net::TcpListener::bind(config.listen).map_err(|e| BridgeError::Listen {
-                addr: config.listen,
-                reason: e.to_string(),
-            })?;
-        std_listener
-            .set_nonblocking(true)
-            .map_err(|e| BridgeError::Listen {
-                addr: config.listen,
-                reason: e.to_string(),
-            })?;
-        let local_addr = std_listener.local_addr().map_err(|e| BridgeError::Listen {
+        let listen_error = |e: std::io::Error| BridgeError::Listen {
             addr: config.listen,
             reason: e.to_string(),
-        })?;
+        };
+        let std_listener = std::net::TcpListener::bind(config.listen).map_err(listen_error)?;
+        std_listener.set_nonblocking(true).map_err(listen_error)?;
+        let local_addr = std_listener.local_addr().map_err(listen_error)?;
         // The origins follow from the address actually bound (a port 0 becomes a real one).
         let settings = config::Settings::new(&config, local_addr)?;
         let stop = CancellationToken::new();
@@ -102,10 +94,7 @@ impl Bridge {
                     std_listener,
                     axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(rustls)),
                 )
-                .map_err(|e| BridgeError::Listen {
-                    addr: config.listen,
-                    reason: e.to_string(),
-                })?
+                .map_err(listen_error)?
                 .handle(handle.clone());
                 tokio::spawn(async move {
                     if let Err(e) = server.serve(app).await {
@@ -115,10 +104,7 @@ impl Bridge {
             }
             None => {
                 let server = axum_server::from_tcp(std_listener)
-                    .map_err(|e| BridgeError::Listen {
-                        addr: config.listen,
-                        reason: e.to_string(),
-                    })?
+                    .map_err(listen_error)?
                     .handle(handle.clone());
                 tokio::spawn(async move {
                     if let Err(e) = server.serve(app).await {

@@ -313,3 +313,228 @@ async fn the_bridge_rides_out_core_going_away() {
     assert_eq!(body["name"], "alice");
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_per_session_and_message_sizes_are_limited() {
+    let mut stack = Stack::start(|_| {}).await;
+    stack.start_bridge(|c| c.max_sockets_per_session = 2).await;
+    let cookie = session_cookie(&stack).await;
+    let ws_url = stack.url.replace("http://", "ws://") + "/api/v1/live";
+    let open = || {
+        let mut request =
+            tungstenite::client::IntoClientRequest::into_client_request(&ws_url).unwrap();
+        request
+            .headers_mut()
+            .insert("origin", stack.url.parse().unwrap());
+        request
+            .headers_mut()
+            .insert("cookie", cookie.parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    let (first, _) = open().await.unwrap();
+    let (mut second, _) = open().await.unwrap();
+    match open().await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 429),
+        other => panic!("a third socket must be refused, got {other:?}"),
+    }
+    // One closes: another may open.
+    drop(first);
+    eventually("a socket freed", || async { open().await.ok() }).await;
+
+    // A message over the live socket's limit ends the socket.
+    use futures_util::{SinkExt as _, StreamExt as _};
+    let huge = format!("{{\"watch\": {{\"node\": \"{}\"}}}}", "x".repeat(64 * 1024));
+    let _ = second.send(tungstenite::Message::Text(huge.into())).await;
+    let ended = tokio::time::timeout(support::PATIENCE, async {
+        loop {
+            match second.next().await {
+                None | Some(Err(_)) | Some(Ok(tungstenite::Message::Close(_))) => return,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "an oversized message closes the socket");
+    stack.shutdown().await;
+}
+
+/// The bridge as shipped: the binary, its flags, and logs that never carry a password, a
+/// session token or a cookie, even at the most verbose level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_and_logs_no_secrets() {
+    let stack = Stack::start(|_| {}).await;
+    let identity = stack.dir.path().join("web.identity");
+    stack.bridge_identity().save(&identity).unwrap();
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let log = stack.dir.path().join("bridge.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tether-bridge"))
+        .args(["--core", &stack.core_addr.to_string(), "--identity"])
+        .arg(&identity)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "trace")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    eventually("the bridge binary connected", || async {
+        let answer = reqwest::get(format!("{url}/health")).await.ok()?;
+        answer.status().is_success().then_some(())
+    })
+    .await;
+    let answer = reqwest::Client::new()
+        .post(format!("{url}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let set = answer.headers()["set-cookie"].to_str().unwrap().to_string();
+    let cookie = set.split(';').next().unwrap().to_string();
+    let token = cookie.split_once('=').unwrap().1.to_string();
+    let plain = reqwest::Client::new();
+    for path in ["/api/v1/me", "/api/v1/nodes", "/api/v1/overview"] {
+        let answer = plain
+            .get(format!("{url}{path}"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{path}");
+    }
+    let _ = plain
+        .post(format!("{url}/api/v1/auth/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("web bridge listening"), "{text}");
+    assert!(!text.contains(&token), "the session token is in the log");
+    assert!(!text.contains(PASSWORD), "the password is in the log");
+    assert!(
+        !text.to_lowercase().contains("cookie:"),
+        "a cookie header is in the log"
+    );
+    stack.shutdown().await;
+}
+
+#[test]
+fn help_explains_the_flags() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tether-bridge"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "--core",
+        "--identity",
+        "--listen",
+        "--tls-cert",
+        "--tls-key",
+        "--allowed-origin",
+    ] {
+        assert!(text.contains(flag), "{flag} in --help");
+    }
+    // Every address without a known origin is refused at start, in words.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tether-bridge"))
+        .args(["--identity", "/nonexistent", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("/nonexistent"),
+        "a missing identity file is named"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_address_needs_a_known_origin() {
+    let stack = Stack::start(|_| {}).await;
+    let mut config = tether_web_bridge::BridgeConfig::new(stack.bridge_identity().clone());
+    config.core = Some(stack.core_addr.to_string());
+    config.listen = "0.0.0.0:0".parse().unwrap();
+    let refused = tether_web_bridge::Bridge::start(config.clone())
+        .await
+        .expect_err("no origin known");
+    assert!(
+        refused.to_string().contains("--allowed-origin"),
+        "{refused}"
+    );
+    config.allowed_origins = vec!["not a url".into()];
+    let refused = tether_web_bridge::Bridge::start(config.clone())
+        .await
+        .expect_err("a bad origin");
+    assert!(refused.to_string().contains("not a url"), "{refused}");
+    config.allowed_origins = vec!["https://tether.example.com".into()];
+    let bridge = tether_web_bridge::Bridge::start(config).await.unwrap();
+    // Browsers at that origin may change things; the bridge's own loopback origin is not known.
+    let url = format!("http://127.0.0.1:{}", bridge.local_addr().port());
+    let answer = reqwest::Client::new()
+        .post(format!("{url}/api/v1/auth/logout"))
+        .header("origin", "https://tether.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 204);
+    bridge.shutdown().await;
+    stack.shutdown().await;
+}
+
+/// Over TLS (rustls, the workspace's provider) the cookie is `Secure` and `__Host-`, as on
+/// loopback; a certificate that does not load is refused at start, naming the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_serves_with_a_secure_cookie() {
+    let stack = Stack::start(|_| {}).await;
+    let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = stack.dir.path().join("bridge-cert.pem");
+    let key = stack.dir.path().join("bridge-key.pem");
+    std::fs::write(&cert, issued.cert.pem()).unwrap();
+    std::fs::write(&key, issued.signing_key.serialize_pem()).unwrap();
+
+    let mut config = tether_web_bridge::BridgeConfig::new(stack.bridge_identity().clone());
+    config.core = Some(stack.core_addr.to_string());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.tls = Some(tether_web_bridge::Tls {
+        cert: key.clone(),
+        key: key.clone(),
+    });
+    let refused = tether_web_bridge::Bridge::start(config.clone())
+        .await
+        .expect_err("a key is not a certificate");
+    assert!(refused.to_string().contains("bridge-key.pem"), "{refused}");
+
+    config.tls = Some(tether_web_bridge::Tls { cert, key });
+    let bridge = tether_web_bridge::Bridge::start(config).await.unwrap();
+    assert!(bridge.url().starts_with("https://"), "{}", bridge.url());
+    let port = bridge.local_addr().port();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(issued.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", bridge.local_addr())
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{port}");
+    eventually("the HTTPS bridge connected to core", || async {
+        let answer = https.get(format!("{url}/health")).send().await.ok()?;
+        answer.status().is_success().then_some(())
+    })
+    .await;
+    let answer = https
+        .post(format!("{url}/api/v1/auth/login"))
+        .header("origin", &url)
+        .json(&serde_json::json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let cookie = answer.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.starts_with("__Host-tether_session="), "{cookie}");
+    assert!(cookie.contains("Secure"), "{cookie}");
+    bridge.shutdown().await;
+    stack.shutdown().await;
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fantoccini::Locator;
 use fantoccini::key::Key;
-use support::{Browser, PASSWORD, PATIENCE, Stack, eventually};
+use support::{Browser, PASSWORD, Stack, eventually};
 use tether_wire::NodeId;
 use tether_wire::admin::{AdminRequest, AdminResponse, ApplicationStatus, NodeStatus};
 
@@ -92,11 +92,7 @@ async fn login_then_live_status_without_a_reload() {
     assert_eq!(browser.text("#stat-total").await.trim(), "1");
     browser.screenshot("dashboard").await;
 
-    browser
-        .client
-        .goto(&format!("{}/#/nodes", stack.url))
-        .await
-        .unwrap();
+    browser.goto(&format!("{}/#/nodes", stack.url)).await;
     let row = format!("tr[data-node-id='{id}'] td.status");
     browser
         .wait_text(&row, "the node listed online", |t| t.contains("Online"))
@@ -158,15 +154,8 @@ async fn approve_from_the_page_but_not_as_a_viewer() {
     };
 
     // A viewer sees the applications but no buttons to decide them.
-    browser.login(&stack.url, "vera", PASSWORD).await;
-    browser
-        .wait_text("#whoami", "vera logged in", |t| t.contains("vera"))
-        .await;
-    browser
-        .client
-        .goto(&format!("{}/#/enroll", stack.url))
-        .await
-        .unwrap();
+    browser.log_in_as(&stack.url, "vera").await;
+    browser.goto(&format!("{}/#/enroll", stack.url)).await;
     let row = format!("tr[data-application-id='{first}']");
     browser.text(&row).await;
     assert!(!browser.exists(&format!("{row} button.approve")).await);
@@ -210,32 +199,12 @@ async fn approve_from_the_page_but_not_as_a_viewer() {
 
     // An admin approves from the page; the node comes online.
     browser.client.delete_all_cookies().await.unwrap();
-    browser.login(&stack.url, "alice", PASSWORD).await;
-    browser
-        .wait_text("#whoami", "alice logged in", |t| t.contains("alice"))
-        .await;
-    browser
-        .client
-        .goto(&format!("{}/#/enroll", stack.url))
-        .await
-        .unwrap();
+    browser.log_in_as(&stack.url, "alice").await;
+    browser.goto(&format!("{}/#/enroll", stack.url)).await;
     browser.screenshot("enroll").await;
-    browser
-        .client
-        .wait()
-        .at_most(PATIENCE)
-        .for_element(Locator::Css(&format!("{row} button.approve")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(&format!("{row} button.approve")).await;
     let id = online(&stack, "new-01").await;
-    browser
-        .client
-        .goto(&format!("{}/#/nodes", stack.url))
-        .await
-        .unwrap();
+    browser.goto(&format!("{}/#/nodes", stack.url)).await;
     browser
         .wait_text(
             &format!("tr[data-node-id='{id}'] td.status"),
@@ -255,42 +224,13 @@ async fn a_command_from_the_page() {
     let Some(browser) = Browser::start().await else {
         return;
     };
-    browser.login(&stack.url, "oscar", PASSWORD).await;
+    browser.log_in_as(&stack.url, "oscar").await;
+    browser.goto(&format!("{}/#/commands", stack.url)).await;
     browser
-        .wait_text("#whoami", "oscar logged in", |t| t.contains("oscar"))
+        .type_into("input#command", "echo hi-$((6*7)); echo oops >&2")
         .await;
-    browser
-        .client
-        .goto(&format!("{}/#/commands", stack.url))
-        .await
-        .unwrap();
-    let command = browser
-        .client
-        .wait()
-        .at_most(PATIENCE)
-        .for_element(Locator::Css("input#command"))
-        .await
-        .unwrap();
-    command
-        .send_keys("echo hi-$((6*7)); echo oops >&2")
-        .await
-        .unwrap();
-    browser
-        .client
-        .find(Locator::Css("input#targets"))
-        .await
-        .unwrap()
-        .send_keys("cmd-01")
-        .await
-        .unwrap();
-    browser
-        .client
-        .find(Locator::Css("button#run"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.type_into("input#targets", "cmd-01").await;
+    browser.click("button#run").await;
     let node = format!("div.exec-node[data-node-id='{id}']");
     browser
         .wait_text(&format!("{node} pre.output"), "the output", |t| {
@@ -349,15 +289,10 @@ async fn a_terminal_in_the_page_then_its_replay() {
     let Some(browser) = Browser::start().await else {
         return;
     };
-    browser.login(&stack.url, "alice", PASSWORD).await;
+    browser.log_in_as(&stack.url, "alice").await;
     browser
-        .wait_text("#whoami", "alice logged in", |t| t.contains("alice"))
-        .await;
-    browser
-        .client
         .goto(&format!("{}/#/terminal/{id}", stack.url))
-        .await
-        .unwrap();
+        .await;
     browser
         .wait_text("#tty-status", "the terminal connected", |t| {
             t.contains("connected")
@@ -372,21 +307,26 @@ async fn a_terminal_in_the_page_then_its_replay() {
 
     // The window shrinks: the shell is told the new size.
     browser.client.set_window_size(900, 600).await.unwrap();
-    let (rows, cols) = eventually("xterm.js refitted", || async {
+    eventually("xterm.js refitted", || async {
+        let cols = browser
+            .client
+            .execute("return window.term.cols;", vec![])
+            .await
+            .ok()?
+            .as_u64()?;
+        (cols < 150).then_some(())
+    })
+    .await;
+    // The shell sees what xterm.js shows (read again each time: the fit may still settle).
+    eventually("stty size follows the window", || async {
+        type_into(&browser, "stty size\n").await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let size = browser
             .client
             .execute("return [window.term.rows, window.term.cols];", vec![])
             .await
             .ok()?;
-        let rows = size[0].as_u64()?;
-        let cols = size[1].as_u64()?;
-        (cols < 150).then_some((rows, cols))
-    })
-    .await;
-    let wanted = format!("{rows} {cols}");
-    eventually("stty size follows the window", || async {
-        type_into(&browser, "stty size\n").await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let wanted = format!("{} {}", size[0].as_u64()?, size[1].as_u64()?);
         let text = screen(&browser).await;
         text.lines().any(|l| l.trim() == wanted).then_some(())
     })
@@ -447,23 +387,10 @@ async fn a_terminal_in_the_page_then_its_replay() {
         })
     })
     .await;
+    browser.goto(&format!("{}/#/sessions", stack.url)).await;
     browser
-        .client
-        .goto(&format!("{}/#/sessions", stack.url))
-        .await
-        .unwrap();
-    browser
-        .client
-        .wait()
-        .at_most(PATIENCE)
-        .for_element(Locator::Css(&format!(
-            "tr[data-session-id='{session}'] a.replay"
-        )))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        .click(&format!("tr[data-session-id='{session}'] a.replay"))
+        .await;
     // Play, and seek to the end: the player shows the last screen (after `clear`).
     browser.text("#player").await;
     eventually("the player seeking", || async {
@@ -486,6 +413,118 @@ async fn a_terminal_in_the_page_then_its_replay() {
         })
         .await;
     browser.screenshot("replay").await;
+    browser.close().await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_detail_users_and_audit_pages() {
+    let mut stack = Stack::start(|c| c.auto_approve = true).await;
+    stack.add_node("db-01");
+    let id = online(&stack, "db-01").await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+
+    // A viewer: the node's page without its buttons, no run form, no users or audit pages.
+    browser.log_in_as(&stack.url, "vera").await;
+    browser.goto(&format!("{}/#/nodes/{id}", stack.url)).await;
+    browser
+        .wait_text("#node-status", "the node's status", |t| {
+            t.contains("Online")
+        })
+        .await;
+    for absent in [
+        "#open-terminal",
+        "#delete-node",
+        "#maintenance-toggle",
+        "#label-add",
+        "#allowed-user-add",
+    ] {
+        assert!(!browser.exists(absent).await, "a viewer sees no {absent}");
+    }
+    browser.goto(&format!("{}/#/commands", stack.url)).await;
+    browser.text("#main").await;
+    assert!(!browser.exists("button#run").await, "a viewer runs nothing");
+    let nav = browser.text("#nav").await;
+    assert!(!nav.contains("Users") && !nav.contains("Audit"), "{nav}");
+
+    // An admin: the node's facts, charts filling at heartbeat rate, the QUIC path.
+    browser.client.delete_all_cookies().await.unwrap();
+    browser.log_in_as(&stack.url, "alice").await;
+    browser.goto(&format!("{}/#/nodes/{id}", stack.url)).await;
+    browser
+        .wait_text("#node-path", "the QUIC path", |t| t.contains("ms"))
+        .await;
+    assert!(browser.exists("#open-terminal").await);
+    assert!(browser.exists("#charts canvas").await, "uPlot charts drawn");
+    // A few heartbeats (1 s apart) for the charts.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    browser.screenshot("node").await;
+
+    // Labels from the page reach core.
+    browser.type_into("#label-key", "env").await;
+    browser.type_into("#label-value", "prod").await;
+    browser.click("#label-add button[type=submit]").await;
+    eventually("the label stored", || async {
+        let answer = stack
+            .admin
+            .request(&AdminRequest::ShowNode { id: id.to_string() })
+            .await
+            .ok()?;
+        match answer.first()? {
+            AdminResponse::Node(node) => {
+                (node.labels.get("env").map(String::as_str) == Some("prod")).then_some(())
+            }
+            _ => None,
+        }
+    })
+    .await;
+
+    browser.goto(&format!("{}/#/users", stack.url)).await;
+    for user in ["alice", "oscar", "vera"] {
+        browser
+            .wait_text("table#users", "the users listed", |t| t.contains(user))
+            .await;
+    }
+    browser.screenshot("users").await;
+    browser.goto(&format!("{}/#/audit", stack.url)).await;
+    browser
+        .wait_text("table#audit", "the audit log with the label change", |t| {
+            t.contains("LabelNode")
+        })
+        .await;
+    browser.screenshot("audit").await;
+
+    // A live terminal (the CLI's way in) is ended from the sessions page.
+    let grant = stack
+        .admin
+        .authorize_tty(tether_wire::tty::TtyAuthorize {
+            node: "db-01".into(),
+            command: None,
+            size: tether_wire::tty::WindowSize { cols: 80, rows: 24 },
+            term: None,
+            record: None,
+        })
+        .await
+        .unwrap();
+    let mut tty = stack.admin.open_tty(&grant.token).await.unwrap();
+    let session = tty.session_id;
+    browser.goto(&format!("{}/#/sessions", stack.url)).await;
+    browser
+        .click(&format!("tr[data-session-id='{session}'] button.kill"))
+        .await;
+    let ended = tokio::time::timeout(support::PATIENCE, async {
+        loop {
+            match tty.output.next().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the session ends");
+    assert!(ended.is_err() || ended.unwrap().is_none(), "killed");
     browser.close().await;
     stack.shutdown().await;
 }

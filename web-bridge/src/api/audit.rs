@@ -39,12 +39,7 @@ pub(crate) async fn list(
     params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::bad_request(format!(
-            "limit {limit} is out of range: 1 to {MAX_LIMIT}"
-        )));
-    }
+    let limit = super::limit(params.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let nonempty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
     let query = AuditQuery {
         user: nonempty(params.user),

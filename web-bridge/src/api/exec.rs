@@ -38,12 +38,7 @@ async fn executions(
     node: Option<String>,
     limit: Option<u32>,
 ) -> Result<Response, ApiError> {
-    let limit = limit.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::bad_request(format!(
-            "limit {limit} is out of range: 1 to {MAX_LIMIT}"
-        )));
-    }
+    let limit = super::limit(limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let request = AdminRequest::ExecHistory {
         node: node.filter(|n| !n.is_empty()),
         limit,
@@ -185,13 +180,12 @@ pub(crate) async fn socket(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let guard = state.open_socket(&user)?;
-    Ok(upgrade
-        .max_message_size(MAX_MESSAGE)
-        .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            run(state, user, socket).await;
-            drop(guard);
-        }))
+    Ok(super::upgrade_counted(
+        guard,
+        upgrade,
+        MAX_MESSAGE,
+        move |socket| run(state, user, socket),
+    ))
 }
 
 /// Keeps UTF-8 characters whole across output chunks: what does not end a character waits for

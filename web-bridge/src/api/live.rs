@@ -89,13 +89,12 @@ pub(crate) async fn socket(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let guard = state.open_socket(&user)?;
-    Ok(upgrade
-        .max_message_size(MAX_MESSAGE)
-        .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            serve(state, user, socket).await;
-            drop(guard);
-        }))
+    Ok(super::upgrade_counted(
+        guard,
+        upgrade,
+        MAX_MESSAGE,
+        move |socket| serve(state, user, socket),
+    ))
 }
 
 fn frame(response: AdminResponse) -> Option<Value> {

@@ -369,6 +369,39 @@ pub(crate) fn json_body<T: DeserializeOwned>(
     })
 }
 
+/// A list's `limit` parameter: `default` when absent, refused outside 1 to `max`.
+pub(crate) fn limit(given: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    let limit = given.unwrap_or(default);
+    if limit == 0 || limit > max {
+        return Err(ApiError::bad_request(format!(
+            "limit {limit} is out of range: 1 to {max}"
+        )));
+    }
+    Ok(limit)
+}
+
+/// Upgrades to a WebSocket counted against its session while it lasts (`guard`, from
+/// [`AppState::open_socket`]), with messages of at most `max_message` bytes, and runs `serve` on
+/// it.
+pub(crate) fn upgrade_counted<F, Fut>(
+    guard: SocketGuard,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+    max_message: usize,
+    serve: F,
+) -> Response
+where
+    F: FnOnce(axum::extract::ws::WebSocket) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    upgrade
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .on_upgrade(move |socket| async move {
+            serve(socket).await;
+            drop(guard);
+        })
+}
+
 /// JSON with status 200.
 pub(crate) fn ok<T: Serialize>(value: T) -> Response {
     axum::Json(value).into_response()

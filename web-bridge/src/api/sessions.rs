@@ -37,12 +37,7 @@ async fn sessions(
     node: Option<String>,
     limit: Option<u32>,
 ) -> Result<Response, ApiError> {
-    let limit = limit.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::bad_request(format!(
-            "limit {limit} is out of range: 1 to {MAX_LIMIT}"
-        )));
-    }
+    let limit = super::limit(limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let request = AdminRequest::ListTty {
         active,
         node: node.filter(|n| !n.is_empty()),

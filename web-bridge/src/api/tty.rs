@@ -59,12 +59,12 @@ pub(crate) async fn socket(
     };
     size.check().map_err(ApiError::bad_request)?;
     let guard = state.open_socket(&user)?;
-    Ok(upgrade
-        .max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            serve(state, user, params.node, size, socket).await;
-            drop(guard);
-        }))
+    Ok(super::upgrade_counted(
+        guard,
+        upgrade,
+        MAX_MESSAGE,
+        move |socket| serve(state, user, params.node, size, socket),
+    ))
 }
 
 fn framed(kind: u8, body: &[u8]) -> Message {

@@ -144,6 +144,11 @@ impl Stack {
         .await;
     }
 
+    /// The bridge's identity (role bridge).
+    pub fn bridge_identity(&self) -> &AdminIdentity {
+        &self.bridge_identity
+    }
+
     pub fn token(&self) -> JoinToken {
         let mut token = self.core.as_ref().unwrap().data_dir().join_token().unwrap();
         token.core_addr = self.core_addr.to_string();
@@ -333,6 +338,46 @@ impl Browser {
         pass.clear().await.unwrap();
         pass.send_keys(password).await.unwrap();
         form.find(Locator::Css("button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Logs `user` in with [`PASSWORD`] and waits until the header names them.
+    pub async fn log_in_as(&self, url: &str, user: &str) {
+        self.login(url, user, PASSWORD).await;
+        self.wait_text("#whoami", &format!("{user} logged in"), |t| {
+            t.contains(user)
+        })
+        .await;
+    }
+
+    /// Opens `url` in the tab.
+    pub async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+    }
+
+    /// Types `text` into the element matching `css`, once it exists.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        self.client
+            .wait()
+            .at_most(PATIENCE)
+            .for_element(fantoccini::Locator::Css(css))
+            .await
+            .unwrap()
+            .send_keys(text)
+            .await
+            .unwrap();
+    }
+
+    /// Clicks the element matching `css`, once it exists.
+    pub async fn click(&self, css: &str) {
+        self.client
+            .wait()
+            .at_most(PATIENCE)
+            .for_element(fantoccini::Locator::Css(css))
             .await
             .unwrap()
             .click()
