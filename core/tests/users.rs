@@ -99,7 +99,10 @@ fn every_request(node: &str) -> Vec<(&'static str, AdminRequest)> {
         ("status", AdminRequest::Status),
         (
             "enroll.view",
-            AdminRequest::ListApplications { status: None },
+            AdminRequest::ListApplications {
+                status: None,
+                limit: None,
+            },
         ),
         (
             "enroll.decide",

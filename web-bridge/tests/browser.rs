@@ -42,6 +42,7 @@ async fn pending(stack: &Stack, hostname: &str) -> String {
             .admin
             .request(&AdminRequest::ListApplications {
                 status: Some(ApplicationStatus::Pending),
+                limit: None,
             })
             .await
             .ok()?;
@@ -165,6 +166,30 @@ async fn approve_from_the_page_but_not_as_a_viewer() {
     // A forged approval as the viewer is refused, and the refusal is in the audit log.
     let http = stack.http();
     stack.login(&http, "vera").await;
+    // Core cuts the list: the newest first.
+    let listed: serde_json::Value = http
+        .get(format!(
+            "{}/api/v1/applications?status=pending&limit=1",
+            stack.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    let all: serde_json::Value = http
+        .get(format!("{}/api/v1/applications?status=pending", stack.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    assert_eq!(listed[0], all[0], "the newest application first");
     let answer = http
         .post(format!(
             "{}/api/v1/applications/{second}/approve",
@@ -299,11 +324,31 @@ async fn a_terminal_in_the_page_then_its_replay() {
         })
         .await;
 
-    type_into(&browser, "echo hello-$((6*7))\n").await;
-    wait_screen(&browser, "hello-42 on the screen", |s| {
-        s.lines().any(|l| l.trim() == "hello-42")
-    })
+    // The shell's prompt first (a login shell reads its profile before it reads keys).
+    let prompt = tokio::time::timeout(
+        support::PATIENCE,
+        wait_screen(&browser, "a prompt", |s| {
+            s.lines()
+                .any(|l| l.trim_end().ends_with('$') || l.trim_end().ends_with('#'))
+        }),
+    )
     .await;
+    if prompt.is_err() {
+        browser.screenshot("terminal-failed").await;
+        panic!("no prompt: {:?}", screen(&browser).await);
+    }
+    type_into(&browser, "echo hello-$((6*7))\n").await;
+    let shown = tokio::time::timeout(
+        support::PATIENCE,
+        wait_screen(&browser, "hello-42 on the screen", |s| {
+            s.lines().any(|l| l.trim() == "hello-42")
+        }),
+    )
+    .await;
+    if shown.is_err() {
+        browser.screenshot("terminal-failed").await;
+        panic!("no hello-42 on the screen: {:?}", screen(&browser).await);
+    }
 
     // The window shrinks: the shell is told the new size.
     browser.client.set_window_size(900, 600).await.unwrap();
@@ -411,6 +456,10 @@ async fn a_terminal_in_the_page_then_its_replay() {
         .wait_text("#player", "the replay showing the session", |t| {
             t.contains("dash:\u{2014}:end")
         })
+        .await;
+    // The session's own record beside it (`GET /api/v1/sessions/{id}`).
+    browser
+        .wait_text("#main", "the session's facts", |t| t.contains("code 3"))
         .await;
     browser.screenshot("replay").await;
     browser.close().await;

@@ -35,6 +35,9 @@ pub enum AdminRequest {
     ListApplications {
         /// Filter.
         status: Option<ApplicationStatus>,
+        /// At most this many, newest first (a fleet of 100,000 has as many decided
+        /// applications); none for all.
+        limit: Option<u32>,
     },
     /// Approve an application (id or unique prefix).
     ApproveApplication {
@@ -132,6 +135,11 @@ pub enum AdminRequest {
         node: Option<String>,
         /// At most this many.
         limit: u32,
+    },
+    /// One terminal session's record. Answer: `TtySession`.
+    ShowTty {
+        /// Session id or unique prefix.
+        id: String,
     },
     /// End a live session (admins only). Answer: `TtySession`.
     KillTty {
@@ -297,6 +305,7 @@ impl AdminRequest {
             AdminRequest::AuthorizeTty(_) => "AuthorizeTty",
             AdminRequest::OpenTty { .. } => "OpenTty",
             AdminRequest::ListTty { .. } => "ListTty",
+            AdminRequest::ShowTty { .. } => "ShowTty",
             AdminRequest::KillTty { .. } => "KillTty",
             AdminRequest::TtyRecording { .. } => "TtyRecording",
             AdminRequest::Status => "Status",

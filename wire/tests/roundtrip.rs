@@ -495,6 +495,7 @@ fn admin_request() -> impl Strategy<Value = AdminRequest> {
         Just(AdminRequest::Ping),
         Just(AdminRequest::Overview),
         node_query().prop_map(AdminRequest::NodePage),
+        text().prop_map(|id| AdminRequest::ShowTty { id }),
         (
             any::<bool>(),
             option::of(node_query()),
@@ -511,7 +512,8 @@ fn admin_request() -> impl Strategy<Value = AdminRequest> {
             )),
         Just(AdminRequest::Status),
         any::<bool>().prop_map(|recordings| AdminRequest::Backup { recordings }),
-        option::of(app_status()).prop_map(|status| AdminRequest::ListApplications { status }),
+        (option::of(app_status()), option::of(any::<u32>()))
+            .prop_map(|(status, limit)| AdminRequest::ListApplications { status, limit }),
         text().prop_map(|id| AdminRequest::ApproveApplication { id }),
         (text(), text()).prop_map(|(id, reason)| AdminRequest::RejectApplication { id, reason }),
         (option::of(node_status()), labels(), any::<bool>()).prop_map(

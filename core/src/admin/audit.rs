@@ -69,10 +69,14 @@ fn describe(request: &AdminRequest) -> (&'static str, Option<String>, Vec<(Strin
         AdminRequest::Backup { recordings } => {
             ("core", None, vec![d("recordings", recordings.to_string())])
         }
-        AdminRequest::ListApplications { status } => (
+        AdminRequest::ListApplications { status, limit } => (
             "application",
             None,
-            status.iter().map(|s| d("status", s.to_string())).collect(),
+            status
+                .iter()
+                .map(|s| d("status", s.to_string()))
+                .chain(limit.iter().map(|n| d("limit", n.to_string())))
+                .collect(),
         ),
         AdminRequest::ApproveApplication { id } => ("application", Some(id.clone()), vec![]),
         AdminRequest::RejectApplication { id, reason } => (
@@ -176,9 +180,9 @@ fn describe(request: &AdminRequest) -> (&'static str, Option<String>, Vec<(Strin
             }
             ("tty", None, details)
         }
-        AdminRequest::KillTty { id } | AdminRequest::TtyRecording { id } => {
-            ("tty", Some(id.clone()), vec![])
-        }
+        AdminRequest::KillTty { id }
+        | AdminRequest::ShowTty { id }
+        | AdminRequest::TtyRecording { id } => ("tty", Some(id.clone()), vec![]),
         AdminRequest::UserAdd(new) => {
             let mut details = vec![d("role", new.role.to_string())];
             if let Some(email) = &new.email {

@@ -12,9 +12,14 @@ use crate::server::Shared;
 use crate::views::application_view;
 
 /// `ListApplications`.
-pub(crate) fn list(shared: &Shared, status: Option<ApplicationStatus>) -> Reply {
+pub(crate) fn list(
+    shared: &Shared,
+    status: Option<ApplicationStatus>,
+    limit: Option<u32>,
+) -> Reply {
     let apps = shared.store.applications(status).map_err(internal)?;
-    let views: Vec<_> = apps.into_iter().map(application_view).collect();
+    let limit = limit.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let views: Vec<_> = apps.into_iter().take(limit).map(application_view).collect();
     Ok(chunks(views, AdminResponse::Applications))
 }
 

@@ -44,6 +44,12 @@ pub(crate) fn terminals(shared: &Shared, active: bool, node: Option<String>, ask
     ))
 }
 
+/// `ShowTty`.
+pub(crate) fn terminal(shared: &Shared, text: &str) -> Reply {
+    let record = crate::tty::find_session(shared, text)?;
+    Ok(vec![AdminResponse::TtySession(crate::tty::view(record))])
+}
+
 /// `KillTty`.
 pub(crate) async fn kill_terminal(shared: &Shared, caller: &Caller, text: &str) -> Reply {
     let view = crate::tty::kill(shared, caller, text).await?;

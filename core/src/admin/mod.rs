@@ -363,7 +363,7 @@ async fn handle(shared: &Shared, caller: &Caller, request: &AdminRequest) -> Rep
     match request.clone() {
         AdminRequest::Ping => status::ping(caller),
         AdminRequest::Status => status::status(shared),
-        AdminRequest::ListApplications { status } => enroll::list(shared, status),
+        AdminRequest::ListApplications { status, limit } => enroll::list(shared, status, limit),
         AdminRequest::ApproveApplication { id } => enroll::approve(shared, admin, &id).await,
         AdminRequest::RejectApplication { id, reason } => {
             enroll::reject(shared, admin, &id, reason).await
@@ -388,6 +388,7 @@ async fn handle(shared: &Shared, caller: &Caller, request: &AdminRequest) -> Rep
             node,
             limit,
         } => history::terminals(shared, active, node, limit),
+        AdminRequest::ShowTty { id } => history::terminal(shared, &id),
         AdminRequest::KillTty { id } => history::kill_terminal(shared, caller, &id).await,
         AdminRequest::AuthorizeTty(request) => {
             let grant = crate::tty::authorize(shared, caller, request).await?;

@@ -153,7 +153,7 @@ pub(crate) fn action(request: &AdminRequest) -> &'static str {
         AdminRequest::Exec(_) | AdminRequest::CancelExec => "exec.run",
         AdminRequest::ExecHistory { .. } | AdminRequest::ShowExec { .. } => "exec.view",
         AdminRequest::AuthorizeTty(_) | AdminRequest::OpenTty { .. } => "tty.open",
-        AdminRequest::ListTty { .. } => "tty.view",
+        AdminRequest::ListTty { .. } | AdminRequest::ShowTty { .. } => "tty.view",
         AdminRequest::KillTty { .. } => "tty.kill",
         AdminRequest::TtyRecording { .. } => "recordings.view",
         AdminRequest::Backup { .. } => "backup",

@@ -13,7 +13,7 @@ mod policy;
 mod records;
 mod splice;
 
-pub(crate) use records::{kill, send_recording, view};
+pub(crate) use records::{find_session, kill, send_recording, view};
 pub(crate) use splice::open;
 
 use crate::auth::{new_token, token_hash};

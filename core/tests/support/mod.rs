@@ -229,7 +229,10 @@ impl Admin {
     pub async fn applications(&self) -> Vec<ApplicationView> {
         let mut out = Vec::new();
         for r in self
-            .request(AdminRequest::ListApplications { status: None })
+            .request(AdminRequest::ListApplications {
+                status: None,
+                limit: None,
+            })
             .await
             .unwrap()
         {

@@ -9,11 +9,17 @@ use tether_wire::admin::{AdminRequest, AdminResponse, ApplicationStatus};
 
 use super::{ApiError, AppState, User, first, gather, json_body, ok};
 
+/// Applications per answer unless asked otherwise, and at most.
+const DEFAULT_LIMIT: u32 = 500;
+const MAX_LIMIT: u32 = 5000;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListParams {
     #[serde(default)]
     status: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
 }
 
 /// `GET /api/v1/applications`.
@@ -31,9 +37,12 @@ pub(crate) async fn list(
                 .map_err(ApiError::bad_request)?,
         ),
     };
-    let answer = state
-        .ask(&user, &AdminRequest::ListApplications { status })
-        .await?;
+    let limit = super::limit(params.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let request = AdminRequest::ListApplications {
+        status,
+        limit: Some(limit),
+    };
+    let answer = state.ask(&user, &request).await?;
     Ok(ok(gather(answer, |r| match r {
         AdminResponse::Applications(apps) => Some(apps),
         _ => None,

@@ -136,6 +136,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/executions", get(exec::history))
         .route("/executions/{id}", get(exec::show))
         .route("/sessions", get(sessions::list))
+        .route("/sessions/{id}", get(sessions::show))
         .route("/sessions/{id}/kill", post(sessions::kill))
         .route("/sessions/{id}/recording", get(sessions::recording))
         .route("/users", get(users::list).post(users::add))

@@ -85,6 +85,19 @@ pub(crate) async fn of_node(
     sessions(&state, &user, false, Some(id), params.limit.or(Some(20))).await
 }
 
+/// `GET /api/v1/sessions/{id}`.
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let answer = state.ask(&user, &AdminRequest::ShowTty { id }).await?;
+    Ok(ok(first(answer, |r| match r {
+        AdminResponse::TtySession(session) => Some(session),
+        _ => None,
+    })?))
+}
+
 /// `POST /api/v1/sessions/{id}/kill`.
 pub(crate) async fn kill(
     State(state): State<AppState>,

@@ -165,6 +165,9 @@ impl Stack {
         config.hostname = Some(hostname.to_string());
         config.reconnect_max = Duration::from_secs(1);
         config.machine_id_file = Some(state.join("machine-id"));
+        // A shell that reads no profile: this machine's may do anything (pyenv's rehash waits
+        // on a lock a killed shell can leave behind), and the tests need only a shell.
+        config.shell = Some("/bin/bash --noprofile --norc".to_string());
         std::fs::create_dir_all(&state).unwrap();
         std::fs::write(state.join("machine-id"), uuid_text(hostname)).unwrap();
         let cancel = tokio_util::sync::CancellationToken::new();

@@ -117,8 +117,9 @@ export function mount(main) {
     if (withDecided || Date.now() - lastDecided > 30000) {
       lastDecided = Date.now();
       const [approved, rejected] = await Promise.all([
-        api('GET', withQuery('/api/v1/applications', { status: 'approved' })),
-        api('GET', withQuery('/api/v1/applications', { status: 'rejected' })),
+        // Newest first, cut by core: a large fleet has as many decided applications as nodes.
+        api('GET', withQuery('/api/v1/applications', { status: 'approved', limit: DECIDED_SHOWN })),
+        api('GET', withQuery('/api/v1/applications', { status: 'rejected', limit: DECIDED_SHOWN })),
       ]);
       if (dead) return;
       const all = approved.concat(rejected).sort((a, b) => (b.decided_at_ms || b.created_at_ms) - (a.decided_at_ms || a.created_at_ms));

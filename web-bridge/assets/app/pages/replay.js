@@ -1,6 +1,6 @@
 // #/sessions/ID: the asciinema player on the session's recording, with speed and idle limit.
 
-import { api, h, fill, card, facts, badge, timeEl, fmtBytes, fmtDuration, field, withQuery } from '../lib.js';
+import { api, h, fill, card, facts, badge, timeEl, fmtBytes, fmtDuration, field } from '../lib.js';
 
 export function mount(main, ctx) {
   const id = ctx.params[0];
@@ -75,7 +75,7 @@ export function mount(main, ctx) {
   function showFacts(s) {
     if (dead) return;
     if (!s) {
-      fill(info, h('p', { class: 'muted', text: 'The session\u2019s record is not in the recent list.' }));
+      fill(info, h('p', { class: 'muted', text: 'The session\u2019s record could not be read.' }));
       return;
     }
     const start = s.connected_at_ms || s.created_at_ms;
@@ -101,9 +101,8 @@ export function mount(main, ctx) {
     ]));
   }
 
-  // There is no request for one session: find it among the recent ones.
-  api('GET', withQuery('/api/v1/sessions', { limit: 1000 }))
-    .then((list) => showFacts((list || []).find((s) => s.id === id)))
+  api('GET', '/api/v1/sessions/' + encodeURIComponent(id))
+    .then(showFacts)
     .catch(() => showFacts(null));
 
   create(0);

@@ -83,6 +83,9 @@ enum EnrollCommand {
         /// Only applications in this status: pending, approved or rejected.
         #[arg(long)]
         status: Option<ApplicationStatus>,
+        /// At most this many, newest first [default: all].
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -303,10 +306,14 @@ async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<u8> 
             let view = single(client.request(&request).await?, node)?;
             allowed_users_changed(&view, json)?;
         }
-        Command::Enroll(EnrollCommand::List { status, json }) => {
+        Command::Enroll(EnrollCommand::List {
+            status,
+            limit,
+            json,
+        }) => {
             let mut apps = Vec::new();
             for response in client
-                .request(&AdminRequest::ListApplications { status })
+                .request(&AdminRequest::ListApplications { status, limit })
                 .await?
             {
                 if let AdminResponse::Applications(chunk) = response {
