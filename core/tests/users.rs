@@ -125,6 +125,25 @@ fn every_request(node: &str) -> Vec<(&'static str, AdminRequest)> {
         ),
         ("nodes.view", AdminRequest::ShowNode { id: node.into() }),
         (
+            "nodes.view",
+            AdminRequest::NodePage(tether_wire::fleet::NodeQuery {
+                limit: 10,
+                ..Default::default()
+            }),
+        ),
+        ("nodes.view", AdminRequest::Overview),
+        (
+            // A node that does not exist: an allowed watch ends at once with not_found.
+            "nodes.view",
+            AdminRequest::Watch(tether_wire::fleet::WatchSpec {
+                overview: true,
+                nodes: None,
+                node: Some(id.clone()),
+                interval_ms: 1000,
+            }),
+        ),
+        ("tty.view", AdminRequest::ShowTty { id: id.clone() }),
+        (
             "nodes.edit",
             AdminRequest::LabelNode {
                 id: node.into(),

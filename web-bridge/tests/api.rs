@@ -121,6 +121,45 @@ async fn bad_requests_get_clear_json_errors() {
     .await;
     assert_eq!((status, code.as_str()), (404, "not_found"));
 
+    // A wrong method is named.
+    let answer = http
+        .put(format!("{url}/api/v1/nodes"))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, message) = error_of(answer).await;
+    assert_eq!((status, code.as_str()), (405, "method_not_allowed"));
+    assert!(message.contains("PUT"), "{message}");
+
+    // A page cannot disable, demote or delete the bridge it comes through.
+    for (method, path, body) in [
+        (
+            "POST",
+            "/api/v1/users/web/enabled",
+            serde_json::json!({"enabled": false}),
+        ),
+        (
+            "POST",
+            "/api/v1/users/web/role",
+            serde_json::json!({"role": "viewer"}),
+        ),
+        ("DELETE", "/api/v1/users/web", serde_json::json!({})),
+    ] {
+        let request = match method {
+            "POST" => http.post(format!("{url}{path}")).json(&body),
+            _ => http.delete(format!("{url}{path}")),
+        };
+        let (status, code, message) = error_of(request.send().await.unwrap()).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (409, "conflict"),
+            "{path}: {message}"
+        );
+        assert!(message.contains("tether CLI"), "{message}");
+    }
+    let me = http.get(format!("{url}/api/v1/me")).send().await.unwrap();
+    assert_eq!(me.status(), 200, "the bridge still works");
+
     // After a logout the old cookie is worth nothing.
     let cookie = session_cookie(&stack).await;
     let me = format!("{url}/api/v1/me");
@@ -206,6 +245,29 @@ async fn the_cookie_is_host_only_http_only_and_strict() {
     stack.shutdown().await;
 }
 
+/// The next JSON message on a socket that satisfies `wanted`.
+async fn next_json<S>(
+    socket: &mut S,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value
+where
+    S: futures_util::Stream<Item = Result<tungstenite::Message, tungstenite::Error>> + Unpin,
+{
+    use futures_util::StreamExt as _;
+    tokio::time::timeout(support::PATIENCE, async {
+        loop {
+            let message = socket.next().await.expect("the socket open").unwrap();
+            let value: serde_json::Value =
+                serde_json::from_str(message.to_text().unwrap_or("null")).unwrap_or_default();
+            if wanted(&value) {
+                return value;
+            }
+        }
+    })
+    .await
+    .expect("the message")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_origins_are_refused() {
     let stack = Stack::start(|_| {}).await;
@@ -245,26 +307,33 @@ async fn foreign_origins_are_refused() {
         .headers_mut()
         .insert("cookie", cookie.parse().unwrap());
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    use futures_util::{SinkExt as _, StreamExt as _};
+    use futures_util::SinkExt as _;
     socket
         .send(tungstenite::Message::Text(
             r#"{"watch": {"overview": true}}"#.into(),
         ))
         .await
         .unwrap();
-    let overview = tokio::time::timeout(support::PATIENCE, async {
-        loop {
-            let message = socket.next().await.expect("the socket open").unwrap();
-            let value: serde_json::Value =
-                serde_json::from_str(message.to_text().unwrap_or("null")).unwrap_or_default();
-            if value["type"] == "overview" {
-                return value;
-            }
-        }
-    })
-    .await
-    .expect("the overview pushed");
+    let overview = next_json(&mut socket, |v| v["type"] == "overview").await;
     assert_eq!(overview["data"]["nodes"]["total"], 0);
+
+    // Watching a node that does not exist: told so, and the socket stays for the next watch.
+    socket
+        .send(tungstenite::Message::Text(
+            r#"{"watch": {"node": "no-such-node"}}"#.into(),
+        ))
+        .await
+        .unwrap();
+    let refused = next_json(&mut socket, |v| v["type"] == "error").await;
+    assert_eq!(refused["code"], "not_found", "{refused}");
+    socket
+        .send(tungstenite::Message::Text(
+            r#"{"watch": {"nodes": {"limit": 5}}}"#.into(),
+        ))
+        .await
+        .unwrap();
+    let nodes = next_json(&mut socket, |v| v["type"] == "nodes").await;
+    assert_eq!(nodes["data"]["limit"], 5);
     stack.shutdown().await;
 }
 

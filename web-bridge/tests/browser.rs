@@ -476,8 +476,9 @@ async fn node_detail_users_and_audit_pages() {
     };
 
     // A viewer: the node's page without its buttons, no run form, no users or audit pages.
+    // (The address names the node by hostname, as people type it.)
     browser.log_in_as(&stack.url, "vera").await;
-    browser.goto(&format!("{}/#/nodes/{id}", stack.url)).await;
+    browser.goto(&format!("{}/#/nodes/db-01", stack.url)).await;
     browser
         .wait_text("#node-status", "the node's status", |t| {
             t.contains("Online")

@@ -200,11 +200,25 @@ fn not_yourself(caller: &Caller, name: &str, what: &str) -> Result<(), (ErrorCod
             format!("you cannot {what} yourself; ask another admin"),
         ));
     }
+    // Nor the bridge a request came through: the page would cut itself, and everyone's
+    // browser, off.
+    if caller.bridge.as_deref() == Some(name) {
+        return Err((
+            ErrorCode::CONFLICT,
+            format!(
+                "this request came through the web bridge, which is user {name}: a page cannot \
+                 {what} it (every browser would be cut off); use the tether CLI"
+            ),
+        ));
+    }
     Ok(())
 }
 
 /// `UserRole`.
 pub(crate) async fn role(shared: &Shared, caller: &Caller, name: &str, role: Role) -> Reply {
+    if caller.bridge.as_deref() == Some(name) {
+        not_yourself(caller, name, "change the role of")?;
+    }
     let before = existing(shared, name)?;
     if role == Role::Bridge && before.password_hash.is_some() {
         return Err((

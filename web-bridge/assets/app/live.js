@@ -95,6 +95,11 @@ function dispatch(msg) {
       unauthenticated();
       return;
     }
+    // A watch refused for what it asks (no such node, not allowed) is dropped by the bridge:
+    // asking again after a reconnect would only be refused again.
+    if (['not_found', 'ambiguous', 'invalid_argument', 'permission_denied'].includes(msg.code)) {
+      state.spec = {};
+    }
     // Core going away closes the watch (and the bridge may close this socket): say so.
     if (msg.code === 'core_unreachable' || msg.code === 'shutting_down') setCoreState('reconnecting');
     showError(msg.message || msg.code, msg.code);

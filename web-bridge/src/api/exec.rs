@@ -160,6 +160,11 @@ impl Run {
                 "choose where to run it: node ids or hostnames, labels, or all nodes",
             ));
         }
+        if self.timeout_secs == Some(0) {
+            return Err(ApiError::bad_request(
+                "a timeout must be at least 1 second (leave it out for none)",
+            ));
+        }
         Ok(ExecSpec {
             targets,
             labels: self.labels.into_iter().collect(),

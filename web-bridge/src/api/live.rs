@@ -27,11 +27,16 @@ pub(crate) async fn send_json(socket: &mut WebSocket, value: &Value) -> Result<(
     socket.send(Message::Text(value.to_string().into())).await
 }
 
-/// Sends an error message, then closes (1008 for a policy refusal, 1011 otherwise).
-pub(crate) async fn close_with(mut socket: WebSocket, error: &ApiError) {
+/// Sends `{"type": "error", "code", "message"}`.
+async fn send_error(socket: &mut WebSocket, error: &ApiError) -> Result<(), axum::Error> {
     let mut body = error.body()["error"].clone();
     body["type"] = "error".into();
-    let _ = send_json(&mut socket, &body).await;
+    send_json(socket, &body).await
+}
+
+/// Sends an error message, then closes (1008 for a policy refusal, 1011 otherwise).
+pub(crate) async fn close_with(mut socket: WebSocket, error: &ApiError) {
+    let _ = send_error(&mut socket, error).await;
     let code = if error.status.is_client_error() {
         1008
     } else {
@@ -126,17 +131,23 @@ async fn serve(state: AppState, user: User, mut socket: WebSocket) {
         // (Re)open the watch when there is one to open and core is there.
         if answers.is_none()
             && linked == LinkState::Connected
-            && let (Some(spec), Some(client)) = (&spec, state.link.client())
+            && let (Some(wanted), Some(client)) = (spec.clone(), state.link.client())
         {
             match client
-                .stream(&user.wrap(&AdminRequest::Watch(spec.clone())))
+                .stream(&user.wrap(&AdminRequest::Watch(wanted)))
                 .await
             {
                 Ok(stream) => answers = Some(stream),
                 Err(error) => {
                     let error: ApiError = error.into();
                     if error.status.is_client_error() {
-                        return close_with(socket, &error).await;
+                        if error.code == "unauthenticated" {
+                            return close_with(socket, &error).await;
+                        }
+                        spec = None;
+                        if send_error(&mut socket, &error).await.is_err() {
+                            return;
+                        }
                     }
                 }
             }
@@ -158,8 +169,17 @@ async fn serve(state: AppState, user: User, mut socket: WebSocket) {
                         .status
                         .is_client_error() =>
                 {
+                    // An ended session closes the socket (the page goes to its login); a watch
+                    // refused for what it asks (no such node) is dropped, and the page told.
                     let error: ApiError = ClientError::Core { code, message }.into();
-                    return close_with(socket, &error).await;
+                    if error.code == "unauthenticated" {
+                        return close_with(socket, &error).await;
+                    }
+                    answers = None;
+                    spec = None;
+                    if send_error(&mut socket, &error).await.is_err() {
+                        return;
+                    }
                 }
                 // Core went away: said by the link's state; the watch reopens when it is back.
                 Err(_) => {
@@ -181,9 +201,7 @@ async fn serve(state: AppState, user: User, mut socket: WebSocket) {
                             spec = wanted;
                         }
                         Err(error) => {
-                            let mut body = error.body()["error"].clone();
-                            body["type"] = "error".into();
-                            if send_json(&mut socket, &body).await.is_err() {
+                            if send_error(&mut socket, &error).await.is_err() {
                                 return;
                             }
                         }

@@ -148,12 +148,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/live", get(live::socket))
         .route("/exec", get(exec::socket))
         .route("/tty", get(tty::socket))
-        .fallback(unknown_route);
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method);
     Router::new()
         .nest("/api/v1", api)
         .route("/health", get(health))
         .merge(crate::assets::router())
         .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -168,6 +170,17 @@ async fn unknown_route(axum::extract::OriginalUri(uri): axum::extract::OriginalU
         StatusCode::NOT_FOUND,
         "not_found",
         format!("no such route: {}", uri.path()),
+    )
+}
+
+async fn wrong_method(
+    method: axum::http::Method,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not take {method}", uri.path()),
     )
 }
 

@@ -17,6 +17,7 @@ export function mount(main, ctx) {
   const id = ctx.params[0];
   let dead = false;
   let node = null;
+  let resolvedId = null;
   let gotLive = false;
 
   // --- skeleton -------------------------------------------------------------------------------
@@ -44,7 +45,7 @@ export function mount(main, ctx) {
   let termBtn = null;
   if (can('tty.open')) {
     termBtn = h('button', { type: 'button', id: 'open-terminal', class: 'btn primary', text: 'Open terminal' });
-    termBtn.addEventListener('click', () => ctx.navigate('#/terminal/' + encodeURIComponent(id)));
+    termBtn.addEventListener('click', () => ctx.navigate('#/terminal/' + encodeURIComponent(resolvedId || id)));
   }
   let maintBtn = null;
   if (can('nodes.edit')) {
@@ -53,7 +54,7 @@ export function mount(main, ctx) {
       if (!node) return;
       maintBtn.disabled = true;
       try {
-        render(await api('POST', '/api/v1/nodes/' + encodeURIComponent(id) + '/maintenance', { on: !node.maintenance }));
+        render(await api('POST', '/api/v1/nodes/' + encodeURIComponent(resolvedId || id) + '/maintenance', { on: !node.maintenance }));
       } catch (_) { /* shown */ } finally { maintBtn.disabled = false; }
     });
     actions.appendChild(maintBtn);
@@ -62,7 +63,7 @@ export function mount(main, ctx) {
     actions.appendChild(confirmButton({
       label: 'Delete', id: 'delete-node', question: 'Delete this node? Its identity is revoked.', confirmLabel: 'Delete node',
       onConfirm: async () => {
-        await api('DELETE', '/api/v1/nodes/' + encodeURIComponent(id));
+        await api('DELETE', '/api/v1/nodes/' + encodeURIComponent(resolvedId || id));
         ctx.navigate('#/nodes');
       },
     }));
@@ -82,7 +83,7 @@ export function mount(main, ctx) {
       if (k.includes('=') && !v) [k, v] = [k.slice(0, k.indexOf('=')), k.slice(k.indexOf('=') + 1)];
       if (!k) return;
       try {
-        render(await api('POST', '/api/v1/nodes/' + encodeURIComponent(id) + '/labels', { set: { [k]: v }, remove: [] }));
+        render(await api('POST', '/api/v1/nodes/' + encodeURIComponent(resolvedId || id) + '/labels', { set: { [k]: v }, remove: [] }));
         key.value = '';
         value.value = '';
         key.focus();
@@ -101,7 +102,7 @@ export function mount(main, ctx) {
       const n = name.value.trim();
       if (!n) return;
       try {
-        render(await api('POST', '/api/v1/nodes/' + encodeURIComponent(id) + '/allowed-users', { add: [n], remove: [] }));
+        render(await api('POST', '/api/v1/nodes/' + encodeURIComponent(resolvedId || id) + '/allowed-users', { add: [n], remove: [] }));
         name.value = '';
       } catch (_) { /* shown */ }
     });
@@ -196,7 +197,9 @@ export function mount(main, ctx) {
 
   // --- rendering ------------------------------------------------------------------------------
   function render(n) {
-    if (dead || !n || n.id !== id) return;
+    // The address may name the node by hostname or id prefix: its first answer fixes the id.
+    if (dead || !n || (resolvedId && n.id !== resolvedId)) return;
+    resolvedId = n.id;
     node = n;
     const sf = n.static_facts || null;
     const m = n.metrics || null;
@@ -335,13 +338,13 @@ export function mount(main, ctx) {
 
   async function removeLabel(k) {
     try {
-      render(await api('POST', '/api/v1/nodes/' + encodeURIComponent(id) + '/labels', { set: {}, remove: [k] }));
+      render(await api('POST', '/api/v1/nodes/' + encodeURIComponent(resolvedId || id) + '/labels', { set: {}, remove: [k] }));
     } catch (_) { /* shown */ }
   }
 
   async function removeAllowed(u) {
     try {
-      render(await api('POST', '/api/v1/nodes/' + encodeURIComponent(id) + '/allowed-users', { add: [], remove: [u] }));
+      render(await api('POST', '/api/v1/nodes/' + encodeURIComponent(resolvedId || id) + '/allowed-users', { add: [], remove: [u] }));
     } catch (_) { /* shown */ }
   }
 
@@ -349,7 +352,7 @@ export function mount(main, ctx) {
   async function loadHistory() {
     const jobs = [];
     if (can('exec.view')) {
-      jobs.push(api('GET', withQuery('/api/v1/nodes/' + encodeURIComponent(id) + '/executions', { limit: 10 })).then((list) => {
+      jobs.push(api('GET', withQuery('/api/v1/nodes/' + encodeURIComponent(resolvedId || id) + '/executions', { limit: 10 })).then((list) => {
         if (dead) return;
         fill(execs, list && list.length ? h('table', { class: 'table compact', id: 'node-executions-table' },
           h('thead', null, h('tr', null, ['Started', 'User', 'Command', 'State'].map((t) => h('th', { text: t })))),
@@ -361,7 +364,7 @@ export function mount(main, ctx) {
       }));
     }
     if (can('tty.view')) {
-      jobs.push(api('GET', withQuery('/api/v1/nodes/' + encodeURIComponent(id) + '/sessions', { limit: 10 })).then((list) => {
+      jobs.push(api('GET', withQuery('/api/v1/nodes/' + encodeURIComponent(resolvedId || id) + '/sessions', { limit: 10 })).then((list) => {
         if (dead) return;
         fill(sessions, list && list.length ? h('table', { class: 'table compact', id: 'node-sessions-table' },
           h('thead', null, h('tr', null, ['Started', 'User', 'Status', 'Length', ''].map((t) => h('th', { text: t })))),
@@ -378,7 +381,7 @@ export function mount(main, ctx) {
   }
 
   // --- load -----------------------------------------------------------------------------------
-  api('GET', '/api/v1/nodes/' + encodeURIComponent(id)).then((n) => {
+  api('GET', '/api/v1/nodes/' + encodeURIComponent(resolvedId || id)).then((n) => {
     if (!gotLive) render(n);
   }).catch((e) => {
     if (dead) return;
@@ -389,7 +392,7 @@ export function mount(main, ctx) {
     }
   });
   watch({ node: id }, (msg) => {
-    if (msg.type === 'node' && msg.data && msg.data.id === id) {
+    if (msg.type === 'node' && msg.data && (!resolvedId || msg.data.id === resolvedId)) {
       gotLive = true;
       render(msg.data);
     }

@@ -131,17 +131,20 @@ export function mount(main) {
         await refresh();
       },
     });
+    // A bridge is a service with a certificate, managed with the CLI; the web reaches core
+    // through one, and core refuses changes to that one from a page anyway.
+    const service = u.role === 'Bridge';
     return h('tr', { dataset: { user: u.name }, class: u.enabled ? '' : 'row-disabled' },
       h('td', null, h('strong', { text: u.name }), self ? h('span', { class: 'muted small', text: ' (you)' }) : null),
       h('td', { text: u.email || '' }),
-      h('td', null, roleSel),
+      h('td', null, service ? h('span', { class: 'muted', title: 'a service; manage it with the tether CLI', text: 'Bridge (service)' }) : roleSel),
       h('td', null, badge(u.enabled ? 'enabled' : 'disabled', u.enabled ? 's-online' : 's-offline')),
       h('td', { text: u.has_password ? 'set' : 'certificate only' }),
       h('td', { class: 'num', text: String(u.active_certs ?? '') }),
       h('td', { class: 'num', text: String(u.sessions ?? '') }),
       h('td', { title: u.last_login_addr || '' }, timeEl(u.last_login_ms, { relOnly: true, none: 'never' })),
       h('td', null, timeEl(u.created_at_ms, { relOnly: true })),
-      h('td', { class: 'col-actions' }, toggle, ' ', logout, ' ', del));
+      h('td', { class: 'col-actions' }, ...(service ? [] : [toggle, ' ', logout, ' ', del])));
   }
 
   async function refresh() {
