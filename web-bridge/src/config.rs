@@ -29,6 +29,10 @@ pub struct BridgeConfig {
     pub watch_interval: Duration,
     /// WebSockets one login session may hold open at once.
     pub max_sockets_per_session: usize,
+    /// Reverse proxies whose `X-Forwarded-For` names the browser (core throttles logins and
+    /// records requests by the browser's address; behind a proxy every browser would otherwise
+    /// share the proxy's).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl BridgeConfig {
@@ -43,6 +47,7 @@ impl BridgeConfig {
             allowed_origins: Vec::new(),
             watch_interval: Duration::from_secs(2),
             max_sockets_per_session: 16,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -74,6 +79,7 @@ pub(crate) struct Settings {
     pub cookie_secure: bool,
     pub watch_interval: Duration,
     pub max_sockets_per_session: usize,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Settings {
@@ -131,6 +137,7 @@ impl Settings {
             cookie_secure: secure,
             watch_interval: config.watch_interval,
             max_sockets_per_session: config.max_sockets_per_session,
+            trusted_proxies: config.trusted_proxies.clone(),
         }))
     }
 }

@@ -45,6 +45,11 @@ struct Args {
     /// WebSockets (live pages, terminals, command runs) one login session may hold open.
     #[arg(long, default_value_t = 16, value_name = "N")]
     max_sockets_per_session: usize,
+    /// A reverse proxy's address whose X-Forwarded-For header names the browser (repeat for
+    /// several). Without it the browser's address is the TCP peer's, and behind a proxy every
+    /// browser shares the proxy's address in login throttling and the audit log.
+    #[arg(long = "trusted-proxy", value_name = "IP")]
+    trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,6 +72,7 @@ fn main() -> anyhow::Result<()> {
     config.allowed_origins = args.allowed_origins;
     config.watch_interval = args.refresh;
     config.max_sockets_per_session = args.max_sockets_per_session;
+    config.trusted_proxies = args.trusted_proxies;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let bridge = Bridge::start(config).await?;

@@ -607,3 +607,54 @@ async fn https_serves_with_a_secure_cookie() {
     bridge.shutdown().await;
     stack.shutdown().await;
 }
+
+/// The browser's address in core's latest record of oscar's login.
+async fn last_login_addr(admin: &tether_client::AdminClient) -> String {
+    let answer = admin
+        .request(&tether_wire::admin::AdminRequest::Audit(
+            tether_wire::users::AuditQuery {
+                user: Some("oscar".into()),
+                action: Some("sessions.login".into()),
+                limit: 1,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    answer
+        .into_iter()
+        .find_map(|r| match r {
+            tether_wire::admin::AdminResponse::AuditRecords(mut records) => records.pop(),
+            _ => None,
+        })
+        .and_then(|record| record.entry.client_addr)
+        .unwrap()
+}
+
+/// The browser's address reaches core's audit log: the TCP peer's, or behind a trusted proxy
+/// the one it forwards (never what an untrusted peer claims).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_address_is_the_peer_or_what_a_trusted_proxy_says() {
+    let mut stack = Stack::start(|_| {}).await;
+    let login_from = |url: String, claimed: &'static str| async move {
+        let answer = reqwest::Client::new()
+            .post(format!("{url}/api/v1/auth/login"))
+            .header("x-forwarded-for", claimed)
+            .header("user-agent", "tether-test")
+            .json(&serde_json::json!({"username": "oscar", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+    };
+    // Not trusted: the claim is ignored.
+    login_from(stack.url.clone(), "203.0.113.7").await;
+    assert_eq!(last_login_addr(&stack.admin).await, "127.0.0.1");
+    // Trusted: the last address the proxy saw, not what the browser put first.
+    stack
+        .start_bridge(|c| c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()])
+        .await;
+    login_from(stack.url.clone(), "198.51.100.1, 203.0.113.7").await;
+    assert_eq!(last_login_addr(&stack.admin).await, "203.0.113.7");
+    stack.shutdown().await;
+}

@@ -48,7 +48,7 @@ pub(crate) async fn login(
     let request = AdminRequest::Login {
         user: login.username,
         password: Secret::new(login.password),
-        client: client_info(&parts),
+        client: client_info(&parts, &state.settings),
     };
     let answer = client.request(&request).await?;
     let (token, session) = first(answer, |r| match r {
@@ -57,7 +57,7 @@ pub(crate) async fn login(
     })?;
     let user = User {
         token,
-        client: client_info(&parts),
+        client: client_info(&parts, &state.settings),
     };
     let me = whoami(&state, &user).await?;
     let cookie = cookie::Cookie::build((state.settings.cookie_name, user.token.expose()))

@@ -320,7 +320,7 @@ impl FromRequestParts<AppState> for User {
             .ok_or_else(ApiError::unauthenticated)?;
         Ok(User {
             token: Secret::new(token),
-            client: client_info(parts),
+            client: client_info(parts, &state.settings),
         })
     }
 }
@@ -338,12 +338,34 @@ pub(crate) fn session_cookie(parts: &Parts, name: &str) -> Option<String> {
         .map(|c| c.value().to_string())
 }
 
-/// The browser's address (the TCP peer: behind a reverse proxy, the proxy's) and user agent.
-pub(crate) fn client_info(parts: &Parts) -> ClientInfo {
-    let addr = parts
+/// The browser's address and user agent. The address is the TCP peer's, unless the peer is a
+/// trusted reverse proxy (`--trusted-proxy`): then the last address in `X-Forwarded-For` that
+/// is not itself a trusted proxy (what a proxy appends cannot be forged by the browser; what
+/// the browser sent comes before it).
+pub(crate) fn client_info(parts: &Parts, settings: &Settings) -> ClientInfo {
+    let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string());
+        .map(|ConnectInfo(addr)| addr.ip());
+    let forwarded = || {
+        parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
+            .find(|ip| !settings.trusted_proxies.contains(ip))
+    };
+    let addr = match peer {
+        Some(ip) if settings.trusted_proxies.contains(&ip) => forwarded().or(Some(ip)),
+        other => other,
+    }
+    .map(|ip| ip.to_string());
     let user_agent = parts
         .headers
         .get(header::USER_AGENT)
