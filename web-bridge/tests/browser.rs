@@ -66,9 +66,9 @@ async fn login_then_live_status_without_a_reload() {
         return;
     };
 
-    browser
-        .login(&stack.url, "alice", "wrong password here")
-        .await;
+    // A link to a page, opened logged out: the login form, then that page.
+    browser.goto(&format!("{}/#/nodes", stack.url)).await;
+    browser.submit_login("alice", "wrong password here").await;
     let error = browser
         .wait_text("#login-error", "the login error", |t| !t.is_empty())
         .await;
@@ -82,7 +82,14 @@ async fn login_then_live_status_without_a_reload() {
     );
     browser.screenshot("login-refused").await;
 
-    browser.login(&stack.url, "alice", PASSWORD).await;
+    browser.submit_login("alice", PASSWORD).await;
+    let row = format!("tr[data-node-id='{id}'] td.status");
+    browser
+        .wait_text(&row, "the nodes page after the login", |t| {
+            t.contains("Online")
+        })
+        .await;
+    browser.goto(&format!("{}/#/", stack.url)).await;
     let who = browser
         .wait_text("#whoami", "who is logged in", |t| t.contains("alice"))
         .await;
@@ -94,7 +101,6 @@ async fn login_then_live_status_without_a_reload() {
     browser.screenshot("dashboard").await;
 
     browser.goto(&format!("{}/#/nodes", stack.url)).await;
-    let row = format!("tr[data-node-id='{id}'] td.status");
     browser
         .wait_text(&row, "the node listed online", |t| t.contains("Online"))
         .await;

@@ -66,11 +66,25 @@ export function navigate(hash) {
   else location.hash = hash;
 }
 
+// Where the user was going when a login was needed: back there after it.
+let afterLogin = null;
+
 function goLogin() {
   session.me = null;
   stopLive();
   document.getElementById('app-header').hidden = true;
-  if (parseHash().path !== '/login') location.hash = '#/login';
+  const path = parseHash().path;
+  if (path !== '/login') {
+    afterLogin = location.hash;
+    location.hash = '#/login';
+  }
+}
+
+/** Where to go once logged in: the page that needed the login, else the dashboard. */
+export function landing() {
+  const target = afterLogin && afterLogin !== '#/login' ? afterLogin : '#/';
+  afterLogin = null;
+  return target;
 }
 
 onUnauthenticated(goLogin);
@@ -109,7 +123,7 @@ async function route() {
   if (path === '/login') {
     document.getElementById('app-header').hidden = true;
     document.title = 'Log in \u2014 Tether';
-    current.cleanup = loginPage.mount(main, { navigate, query, onLogin: () => startLive() }) || null;
+    current.cleanup = loginPage.mount(main, { navigate, query, landing, onLogin: () => startLive() }) || null;
     return;
   }
 

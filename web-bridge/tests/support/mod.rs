@@ -319,8 +319,13 @@ impl Browser {
 
     /// Logs in through the login form.
     pub async fn login(&self, url: &str, user: &str, password: &str) {
-        use fantoccini::Locator;
         self.client.goto(&format!("{url}/#/login")).await.unwrap();
+        self.submit_login(user, password).await;
+    }
+
+    /// Fills in and sends the login form the page shows (wherever the page was going).
+    pub async fn submit_login(&self, user: &str, password: &str) {
+        use fantoccini::Locator;
         let form = self
             .client
             .wait()

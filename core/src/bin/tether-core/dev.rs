@@ -95,12 +95,13 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
          \x20 tether exec --all -- uptime\n\
          \x20 tether tty <HOSTNAME>           (a terminal, recorded; `tether tty list`, `tty play`)\n\n\
          From a source checkout, `cargo run -q -p tether-client --bin tether --` stands for `tether`.\n\
-         To enroll another machine, make core reachable (--listen 0.0.0.0:4433 --public-addr HOST:4433)\n\
+         To enroll another machine, make core reachable (--listen 0.0.0.0:{port} --public-addr HOST:{port})\n\
          and run there:  tether-node run --token $(tether-core key show --data {root}/core)\n\n\
          Ctrl-C stops everything.\n",
         root = root.display(),
         identity = identity.display(),
         url = bridge.url(),
+        port = addr.port(),
     );
 
     tokio::select! {

@@ -31,7 +31,7 @@ export function mount(main, ctx) {
       clearError();
       password.value = '';
       if (ctx.onLogin) ctx.onLogin();
-      ctx.navigate('#/');
+      ctx.navigate(ctx.landing ? ctx.landing() : '#/');
     } catch (e) {
       error.textContent = e.message || 'Login failed';
       error.hidden = false;
