@@ -1,12 +1,12 @@
 //! The audit log (admins): records, newest first, filtered.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 use tether_wire::admin::{AdminRequest, AdminResponse};
 use tether_wire::users::AuditQuery;
 
-use super::{ApiError, AppState, User, gather, ok};
+use super::{ApiError, AppState, QueryOf, User, gather, ok};
 
 /// Records per answer unless asked otherwise, and at most.
 const DEFAULT_LIMIT: u32 = 100;
@@ -36,9 +36,8 @@ pub(crate) struct Params {
 pub(crate) async fn list(
     State(state): State<AppState>,
     user: User,
-    params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
+    QueryOf(params): QueryOf<Params>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = super::limit(params.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let nonempty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
     let query = AuditQuery {

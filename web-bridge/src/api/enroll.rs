@@ -2,12 +2,12 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
 use tether_wire::admin::{AdminRequest, AdminResponse, ApplicationStatus};
 
-use super::{ApiError, AppState, User, first, gather, json_body, ok};
+use super::{ApiError, AppState, QueryOf, User, first, gather, json_body, ok};
 
 /// Applications per answer unless asked otherwise, and at most.
 const DEFAULT_LIMIT: u32 = 500;
@@ -26,9 +26,8 @@ pub(crate) struct ListParams {
 pub(crate) async fn list(
     State(state): State<AppState>,
     user: User,
-    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+    QueryOf(params): QueryOf<ListParams>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let status = match params.status.as_deref() {
         None | Some("") => None,
         Some(text) => Some(

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -12,7 +12,7 @@ use tether_wire::NodeId;
 use tether_wire::admin::{AdminRequest, AdminResponse, ExecSpec, NodeExecView};
 use tether_wire::exec::OutputStream;
 
-use super::{ApiError, AppState, User, gather, ok};
+use super::{ApiError, AppState, QueryOf, User, gather, ok};
 use crate::api::live::{PING_EVERY, close_with, send_json};
 
 /// Executions per answer unless asked otherwise, and at most.
@@ -54,9 +54,8 @@ async fn executions(
 pub(crate) async fn history(
     State(state): State<AppState>,
     user: User,
-    params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
+    QueryOf(params): QueryOf<Params>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     executions(&state, &user, params.node, params.limit).await
 }
 
@@ -72,9 +71,8 @@ pub(crate) async fn of_node(
     State(state): State<AppState>,
     user: User,
     Path(id): Path<String>,
-    params: Result<Query<NodeParams>, axum::extract::rejection::QueryRejection>,
+    QueryOf(params): QueryOf<NodeParams>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     executions(&state, &user, Some(id), params.limit.or(Some(20))).await
 }
 

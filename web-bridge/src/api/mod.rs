@@ -380,6 +380,22 @@ pub(crate) fn client_info(parts: &Parts, settings: &Settings) -> ClientInfo {
     ClientInfo { addr, user_agent }
 }
 
+/// A query string read into `T`, or a 400 in JSON that says what is wrong with it.
+#[derive(Debug)]
+pub(crate) struct QueryOf<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for QueryOf<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        Ok(QueryOf(value))
+    }
+}
+
 /// A JSON body, or a 400/413 that says what is wrong with it.
 pub(crate) fn json_body<T: DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,

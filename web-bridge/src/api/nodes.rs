@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
 use tether_wire::admin::{AdminRequest, AdminResponse, NodeStatus, NodeView};
 use tether_wire::fleet::{NodeQuery, NodeSort};
 
-use super::{ApiError, AppState, User, first, json_body, ok};
+use super::{ApiError, AppState, QueryOf, User, first, json_body, ok};
 
 /// `GET /api/v1/overview`.
 pub(crate) async fn overview(
@@ -104,9 +104,8 @@ impl ListParams {
 pub(crate) async fn list(
     State(state): State<AppState>,
     user: User,
-    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+    QueryOf(params): QueryOf<ListParams>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let query = params.query()?;
     let answer = state.ask(&user, &AdminRequest::NodePage(query)).await?;
     Ok(ok(first(answer, |r| match r {

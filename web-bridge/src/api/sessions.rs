@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use tether_wire::admin::{AdminRequest, AdminResponse};
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::{ApiError, AppState, User, first, gather, ok};
+use super::{ApiError, AppState, QueryOf, User, first, gather, ok};
 
 /// Sessions per answer unless asked otherwise, and at most.
 const DEFAULT_LIMIT: u32 = 100;
@@ -54,9 +54,8 @@ async fn sessions(
 pub(crate) async fn list(
     State(state): State<AppState>,
     user: User,
-    params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
+    QueryOf(params): QueryOf<Params>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     sessions(
         &state,
         &user,
@@ -79,9 +78,8 @@ pub(crate) async fn of_node(
     State(state): State<AppState>,
     user: User,
     Path(id): Path<String>,
-    params: Result<Query<NodeParams>, axum::extract::rejection::QueryRejection>,
+    QueryOf(params): QueryOf<NodeParams>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     sessions(&state, &user, false, Some(id), params.limit.or(Some(20))).await
 }
 

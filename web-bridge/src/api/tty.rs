@@ -7,8 +7,8 @@
 //! flow control stops core, which stops reading the node, whose shell then blocks on a full
 //! PTY. Nothing buffers without bound on the way.
 
+use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
@@ -17,7 +17,7 @@ use tether_wire::admin::AdminRequest;
 use tether_wire::tty::{TtyAuthorize, WindowSize};
 use tokio::sync::watch;
 
-use super::{ApiError, AppState, User};
+use super::{ApiError, AppState, QueryOf, User};
 use crate::api::live::{PING_EVERY, close_with};
 
 /// Browser → bridge kinds.
@@ -49,10 +49,9 @@ pub(crate) struct Params {
 pub(crate) async fn socket(
     State(state): State<AppState>,
     user: User,
-    params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
+    QueryOf(params): QueryOf<Params>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let size = WindowSize {
         cols: params.cols.unwrap_or(80),
         rows: params.rows.unwrap_or(24),
