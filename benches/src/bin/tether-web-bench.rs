@@ -609,9 +609,8 @@ async fn tty_latency(
     browser.terminal(target, node).await?;
     browser
         .js(
-            "window.term.input('clear; stty raw -echo; echo LAT''-READY; exec cat\\r', true); \
-             return true;",
-            vec![],
+            "window.term.input(arguments[0], true); return true;",
+            vec![json!("clear; stty raw -echo; echo LAT''-READY; exec cat\r")],
         )
         .await?;
     browser
@@ -736,7 +735,7 @@ async fn first_rows(target: &Target, runs: u32) -> anyhow::Result<Value> {
             .until(
                 "the dashboard",
                 "const t = document.getElementById('stat-total'); \
-                 return !!t && t.textContent.trim() !== '' && !document.querySelector('table#nodes');",
+                 return !!t && /^[0-9]/.test(t.textContent.trim()) && !document.querySelector('table#nodes');",
                 Duration::from_secs(60),
             )
             .await?;
@@ -887,7 +886,7 @@ async fn watch(
     browser
         .until(
             "the dashboard",
-            "const t = document.getElementById('stat-total'); return !!t && t.textContent.trim() !== '';",
+            "const t = document.getElementById('stat-total'); return !!t && /^[0-9]/.test(t.textContent.trim());",
             Duration::from_secs(120),
         )
         .await?;
@@ -923,7 +922,7 @@ async fn watch(
         });
         eprintln!("watch {sample}");
         samples.push(sample);
-        if started.elapsed() + every > duration + Duration::from_secs(1) {
+        if started.elapsed() + Duration::from_secs(1) >= duration {
             break;
         }
         tokio::time::sleep(every).await;
