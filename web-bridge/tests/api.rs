@@ -658,3 +658,124 @@ async fn the_browser_address_is_the_peer_or_what_a_trusted_proxy_says() {
     assert_eq!(last_login_addr(&stack.admin).await, "203.0.113.7");
     stack.shutdown().await;
 }
+
+/// Logs in with `password`; the answer's status, once past the throttle a wrong password
+/// before it sets (429 for a moment, as for every login).
+async fn login_status(stack: &Stack, http: &reqwest::Client, user: &str, password: &str) -> u16 {
+    eventually("a login past the throttle", || async {
+        let status = http
+            .post(format!("{}/api/v1/auth/login", stack.url))
+            .json(&serde_json::json!({"username": user, "password": password}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        (status != 429).then_some(status)
+    })
+    .await
+}
+
+async fn me_status(stack: &Stack, http: &reqwest::Client) -> u16 {
+    http.get(format!("{}/api/v1/me", stack.url))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_change_with_the_current_one_and_admins_reset_others() {
+    let stack = Stack::start(|_| {}).await;
+    let url = &stack.url;
+    let vera = stack.http();
+    stack.login(&vera, "vera").await;
+    let change = |body: serde_json::Value| {
+        let http = vera.clone();
+        let url = format!("{url}/api/v1/users/vera/password");
+        async move { http.post(url).json(&body).send().await.unwrap() }
+    };
+    let fresh = "a fresh password for vera";
+
+    // Without the current password, with a wrong one, or too short: refused, nothing changed.
+    let (status, code, message) =
+        error_of(change(serde_json::json!({"password": fresh})).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (400, "invalid_argument"),
+        "{message}"
+    );
+    assert!(message.contains("current password"), "{message}");
+    let (status, _, message) =
+        error_of(change(serde_json::json!({"password": "short", "current": PASSWORD})).await).await;
+    assert_eq!(status, 400, "{message}");
+    let (status, _, message) =
+        error_of(change(serde_json::json!({"password": fresh, "current": "not it at all"})).await)
+            .await;
+    assert!(status == 401 || status == 403, "{status} {message}");
+    assert!(message.contains("nothing was changed"), "{message}");
+    assert_eq!(me_status(&stack, &vera).await, 200, "still logged in");
+    assert_eq!(
+        login_status(&stack, &stack.http(), "vera", PASSWORD).await,
+        200
+    );
+
+    // Another user's: only admins.
+    let answer = vera
+        .post(format!("{url}/api/v1/users/oscar/password"))
+        .json(&serde_json::json!({"password": fresh}))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = error_of(answer).await;
+    assert_eq!((status, code.as_str()), (403, "permission_denied"));
+
+    // With the current one: changed, and every session of vera's ends.
+    // (The wrong guess above throttles further tries for a moment, as logins are.)
+    let answer = eventually("the change past the throttle", || async {
+        let answer = change(serde_json::json!({"password": fresh, "current": PASSWORD})).await;
+        (answer.status() != 429).then_some(answer)
+    })
+    .await;
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["user"]["name"], "vera");
+    assert!(
+        body["password"].is_null(),
+        "a chosen password is not echoed"
+    );
+    assert_eq!(me_status(&stack, &vera).await, 401, "the session ended");
+    assert_eq!(
+        login_status(&stack, &stack.http(), "vera", PASSWORD).await,
+        401
+    );
+    assert_eq!(login_status(&stack, &vera, "vera", fresh).await, 200);
+
+    // An admin resets it: a generated one, shown once, that works; vera is logged out again.
+    let alice = stack.http();
+    stack.login(&alice, "alice").await;
+    let answer = alice
+        .post(format!("{url}/api/v1/users/vera/password"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    let generated = body["password"]
+        .as_str()
+        .expect("a generated password")
+        .to_string();
+    assert!(generated.len() >= 12);
+    assert_eq!(me_status(&stack, &vera).await, 401);
+    assert_eq!(
+        login_status(&stack, &stack.http(), "vera", &generated).await,
+        200
+    );
+    assert_eq!(
+        login_status(&stack, &stack.http(), "vera", fresh).await,
+        401
+    );
+    stack.shutdown().await;
+}

@@ -258,16 +258,27 @@ async fn a_command_from_the_page() {
     browser.log_in_as(&stack.url, "oscar").await;
     browser.goto(&format!("{}/#/commands", stack.url)).await;
     browser
-        .type_into("input#command", "echo hi-$((6*7)); echo oops >&2")
+        .type_into(
+            "input#command",
+            "echo hi-$((6*7)); echo oops >&2; printf '\\033[1;31mred\\033[0m-ok\\n\\033[3'; \
+             sleep 0.3; printf '2mgreen\\033[0m-ok\\n'",
+        )
         .await;
     browser.type_into("input#targets", "cmd-01").await;
     browser.click("button#run").await;
     let node = format!("div.exec-node[data-node-id='{id}']");
     browser
         .wait_text(&format!("{node} pre.output"), "the output", |t| {
-            t.contains("hi-42") && t.contains("oops")
+            t.contains("hi-42") && t.contains("oops") && t.contains("green-ok")
         })
         .await;
+    // Colours are taken out, even an escape sequence cut in two by the stream.
+    let output = browser.text(&format!("{node} pre.output")).await;
+    assert!(output.contains("red-ok"), "{output:?}");
+    assert!(
+        !output.contains('\u{1b}') && !output.contains("[1;31m") && !output.contains("2mgreen"),
+        "{output:?}"
+    );
     browser
         .wait_text(&format!("{node} .exec-status"), "the node's result", |t| {
             t.contains("Ok")
@@ -417,6 +428,24 @@ async fn a_terminal_in_the_page_then_its_replay() {
             t.contains("exited with code 3")
         })
         .await;
+    // The ended terminal offers a new session in place, on the same screen.
+    browser.click("#tty-again").await;
+    browser
+        .wait_text("#tty-status", "the new session connected", |t| {
+            t.contains("connected to")
+        })
+        .await;
+    type_into(&browser, "echo again-$((6*7))\n").await;
+    wait_screen(&browser, "the new session's echo", |s| {
+        s.contains("again-42")
+    })
+    .await;
+    browser.click("#tty-close").await;
+    browser
+        .wait_text("#tty-status", "the second session closed", |t| {
+            t.contains("disconnected")
+        })
+        .await;
 
     // The session is listed, and its recording plays.
     let session = eventually("the session recorded", || async {
@@ -432,7 +461,7 @@ async fn a_terminal_in_the_page_then_its_replay() {
         answer.into_iter().find_map(|r| match r {
             AdminResponse::TtySessions(list) => list
                 .into_iter()
-                .find(|s| s.recording.is_some() && s.closed_at_ms.is_some())
+                .find(|s| s.recording.is_some() && s.exit.and_then(|e| e.exit_code) == Some(3))
                 .map(|s| s.id),
             _ => None,
         })
@@ -505,6 +534,27 @@ async fn node_detail_users_and_audit_pages() {
     let nav = browser.text("#nav").await;
     assert!(!nav.contains("Users") && !nav.contains("Audit"), "{nav}");
 
+    // Her own password, on the account page her name in the header leads to: the current one
+    // is asked, her session ends, and the login page says why.
+    let fresh = "vera's own new password";
+    browser.click("#whoami").await;
+    browser.type_into("#account-current", PASSWORD).await;
+    browser.type_into("#account-new", fresh).await;
+    browser.type_into("#account-again", fresh).await;
+    browser.screenshot("account").await;
+    browser.click("#account-password button[type=submit]").await;
+    browser
+        .wait_text("#login-notice", "the login page saying why", |t| {
+            t.contains("password was changed")
+        })
+        .await;
+    browser.submit_login("vera", fresh).await;
+    browser
+        .wait_text("#whoami", "vera back with her new password", |t| {
+            t.contains("vera")
+        })
+        .await;
+
     // An admin: the node's facts, charts filling at heartbeat rate, the QUIC path.
     browser.client.delete_all_cookies().await.unwrap();
     browser.log_in_as(&stack.url, "alice").await;
@@ -569,6 +619,12 @@ async fn node_detail_users_and_audit_pages() {
     browser.goto(&format!("{}/#/sessions", stack.url)).await;
     browser
         .click(&format!("tr[data-session-id='{session}'] button.kill"))
+        .await;
+    // Killing asks once more.
+    browser
+        .click(&format!(
+            "tr[data-session-id='{session}'] button.confirm-yes"
+        ))
         .await;
     let ended = tokio::time::timeout(support::PATIENCE, async {
         loop {

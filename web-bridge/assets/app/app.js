@@ -19,6 +19,7 @@ import * as sessionsPage from './pages/sessions.js';
 import * as replayPage from './pages/replay.js';
 import * as usersPage from './pages/users.js';
 import * as auditPage from './pages/audit.js';
+import * as accountPage from './pages/account.js';
 
 // [pattern, page, title, permission needed (any of), nav key]
 const routes = [
@@ -33,6 +34,7 @@ const routes = [
   [/^\/sessions\/([^/]+)$/, replayPage, 'Replay', ['recordings.view', 'tty.view'], 'sessions'],
   [/^\/users$/, usersPage, 'Users', ['users.manage'], 'users'],
   [/^\/audit$/, auditPage, 'Audit', ['audit.view'], 'audit'],
+  [/^\/account$/, accountPage, 'Your account', null, null],
 ];
 
 // [nav key, text, href, permission needed (any of)]

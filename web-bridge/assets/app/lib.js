@@ -271,14 +271,15 @@ export function confirmButton({ label, question, confirmLabel, cls, id, onConfir
     ask.hidden = true;
     btn.hidden = false;
   });
-  ask.querySelector('.confirm-yes').addEventListener('click', async (ev) => {
-    ev.currentTarget.disabled = true;
+  const yes = ask.querySelector('.confirm-yes');
+  yes.addEventListener('click', async () => {
+    yes.disabled = true;
     try {
       await onConfirm();
     } catch (_) {
       // shown by api()
     } finally {
-      ev.currentTarget.disabled = false;
+      yes.disabled = false;
       ask.hidden = true;
       btn.hidden = false;
     }

@@ -144,6 +144,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/users/{name}/role", post(users::role_of))
         .route("/users/{name}/enabled", post(users::enabled))
         .route("/users/{name}/logout", post(users::logout))
+        .route("/users/{name}/password", post(users::password))
         .route("/audit", get(audit::list))
         .route("/live", get(live::socket))
         .route("/exec", get(exec::socket))

@@ -1,4 +1,4 @@
-//! Users (admins): list, add, role, enable, log out, delete.
+//! Users (admins): list, add, role, enable, log out, delete; passwords (admins, and users their own).
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -139,4 +139,38 @@ pub(crate) async fn delete(
 ) -> Result<Response, ApiError> {
     let request = AdminRequest::UserDelete { name };
     Ok(ok(one(state.ask(&user, &request).await?)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Passwd {
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    current: Option<String>,
+}
+
+/// `POST /api/v1/users/{name}/password` with `{password?, current?}`: users changing their own
+/// give the current one (core insists); an admin resetting another's may leave `password` out
+/// to have one generated, shown in this answer only. The user's login sessions end either way.
+pub(crate) async fn password(
+    State(state): State<AppState>,
+    user: User,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Passwd { password, current } = json_body(body)?;
+    let given = password.filter(|p| !p.is_empty());
+    let generated = given.is_none();
+    let password = given.unwrap_or_else(tether_client::generate_password);
+    let request = AdminRequest::UserPasswd {
+        name,
+        password: Secret::new(password.clone()),
+        current: current.filter(|c| !c.is_empty()).map(Secret::new),
+    };
+    let changed = one(state.ask(&user, &request).await?)?;
+    Ok(ok(serde_json::json!({
+        "user": changed,
+        "password": generated.then_some(password),
+    })))
 }

@@ -1,7 +1,7 @@
 // #/commands/ID: one execution, each node's status, exit code and kept output.
 
-import { api, h, fill, card, facts, badge, timeEl, fmtInt, fmtDuration, fmtCommand, field, poll } from '../lib.js';
-import { NodeBlock, countsEl } from './exec-common.js';
+import { api, h, fill, card, facts, timeEl, fmtInt, fmtDuration, fmtCommand, field, poll } from '../lib.js';
+import { NodeBlock, countsEl, stateBadge } from './exec-common.js';
 
 const PAGE = 200;
 
@@ -63,7 +63,7 @@ export function mount(main, ctx) {
       ['Targets', e.selector],
       ['Nodes', fmtInt(e.nodes)],
       ['Results', countsEl(e.counts)],
-      ['State', badge(e.state)],
+      ['State', stateBadge(e.state, e.counts)],
       ['Started', timeEl(e.created_at_ms)],
       ['Finished', timeEl(e.finished_at_ms, { none: e.state === 'Running' ? 'still running' : '\u2014' })],
       ['Took', e.finished_at_ms ? fmtDuration(e.finished_at_ms - e.created_at_ms) : null],

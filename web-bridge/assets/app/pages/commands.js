@@ -1,10 +1,10 @@
 // #/commands: run a command on nodes (streamed through /api/v1/exec) and the history.
 
 import {
-  api, h, fill, card, field, badge, timeEl, fmtInt, fmtDuration, fmtCommand, withQuery, wsUrl,
+  api, h, fill, card, field, timeEl, fmtInt, fmtDuration, fmtCommand, withQuery, wsUrl,
   can, parseLabels, showError, unauthenticated, shortId,
 } from '../lib.js';
-import { NodeBlock, countsEl, countsText } from './exec-common.js';
+import { NodeBlock, countsEl, countsText, stateBadge } from './exec-common.js';
 
 /** At most this many node blocks in the DOM for one run; the rest are counted. */
 const MAX_BLOCKS = 1000;
@@ -124,7 +124,7 @@ export function mount(main, ctx) {
       if (r.id) bits.push(h('a', { href: '#/commands/' + encodeURIComponent(r.id), text: 'Execution ' + shortId(r.id) }));
       bits.push(h('span', { text: ' \u2014 ' + fmtInt(r.targets) + ' node' + (r.targets === 1 ? '' : 's') + ', ' + fmtInt(r.done) + ' done ' }));
       bits.push(countsEl(r.counts));
-      if (state) bits.push(' ', badge(state));
+      if (state) bits.push(' ', stateBadge(state, r.counts));
       fill(summary, bits);
       const notShown = r.targets - r.blocks.size;
       more.hidden = notShown <= 0;
@@ -245,7 +245,7 @@ export function mount(main, ctx) {
         h('td', { class: 'ellipsis', title: e.selector, text: e.selector }),
         h('td', { class: 'num', text: fmtInt(e.nodes) }),
         h('td', { title: countsText(e.counts) }, countsEl(e.counts)),
-        h('td', null, badge(e.state)),
+        h('td', null, stateBadge(e.state, e.counts)),
         h('td', { text: e.finished_at_ms ? fmtDuration(e.finished_at_ms - e.created_at_ms) : '' }))))))
       : h('p', { class: 'empty', text: 'No commands yet.' }));
   }

@@ -1,7 +1,31 @@
 // What the command page and the command detail page share: one node's block of output, status
 // texts and the execution summary.
 
-import { h, fill, fmtInt, fmtDuration, fmtBytes } from '../lib.js';
+import { h, fill, badge, fmtInt, fmtDuration, fmtBytes } from '../lib.js';
+
+// Terminal escape sequences (colours, cursor moves, titles) would show as garbage in a <pre>:
+// CSI `ESC [ params final`, OSC `ESC ] ... BEL|ESC \\`, and two-character escapes.
+const ANSI = /\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\^_])/g;
+// The start of one of them, cut off at the end of a chunk.
+const ANSI_CUT = /^\x1b(?:\[[0-?]*[ -/]*|\][^\x07]*)?$/;
+
+/**
+ * Removes terminal escape sequences from `text`. Returns `[shown, carry]`: `carry` is an
+ * escape sequence cut off at the end, to be put in front of the same stream's next chunk.
+ */
+export function stripAnsi(text) {
+  let shown = text.replace(ANSI, '');
+  let carry = '';
+  const from = Math.max(0, shown.length - 256);
+  for (let i = shown.indexOf('\x1b', from); i >= 0; i = shown.indexOf('\x1b', i + 1)) {
+    if (ANSI_CUT.test(shown.slice(i))) {
+      carry = shown.slice(i);
+      shown = shown.slice(0, i);
+      break;
+    }
+  }
+  return [shown.replace(/\x1b/g, ''), carry];
+}
 
 /** Per node, at most this much output text stays in the DOM. */
 export const MAX_NODE_TEXT = 256 * 1024;
@@ -33,6 +57,7 @@ export class NodeBlock {
     this.truncated = false;
     this.lastStream = null;
     this.lastText = null;
+    this.cut = { stdout: '', stderr: '' };
     this.status = h('span', { class: 'exec-status st-running', text: 'running' });
     this.meta = h('span', { class: 'exec-meta muted small' });
     this.pre = h('pre', { class: 'output', tabindex: '0', 'aria-label': 'Output of ' + (hostname || nodeId) });
@@ -49,6 +74,9 @@ export class NodeBlock {
   /** Appends text of `stream` (`stdout` or `stderr`); stderr shows in its own colour. */
   append(stream, text) {
     if (!text || this.truncated) return;
+    const key = stream === 'stderr' ? 'stderr' : 'stdout';
+    [text, this.cut[key]] = stripAnsi(this.cut[key] + text);
+    if (!text) return;
     const stick = this.pre.scrollHeight - this.pre.scrollTop - this.pre.clientHeight < 4;
     if (this.textLen + text.length > MAX_NODE_TEXT) {
       text = text.slice(0, Math.max(0, MAX_NODE_TEXT - this.textLen));
@@ -109,4 +137,17 @@ export function countsEl(c) {
 /** Empties `el` and shows a hint. */
 export function emptyHint(el, text) {
   fill(el, h('p', { class: 'empty', text }));
+}
+
+/**
+ * An execution's state as a badge coloured by its results: `finished` is green only when every
+ * node succeeded, amber when some did not, red when none did.
+ */
+export function stateBadge(state, c) {
+  if (String(state).toLowerCase() !== 'finished' || !c) return badge(state);
+  const total = Object.values(c).reduce((a, b) => a + (b || 0), 0);
+  const ok = c.ok || 0;
+  if (ok === total) return badge(state);
+  const kind = ok === 0 ? 's-failed' : 'r-denied';
+  return h('span', { class: 'badge ' + kind, title: (total - ok) + ' of ' + total + ' did not succeed', text: ok === 0 ? 'failed' : 'partly failed' });
 }

@@ -1,6 +1,7 @@
 // #/login: name and password; after login, the dashboard.
 
 import { api, h, field, setMe, clearError } from '../lib.js';
+import { changedNotice } from './account.js';
 
 export function mount(main, ctx) {
   main.classList.add('main-center');
@@ -8,7 +9,10 @@ export function mount(main, ctx) {
   const password = h('input', { name: 'password', id: 'login-password', type: 'password', autocomplete: 'current-password', required: true });
   const submit = h('button', { type: 'submit', class: 'btn primary wide', text: 'Log in' });
   const error = h('p', { id: 'login-error', class: 'form-error', role: 'alert', hidden: true });
+  const notice = changedNotice.text ? h('p', { id: 'login-notice', class: 'notice', role: 'status', text: changedNotice.text }) : null;
+  changedNotice.text = null;
   const form = h('form', { id: 'login', class: 'login-form', novalidate: true },
+    notice,
     field('User name', username),
     field('Password', password),
     error,

@@ -1,7 +1,7 @@
 // #/sessions: terminal sessions; replay links where a recording exists, kill for live ones.
 
 import {
-  api, h, fill, field, badge, timeEl, fmtBytes, fmtDuration, withQuery, poll, can, isAdmin, session, reconcile,
+  api, h, fill, field, badge, timeEl, fmtBytes, fmtDuration, withQuery, poll, can, isAdmin, session, reconcile, confirmButton,
 } from '../lib.js';
 
 export function mount(main) {
@@ -28,20 +28,27 @@ export function mount(main) {
     const live = s.status === 'Pending' || s.status === 'Connected';
     const mine = session.me && s.user === session.me.name;
     const start = s.connected_at_ms || s.created_at_ms;
-    const actions = h('td', { class: 'col-actions' });
-    if (s.recording && can('recordings.view') && (isAdmin() || mine)) {
-      actions.appendChild(h('a', { class: 'replay btn btn-small', href: '#/sessions/' + encodeURIComponent(s.id), text: 'Replay' }));
-    }
-    if (live && can('tty.kill') && (isAdmin() || mine)) {
-      const kill = h('button', { type: 'button', class: 'btn btn-small danger kill', text: 'Kill' });
-      kill.addEventListener('click', async () => {
-        kill.disabled = true;
-        try {
-          await api('POST', '/api/v1/sessions/' + encodeURIComponent(s.id) + '/kill');
-          await refresh();
-        } catch (_) { /* shown */ } finally { kill.disabled = false; }
-      });
-      actions.append(' ', kill);
+    // The actions cell survives updates of a live row (its output grows every poll), so a
+    // kill being confirmed is not swept away under the pointer.
+    const actionsSig = JSON.stringify([s.status, !!s.recording]);
+    let actions = r && r.actionsSig === actionsSig ? r.actions : null;
+    if (!actions) {
+      actions = h('td', { class: 'col-actions' });
+      if (s.recording && can('recordings.view') && (isAdmin() || mine)) {
+        actions.appendChild(h('a', { class: 'replay btn btn-small', href: '#/sessions/' + encodeURIComponent(s.id), text: 'Replay' }));
+      }
+      if (live && can('tty.kill') && (isAdmin() || mine)) {
+        actions.append(' ', confirmButton({
+          label: 'Kill',
+          cls: 'btn-small kill',
+          question: 'End this session?',
+          confirmLabel: 'Kill',
+          onConfirm: async () => {
+            await api('POST', '/api/v1/sessions/' + encodeURIComponent(s.id) + '/kill');
+            await refresh();
+          },
+        }));
+      }
     }
     const exit = s.exit ? (s.exit.exit_code != null ? 'code ' + s.exit.exit_code : s.exit.signal != null ? 'signal ' + s.exit.signal : '') : '';
     fill(tr,
@@ -52,10 +59,10 @@ export function mount(main) {
       h('td', null, timeEl(s.created_at_ms, { relOnly: true })),
       h('td', { text: s.closed_at_ms ? fmtDuration(s.closed_at_ms - start) : live ? 'live' : '' }),
       h('td', { class: 'num', text: fmtBytes(s.output_bytes) }),
-      h('td', { title: s.error || '', text: exit || (s.error ? 'error' : '') }),
+      h('td', { class: 'ellipsis', title: s.error || '', text: exit || s.error || '' }),
       h('td', { class: 'mono small', text: s.client_addr || '' }),
       actions);
-    rows.set(s.id, { tr, sig });
+    rows.set(s.id, { tr, sig, actions, actionsSig });
     return tr;
   }
 

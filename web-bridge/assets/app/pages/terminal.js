@@ -31,11 +31,12 @@ export function mount(main, ctx) {
   const copyBtn = h('button', { type: 'button', id: 'tty-copy', class: 'btn btn-small', title: 'Copy the selection (Ctrl+Shift+C)', text: 'Copy' });
   const pasteBtn = h('button', { type: 'button', id: 'tty-paste', class: 'btn btn-small', title: 'Paste (Ctrl+Shift+V)', text: 'Paste' });
   const closeBtn = h('button', { type: 'button', id: 'tty-close', class: 'btn btn-small danger', text: 'Disconnect' });
+  const againBtn = h('button', { type: 'button', id: 'tty-again', class: 'btn btn-small primary', hidden: true, title: 'Open a new session on this node', text: 'New session' });
   const nodeLink = h('a', { href: '#/nodes/' + encodeURIComponent(id), class: 'tty-node', text: id });
   const sizeEl = h('span', { class: 'tty-size muted small', id: 'tty-size' });
   const el = h('div', { id: 'terminal', class: 'terminal' });
   main.append(
-    h('div', { class: 'tty-bar' }, nodeLink, status, h('span', { class: 'spacer' }), sizeEl, copyBtn, pasteBtn, closeBtn),
+    h('div', { class: 'tty-bar' }, nodeLink, status, h('span', { class: 'spacer' }), sizeEl, copyBtn, pasteBtn, closeBtn, againBtn),
     h('div', { class: 'terminal-wrap' }, el));
 
   if (typeof Terminal === 'undefined' || typeof FitAddon === 'undefined') {
@@ -73,6 +74,12 @@ export function mount(main, ctx) {
   const setStatus = (text, cls) => {
     status.textContent = text;
     status.className = 'tty-status' + (cls ? ' ' + cls : '');
+  };
+  // Once a session ends, the bar offers a new one in place of Disconnect.
+  const markEnded = () => {
+    ended = true;
+    closeBtn.hidden = true;
+    againBtn.hidden = false;
   };
 
   function sendFrame(kind, payload) {
@@ -174,7 +181,7 @@ export function mount(main, ctx) {
             carry = null;
           }
           const x = parseJson(payload);
-          ended = true;
+          markEnded();
           if (x.code !== null && x.code !== undefined) setStatus('exited with code ' + x.code, x.code === 0 ? 'done' : 'bad');
           else if (x.signal !== null && x.signal !== undefined) setStatus('killed by signal ' + x.signal, 'bad');
           else setStatus(x.reason || 'session ended', 'done');
@@ -182,7 +189,7 @@ export function mount(main, ctx) {
         }
         case K_ERROR: {
           const e = parseJson(payload);
-          ended = true;
+          markEnded();
           if (e.code === 'unauthenticated') {
             unauthenticated();
             return;
@@ -196,7 +203,7 @@ export function mount(main, ctx) {
     };
     ws.onclose = async (ev) => {
       if (ended) return;
-      ended = true;
+      markEnded();
       if (!gotFrame) {
         setStatus('could not connect' + (ev.code && ev.code !== 1006 ? ' (' + ev.code + (ev.reason ? ': ' + ev.reason : '') + ')' : ''), 'bad');
         // A refused upgrade may be an expired session: /me answers 401 then (and goes to login).
@@ -272,8 +279,19 @@ export function mount(main, ctx) {
     if (ws && ws.readyState <= 1) {
       ws.close();
       setStatus('disconnected', 'done');
-      ended = true;
+      markEnded();
     }
+  });
+  againBtn.addEventListener('click', () => {
+    if (!ended) return;
+    ended = false;
+    paused = false;
+    carry = null;
+    againBtn.hidden = true;
+    closeBtn.hidden = false;
+    term.write('\r\n');
+    connect();
+    term.focus();
   });
 
   // Keep the terminal filling its area.

@@ -63,34 +63,38 @@ export function mount(main) {
       name.value = '';
       email.value = '';
       password.value = '';
-      if (res && res.password) {
-        const pw = h('code', { class: 'secret', id: 'generated-password-value', text: res.password });
-        const copy = h('button', { type: 'button', class: 'btn btn-small', text: 'Copy' });
-        copy.addEventListener('click', async () => {
-          try {
-            await navigator.clipboard.writeText(res.password);
-            copy.textContent = 'Copied';
-          } catch (_) {
-            const r = document.createRange();
-            r.selectNodeContents(pw);
-            const sel = getSelection();
-            sel.removeAllRanges();
-            sel.addRange(r);
-            copy.textContent = 'Selected: press Ctrl+C';
-          }
-        });
-        const dismiss = h('button', { type: 'button', class: 'btn btn-small', text: 'Done' });
-        dismiss.addEventListener('click', () => { fill(generated); generated.hidden = true; });
-        fill(generated, h('strong', { text: 'Password for ' + res.user.name + ': ' }), pw, ' ', copy, ' ', dismiss,
-          h('div', { class: 'muted small', text: 'It is shown only now. Hand it over safely; the user can change it.' }));
-        generated.hidden = false;
-      }
+      if (res && res.password) showGenerated(res.user.name, res.password);
       await refresh();
     } catch (e) {
       formError.textContent = e.message;
       formError.hidden = false;
     }
   });
+
+  // A generated password, shown once with a copy button.
+  function showGenerated(user, password) {
+    const pw = h('code', { class: 'secret', id: 'generated-password-value', text: password });
+    const copy = h('button', { type: 'button', class: 'btn btn-small', text: 'Copy' });
+    copy.addEventListener('click', async () => {
+      try {
+        await navigator.clipboard.writeText(password);
+        copy.textContent = 'Copied';
+      } catch (_) {
+        const r = document.createRange();
+        r.selectNodeContents(pw);
+        const sel = getSelection();
+        sel.removeAllRanges();
+        sel.addRange(r);
+        copy.textContent = 'Selected: press Ctrl+C';
+      }
+    });
+    const dismiss = h('button', { type: 'button', class: 'btn btn-small', text: 'Done' });
+    dismiss.addEventListener('click', () => { fill(generated); generated.hidden = true; });
+    fill(generated, h('strong', { text: 'Password for ' + user + ': ' }), pw, ' ', copy, ' ', dismiss,
+      h('div', { class: 'muted small', text: 'It is shown only now. Hand it over safely; the user can change it.' }));
+    generated.hidden = false;
+    generated.scrollIntoView({ block: 'nearest' });
+  }
 
   function row(u) {
     const self = session.me && u.name === session.me.name;
@@ -131,6 +135,16 @@ export function mount(main) {
         await refresh();
       },
     });
+    // Another user's password: a new one is generated and shown once (their sessions end).
+    // One's own is changed on the account page, where the current one is asked.
+    const reset = self ? h('a', { class: 'btn btn-small', href: '#/account', text: 'Change password' }) : confirmButton({
+      label: 'Reset password', cls: 'btn-small reset-password', question: 'New password for ' + u.name + '?', confirmLabel: 'Reset',
+      onConfirm: async () => {
+        const r = await api('POST', '/api/v1/users/' + encodeURIComponent(u.name) + '/password', {});
+        if (r && r.password) showGenerated(u.name, r.password);
+        await refresh();
+      },
+    });
     // A bridge is a service with a certificate, managed with the CLI; the web reaches core
     // through one, and core refuses changes to that one from a page anyway.
     const service = u.role === 'Bridge';
@@ -144,7 +158,7 @@ export function mount(main) {
       h('td', { class: 'num', text: String(u.sessions ?? '') }),
       h('td', { title: u.last_login_addr || '' }, timeEl(u.last_login_ms, { relOnly: true, none: 'never' })),
       h('td', null, timeEl(u.created_at_ms, { relOnly: true })),
-      h('td', { class: 'col-actions' }, ...(service ? [] : [toggle, ' ', logout, ' ', del])));
+      h('td', { class: 'col-actions' }, service ? null : h('div', { class: 'actions-wrap' }, toggle, logout, reset, del)));
   }
 
   async function refresh() {
