@@ -299,18 +299,49 @@ impl SimNode {
             .map_err(conn_err_chain)
     }
 
+    /// A per-node seed for [`metrics_at`].
+    fn noise_seed(&self) -> u64 {
+        self.id.0.as_u64_pair().0
+    }
+
     /// Sends one heartbeat datagram.
     pub fn heartbeat(&mut self, timestamp_ms: i64) -> Result<(), SimError> {
         self.seq = self.seq.wrapping_add(1);
         let (bytes, _) = encode_heartbeat(Heartbeat {
             seq: self.seq,
             timestamp_ms,
-            metrics: sample_metrics(),
+            metrics: metrics_at(self.seq, self.noise_seed()),
         });
         self.connection
             .send_datagram(bytes.into())
             .map_err(conn_err)
     }
+}
+
+/// [`sample_metrics`] moved a little from heartbeat to heartbeat, differently per node (`seed`):
+/// CPU, network rates, load and sockets wander as a busy server's do, so that what core stores
+/// (the metrics history) sees data that does not compress to nothing. Cheap: a few
+/// multiplications per heartbeat.
+pub fn metrics_at(seq: u32, seed: u64) -> Metrics {
+    let noise = |salt: u64| {
+        // splitmix64 of (seed, seq, salt): uniform in [0, 1).
+        let mut z = seed ^ (u64::from(seq) << 8) ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let base = (seed % 40) as f64;
+    let mut m = sample_metrics();
+    m.cpu_percent = (5.0 + base + 20.0 * noise(1) * noise(2)) as f32;
+    m.memory_used = (4u64 << 30) + ((seed % 4096) << 20) + ((noise(3) * 64.0) as u64) * (1 << 20);
+    m.net_rx_bytes_per_sec = (50_000.0 * (1.0 + 20.0 * noise(4) * noise(5))) as u64;
+    m.net_tx_bytes_per_sec = (20_000.0 * (1.0 + 10.0 * noise(6) * noise(7))) as u64;
+    m.load1 = (m.cpu_percent / 50.0) + noise(8) as f32 * 0.3;
+    m.load5 = m.load1 * 0.9;
+    m.load15 = m.load1 * 0.8;
+    m.processes = 250 + (noise(9) * 20.0) as u32;
+    m.tcp_connections = 60 + (noise(10) * 60.0) as u32;
+    m
 }
 
 /// Metrics shaped like a typical server's: four disks, plausible values.

@@ -101,6 +101,14 @@ pub struct CoreConfig {
     /// Audit records kept at most (each about 300 bytes); beyond it the oldest are pruned, as
     /// for age.
     pub audit_max_records: u64,
+    /// Metrics history: how long every heartbeat is kept.
+    pub history_raw_span: Duration,
+    /// How long 1-minute aggregates (average, minimum, maximum) are kept.
+    pub history_minute_span: Duration,
+    /// How long 1-hour aggregates are kept.
+    pub history_hour_span: Duration,
+    /// How often heartbeats are written to the history (a crash loses at most this much).
+    pub history_flush: Duration,
 }
 
 /// Whether terminal sessions are recorded (asciicast v2 files under `DATA/recordings`).
@@ -193,6 +201,10 @@ impl CoreConfig {
             login_delay: Duration::from_secs(1),
             audit_retention: Duration::from_secs(365 * DAY),
             audit_max_records: 10_000_000,
+            history_raw_span: Duration::from_secs(3600),
+            history_minute_span: Duration::from_secs(2 * DAY),
+            history_hour_span: Duration::from_secs(90 * DAY),
+            history_flush: Duration::from_secs(30),
         }
     }
 
@@ -284,6 +296,20 @@ impl CoreConfig {
         }
         if self.audit_max_records < 1000 {
             return bad("audit_max_records", "must be at least 1000".into());
+        }
+        if self.history_raw_span < Duration::from_secs(600)
+            || self.history_minute_span < Duration::from_secs(3600)
+            || self.history_hour_span < Duration::from_secs(DAY)
+        {
+            return bad(
+                "history_raw_span/history_minute_span/history_hour_span",
+                "must be at least 10m, 1h and 1day (each tier's shortest window)".into(),
+            );
+        }
+        if self.history_flush < Duration::from_millis(100)
+            || self.history_flush > Duration::from_secs(600)
+        {
+            return bad("history_flush", "must be between 100ms and 10m".into());
         }
         if self.prune_interval < Duration::from_millis(100) {
             return bad("prune_interval", "must be at least 100ms".into());
@@ -379,6 +405,10 @@ impl CoreConfig {
             login_delay,
             audit_retention,
             audit_max_records,
+            history_raw_span,
+            history_minute_span,
+            history_hour_span,
+            history_flush,
         } = file;
         set(&mut self.listen, listen);
         set(&mut self.data_dir, data_dir);
@@ -448,6 +478,23 @@ impl CoreConfig {
         set(&mut self.login_delay, login_delay.map(|d| d.0));
         set(&mut self.audit_retention, audit_retention.map(|d| d.0));
         set(&mut self.audit_max_records, audit_max_records);
+        set(&mut self.history_raw_span, history_raw_span.map(|d| d.0));
+        set(
+            &mut self.history_minute_span,
+            history_minute_span.map(|d| d.0),
+        );
+        set(&mut self.history_hour_span, history_hour_span.map(|d| d.0));
+        set(&mut self.history_flush, history_flush.map(|d| d.0));
+    }
+
+    /// The history spans in the store's terms.
+    pub fn history_spans(&self) -> tether_store::HistorySpans {
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        tether_store::HistorySpans {
+            raw_s: secs(self.history_raw_span),
+            minute_s: secs(self.history_minute_span),
+            hour_s: secs(self.history_hour_span),
+        }
     }
 }
 
@@ -539,6 +586,14 @@ pub struct ConfigFile {
     pub audit_retention: Option<DurationText>,
     /// See [`CoreConfig::audit_max_records`].
     pub audit_max_records: Option<u64>,
+    /// See [`CoreConfig::history_raw_span`].
+    pub history_raw_span: Option<DurationText>,
+    /// See [`CoreConfig::history_minute_span`].
+    pub history_minute_span: Option<DurationText>,
+    /// See [`CoreConfig::history_hour_span`].
+    pub history_hour_span: Option<DurationText>,
+    /// See [`CoreConfig::history_flush`].
+    pub history_flush: Option<DurationText>,
 }
 
 impl ConfigFile {

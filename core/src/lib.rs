@@ -26,6 +26,7 @@ mod admin;
 pub mod auth;
 mod enroll;
 mod exec;
+mod history;
 mod mailbox;
 mod node_conn;
 mod probe;

@@ -695,6 +695,9 @@ async fn run_session(
                 match ingest_datagram(&session.live, &bytes, now_ms, max_skew_ms) {
                     Ingested::Accepted { resumed } => {
                         liveness.heard(Instant::now());
+                        if let Some(metrics) = &session.live.lock().expect("not poisoned").metrics {
+                            shared.history.push(session.node_id, now_ms, metrics);
+                        }
                         shared.presence.heartbeats_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         if resumed {
                             heartbeat_ok = true;

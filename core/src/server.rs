@@ -90,6 +90,8 @@ pub(crate) struct Shared {
     pub admin_connections: Arc<crate::auth::Connections>,
     /// Failed password logins, per user name and address.
     pub login_throttle: std::sync::Mutex<crate::auth::throttle::Throttle>,
+    /// Heartbeats waiting to be written to the metrics history.
+    pub history: crate::history::HistoryQueue,
 }
 
 /// Holds one of `max_handshakes` until the handshake has finished, either way.
@@ -282,6 +284,7 @@ impl Core {
             handshakes_deferred: AtomicU64::new(0),
             backups: Default::default(),
             admin_connections: Default::default(),
+            history: Default::default(),
             login_throttle: std::sync::Mutex::new(crate::auth::throttle::Throttle::new(
                 config_login.0,
                 config_login.1,
@@ -356,6 +359,7 @@ impl Core {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         flush_last_seen(&shared).await;
+        crate::history::flush(&shared).await;
         // The database is released when the last task holding core's state has ended: wait
         // for them (briefly), so that a stopped core's data directory is free for the next
         // process (`tether-core admin issue`, a restore, a new core).
@@ -510,15 +514,27 @@ async fn flush_last_seen(shared: &Shared) {
     }
 }
 
+/// How often silent nodes' history windows are sealed and deleted nodes' history dropped.
+const HISTORY_SWEEP_EVERY: Duration = Duration::from_secs(600);
+
 /// Cuts what is kept on disk back to its bounds, every `prune_interval` (the first pass at
 /// start-up). A task of its own, so that a long pass never holds up the other chores.
 async fn pruning(shared: Arc<Shared>) {
     let mut prune = tokio::time::interval(shared.config.prune_interval);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The history sweep reads a key per node: every 10 minutes at most is plenty, since it only
+    // seals windows of nodes silent for a whole window and forgets deleted ones.
+    let mut swept: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => return,
-            _ = prune.tick() => crate::retention::prune(&shared).await,
+            _ = prune.tick() => {
+                crate::retention::prune(&shared).await;
+                if swept.is_none_or(|at| at.elapsed() >= HISTORY_SWEEP_EVERY) {
+                    crate::history::sweep(&shared).await;
+                    swept = Some(tokio::time::Instant::now());
+                }
+            }
         }
     }
 }
@@ -529,6 +545,8 @@ pub const CONFLICTS_KEPT: Duration = Duration::from_secs(24 * 3600);
 /// Periodic work: last-seen flushes, nonce expiry, keeping what is stored within its bounds.
 async fn chores(shared: Arc<Shared>) {
     let mut flush = tokio::time::interval(shared.config.last_seen_flush);
+    let mut history = tokio::time::interval(shared.config.history_flush);
+    history.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sweep = tokio::time::interval(Duration::from_secs(60));
     // Tokens expire on their own when presented; this ends the records of those never presented.
     let mut tty_sweep = tokio::time::interval(Duration::from_secs(5));
@@ -538,6 +556,7 @@ async fn chores(shared: Arc<Shared>) {
         tokio::select! {
             _ = shared.shutdown.cancelled() => return,
             _ = flush.tick() => flush_last_seen(&shared).await,
+            _ = history.tick() => crate::history::flush(&shared).await,
             _ = tty_sweep.tick() => shared.terminals.sweep(&shared).await,
             _ = sweep.tick() => {
                 let now_secs = u64::try_from(shared.clock.now_secs()).unwrap_or(0);
@@ -615,6 +634,7 @@ mod tests {
             handshakes_deferred: AtomicU64::new(0),
             backups: Default::default(),
             admin_connections: Default::default(),
+            history: Default::default(),
             login_throttle: std::sync::Mutex::new(crate::auth::throttle::Throttle::new(
                 10,
                 std::time::Duration::from_secs(60),

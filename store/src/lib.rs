@@ -18,6 +18,7 @@ mod audit;
 mod codec;
 mod enroll;
 mod exec;
+mod history;
 mod legacy;
 mod nodes;
 mod records;
@@ -35,6 +36,10 @@ use redb::Database;
 
 pub use audit::{AuditFilter, AuditRecord, AuditTamper, audit_hash};
 pub use enroll::{Decision, DecisionOutcome, NewApplication, Submission};
+pub use history::{
+    FLEET_MEDIAN, FLEET_P95, History, HistoryRead, HistorySample, HistorySpans, HistoryWrite,
+    fleet_quantiles,
+};
 pub use nodes::{ConnectivityChange, NodeDetail, Resolved};
 pub use records::{
     ApplicationRecord, ExecutionRecord, IdentityConflict, NodeExecRecord, NodeRecord, StatusEvent,

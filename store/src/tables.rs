@@ -32,6 +32,13 @@ pub(crate) const NODE_BY_HOSTNAME: TableDefinition<'_, (&str, u128), ()> =
 /// node id → encoded [`crate::IdentityConflict`].
 pub(crate) const NODE_CONFLICTS: TableDefinition<'_, u128, &[u8]> =
     TableDefinition::new("node_conflicts");
+/// (node, tier, window start in unix seconds) → the tier's open chunk of metrics history.
+/// One per node and tier; see `history::codec`.
+pub(crate) const METRICS_OPEN: TableDefinition<'_, (u128, u8), &[u8]> =
+    TableDefinition::new("metrics_open");
+/// (node, tier, block start in unix seconds) → a sealed block of metrics history.
+pub(crate) const METRICS_CHUNKS: TableDefinition<'_, (u128, u8, i64), &[u8]> =
+    TableDefinition::new("metrics_chunks");
 /// (unix ms, sequence) → encoded [`crate::StatusEvent`].
 pub(crate) const STATUS_LOG: TableDefinition<'_, (i64, u64), &[u8]> =
     TableDefinition::new("status_log");
@@ -58,6 +65,8 @@ macro_rules! every_table {
     ($each:ident) => {
         $each!(NODES);
         $each!(SECRETS);
+        $each!(METRICS_OPEN);
+        $each!(METRICS_CHUNKS);
         $each!(FACTS);
         $each!(LAST_SEEN);
         $each!(NODE_BY_HOSTNAME);

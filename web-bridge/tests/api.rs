@@ -779,3 +779,72 @@ async fn passwords_change_with_the_current_one_and_admins_reset_others() {
     );
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_metrics_history_for_its_charts() {
+    let mut stack = Stack::start(|c| c.auto_approve = true).await;
+    stack.add_node("hist-01");
+    let vera = stack.http();
+    stack.login(&vera, "vera").await;
+    let url = format!("{}/api/v1/nodes/hist-01/metrics", stack.url);
+    let body: serde_json::Value = eventually("heartbeats in the history", || async {
+        let answer = vera
+            .get(&url)
+            .query(&[("range", "10m"), ("step", "5s"), ("metrics", "cpu,mem")])
+            .send()
+            .await
+            .ok()?;
+        if answer.status() != 200 {
+            return None;
+        }
+        let body: serde_json::Value = answer.json().await.ok()?;
+        let beats: u64 = body["samples"]
+            .as_array()?
+            .iter()
+            .filter_map(|n| n.as_u64())
+            .sum();
+        (beats >= 2).then_some(body)
+    })
+    .await;
+    assert_eq!(body["hostname"], "hist-01");
+    assert_eq!(body["step_ms"], 5000);
+    assert_eq!(body["resolution"], "raw");
+    let series = body["series"].as_array().unwrap();
+    assert_eq!(series.len(), 2);
+    assert_eq!(series[0]["metric"], "cpu");
+    assert!(
+        series[1]["avg"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v.is_number())
+    );
+
+    // Bad input: clear 400s, and an unknown node a 404.
+    for (query, says) in [
+        (vec![("range", "soon")], "range"),
+        (
+            vec![("range", "1h"), ("metrics", "cpu,ram")],
+            "unknown metric",
+        ),
+        (vec![("range", "1h"), ("step", "0s")], "step"),
+        (vec![("range", "0s")], "range"),
+        (vec![], "range"),
+    ] {
+        let answer = vera.get(&url).query(&query).send().await.unwrap();
+        let (status, code, message) = error_of(answer).await;
+        assert_eq!(status, 400, "{query:?}: {code} {message}");
+        assert!(message.contains(says), "{query:?}: {message}");
+    }
+    let answer = vera
+        .get(format!(
+            "{}/api/v1/nodes/nowhere/metrics?range=1h",
+            stack.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = error_of(answer).await;
+    assert_eq!((status, code.as_str()), (404, "not_found"));
+    stack.shutdown().await;
+}

@@ -89,6 +89,26 @@ async fn login_then_live_status_without_a_reload() {
             t.contains("Online")
         })
         .await;
+    // The fleet's trend has a point once core wrote heartbeats to its history.
+    eventually("the fleet's trend recorded", || async {
+        let answer = stack
+            .admin
+            .request(&AdminRequest::FleetMetrics(
+                tether_wire::history::FleetMetricsQuery {
+                    range_ms: 3_600_000,
+                    until_ms: None,
+                    step_ms: None,
+                    metrics: vec![],
+                },
+            ))
+            .await
+            .ok()?;
+        match answer.first()? {
+            AdminResponse::FleetMetrics(f) => f.samples.iter().any(|&n| n > 0).then_some(()),
+            _ => None,
+        }
+    })
+    .await;
     browser.goto(&format!("{}/#/", stack.url)).await;
     let who = browser
         .wait_text("#whoami", "who is logged in", |t| t.contains("alice"))
@@ -98,6 +118,12 @@ async fn login_then_live_status_without_a_reload() {
         .wait_text("#stat-online", "one node online", |t| t.trim() == "1")
         .await;
     assert_eq!(browser.text("#stat-total").await.trim(), "1");
+    browser
+        .wait_text("#trend-note", "the fleet's 24 hours drawn", |t| {
+            t.contains("Median and 95th percentile")
+        })
+        .await;
+    assert!(browser.exists("#trend-cpu canvas").await);
     browser.screenshot("dashboard").await;
 
     browser.goto(&format!("{}/#/nodes", stack.url)).await;
@@ -567,6 +593,29 @@ async fn node_detail_users_and_audit_pages() {
     // A few heartbeats (1 s apart) for the charts.
     tokio::time::sleep(Duration::from_secs(5)).await;
     browser.screenshot("node").await;
+    // The last hour from core's history: the same heartbeats, read back.
+    browser.click("#chart-range button[data-range='1h']").await;
+    browser
+        .wait_text("#charts-note", "the history read", |t| {
+            t.contains("every heartbeat") && t.contains("heartbeats;")
+        })
+        .await;
+    assert!(
+        browser.exists("#charts canvas").await,
+        "history charts drawn"
+    );
+    browser
+        .client
+        .execute(
+            "document.getElementById('charts').scrollIntoView({block: 'center'}); return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    browser.screenshot("node-history").await;
+    browser
+        .click("#chart-range button[data-range='live']")
+        .await;
 
     // Labels from the page reach core.
     browser.type_into("#label-key", "env").await;

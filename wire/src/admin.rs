@@ -17,6 +17,7 @@ use crate::exec::OutputStream;
 use crate::facts::StaticFacts;
 use crate::fleet::{NodePage, NodeQuery, Overview, PathView, WatchSpec};
 use crate::heartbeat::Metrics;
+use crate::history::{FleetMetricsAnswer, FleetMetricsQuery, MetricsAnswer, MetricsQuery};
 use crate::ids::{ApplicationId, ExecutionId, NodeId};
 use crate::limits;
 use crate::tty::{TtyAuthorize, TtyGrant, TtySessionView};
@@ -64,6 +65,11 @@ pub enum AdminRequest {
     NodePage(NodeQuery),
     /// The fleet at a glance: counts, versions, recent events. Answer: `Overview`.
     Overview,
+    /// One node's metrics history over a range, at a step. Answer: `Metrics`.
+    NodeMetrics(MetricsQuery),
+    /// The fleet's trend: each series' median and 95th percentile across nodes over a range.
+    /// Answer: `FleetMetrics`.
+    FleetMetrics(FleetMetricsQuery),
     /// Live figures for a page: `Overview`, `NodePage` and `Node` frames as they change (see
     /// [`WatchSpec`]); the request takes its stream.
     Watch(WatchSpec),
@@ -292,6 +298,8 @@ impl AdminRequest {
             AdminRequest::ListNodes { .. } => "ListNodes",
             AdminRequest::NodePage(_) => "NodePage",
             AdminRequest::Overview => "Overview",
+            AdminRequest::NodeMetrics(_) => "NodeMetrics",
+            AdminRequest::FleetMetrics(_) => "FleetMetrics",
             AdminRequest::Watch(_) => "Watch",
             AdminRequest::ShowNode { .. } => "ShowNode",
             AdminRequest::LabelNode { .. } => "LabelNode",
@@ -378,6 +386,10 @@ pub enum AdminResponse {
     NodePage(NodePage),
     /// Answer to `Overview`.
     Overview(Overview),
+    /// Answer to `NodeMetrics`.
+    Metrics(MetricsAnswer),
+    /// Answer to `FleetMetrics`.
+    FleetMetrics(FleetMetricsAnswer),
     /// One node.
     Node(NodeView),
     /// The execution started: its id and the nodes it targets.

@@ -20,6 +20,7 @@ pub mod facts;
 pub mod fleet;
 pub mod frame;
 pub mod heartbeat;
+pub mod history;
 pub mod ids;
 pub mod limits;
 pub mod token;

@@ -15,6 +15,10 @@ use tether_wire::facts::*;
 use tether_wire::fleet::*;
 use tether_wire::frame::{Decoded, FrameError, decode_frame, encode_frame};
 use tether_wire::heartbeat::*;
+use tether_wire::history::{
+    FleetMetricsAnswer, FleetMetricsQuery, Metric, MetricSeries, MetricsAnswer, MetricsQuery,
+    Resolution,
+};
 use tether_wire::limits::{
     MAX_ADMIN_FRAME_LEN, MAX_CONTROL_FRAME_LEN, MAX_EXEC_FRAME_LEN, MAX_TTY_FRAME_LEN,
 };
@@ -490,9 +494,47 @@ prop_compose! {
     }
 }
 
+fn metric() -> impl Strategy<Value = Metric> {
+    proptest::sample::select(Metric::ALL.to_vec())
+}
+
+prop_compose! {
+    fn metrics_query()(
+        node in text(), range_ms in any::<u64>(), until_ms in option::of(any::<i64>()),
+        step_ms in option::of(any::<u64>()), metrics in vec(metric(), 0..4),
+    ) -> MetricsQuery {
+        MetricsQuery { node, range_ms, until_ms, step_ms, metrics }
+    }
+}
+
+fn point() -> impl Strategy<Value = Option<f64>> {
+    option::of(-1e15f64..1e15)
+}
+
+prop_compose! {
+    fn metrics_answer()(
+        node_id in node_id(), hostname in text(), from_ms in any::<i64>(), step_ms in any::<u64>(),
+        resolution in proptest::sample::select(vec![Resolution::Raw, Resolution::Minute, Resolution::Hour]),
+        samples in vec(any::<u32>(), 0..5),
+        series in vec((metric(), vec(point(), 0..5), vec(point(), 0..5), vec(point(), 0..5)), 0..3),
+    ) -> MetricsAnswer {
+        MetricsAnswer {
+            node_id, hostname, from_ms, step_ms, resolution, samples,
+            series: series.into_iter().map(|(metric, avg, min, max)| MetricSeries { metric, avg, min, max }).collect(),
+        }
+    }
+}
+
 fn admin_request() -> impl Strategy<Value = AdminRequest> {
     prop_oneof![
         Just(AdminRequest::Ping),
+        metrics_query().prop_map(AdminRequest::NodeMetrics),
+        metrics_query().prop_map(|q| AdminRequest::FleetMetrics(FleetMetricsQuery {
+            range_ms: q.range_ms,
+            until_ms: q.until_ms,
+            step_ms: q.step_ms,
+            metrics: q.metrics,
+        })),
         Just(AdminRequest::Overview),
         node_query().prop_map(AdminRequest::NodePage),
         text().prop_map(|id| AdminRequest::ShowTty { id }),
@@ -660,6 +702,15 @@ fn admin_response() -> impl Strategy<Value = AdminResponse> {
             }
         ),
         overview().prop_map(AdminResponse::Overview),
+        metrics_answer().prop_map(AdminResponse::Metrics),
+        metrics_answer().prop_map(|a| AdminResponse::FleetMetrics(FleetMetricsAnswer {
+            from_ms: a.from_ms,
+            step_ms: a.step_ms,
+            resolution: a.resolution,
+            samples: a.samples,
+            median: a.series.clone(),
+            p95: a.series,
+        })),
         (any::<(u64, u32, u32)>(), vec(node_view(), 0..3)).prop_map(
             |((total, offset, limit), nodes)| {
                 AdminResponse::NodePage(NodePage {

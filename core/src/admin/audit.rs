@@ -100,6 +100,24 @@ fn describe(request: &AdminRequest) -> (&'static str, Option<String>, Vec<(Strin
         }
         AdminRequest::NodePage(query) => ("node", None, query_details(query)),
         AdminRequest::Overview => ("node", None, vec![]),
+        AdminRequest::NodeMetrics(query) => {
+            let mut details = vec![d("range_ms", query.range_ms.to_string())];
+            if let Some(step) = query.step_ms {
+                details.push(d("step_ms", step.to_string()));
+            }
+            if !query.metrics.is_empty() {
+                let names: Vec<&str> = query.metrics.iter().map(|m| m.as_str()).collect();
+                details.push(d("metrics", names.join(",")));
+            }
+            ("node", Some(query.node.clone()), details)
+        }
+        AdminRequest::FleetMetrics(query) => {
+            let mut details = vec![d("range_ms", query.range_ms.to_string())];
+            if let Some(step) = query.step_ms {
+                details.push(d("step_ms", step.to_string()));
+            }
+            ("node", None, details)
+        }
         AdminRequest::Watch(spec) => {
             let mut details = vec![d("interval_ms", spec.interval_ms.to_string())];
             if spec.overview {

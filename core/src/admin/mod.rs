@@ -17,6 +17,7 @@ mod enroll;
 mod fleet;
 mod history;
 mod login;
+mod metrics;
 mod nodes;
 pub(crate) mod resolve;
 pub(crate) mod roles;
@@ -375,6 +376,8 @@ async fn handle(shared: &Shared, caller: &Caller, request: &AdminRequest) -> Rep
         } => nodes::list(shared, status, &labels, include_deleted),
         AdminRequest::NodePage(query) => fleet::node_page(shared, &query),
         AdminRequest::Overview => fleet::overview_reply(shared),
+        AdminRequest::NodeMetrics(query) => metrics::history(shared, &query),
+        AdminRequest::FleetMetrics(query) => metrics::fleet(shared, &query),
         AdminRequest::ShowNode { id } => nodes::show(shared, &id),
         AdminRequest::LabelNode { id, set, remove } => nodes::label(shared, &id, set, remove).await,
         AdminRequest::SetMaintenance { id, on } => nodes::maintenance(shared, &id, on).await,

@@ -129,6 +129,8 @@ pub(crate) fn action(request: &AdminRequest) -> &'static str {
         AdminRequest::ListNodes { .. }
         | AdminRequest::ShowNode { .. }
         | AdminRequest::NodePage(_)
+        | AdminRequest::NodeMetrics(_)
+        | AdminRequest::FleetMetrics(_)
         | AdminRequest::Overview
         | AdminRequest::Watch(_) => "nodes.view",
         AdminRequest::LabelNode { .. } | AdminRequest::SetMaintenance { .. } => "nodes.edit",

@@ -61,6 +61,7 @@ pub fn test_config(data_dir: &Path) -> CoreConfig {
     config.offline_after = Duration::from_secs(3);
     config.hello_timeout = Duration::from_secs(2);
     config.last_seen_flush = Duration::from_secs(1);
+    config.history_flush = Duration::from_millis(200);
     config
 }
 

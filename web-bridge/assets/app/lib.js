@@ -474,3 +474,16 @@ export function reconcile(parent, children) {
     cursor = next;
   }
 }
+
+/**
+ * uPlot's `points.show` for charts with gaps: a point is drawn where a value stands alone (a
+ * line needs a neighbour on one side), and every point on a short series.
+ */
+export function lonePoints(u, si) {
+  const ys = u.data[si];
+  if (ys.length < 120) return true;
+  for (let i = 0; i < ys.length; i++) {
+    if (ys[i] != null && ys[i - 1] == null && ys[i + 1] == null) return true;
+  }
+  return false;
+}

@@ -8,6 +8,7 @@ mod auth;
 mod enroll;
 mod exec;
 mod live;
+mod metrics;
 mod nodes;
 mod sessions;
 mod tty;
@@ -123,11 +124,13 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/auth/logout", post(auth::logout))
         .route("/me", get(auth::me))
         .route("/overview", get(nodes::overview))
+        .route("/fleet/metrics", get(metrics::fleet))
         .route("/nodes", get(nodes::list))
         .route("/nodes/{id}", get(nodes::show).delete(nodes::delete))
         .route("/nodes/{id}/labels", post(nodes::labels))
         .route("/nodes/{id}/maintenance", post(nodes::maintenance))
         .route("/nodes/{id}/allowed-users", post(nodes::allowed_users))
+        .route("/nodes/{id}/metrics", get(metrics::history))
         .route("/nodes/{id}/executions", get(exec::of_node))
         .route("/nodes/{id}/sessions", get(sessions::of_node))
         .route("/applications", get(enroll::list))

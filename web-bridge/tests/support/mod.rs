@@ -89,6 +89,7 @@ impl Stack {
         config.offline_after = Duration::from_secs(3);
         config.hello_timeout = Duration::from_secs(2);
         config.last_seen_flush = Duration::from_secs(1);
+        config.history_flush = Duration::from_millis(200);
         // Tests log in again and again from one address.
         config.login_delay = Duration::from_millis(10);
         tweak(&mut config);

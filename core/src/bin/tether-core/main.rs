@@ -219,6 +219,18 @@ struct CoreFlags {
     /// Audit records kept at most; the oldest beyond it are pruned [default: 10000000].
     #[arg(long, value_name = "N")]
     audit_max_records: Option<u64>,
+    /// Metrics history: how long every heartbeat is kept, at least 10m [default: 1h].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    history_raw_span: Option<Duration>,
+    /// How long 1-minute aggregates are kept, at least 1h [default: 48h].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    history_minute_span: Option<Duration>,
+    /// How long 1-hour aggregates are kept, at least 1day [default: 90days].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    history_hour_span: Option<Duration>,
+    /// How often heartbeats are written to the history [default: 30s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    history_flush: Option<Duration>,
 }
 
 /// A size flag: `1048576`, `64MiB`, `10GiB`.
@@ -317,6 +329,10 @@ impl CoreFlags {
             config.audit_max_records = n;
         }
         set(&mut config.login_lockout, self.login_lockout);
+        set(&mut config.history_raw_span, self.history_raw_span);
+        set(&mut config.history_minute_span, self.history_minute_span);
+        set(&mut config.history_hour_span, self.history_hour_span);
+        set(&mut config.history_flush, self.history_flush);
         set(&mut config.login_delay, self.login_delay);
         set(&mut config.audit_retention, self.audit_retention);
         if let Some(policy) = self.tty_recording {

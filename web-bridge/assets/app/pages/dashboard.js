@@ -1,6 +1,6 @@
 // #/: fleet counts, status distribution, agent versions, recent events; live (`overview`).
 
-import { api, h, fill, card, badge, timeEl, fmtInt, can } from '../lib.js';
+import { api, h, fill, card, badge, timeEl, fmtInt, can, poll, withQuery, lonePoints } from '../lib.js';
 import { watch } from '../live.js';
 
 export function mount(main) {
@@ -19,6 +19,9 @@ export function mount(main) {
   const versions = h('div', { id: 'versions' });
   const events = h('ol', { id: 'events', class: 'events' });
   const updated = h('span', { class: 'muted small', id: 'overview-updated' });
+  const trendBoxes = ['cpu', 'mem'].map((k) => h('div', { class: 'chart', id: 'trend-' + k }));
+  const trendNote = h('p', { class: 'muted small', id: 'trend-note', text: 'Loading\u2026' });
+  let trendPlots = [];
 
   main.append(
     h('div', { class: 'page-head' }, h('h1', { text: 'Dashboard' }), updated),
@@ -27,7 +30,43 @@ export function mount(main) {
       h('div', { class: 'col' },
         card('Status', distBar, distLegend),
         card('Agent versions', versions)),
-      card('Recent events', events)));
+      card('Recent events', events)),
+    card('Fleet, last 24 hours', h('div', { class: 'charts' }, h('div', { class: 'chart-grid trend-grid' }, trendBoxes)), trendNote));
+
+  // The fleet's trend: each 15 minutes, the median node and the 95th percentile (core keeps
+  // both with every history write), read again every minute.
+  async function loadTrend() {
+    const a = await api('GET', withQuery('/api/v1/fleet/metrics', { range: '24h', step: '15m', metrics: 'cpu,mem' }));
+    if (dead || typeof uPlot === 'undefined') return;
+    const t = a.samples.map((_, i) => (a.from_ms + i * a.step_ms) / 1000);
+    const pick = (list, m) => list.find((x) => x.metric === m).avg;
+    trendPlots.forEach((p) => p.destroy());
+    trendPlots = [['cpu', 'CPU % across nodes'], ['mem', 'Memory % across nodes']].map(([m, title], i) => {
+      const box = trendBoxes[i];
+      const pct = (v) => (v == null ? '\u2014' : v.toFixed(1) + '%');
+      return new uPlot({
+        title,
+        width: Math.max(200, Math.floor(box.clientWidth || 300)),
+        height: 160,
+        cursor: { drag: { x: false, y: false } },
+        scales: { x: { time: true }, y: { range: () => [0, 100] } },
+        axes: [
+          { stroke: '#6b7280', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e5e7eb' } },
+          { stroke: '#6b7280', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e5e7eb' }, size: 64, values: (u, vals) => vals.map(pct) },
+        ],
+        series: [
+          { value: (u, v) => (v == null ? '' : new Date(v * 1000).toLocaleString()) },
+          { label: 'median', stroke: '#2563eb', width: 1.5, value: (u, v) => pct(v), points: { size: 4, show: lonePoints } },
+          { label: '95th percentile', stroke: '#dc2626', width: 1.5, dash: [4, 3], value: (u, v) => pct(v), points: { size: 4, show: lonePoints } },
+        ],
+      }, [t, pick(a.median, m), pick(a.p95, m)], box);
+    });
+    const points = a.samples.filter((n) => n > 0).length;
+    trendNote.textContent = points
+      ? 'Median and 95th percentile of the nodes\u2019 heartbeats, averaged per ' + (a.step_ms / 60000) + ' minutes.'
+      : 'No heartbeats in the last 24 hours yet.';
+  }
+  const stopTrend = poll(loadTrend, 60000);
 
   function render(o) {
     if (dead || !o) return;
@@ -75,7 +114,11 @@ export function mount(main) {
   watch({ overview: true }, (msg) => {
     if (msg.type === 'overview') render(msg.data);
   });
-  return () => { dead = true; };
+  return () => {
+    dead = true;
+    stopTrend();
+    trendPlots.forEach((p) => p.destroy());
+  };
 }
 
 function eventLabel(e) {

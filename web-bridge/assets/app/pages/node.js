@@ -3,7 +3,7 @@
 
 import {
   api, h, fill, card, facts, badge, timeEl, fmtBytes, fmtRate, fmtDuration, fmtInt, fmtPct,
-  fmtCommand, can, isAdmin, session, confirmButton, withQuery, poll, field,
+  fmtCommand, can, isAdmin, session, confirmButton, withQuery, poll, field, lonePoints,
 } from '../lib.js';
 import { watch } from '../live.js';
 
@@ -31,6 +31,7 @@ export function mount(main, ctx) {
   const metricsEl = h('div', { id: 'node-metrics' });
   const pathEl = h('div', { id: 'node-path' });
   const charts = h('div', { id: 'charts', class: 'charts' });
+  const chartsTitle = h('h2', { class: 'card-title card-title-bar' }, h('span', { text: 'Metrics' }));
   const disks = h('div', { id: 'node-disks' });
   const nics = h('div', { id: 'node-nics' });
   const labelList = h('div', { id: 'node-labels', class: 'chips' });
@@ -116,7 +117,7 @@ export function mount(main, ctx) {
       card('Overview', overview),
       card('System', system),
       h('div', { class: 'col' }, card('Latest metrics', metricsEl), card('QUIC path', pathEl))),
-    card('Since this page opened', charts),
+    h('section', { class: 'card' }, chartsTitle, charts),
     h('div', { class: 'grid-2' },
       card('Disks', disks),
       card('Network interfaces', nics)),
@@ -129,9 +130,14 @@ export function mount(main, ctx) {
     other);
 
   // --- charts ---------------------------------------------------------------------------------
+  // "Live" draws each heartbeat as it arrives (since the page opened); the other ranges read
+  // the node's history from core (every heartbeat for an hour, then 1-minute and 1-hour
+  // aggregates) and are read again every minute.
   const series = { t: [], cpu: [], mem: [], rx: [], tx: [], load: [] };
   let lastMetricsAt = null;
-  const plots = [];
+  let plots = [];
+  let range = 'live';
+  let historyTimer = null;
   const pct = (v) => (v == null ? '\u2014' : v.toFixed(1) + '%');
   const specs = [
     ['CPU %', [['CPU', '#2563eb', 'cpu']], pct, [0, 100]],
@@ -139,17 +145,28 @@ export function mount(main, ctx) {
     ['Network', [['rx', '#059669', 'rx'], ['tx', '#d97706', 'tx']], (v) => (v == null ? '\u2014' : fmtRate(v)), null],
     ['Load (1 min)', [['load1', '#dc2626', 'load']], (v) => (v == null ? '\u2014' : v.toFixed(2)), null],
   ];
+  const RANGES = [['live', 'Live'], ['1h', '1 h'], ['24h', '24 h'], ['7days', '7 d'], ['90days', '90 d']];
+  const rangeButtons = RANGES.map(([key, text]) => {
+    const b = h('button', { type: 'button', class: 'btn btn-small seg' + (key === range ? ' active' : ''), dataset: { range: key }, 'aria-pressed': String(key === range), text });
+    b.addEventListener('click', () => setRange(key));
+    return b;
+  });
+  chartsTitle.append(h('span', { class: 'seg-group', id: 'chart-range', role: 'group', 'aria-label': 'Range' }, rangeButtons));
   const chartBoxes = specs.map(([name], i) => h('div', { class: 'chart', id: 'chart-' + ['cpu', 'mem', 'net', 'load'][i], 'aria-label': name }));
-  fill(charts, h('div', { class: 'chart-grid' }, chartBoxes),
-    h('p', { class: 'muted small', id: 'charts-note', text: 'Points are added as the node reports metrics (every heartbeat).' }));
+  const chartsNote = h('p', { class: 'muted small', id: 'charts-note' });
+  fill(charts, h('div', { class: 'chart-grid' }, chartBoxes), chartsNote);
 
   function chartWidth(box) {
     return Math.max(200, Math.floor(box.clientWidth || 300));
   }
 
-  function ensurePlots() {
-    if (plots.length || typeof uPlot === 'undefined') return;
-    specs.forEach(([name, ss, fmt, range], i) => {
+  function makePlots(data) {
+    plots.forEach((p) => p.destroy());
+    plots = [];
+    if (typeof uPlot === 'undefined') return;
+    const live = range === 'live';
+    const timeText = (v) => (v == null ? '' : live ? new Date(v * 1000).toLocaleTimeString() : new Date(v * 1000).toLocaleString());
+    specs.forEach(([name, ss, fmt, yRange], i) => {
       const box = chartBoxes[i];
       const opts = {
         title: name,
@@ -157,17 +174,20 @@ export function mount(main, ctx) {
         height: 150,
         cursor: { drag: { x: false, y: false } },
         legend: { live: false },
-        scales: { x: { time: true, range: (u, min, max) => { const span = Math.max((max - min) || 0, 60); return [max - span, max]; } }, y: range ? { range: () => range } : { range: (u, min, max) => [0, Math.max(max * 1.1, 1e-9)] } },
+        scales: {
+          // Live: at least the last minute, so one point does not fill the axis.
+          x: live ? { time: true, range: (u, min, max) => { const span = Math.max((max - min) || 0, 60); return [max - span, max]; } } : { time: true },
+          y: yRange ? { range: () => yRange } : { range: (u, min, max) => [0, Math.max((max || 0) * 1.1, 1e-9)] },
+        },
         axes: [
           { stroke: '#6b7280', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e5e7eb' } },
           { stroke: '#6b7280', grid: { stroke: '#eef0f3' }, ticks: { stroke: '#e5e7eb' }, size: 64, values: (u, vals) => vals.map((v) => fmt(v)) },
         ],
-        series: [{ value: (u, v) => (v == null ? '' : new Date(v * 1000).toLocaleTimeString()) }].concat(ss.map(([label, color]) => ({
-          label, stroke: color, width: 1.5, fill: color + '1a', value: (u, v) => fmt(v), points: { size: 4 },
+        series: [{ value: (u, v) => timeText(v) }].concat(ss.map(([label, color]) => ({
+          label, stroke: color, width: 1.5, fill: color + '1a', value: (u, v) => fmt(v), points: live ? { size: 4 } : { size: 4, show: lonePoints }, spanGaps: false,
         }))),
       };
-      const data = [series.t].concat(ss.map((s) => series[s[2]]));
-      plots.push(new uPlot(opts, data, box));
+      plots.push(new uPlot(opts, [data.t].concat(ss.map((x) => data[x[2]])), box));
     });
   }
 
@@ -182,9 +202,62 @@ export function mount(main, ctx) {
     series.tx.push(Number(m.net_tx_bytes_per_sec));
     series.load.push(Number(m.load1));
     if (series.t.length > MAX_POINTS) for (const k of Object.keys(series)) series[k].shift();
-    ensurePlots();
-    plots.forEach((p, i) => p.setData([series.t].concat(specs[i][1].map((s) => series[s[2]]))));
+    if (range !== 'live') return;
+    if (!plots.length) makePlots(series);
+    else plots.forEach((p, i) => p.setData([series.t].concat(specs[i][1].map((x) => series[x[2]]))));
   }
+
+  async function loadChartHistory() {
+    const key = range;
+    const width = chartWidth(chartBoxes[0]);
+    const rangeMs = { '1h': 3600e3, '24h': 86400e3, '7days': 7 * 86400e3, '90days': 90 * 86400e3 }[key];
+    // About one point per two pixels; core widens it to what it keeps for that age.
+    const stepS = Math.max(1, Math.ceil(rangeMs / 1000 / Math.max(50, width / 2)));
+    let a;
+    try {
+      a = await api('GET', withQuery('/api/v1/nodes/' + encodeURIComponent(id) + '/metrics',
+        { range: key, step: stepS + 's', metrics: 'cpu,mem,net_rx,net_tx,load1' }));
+    } catch (_) {
+      return; // shown
+    }
+    if (dead || range !== key) return;
+    const data = { t: [], cpu: [], mem: [], rx: [], tx: [], load: [] };
+    const by = Object.fromEntries(a.series.map((x) => [x.metric, x.avg]));
+    for (let i = 0; i < a.samples.length; i++) {
+      data.t.push((a.from_ms + i * a.step_ms) / 1000);
+      data.cpu.push(by.cpu[i]);
+      data.mem.push(by.mem[i]);
+      data.rx.push(by.net_rx[i]);
+      data.tx.push(by.net_tx[i]);
+      data.load.push(by.load1[i]);
+    }
+    makePlots(data);
+    const beats = a.samples.reduce((x, y) => x + y, 0);
+    const step = a.step_ms >= 3600e3 ? (a.step_ms / 3600e3) + ' h' : a.step_ms >= 60e3 ? (a.step_ms / 60e3) + ' min' : (a.step_ms / 1e3) + ' s';
+    chartsNote.textContent = 'Averages per ' + step + ' (' + { raw: 'every heartbeat', '1m': '1-minute aggregates', '1h': '1-hour aggregates' }[a.resolution]
+      + '), ' + fmtInt(beats) + ' heartbeats; gaps are times the node did not report.';
+  }
+
+  function setRange(key) {
+    range = key;
+    rangeButtons.forEach((b) => {
+      const on = b.dataset.range === key;
+      b.classList.toggle('active', on);
+      b.setAttribute('aria-pressed', String(on));
+    });
+    if (historyTimer) {
+      historyTimer();
+      historyTimer = null;
+    }
+    if (key === 'live') {
+      chartsNote.textContent = 'Points are added as the node reports metrics (every heartbeat).';
+      makePlots(series);
+    } else {
+      chartsNote.textContent = 'Loading\u2026';
+      historyTimer = poll(loadChartHistory, 60000);
+    }
+  }
+  chartsNote.textContent = 'Points are added as the node reports metrics (every heartbeat).';
 
   const ro = new ResizeObserver(() => {
     plots.forEach((p, i) => {
@@ -403,6 +476,7 @@ export function mount(main, ctx) {
     dead = true;
     stopPoll();
     ro.disconnect();
+    if (historyTimer) historyTimer();
     plots.forEach((p) => p.destroy());
   };
 }

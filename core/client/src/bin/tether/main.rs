@@ -5,6 +5,7 @@ mod backup;
 mod exec;
 mod generate;
 mod keys;
+mod metrics;
 mod output;
 mod stdout;
 mod terminal;
@@ -132,6 +133,8 @@ enum NodeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// One node's metrics over time (sparklines, a table, or JSON).
+    Metrics(metrics::MetricsArgs),
     /// Every static fact and the latest metrics of one node.
     Show {
         /// The node: its id, a unique beginning of its id, or its exact hostname.
@@ -375,6 +378,7 @@ async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<u8> 
             }
             output::nodes(&nodes, json)?;
         }
+        Command::Node(NodeCommand::Metrics(args)) => return metrics::run(client, args).await,
         Command::Node(NodeCommand::Show { id, json }) => {
             let view = single(client.request(&AdminRequest::ShowNode { id }).await?, node)?;
             output::node_detail(&view, json)?;

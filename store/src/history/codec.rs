@@ -1,0 +1,377 @@
+//! How history rows are laid out on disk. Pure: bytes in, rows out.
+//!
+//! A tier's newest rows sit in an *open chunk*, rows of fixed width appended as they come (a
+//! read and a write of a few KiB per node per flush). When its window ends the chunk is
+//! *sealed*: columns instead of rows, each column delta-coded as zigzag varints (slow-moving
+//! series become runs of zeros), and the whole compressed with zstd when that is smaller. This
+//! is the "compressed blocks" way of Prometheus's and Gorilla's chunks, with the general-purpose
+//! compressor doing the bit-level work.
+
+use crate::StoreError;
+
+/// Series per row (`tether_wire::history::Metric::ALL`).
+pub(crate) const SERIES: usize = 12;
+
+/// One stored point: a heartbeat's values (`count` 1, min = max = avg) or a bucket's
+/// aggregates. Values are in each series' stored unit (see `quantize`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Row {
+    /// The heartbeat's time, or the bucket's start, unix seconds.
+    pub at_s: i64,
+    /// Heartbeats behind it.
+    pub count: u32,
+    /// Minimum per series.
+    pub min: [u32; SERIES],
+    /// Maximum per series.
+    pub max: [u32; SERIES],
+    /// Average per series (rounded).
+    pub avg: [u32; SERIES],
+}
+
+impl Row {
+    /// A single heartbeat's values.
+    pub fn sample(at_s: i64, values: [u32; SERIES]) -> Row {
+        Row {
+            at_s,
+            count: 1,
+            min: values,
+            max: values,
+            avg: values,
+        }
+    }
+}
+
+/// An open chunk's header: format byte, window start (unix seconds).
+const OPEN_HEADER: usize = 1 + 8;
+const OPEN_RAW: u8 = 0;
+const OPEN_AGG: u8 = 1;
+const RAW_ROW: usize = 8 + 4 * SERIES;
+const AGG_ROW: usize = 8 + 4 + 3 * 4 * SERIES;
+
+/// An empty open chunk whose window starts at `start_s`; `raw` rows keep one value per series.
+pub(crate) fn open_new(start_s: i64, raw: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(OPEN_HEADER + 16 * RAW_ROW);
+    out.push(if raw { OPEN_RAW } else { OPEN_AGG });
+    out.extend_from_slice(&start_s.to_le_bytes());
+    out
+}
+
+/// The window start of an open chunk.
+pub(crate) fn open_start(chunk: &[u8]) -> Result<i64, StoreError> {
+    let bytes: [u8; 8] = chunk
+        .get(1..OPEN_HEADER)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| corrupt("open chunk shorter than its header"))?;
+    Ok(i64::from_le_bytes(bytes))
+}
+
+/// Appends `row` to an open chunk.
+pub(crate) fn open_push(chunk: &mut Vec<u8>, row: &Row) {
+    chunk.extend_from_slice(&row.at_s.to_le_bytes());
+    if chunk.first() == Some(&OPEN_RAW) {
+        for v in row.min {
+            chunk.extend_from_slice(&v.to_le_bytes());
+        }
+    } else {
+        chunk.extend_from_slice(&row.count.to_le_bytes());
+        for column in [&row.min, &row.max, &row.avg] {
+            for v in column {
+                chunk.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+}
+
+/// The rows of an open chunk.
+pub(crate) fn open_rows(chunk: &[u8]) -> Result<Vec<Row>, StoreError> {
+    let raw = match chunk.first() {
+        Some(&OPEN_RAW) => true,
+        Some(&OPEN_AGG) => false,
+        _ => return Err(corrupt("open chunk of an unknown format")),
+    };
+    let body = chunk
+        .get(OPEN_HEADER..)
+        .ok_or_else(|| corrupt("open chunk shorter than its header"))?;
+    let width = if raw { RAW_ROW } else { AGG_ROW };
+    if body.len() % width != 0 {
+        return Err(corrupt("open chunk with a partial row"));
+    }
+    let rows = body
+        .chunks_exact(width)
+        .map(|bytes| {
+            let at_s = i64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+            let word = |i: usize| {
+                let at = 8 + 4 * i;
+                u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+            };
+            let column = |first: usize| std::array::from_fn(|s| word(first + s));
+            if raw {
+                Row::sample(at_s, column(0))
+            } else {
+                Row {
+                    at_s,
+                    count: word(0),
+                    min: column(1),
+                    max: column(1 + SERIES),
+                    avg: column(1 + 2 * SERIES),
+                }
+            }
+        })
+        .collect();
+    Ok(rows)
+}
+
+/// A sealed chunk's first byte: columns as they are, or zstd-compressed.
+const SEALED_PLAIN: u8 = 0x10;
+const SEALED_ZSTD: u8 = 0x11;
+/// The largest column data a sealed chunk may claim (a week of 1-second rows fits).
+const MAX_SEALED_PAYLOAD: usize = 64 << 20;
+
+/// Rows as a sealed chunk: `[format][varint rows][varint payload length][payload]`, the payload
+/// being the columns (time as delta-of-delta, count and each series' minimum as deltas, the
+/// spread `max - min`, and the average's offset from the spread's middle), zstd-compressed at
+/// `level` when that is smaller. `rows` are in time order.
+pub(crate) fn seal(rows: &[Row], level: i32) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(rows.len() * (2 + 3 * SERIES));
+    let (mut last_at, mut last_gap) = (0i64, 0i64);
+    for (i, row) in rows.iter().enumerate() {
+        let value = match i {
+            0 => row.at_s,
+            1 => row.at_s.wrapping_sub(last_at),
+            _ => row.at_s.wrapping_sub(last_at).wrapping_sub(last_gap),
+        };
+        if i > 0 {
+            last_gap = row.at_s.wrapping_sub(last_at);
+        }
+        last_at = row.at_s;
+        put_signed(&mut payload, value);
+    }
+    let mut last = 0i64;
+    for row in rows {
+        put_signed(&mut payload, i64::from(row.count) - last);
+        last = i64::from(row.count);
+    }
+    for s in 0..SERIES {
+        let mut last = 0i64;
+        for row in rows {
+            put_signed(&mut payload, i64::from(row.min[s]) - last);
+            last = i64::from(row.min[s]);
+        }
+        for row in rows {
+            put_unsigned(
+                &mut payload,
+                u64::from(row.max[s].saturating_sub(row.min[s])),
+            );
+        }
+        for row in rows {
+            put_signed(
+                &mut payload,
+                i64::from(row.avg[s]) - middle(row.min[s], row.max[s]),
+            );
+        }
+    }
+    let mut out = Vec::with_capacity(payload.len() / 3 + 16);
+    let compressed = zstd::bulk::compress(&payload, level)
+        .ok()
+        .filter(|c| c.len() < payload.len());
+    out.push(if compressed.is_some() {
+        SEALED_ZSTD
+    } else {
+        SEALED_PLAIN
+    });
+    put_unsigned(&mut out, rows.len() as u64);
+    put_unsigned(&mut out, payload.len() as u64);
+    out.extend_from_slice(compressed.as_deref().unwrap_or(&payload));
+    out
+}
+
+/// The rows of a sealed chunk.
+pub(crate) fn unseal(chunk: &[u8]) -> Result<Vec<Row>, StoreError> {
+    let (&format, mut rest) = chunk
+        .split_first()
+        .ok_or_else(|| corrupt("empty sealed chunk"))?;
+    let rows = usize::try_from(get_unsigned(&mut rest)?).map_err(|_| corrupt("row count"))?;
+    let length = usize::try_from(get_unsigned(&mut rest)?).map_err(|_| corrupt("length"))?;
+    if length > MAX_SEALED_PAYLOAD {
+        return Err(corrupt("sealed chunk larger than any core writes"));
+    }
+    let inflated;
+    let mut payload = match format {
+        SEALED_PLAIN => rest,
+        SEALED_ZSTD => {
+            inflated = zstd::bulk::decompress(rest, length)
+                .map_err(|e| corrupt(&format!("sealed chunk does not decompress: {e}")))?;
+            &inflated[..]
+        }
+        _ => return Err(corrupt("sealed chunk of an unknown format")),
+    };
+    if payload.len() != length {
+        return Err(corrupt("sealed chunk of the wrong length"));
+    }
+    // Every row takes at least one byte in each column.
+    if rows > payload.len() {
+        return Err(corrupt("sealed chunk claims more rows than it holds"));
+    }
+    let mut out = vec![Row::default(); rows];
+    let (mut last_at, mut last_gap) = (0i64, 0i64);
+    for (i, row) in out.iter_mut().enumerate() {
+        let value = get_signed(&mut payload)?;
+        row.at_s = match i {
+            0 => value,
+            1 => last_at.wrapping_add(value),
+            _ => last_at.wrapping_add(last_gap).wrapping_add(value),
+        };
+        if i > 0 {
+            last_gap = row.at_s.wrapping_sub(last_at);
+        }
+        last_at = row.at_s;
+    }
+    let mut last = 0i64;
+    for row in out.iter_mut() {
+        last = last.wrapping_add(get_signed(&mut payload)?);
+        row.count = to_u32(last)?;
+    }
+    for s in 0..SERIES {
+        let mut last = 0i64;
+        for row in out.iter_mut() {
+            last = last.wrapping_add(get_signed(&mut payload)?);
+            row.min[s] = to_u32(last)?;
+        }
+        for row in out.iter_mut() {
+            let spread = get_unsigned(&mut payload)?;
+            row.max[s] = to_u32(i64::from(row.min[s]).wrapping_add(spread as i64))?;
+        }
+        for row in out.iter_mut() {
+            let offset = get_signed(&mut payload)?;
+            row.avg[s] = to_u32(middle(row.min[s], row.max[s]).wrapping_add(offset))?;
+        }
+    }
+    if !payload.is_empty() {
+        return Err(corrupt("sealed chunk with bytes after its columns"));
+    }
+    Ok(out)
+}
+
+fn middle(min: u32, max: u32) -> i64 {
+    (i64::from(min) + i64::from(max)) / 2
+}
+
+fn to_u32(value: i64) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| corrupt("value out of range"))
+}
+
+pub(crate) fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("metrics history: {what}"))
+}
+
+fn put_unsigned(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn put_signed(out: &mut Vec<u8>, value: i64) {
+    put_unsigned(out, ((value << 1) ^ (value >> 63)) as u64);
+}
+
+fn get_unsigned(input: &mut &[u8]) -> Result<u64, StoreError> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = input
+            .split_first()
+            .ok_or_else(|| corrupt("sealed chunk cut short"))?;
+        *input = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(corrupt("varint longer than 64 bits"))
+}
+
+fn get_signed(input: &mut &[u8]) -> Result<i64, StoreError> {
+    let v = get_unsigned(input)?;
+    Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn row() -> impl Strategy<Value = Row> {
+        (
+            any::<i64>(),
+            any::<u32>(),
+            proptest::array::uniform12(any::<u32>()),
+            proptest::array::uniform12(any::<u32>()),
+            proptest::array::uniform12(any::<u32>()),
+        )
+            .prop_map(|(at_s, count, a, b, c)| {
+                let mut row = Row {
+                    at_s,
+                    count,
+                    ..Row::default()
+                };
+                for s in 0..SERIES {
+                    let mut v = [a[s], b[s], c[s]];
+                    v.sort_unstable();
+                    (row.min[s], row.avg[s], row.max[s]) = (v[0], v[1], v[2]);
+                }
+                row
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn sealed_chunks_round_trip(rows in proptest::collection::vec(row(), 0..40)) {
+            prop_assert_eq!(unseal(&seal(&rows, 3)).unwrap(), rows);
+        }
+
+        #[test]
+        fn open_chunks_round_trip(rows in proptest::collection::vec(row(), 0..20), start in any::<i64>()) {
+            let mut agg = open_new(start, false);
+            for r in &rows {
+                open_push(&mut agg, r);
+            }
+            prop_assert_eq!(open_start(&agg).unwrap(), start);
+            prop_assert_eq!(open_rows(&agg).unwrap(), rows.clone());
+            let mut raw = open_new(start, true);
+            let samples: Vec<Row> = rows.iter().map(|r| Row::sample(r.at_s, r.min)).collect();
+            for r in &samples {
+                open_push(&mut raw, r);
+            }
+            prop_assert_eq!(open_rows(&raw).unwrap(), samples);
+        }
+
+        #[test]
+        fn damaged_chunks_are_errors_not_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = unseal(&bytes);
+            let _ = open_rows(&bytes);
+        }
+    }
+
+    #[test]
+    fn steady_series_cost_almost_nothing() {
+        // An hour of 1-minute rows of a node that does not change: a few bytes per row.
+        let rows: Vec<Row> = (0..60)
+            .map(|i| Row::sample(1_800_000_000 + 60 * i, [37; SERIES]))
+            .collect();
+        let sealed = seal(&rows, 3);
+        assert!(sealed.len() < 60, "{} bytes", sealed.len());
+        assert_eq!(unseal(&sealed).unwrap(), rows);
+    }
+
+    #[test]
+    fn a_cut_chunk_is_corrupt() {
+        let rows: Vec<Row> = (0..10)
+            .map(|i| Row::sample(i * 30, [i as u32 * 1000; SERIES]))
+            .collect();
+        let sealed = seal(&rows, 0);
+        for end in 0..sealed.len() {
+            assert!(unseal(&sealed[..end]).is_err(), "cut at {end}");
+        }
+    }
+}
