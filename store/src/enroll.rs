@@ -147,6 +147,7 @@ fn save_app(txn: &WriteTransaction, app: &ApplicationRecord) -> Result<(), Store
 
 /// Writes a node record, keeping the hostname index in step.
 pub(crate) fn save_node(txn: &WriteTransaction, node: &NodeRecord) -> Result<(), StoreError> {
+    crate::writer::nodes_touched();
     let key = node.id.0.as_u128();
     let before: Option<String> = txn
         .open_table(NODES)?

@@ -161,7 +161,14 @@ const CACHE_BYTES: usize = 64 * 1024 * 1024;
 pub struct Store {
     db: Arc<Database>,
     writer: writer::WriterHandle,
+    /// Bumped by the writer after every batch that wrote a node record.
+    nodes_generation: Arc<std::sync::atomic::AtomicU64>,
+    /// Every node record as of a generation (see [`Store::node_records_shared`]).
+    nodes_cache: Arc<std::sync::Mutex<Option<NodesAt>>>,
 }
+
+/// Every node record, as of a generation of `Store::nodes_generation`.
+type NodesAt = (u64, Arc<Vec<NodeRecord>>);
 
 impl Store {
     /// Opens (or creates) the database at `path` and starts its writer thread.
@@ -192,8 +199,14 @@ impl Store {
             dir: path.parent().map_or_else(|| ".".into(), Path::to_path_buf),
             keep: keep_free,
         });
-        let writer = writer::start(db.clone(), guard);
-        Ok(Self { db, writer })
+        let nodes_generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let writer = writer::start(db.clone(), guard, nodes_generation.clone());
+        Ok(Self {
+            db,
+            writer,
+            nodes_generation,
+            nodes_cache: Default::default(),
+        })
     }
 
     /// Waits until every queued write is committed and stops the writer.

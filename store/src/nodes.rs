@@ -1,5 +1,7 @@
 //! Nodes: reads, admin changes, connectivity, facts, last-seen, status log.
 
+use std::sync::Arc;
+
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use tether_wire::admin::NodeStatus;
 use tether_wire::facts::StaticFacts;
@@ -260,18 +262,38 @@ impl Store {
         Ok(out)
     }
 
-    /// Every node record (deleted ones too) with its last-seen time, in id order: what a node
-    /// list filters and sorts, without the facts, access lists and conflicts [`Store::nodes`]
-    /// also reads.
-    pub fn node_records(&self) -> Result<Vec<(NodeRecord, Option<i64>)>, StoreError> {
+    /// Every node record (deleted ones too), in id order, shared: read and decoded once, then
+    /// handed out again until a write changes a node record (an enrollment, a label, a status
+    /// change...), so that pages and live views of 100,000 nodes do not decode 100,000
+    /// records each time they look. Last-seen times are not in it ([`Store::last_seen_all`]).
+    pub fn node_records_shared(&self) -> Result<Arc<Vec<NodeRecord>>, StoreError> {
+        use std::sync::atomic::Ordering;
+        // The generation first: records read after it are at least that new.
+        let generation = self.nodes_generation.load(Ordering::Acquire);
+        if let Some((cached, records)) = &*self.nodes_cache.lock().expect("not poisoned")
+            && *cached == generation
+        {
+            return Ok(records.clone());
+        }
         let txn = self.read()?;
         let nodes = txn.open_table(NODES)?;
-        let last_seen = txn.open_table(LAST_SEEN)?;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(usize::try_from(nodes.len()?).unwrap_or(0));
         for entry in nodes.iter()? {
+            out.push(codec::decode::<NodeRecord>(entry?.1.value())?);
+        }
+        let records = Arc::new(out);
+        *self.nodes_cache.lock().expect("not poisoned") = Some((generation, records.clone()));
+        Ok(records)
+    }
+
+    /// Every stored last-seen time, by node.
+    pub fn last_seen_all(&self) -> Result<std::collections::HashMap<NodeId, i64>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(LAST_SEEN)?;
+        let mut out = std::collections::HashMap::new();
+        for entry in table.iter()? {
             let (key, value) = entry?;
-            let record: NodeRecord = codec::decode(value.value())?;
-            out.push((record, last_seen.get(key.value())?.map(|v| v.value())));
+            out.insert(NodeId(Uuid::from_u128(key.value())), value.value());
         }
         Ok(out)
     }

@@ -126,7 +126,7 @@ impl Store {
         store.applications(None)?;
         store.executions(None, usize::MAX)?;
         store.tty_sessions(None, false, usize::MAX)?;
-        let Store { db, writer } = store;
+        let Store { db, writer, .. } = store;
         drop(db);
         writer.close_blocking();
         let bytes = std::fs::metadata(path)

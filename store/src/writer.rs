@@ -87,13 +87,27 @@ impl SpaceGuard {
     }
 }
 
-pub(crate) fn start(db: Arc<Database>, guard: Option<SpaceGuard>) -> WriterHandle {
+thread_local! {
+    /// Set on the writer thread when a batch writes a node record.
+    static NODES_TOUCHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Notes, from inside a write, that a node record changed (see `Store::node_records_shared`).
+pub(crate) fn nodes_touched() {
+    NODES_TOUCHED.with(|t| t.set(true));
+}
+
+pub(crate) fn start(
+    db: Arc<Database>,
+    guard: Option<SpaceGuard>,
+    nodes_generation: Arc<std::sync::atomic::AtomicU64>,
+) -> WriterHandle {
     let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
     let thread = std::thread::Builder::new()
         .name("tether-store-writer".into())
         .spawn({
             let guard = guard.clone();
-            move || run(db, guard, queue)
+            move || run(db, guard, queue, &nodes_generation)
         })
         .expect("spawning the store writer thread");
     WriterHandle {
@@ -103,7 +117,12 @@ pub(crate) fn start(db: Arc<Database>, guard: Option<SpaceGuard>) -> WriterHandl
     }
 }
 
-fn run(db: Arc<Database>, guard: Option<SpaceGuard>, mut queue: mpsc::Receiver<Box<dyn Job>>) {
+fn run(
+    db: Arc<Database>,
+    guard: Option<SpaceGuard>,
+    mut queue: mpsc::Receiver<Box<dyn Job>>,
+    nodes_generation: &std::sync::atomic::AtomicU64,
+) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
@@ -128,6 +147,11 @@ fn run(db: Arc<Database>, guard: Option<SpaceGuard>, mut queue: mpsc::Receiver<B
         };
         if let Err(e) = &committed {
             tracing::error!(error = %e, jobs = batch.len(), "store batch failed; nothing in it was written");
+        }
+        // After the commit and before anyone hears of it: a reader that then sees the old
+        // generation cannot have read the old records after this batch's answer.
+        if NODES_TOUCHED.with(|t| t.replace(false)) {
+            nodes_generation.fetch_add(1, std::sync::atomic::Ordering::Release);
         }
         for job in batch.drain(..) {
             job.finish(committed.clone());

@@ -1043,3 +1043,41 @@ async fn a_snapshot_holds_every_acknowledged_write_and_passes_its_check() {
     assert!(Store::verify(&damaged).is_err());
     assert!(Store::verify(&dir.path().join("absent.redb")).is_err());
 }
+
+#[tokio::test]
+async fn node_records_are_shared_until_a_node_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let node = NodeId::random();
+    let Submission::Pending(app) = store
+        .submit_application(new_app(node, "K", 1))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(store.node_records_shared().unwrap().is_empty());
+    store.decide_application(app.id, approve(3)).await.unwrap();
+    let first = store.node_records_shared().unwrap();
+    assert_eq!(first.len(), 1, "an approval is seen at once");
+    // Writes that touch no node record leave the shared copy as it is.
+    store.flush_last_seen(vec![(node, 99)]).await.unwrap();
+    let again = store.node_records_shared().unwrap();
+    assert!(std::sync::Arc::ptr_eq(&first, &again));
+    assert_eq!(store.last_seen_all().unwrap().get(&node), Some(&99));
+    // A label is a node record change: the next look reads it.
+    store
+        .update_node(node, 30, |n| {
+            n.labels.insert("env".into(), "prod".into());
+            true
+        })
+        .await
+        .unwrap();
+    let changed = store.node_records_shared().unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&first, &changed));
+    assert_eq!(
+        changed[0].labels.get("env").map(String::as_str),
+        Some("prod")
+    );
+    store.close().await;
+}

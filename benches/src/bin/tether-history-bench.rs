@@ -46,6 +46,10 @@ enum Cmd {
         /// Heartbeat interval, seconds.
         #[arg(long, default_value_t = 30)]
         interval: i64,
+        /// How restless the servers are: 1 is busy (CPU jitter of ±4 points and a burst every
+        /// 25 minutes, sockets ±8 a heartbeat, rates spread over 10×); 0.25 a quiet server.
+        #[arg(long, default_value_t = 1.0)]
+        noise: f64,
     },
     /// CPU time of writing history.
     Write {
@@ -78,6 +82,7 @@ enum Cmd {
 /// One simulated server's state.
 struct Server {
     id: NodeId,
+    noise: f64,
     rng: StdRng,
     cpu_level: f64,
     cpu: f64,
@@ -94,10 +99,15 @@ const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 impl Server {
     fn new(seed: u64) -> Server {
+        Server::restless(seed, 1.0)
+    }
+
+    fn restless(seed: u64, noise: f64) -> Server {
         let mut rng = StdRng::seed_from_u64(seed);
         let cpu_level = rng.gen_range(2.0..45.0);
         Server {
             id: NodeId::random(),
+            noise,
             cpu_level,
             cpu: cpu_level,
             mem: rng.gen_range(20.0..85.0),
@@ -114,24 +124,27 @@ impl Server {
     /// The next heartbeat's metrics, `interval` seconds after the last.
     fn next(&mut self, interval: f64) -> Metrics {
         let r = &mut self.rng;
+        let k = self.noise;
         // CPU: mean-reverting noise around the server's level, with a burst now and then.
-        self.cpu += 0.3 * (self.cpu_level - self.cpu) + r.gen_range(-4.0..4.0);
-        let burst = if r.gen_bool(0.02) {
+        self.cpu += 0.3 * (self.cpu_level - self.cpu) + k * r.gen_range(-4.0..4.0);
+        let burst = if r.gen_bool(0.02 * k.min(1.0)) {
             r.gen_range(20.0..60.0)
         } else {
             0.0
         };
         let cpu = (self.cpu + burst).clamp(0.0, 100.0);
-        self.mem = (self.mem + r.gen_range(-0.2..0.2)).clamp(5.0, 98.0);
+        self.mem = (self.mem + k * r.gen_range(-0.2..0.2)).clamp(5.0, 98.0);
         self.disk_used += r.gen_range(0.0..2.0e5) * interval;
-        let rx = self.rx_level * r.gen_range(0.3..3.0);
-        let tx = self.tx_level * r.gen_range(0.3..3.0);
+        // Rates spread over 10^k around the server's level.
+        let spread = 10f64.powf(k);
+        let rx = self.rx_level * r.gen_range(1.0..=spread) / spread.sqrt();
+        let tx = self.tx_level * r.gen_range(1.0..=spread) / spread.sqrt();
         for (i, tau) in [60.0, 300.0, 900.0].into_iter().enumerate() {
             let a = (-interval / tau).exp();
             self.load[i] = a * self.load[i] + (1.0 - a) * (cpu / 25.0);
         }
-        self.procs = (self.procs + r.gen_range(-3.0..3.0)).max(50.0);
-        self.tcp = (self.tcp + r.gen_range(-8.0..8.0)).max(0.0);
+        self.procs = (self.procs + k * r.gen_range(-3.0..3.0)).max(50.0);
+        self.tcp = (self.tcp + k * r.gen_range(-8.0..8.0)).max(0.0);
         let total = 16.0 * GIB;
         Metrics {
             cpu_percent: cpu as f32,
@@ -215,24 +228,39 @@ async fn feed(
 /// A day boundary in 2027, so windows line up as they would.
 const START_S: i64 = 1_800_000_000 - 1_800_000_000 % 86_400;
 
-async fn size(store: &Store, nodes: usize, days: u32, interval: i64) -> anyhow::Result<Value> {
-    let mut servers: Vec<Server> = (0..nodes).map(|i| Server::new(i as u64)).collect();
+async fn size(
+    store: &Store,
+    nodes: usize,
+    days: u32,
+    interval: i64,
+    noise: f64,
+) -> anyhow::Result<Value> {
+    let mut servers: Vec<Server> = (0..nodes)
+        .map(|i| Server::restless(i as u64, noise))
+        .collect();
     let span = i64::from(days) * 86_400;
     let started = Instant::now();
     let cpu0 = cpu_seconds();
     // A flush per hour of simulated time keeps the run short; windows seal the same way.
     let written = feed(store, &mut servers, START_S, span, interval, 3600).await?;
     let cpu = cpu_seconds() - cpu0;
-    let now_ms = (START_S + span) * 1000;
-    store.sweep_history(now_ms, HistorySpans::default()).await?;
+    // (No sweep: these nodes are not enrolled, and the sweep drops history of unknown nodes.)
     let per_node: Vec<u64> = servers
         .iter()
         .map(|s| store.history_bytes(s.id))
         .collect::<Result<_, _>>()?;
     let mean = per_node.iter().sum::<u64>() as f64 / nodes as f64;
+    let mut tiers = [0u64; 3];
+    for s in &servers {
+        for (t, b) in store.history_bytes_by_tier(s.id)?.iter().enumerate() {
+            tiers[t] += b;
+        }
+    }
+    let tiers = tiers.map(|b| b as f64 / nodes as f64);
     Ok(json!({
-        "nodes": nodes, "days": days, "interval_s": interval, "heartbeats": written,
-        "history_bytes_per_node": {"mean": mean, "min": per_node.iter().min(), "max": per_node.iter().max()},
+        "nodes": nodes, "days": days, "interval_s": interval, "noise": noise, "heartbeats": written,
+        "history_bytes_per_node": {"mean": mean, "min": per_node.iter().min(), "max": per_node.iter().max(),
+            "raw": tiers[0], "minute": tiers[1], "hour": tiers[2]},
         "seconds": started.elapsed().as_secs_f64(),
         "cpu_us_per_heartbeat": cpu * 1e6 / written as f64,
     }))
@@ -345,7 +373,8 @@ async fn main() -> anyhow::Result<()> {
             nodes,
             days,
             interval,
-        } => size(&store, nodes, days, interval).await?,
+            noise,
+        } => size(&store, nodes, days, interval, noise).await?,
         Cmd::Write {
             nodes,
             minutes,

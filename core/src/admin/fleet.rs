@@ -25,8 +25,14 @@ pub(crate) fn page(shared: &Shared, query: &NodeQuery) -> Result<NodePage, Refus
         .check()
         .map_err(|m| (ErrorCode::INVALID_ARGUMENT, m))?;
     let needle = query.search.to_lowercase();
-    let mut found: Vec<(NodeRecord, Option<i64>, NodeStatus)> = Vec::new();
-    for (record, stored_last_seen) in shared.store.node_records().map_err(internal)? {
+    let records = shared.store.node_records_shared().map_err(internal)?;
+    // Stored last-seen times matter only to sort by them (a page's own nodes are read whole).
+    let stored = match query.sort {
+        NodeSort::LastSeen => Some(shared.store.last_seen_all().map_err(internal)?),
+        _ => None,
+    };
+    let mut found: Vec<(&NodeRecord, Option<i64>, NodeStatus)> = Vec::new();
+    for record in records.iter() {
         if record.deleted
             || !query
                 .labels
@@ -43,13 +49,13 @@ pub(crate) fn page(shared: &Shared, query: &NodeQuery) -> Result<NodePage, Refus
         let address = session
             .as_deref()
             .map(|s| s.connection.remote_address().to_string());
-        if !needle.is_empty() && !matches(&record, address.as_deref(), &needle) {
+        if !needle.is_empty() && !matches(record, address.as_deref(), &needle) {
             continue;
         }
         let last_seen = session
             .as_deref()
             .and_then(|s| s.live.lock().expect("not poisoned").last_heartbeat_ms)
-            .or(stored_last_seen);
+            .or_else(|| stored.as_ref().and_then(|m| m.get(&record.id).copied()));
         found.push((record, last_seen, current));
     }
     found.sort_by(|a, b| {
@@ -128,7 +134,7 @@ pub(crate) fn overview(shared: &Shared) -> Result<Overview, Refusal> {
     for event in &events {
         hostnames.insert(event.node_id, String::new());
     }
-    for (record, _) in shared.store.node_records().map_err(internal)? {
+    for record in shared.store.node_records_shared().map_err(internal)?.iter() {
         if let Some(name) = hostnames.get_mut(&record.id) {
             name.clone_from(&record.hostname);
         }
@@ -142,7 +148,12 @@ pub(crate) fn overview(shared: &Shared) -> Result<Overview, Refusal> {
             NodeStatus::Offline => counts.offline += 1,
             NodeStatus::Maintenance => counts.maintenance += 1,
         }
-        *versions.entry(record.agent_version).or_default() += 1;
+        match versions.get_mut(&record.agent_version) {
+            Some(n) => *n += 1,
+            None => {
+                versions.insert(record.agent_version.clone(), 1);
+            }
+        }
     }
     let mut versions: Vec<VersionCount> = versions
         .into_iter()

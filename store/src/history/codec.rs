@@ -128,8 +128,9 @@ const SEALED_ZSTD: u8 = 0x11;
 const MAX_SEALED_PAYLOAD: usize = 64 << 20;
 
 /// Rows as a sealed chunk: `[format][varint rows][varint payload length][payload]`, the payload
-/// being the columns (time as delta-of-delta, count and each series' minimum as deltas, the
-/// spread `max - min`, and the average's offset from the spread's middle), zstd-compressed at
+/// being the columns (time as delta-of-delta; count, each series' minimum and its spread
+/// `max - min` as deltas from the row before; the average's offset from the spread's middle),
+/// zstd-compressed at
 /// `level` when that is smaller. `rows` are in time order.
 pub(crate) fn seal(rows: &[Row], level: i32) -> Vec<u8> {
     let mut payload = Vec::with_capacity(rows.len() * (2 + 3 * SERIES));
@@ -157,11 +158,11 @@ pub(crate) fn seal(rows: &[Row], level: i32) -> Vec<u8> {
             put_signed(&mut payload, i64::from(row.min[s]) - last);
             last = i64::from(row.min[s]);
         }
+        let mut last = 0i64;
         for row in rows {
-            put_unsigned(
-                &mut payload,
-                u64::from(row.max[s].saturating_sub(row.min[s])),
-            );
+            let spread = i64::from(row.max[s].saturating_sub(row.min[s]));
+            put_signed(&mut payload, spread - last);
+            last = spread;
         }
         for row in rows {
             put_signed(
@@ -237,9 +238,10 @@ pub(crate) fn unseal(chunk: &[u8]) -> Result<Vec<Row>, StoreError> {
             last = last.wrapping_add(get_signed(&mut payload)?);
             row.min[s] = to_u32(last)?;
         }
+        let mut last = 0i64;
         for row in out.iter_mut() {
-            let spread = get_unsigned(&mut payload)?;
-            row.max[s] = to_u32(i64::from(row.min[s]).wrapping_add(spread as i64))?;
+            last = last.wrapping_add(get_signed(&mut payload)?);
+            row.max[s] = to_u32(i64::from(row.min[s]).wrapping_add(last))?;
         }
         for row in out.iter_mut() {
             let offset = get_signed(&mut payload)?;

@@ -391,18 +391,25 @@ impl Store {
 
     /// Bytes of history kept for `node` (sealed blocks and open chunks), for measuring.
     pub fn history_bytes(&self, node: NodeId) -> Result<u64, StoreError> {
+        Ok(self.history_bytes_by_tier(node)?.iter().sum())
+    }
+
+    /// [`Store::history_bytes`] per tier: every heartbeat, 1-minute and 1-hour aggregates.
+    pub fn history_bytes_by_tier(&self, node: NodeId) -> Result<[u64; 3], StoreError> {
         let node = node.0.as_u128();
         let txn = self.read()?;
         let open = txn.open_table(METRICS_OPEN)?;
         let chunks = txn.open_table(METRICS_CHUNKS)?;
-        let mut total = 0u64;
-        for tier in 0..TIERS.len() as u8 {
-            if let Some(v) = open.get((node, tier))? {
-                total += v.value().len() as u64;
+        let mut total = [0u64; 3];
+        for (tier, bytes) in total.iter_mut().enumerate() {
+            if let Some(v) = open.get((node, tier as u8))? {
+                *bytes += v.value().len() as u64;
             }
-        }
-        for entry in chunks.range((node, 0u8, i64::MIN)..=(node, u8::MAX, i64::MAX))? {
-            total += entry?.1.value().len() as u64;
+            for entry in
+                chunks.range((node, tier as u8, i64::MIN)..=(node, tier as u8, i64::MAX))?
+            {
+                *bytes += entry?.1.value().len() as u64;
+            }
         }
         Ok(total)
     }
