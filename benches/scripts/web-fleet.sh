@@ -10,6 +10,7 @@
 #   benches/scripts/web-fleet.sh [N]      default 100000
 #
 # Environment: HOLD=600 (0 skips the watch), EVERY=30, BASELINE=60, API_RUNS=10, ROW_RUNS=5,
+# RAMP_BUDGET=N/150+120 seconds for every node to connect,
 # RAMP=500, STATE=DIR to keep (and reuse) core's data and the generator's identities (see
 # fleet-hold.sh), OUT=target/web-fleet-N.json. Binaries are built in ${CARGO_TARGET_DIR:-target}.
 set -euo pipefail
@@ -48,7 +49,7 @@ data=$state/core-$n
 . benches/scripts/web-lib.sh
 start_core "$bin/tether-core" "$data" "$port" "$work/core.log"
 token=$(join_token "$bin/tether-core" "$data" "$port")
-ramp_budget=$((n / 150 + 120))
+ramp_budget=${RAMP_BUDGET:-$((n / 150 + 120))}
 total=$((ramp_budget + hold + baseline + 1800))
 started=$(date +%s)
 TETHER_TOKEN="$token" timeout "$total" "$bin/tether-loadgen" --core "127.0.0.1:$port" \
