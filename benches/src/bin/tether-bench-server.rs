@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use quinn::crypto::rustls::QuicServerConfig;
+use tether_benches::cpu_seconds;
 use tether_certs::ca::CoreCa;
 use tether_core::config::CoreConfig;
 use tether_wire::control::JoinSecret;
@@ -50,23 +51,6 @@ struct Cli {
     /// carries the fingerprint clients pin).
     #[arg(long)]
     token_file: PathBuf,
-}
-
-/// Process CPU seconds (all threads) from /proc/self/stat.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name; Linux
-    // reports them in USER_HZ, 100 per second.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn rss_kib() -> u64 {

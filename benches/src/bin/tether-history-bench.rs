@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
+use tether_benches::cpu_seconds;
 use tether_store::{HistoryRead, HistorySample, HistorySpans, Store};
 use tether_wire::NodeId;
 use tether_wire::heartbeat::{DiskUsage, Metrics};
@@ -174,23 +175,6 @@ impl Server {
     }
 }
 
-/// CPU time of this process so far (user and system), seconds, from `/proc/self/stat` (clock
-/// ticks of 10 ms, Linux's USER_HZ).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at state, field 3.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the state.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// Writes `servers`' heartbeats from `start_s` for `span_s` at `interval`, a batch per `flush`.
 async fn feed(
     store: &Store,
@@ -280,12 +264,13 @@ async fn write(
     for _ in 0..1_000_000 {
         std::hint::black_box(probe.next(30.0));
     }
-    let gen_us = (cpu_seconds() - gen_started) * 1e6 / 1e6;
+    // Seconds for a million calls are microseconds per call.
+    let gen_us = cpu_seconds() - gen_started;
     let sample_started = cpu_seconds();
     for _ in 0..1_000_000 {
         std::hint::black_box(HistorySample::new(probe.id, 0, &probe.next(30.0)));
     }
-    let sample_us = (cpu_seconds() - sample_started) * 1e6 / 1e6 - gen_us;
+    let sample_us = cpu_seconds() - sample_started - gen_us;
     let started = Instant::now();
     let cpu0 = cpu_seconds();
     let written = feed(store, &mut servers, START_S, minutes * 60, interval, flush).await?;

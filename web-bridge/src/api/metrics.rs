@@ -24,6 +24,28 @@ pub(crate) struct Params {
     until: Option<i64>,
 }
 
+impl Params {
+    /// The range, step and series asked for; each bad one a 400 naming it.
+    fn parse(self) -> Result<FleetMetricsQuery, ApiError> {
+        Ok(FleetMetricsQuery {
+            range_ms: millis("range", &self.range)?,
+            until_ms: self.until,
+            step_ms: self
+                .step
+                .as_deref()
+                .map(|s| millis("step", s))
+                .transpose()?,
+            metrics: self
+                .metrics
+                .as_deref()
+                .map(Metric::parse_list)
+                .transpose()
+                .map_err(ApiError::bad_request)?
+                .unwrap_or_default(),
+        })
+    }
+}
+
 fn millis(what: &str, text: &str) -> Result<u64, ApiError> {
     let duration = tether_wire::units::parse_duration(text)
         .map_err(|e| ApiError::bad_request(format!("{what}: {e}")))?;
@@ -38,16 +60,18 @@ pub(crate) async fn history(
     Path(id): Path<String>,
     QueryOf(params): QueryOf<Params>,
 ) -> Result<Response, ApiError> {
+    let FleetMetricsQuery {
+        range_ms,
+        until_ms,
+        step_ms,
+        metrics,
+    } = params.parse()?;
     let query = MetricsQuery {
         node: id,
-        range_ms: millis("range", &params.range)?,
-        until_ms: params.until,
-        step_ms: params
-            .step
-            .as_deref()
-            .map(|s| millis("step", s))
-            .transpose()?,
-        metrics: metric_list(params.metrics.as_deref())?,
+        range_ms,
+        until_ms,
+        step_ms,
+        metrics,
     };
     let answer = state.ask(&user, &AdminRequest::NodeMetrics(query)).await?;
     Ok(ok(first(answer, |r| match r {
@@ -63,27 +87,10 @@ pub(crate) async fn fleet(
     user: User,
     QueryOf(params): QueryOf<Params>,
 ) -> Result<Response, ApiError> {
-    let query = FleetMetricsQuery {
-        range_ms: millis("range", &params.range)?,
-        until_ms: params.until,
-        step_ms: params
-            .step
-            .as_deref()
-            .map(|s| millis("step", s))
-            .transpose()?,
-        metrics: metric_list(params.metrics.as_deref())?,
-    };
+    let query = params.parse()?;
     let answer = state.ask(&user, &AdminRequest::FleetMetrics(query)).await?;
     Ok(ok(first(answer, |r| match r {
         AdminResponse::FleetMetrics(m) => Some(m),
         _ => None,
     })?))
-}
-
-fn metric_list(text: Option<&str>) -> Result<Vec<Metric>, ApiError> {
-    Ok(text
-        .map(Metric::parse_list)
-        .transpose()
-        .map_err(ApiError::bad_request)?
-        .unwrap_or_default())
 }
