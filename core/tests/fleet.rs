@@ -82,6 +82,23 @@ async fn pages_of_nodes_are_searched_sorted_and_cut_by_core() {
     )
     .await;
     assert_eq!(hostnames(&backwards)[0], "host-04");
+    // A page in the middle, either way (core selects the first offset + limit, then sorts them).
+    for (descending, wanted) in [
+        (false, ["host-01", "host-02"]),
+        (true, ["host-03", "host-02"]),
+    ] {
+        let middle = page(
+            client,
+            NodeQuery {
+                offset: 1,
+                limit: 2,
+                descending,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(hostnames(&middle), wanted, "descending: {descending}");
+    }
     let by_status = page(
         client,
         NodeQuery {

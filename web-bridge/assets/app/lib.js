@@ -425,6 +425,31 @@ export function debounce(fn, ms) {
   return d;
 }
 
+const scripts = new Map();
+
+/**
+ * Loads classic scripts (the vendored xterm.js, asciinema-player) once, in order, when a page
+ * first needs them: the nodes page and the dashboard should not wait for 700 KB of JavaScript
+ * they never run. Answers a promise that rejects naming the script that failed.
+ */
+export function loadScripts(srcs) {
+  return srcs.reduce((before, src) => before.then(() => {
+    if (!scripts.has(src)) {
+      scripts.set(src, new Promise((resolve, reject) => {
+        const el = document.createElement('script');
+        el.src = src;
+        el.onload = () => resolve();
+        el.onerror = () => {
+          scripts.delete(src);
+          reject(new Error('could not load ' + src));
+        };
+        document.head.append(el);
+      }));
+    }
+    return scripts.get(src);
+  }), Promise.resolve());
+}
+
 /** Runs `fn` now and then every `ms` while the tab is visible; answers a stop function. */
 export function poll(fn, ms) {
   let timer = null;

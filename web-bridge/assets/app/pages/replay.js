@@ -1,6 +1,6 @@
 // #/sessions/ID: the asciinema player on the session's recording, with speed and idle limit.
 
-import { api, h, fill, card, facts, badge, timeEl, fmtBytes, fmtDuration, field } from '../lib.js';
+import { api, h, fill, card, facts, badge, timeEl, fmtBytes, fmtDuration, field, loadScripts } from '../lib.js';
 
 export function mount(main, ctx) {
   const id = ctx.params[0];
@@ -26,10 +26,7 @@ export function mount(main, ctx) {
       card('Session', info)));
 
   function create(startAt) {
-    if (typeof AsciinemaPlayer === 'undefined') {
-      fill(playerEl, h('p', { class: 'empty', text: 'The player could not load (asciinema-player is missing).' }));
-      return;
-    }
+    if (typeof AsciinemaPlayer === 'undefined') return; // still loading
     if (player) {
       try {
         player.dispose();
@@ -105,7 +102,12 @@ export function mount(main, ctx) {
     .then(showFacts)
     .catch(() => showFacts(null));
 
-  create(0);
+  fill(playerEl, h('p', { class: 'muted', text: 'Loading the player\u2026' }));
+  loadScripts(['/assets/vendor/asciinema-player.min.js']).then(() => {
+    if (!dead) create(0);
+  }, (e) => {
+    if (!dead) fill(playerEl, h('p', { class: 'empty', text: 'The player could not load (' + e.message + ').' }));
+  });
   return () => {
     dead = true;
     if (player) {
