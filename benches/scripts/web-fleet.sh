@@ -3,7 +3,8 @@
 # authentication and heartbeats every 30 s) on one core, the bridge, and then
 #   - the API alone: GET /api/v1/nodes?limit=50 sorted by hostname, by last seen, with a search,
 #     a deep page, and /api/v1/overview (`tether-web-bench api`), with core's CPU per request;
-#   - the nodes page's first rows in headless Chromium (`tether-web-bench first-rows`);
+#   - the nodes page's first rows in headless Chromium (`tether-web-bench first-rows`), with the
+#     generator running and again with it stopped;
 #   - the nodes page and the dashboard left open HOLD seconds (`tether-web-bench watch`): the
 #     bridge's RSS, each page's JS heap, core's CPU against a baseline with no page open.
 #
@@ -77,6 +78,12 @@ c0=$(proc_cpu_s "$core"); t0=$(date +%s%N)
 api_core_cpu=$(awk -v a="$(proc_cpu_s "$core")" -v b="$c0" 'BEGIN {print a - b}')
 api_wall=$(awk -v a="$(date +%s%N)" -v b="$t0" 'BEGIN {print (a - b) / 1e9}')
 "${bench[@]}" first-rows --url "$url" --runs "$row_runs" > "$work/rows.json"
+# The same with the generator stopped (SIGSTOP; its connections stay open for core's idle
+# timeout): on this machine the 100,000 simulated nodes share two CPUs with core, the bridge and
+# Chromium, which real nodes would not. Core still holds every session.
+kill -STOP "$loadgen"
+"${bench[@]}" first-rows --url "$url" --runs "$row_runs" > "$work/rows-quiet.json" || true
+kill -CONT "$loadgen"
 if [ "$hold" -gt 0 ]; then
     "${bench[@]}" watch --url "$url" --duration "$hold" --every "$every" --baseline "$baseline" \
         --bridge-pid "$bridge" --core-pid "$core" > "$work/watch.json"
@@ -84,11 +91,12 @@ else
     echo '{}' > "$work/watch.json"
 fi
 lost=$(loadgen_disconnects "$work/loadgen.log")
-jq -n --slurpfile api "$work/api.json" --slurpfile rows "$work/rows.json" --slurpfile watch "$work/watch.json" \
+jq -n --slurpfile api "$work/api.json" --slurpfile rows "$work/rows.json" \
+    --slurpfile quiet "$work/rows-quiet.json" --slurpfile watch "$work/watch.json" \
     --arg date "$(date -u +%FT%TZ)" --argjson n "$n" --argjson all_after "$all_after" \
     --arg api_core_cpu "$api_core_cpu" --arg api_wall "$api_wall" --arg lost "${lost:-0}" \
     --arg cpu "$(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)" '
     {date: $date, cpu: $cpu, nodes: $n, all_connected_after_s: $all_after, sessions_lost: ($lost | tonumber),
      api: ($api[0] + {core_cpu_s: ($api_core_cpu | tonumber), wall_s: ($api_wall | tonumber),
                       requests: $api[0].requests}),
-     first_rows: $rows[0], watch: $watch[0]}' | tee "$out"
+     first_rows: $rows[0], first_rows_generator_stopped: $quiet[0], watch: $watch[0]}' | tee "$out"

@@ -109,6 +109,25 @@ pub struct CoreConfig {
     pub history_hour_span: Duration,
     /// How often heartbeats are written to the history (a crash loses at most this much).
     pub history_flush: Duration,
+    /// TCP address of the HTTP listener for Prometheus (`/metrics`) and health checks
+    /// (`/health`); none by default.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Whether `/metrics` has a series per node and measurement (CPU, memory, filesystems,
+    /// network, load): about 13 per node, so off by default.
+    pub metrics_per_node: bool,
+    /// An alert that fires again within this long of its last notification is recorded but
+    /// not notified (a flapping condition tells once per window).
+    pub alert_flap_window: Duration,
+    /// Further attempts after a notification fails.
+    pub alert_retries: u32,
+    /// The wait before the first retry; it doubles with each.
+    pub alert_retry_backoff: Duration,
+    /// How long a webhook or SMTP server has to answer.
+    pub alert_timeout: Duration,
+    /// How long resolved alerts (and their deliveries) are kept.
+    pub alert_retention: Duration,
+    /// Alerts kept at most; beyond it the oldest resolved ones are pruned.
+    pub alert_max_records: u64,
 }
 
 /// Whether terminal sessions are recorded (asciicast v2 files under `DATA/recordings`).
@@ -205,6 +224,14 @@ impl CoreConfig {
             history_minute_span: Duration::from_secs(2 * DAY),
             history_hour_span: Duration::from_secs(90 * DAY),
             history_flush: Duration::from_secs(30),
+            metrics_listen: None,
+            metrics_per_node: false,
+            alert_flap_window: Duration::from_secs(600),
+            alert_retries: 3,
+            alert_retry_backoff: Duration::from_secs(2),
+            alert_timeout: Duration::from_secs(10),
+            alert_retention: Duration::from_secs(90 * DAY),
+            alert_max_records: 100_000,
         }
     }
 
@@ -305,6 +332,22 @@ impl CoreConfig {
                 "history_raw_span/history_minute_span/history_hour_span",
                 "must be at least 10m, 1h and 1day (each tier's shortest window)".into(),
             );
+        }
+        if self.alert_retries > 10 {
+            return bad("alert_retries", "must be at most 10".into());
+        }
+        if self.alert_retry_backoff < Duration::from_millis(10)
+            || self.alert_retry_backoff > Duration::from_secs(600)
+        {
+            return bad("alert_retry_backoff", "must be between 10ms and 10m".into());
+        }
+        if self.alert_timeout < Duration::from_millis(100)
+            || self.alert_timeout > Duration::from_secs(300)
+        {
+            return bad("alert_timeout", "must be between 100ms and 5m".into());
+        }
+        if self.alert_retention < Duration::from_secs(3600) {
+            return bad("alert_retention", "must be at least 1h".into());
         }
         if self.history_flush < Duration::from_millis(100)
             || self.history_flush > Duration::from_secs(600)
@@ -409,6 +452,14 @@ impl CoreConfig {
             history_minute_span,
             history_hour_span,
             history_flush,
+            metrics_listen,
+            metrics_per_node,
+            alert_flap_window,
+            alert_retries,
+            alert_retry_backoff,
+            alert_timeout,
+            alert_retention,
+            alert_max_records,
         } = file;
         set(&mut self.listen, listen);
         set(&mut self.data_dir, data_dir);
@@ -485,6 +536,19 @@ impl CoreConfig {
         );
         set(&mut self.history_hour_span, history_hour_span.map(|d| d.0));
         set(&mut self.history_flush, history_flush.map(|d| d.0));
+        if metrics_listen.is_some() {
+            self.metrics_listen = metrics_listen;
+        }
+        set(&mut self.metrics_per_node, metrics_per_node);
+        set(&mut self.alert_flap_window, alert_flap_window.map(|d| d.0));
+        set(&mut self.alert_retries, alert_retries);
+        set(
+            &mut self.alert_retry_backoff,
+            alert_retry_backoff.map(|d| d.0),
+        );
+        set(&mut self.alert_timeout, alert_timeout.map(|d| d.0));
+        set(&mut self.alert_retention, alert_retention.map(|d| d.0));
+        set(&mut self.alert_max_records, alert_max_records);
     }
 
     /// The history spans in the store's terms.
@@ -594,6 +658,22 @@ pub struct ConfigFile {
     pub history_hour_span: Option<DurationText>,
     /// See [`CoreConfig::history_flush`].
     pub history_flush: Option<DurationText>,
+    /// See [`CoreConfig::metrics_listen`].
+    pub metrics_listen: Option<SocketAddr>,
+    /// See [`CoreConfig::metrics_per_node`].
+    pub metrics_per_node: Option<bool>,
+    /// See [`CoreConfig::alert_flap_window`].
+    pub alert_flap_window: Option<DurationText>,
+    /// See [`CoreConfig::alert_retries`].
+    pub alert_retries: Option<u32>,
+    /// See [`CoreConfig::alert_retry_backoff`].
+    pub alert_retry_backoff: Option<DurationText>,
+    /// See [`CoreConfig::alert_timeout`].
+    pub alert_timeout: Option<DurationText>,
+    /// See [`CoreConfig::alert_retention`].
+    pub alert_retention: Option<DurationText>,
+    /// See [`CoreConfig::alert_max_records`].
+    pub alert_max_records: Option<u64>,
 }
 
 impl ConfigFile {

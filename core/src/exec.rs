@@ -76,6 +76,7 @@ pub(crate) async fn serve(
         }
     };
     let exec_id = started.record.id;
+    shared.telemetry.commands.inc();
     audit.done(Ok(Some(exec_id.to_string()))).await;
     let span = info_span!("exec", %exec_id);
     async move {

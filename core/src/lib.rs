@@ -23,6 +23,7 @@ pub mod server;
 pub mod udp;
 
 mod admin;
+mod alerts;
 pub mod auth;
 mod enroll;
 mod exec;
@@ -31,6 +32,7 @@ mod mailbox;
 mod node_conn;
 mod probe;
 mod retention;
+mod telemetry;
 mod tty;
 mod views;
 

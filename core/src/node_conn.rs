@@ -544,6 +544,9 @@ async fn authenticate(
     if let Err(e) = shared.store.record_connectivity(change).await {
         warn!(error = %e, "recording the connection failed");
     }
+    shared
+        .alerts
+        .status(shared, node_id, NodeStatus::Online, now_ms);
     let params = SessionParams {
         node_id,
         heartbeat_interval_ms: u32::try_from(shared.config.heartbeat_interval.as_millis())
@@ -695,8 +698,12 @@ async fn run_session(
                 match ingest_datagram(&session.live, &bytes, now_ms, max_skew_ms) {
                     Ingested::Accepted { resumed } => {
                         liveness.heard(Instant::now());
-                        if let Some(metrics) = &session.live.lock().expect("not poisoned").metrics {
-                            shared.history.push(session.node_id, now_ms, metrics);
+                        {
+                            let live = session.live.lock().expect("not poisoned");
+                            if let Some(metrics) = &live.metrics {
+                                shared.history.push(session.node_id, now_ms, metrics);
+                                shared.alerts.heartbeat(shared, session.node_id, Some(metrics), live.clock_skew_ms, now_ms);
+                            }
                         }
                         shared.presence.heartbeats_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         if resumed {
@@ -718,6 +725,7 @@ async fn run_session(
                     }
                     Ingested::Skewed { skew_ms } => {
                         warn!(skew_ms, "refused a heartbeat: the node's clock is {} core's", describe_skew(skew_ms / 1000));
+                        shared.alerts.heartbeat(shared, session.node_id, None, Some(skew_ms), now_ms);
                         // Record once per episode, not once per heartbeat.
                         if skew_recorded.is_none() {
                             skew_recorded = Some(skew_ms);
@@ -793,6 +801,7 @@ async fn run_session(
 }
 
 async fn record(shared: &Shared, node_id: NodeId, status: NodeStatus, reason: String, at_ms: i64) {
+    shared.alerts.status(shared, node_id, status, at_ms);
     let change = ConnectivityChange {
         node_id,
         status,
@@ -822,11 +831,15 @@ async fn end_session(shared: &Shared, session: &Session, ended: Ended) {
         return;
     }
     let last_seen_ms = session.live.lock().expect("not poisoned").last_heartbeat_ms;
+    let at_ms = shared.now_ms();
+    shared
+        .alerts
+        .status(shared, session.node_id, NodeStatus::Offline, at_ms);
     let change = ConnectivityChange {
         node_id: session.node_id,
         status: NodeStatus::Offline,
         reason: ended.reason,
-        at_ms: shared.now_ms(),
+        at_ms,
         public_addr: None,
         agent_version: None,
         last_seen_ms,

@@ -113,6 +113,30 @@ pub(crate) async fn prune(shared: &Shared) {
         })
         .await;
     }
+    let mut alerts = 0;
+    loop {
+        match store
+            .prune_alerts(before(config.alert_retention), config.alert_max_records)
+            .await
+        {
+            Ok(0) => break,
+            Ok(n) => alerts += n,
+            Err(e) => {
+                warn!(error = %e, "pruning alerts failed");
+                break;
+            }
+        }
+    }
+    if alerts > 0 {
+        info!(
+            alerts,
+            "resolved alerts pruned (alert_retention, alert_max_records)"
+        );
+    }
+    shared.alerts.sweep(
+        now_ms,
+        u64::try_from(millis(config.alert_flap_window)).unwrap_or(0),
+    );
     let conflicts_kept = millis(crate::server::CONFLICTS_KEPT);
     if let Err(e) = store
         .prune_identity_conflicts(now_ms.saturating_sub(conflicts_kept))

@@ -47,6 +47,14 @@ pub enum StartError {
     /// TLS setup failed.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The metrics listener's TCP socket could not be bound.
+    #[error("cannot serve metrics on {addr}: {error}")]
+    MetricsBind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
     /// The UDP socket could not be bound.
     // The OS error is in the message and deliberately not a `source`: `{:#}` printed it twice.
     #[error("cannot listen on {addr}: {error}")]
@@ -92,6 +100,12 @@ pub(crate) struct Shared {
     pub login_throttle: std::sync::Mutex<crate::auth::throttle::Throttle>,
     /// Heartbeats waiting to be written to the metrics history.
     pub history: crate::history::HistoryQueue,
+    /// Counters for Prometheus (`/metrics`).
+    pub telemetry: crate::telemetry::Telemetry,
+    /// Alert rules' state.
+    pub alerts: crate::alerts::Alerting,
+    /// Notifications under way.
+    pub deliveries: crate::alerts::notify::Deliveries,
 }
 
 /// Holds one of `max_handshakes` until the handshake has finished, either way.
@@ -115,6 +129,7 @@ pub struct Core {
     shared: Arc<Shared>,
     endpoint: Endpoint,
     tasks: Vec<JoinHandle<()>>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// QUIC transport settings for core (public so that benchmarks can give a bare quinn server the
@@ -265,6 +280,19 @@ impl Core {
         let local_addr = endpoint.local_addr().map_err(bind_error)?;
         info!(%local_addr, advertised = %advertised, "core listening");
 
+        // Bound before anything runs, so that a taken port stops core at once.
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|error| StartError::MetricsBind { addr, error })?,
+            ),
+            None => None,
+        };
+        let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let telemetry = crate::telemetry::Telemetry::default();
+        let commits = telemetry.store_commit.clone();
+        store.observe_commits(Box::new(move |took, _| commits.observe(took.as_secs_f64())));
         let config_login = (
             config.login_max_failures,
             config.login_lockout,
@@ -285,22 +313,38 @@ impl Core {
             backups: Default::default(),
             admin_connections: Default::default(),
             history: Default::default(),
+            telemetry,
+            alerts: Default::default(),
+            deliveries: Default::default(),
             login_throttle: std::sync::Mutex::new(crate::auth::throttle::Throttle::new(
                 config_login.0,
                 config_login.1,
                 config_login.2,
             )),
         });
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(accept_loop(shared.clone(), endpoint.clone())),
             tokio::spawn(chores(shared.clone())),
             tokio::spawn(pruning(shared.clone())),
+            tokio::spawn(crate::alerts::run(shared.clone())),
         ];
+        if let Some(listener) = metrics_listener {
+            tasks.push(tokio::spawn(crate::telemetry::http::serve(
+                shared.clone(),
+                listener,
+            )));
+        }
         Ok(Core {
             shared,
             endpoint,
             tasks,
+            metrics_addr,
         })
+    }
+
+    /// The TCP address of the metrics and health listener, when `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The UDP address core is bound to.
@@ -341,6 +385,7 @@ impl Core {
             shared,
             endpoint,
             tasks,
+            ..
         } = self;
         shared.shutdown.cancel();
         endpoint.close(
@@ -635,6 +680,9 @@ mod tests {
             backups: Default::default(),
             admin_connections: Default::default(),
             history: Default::default(),
+            telemetry: Default::default(),
+            alerts: Default::default(),
+            deliveries: Default::default(),
             login_throttle: std::sync::Mutex::new(crate::auth::throttle::Throttle::new(
                 10,
                 std::time::Duration::from_secs(60),

@@ -394,6 +394,8 @@ async fn the_quick_start_runs_core_and_a_node_and_stops_on_ctrl_c() {
             "3s",
             "--web-listen",
             "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -443,6 +445,19 @@ async fn the_quick_start_runs_core_and_a_node_and_stops_on_ctrl_c() {
         answer
     };
     assert!(health.contains("\"core\":\"connected\""), "{health}");
+    // Core's own metrics and health listener, on in dev.
+    let metrics = text
+        .split_whitespace()
+        .skip_while(|w| *w != "Prometheus:")
+        .nth(1)
+        .expect("the metrics address")
+        .to_string();
+    let scraped = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+    assert!(scraped.contains("tether_nodes_connected 1"), "{scraped}");
+    let core_health = reqwest::get(metrics.replace("/metrics", "/health"))
+        .await
+        .unwrap();
+    assert_eq!(core_health.status().as_u16(), 200);
     assert_eq!(
         std::fs::metadata(&root).unwrap().permissions().mode() & 0o077,
         0,
@@ -463,6 +478,43 @@ async fn the_quick_start_runs_core_and_a_node_and_stops_on_ctrl_c() {
     assert!(log.contains("core stopped"), "{log}");
     // The node said goodbye before core went: its status log ends with a clean close.
     assert!(log.contains("node offline"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn core_logs_json_lines_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("core.log");
+    let port = free_udp_port();
+    let child = Command::new(binary("tether-core"))
+        .args(["serve", "--log-format", "json", "--data"])
+        .arg(tmp.path().join("data"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("TETHER_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let core = Proc(Some(child), log);
+    let line = eventually("core's listening line", || async {
+        core.log()
+            .lines()
+            .find(|l| l.contains("core listening"))
+            .map(str::to_string)
+    })
+    .await;
+    let record: serde_json::Value = serde_json::from_str(&line).expect("a JSON object");
+    assert_eq!(record["level"], "INFO");
+    assert_eq!(record["message"], "core listening");
+    assert_eq!(record["local_addr"], format!("127.0.0.1:{port}"));
+    assert!(record["timestamp"].is_string(), "{record}");
+    // A bad format is refused by name.
+    let output = Command::new(binary("tether-core"))
+        .args(["serve", "--log-format", "xml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("json"));
 }
 
 #[test]

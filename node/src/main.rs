@@ -16,6 +16,10 @@ use tether_wire::units::parse_duration;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How the agent logs on stderr: text, or json (one object per line, with the node's and
+    /// sessions' ids as fields). TETHER_LOG filters (default info).
+    #[arg(long, global = true, default_value = "text", value_name = "FORMAT", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,17 +73,6 @@ struct RunArgs {
     reconnect_max: Option<std::time::Duration>,
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
-}
-
 fn build_config(args: RunArgs) -> anyhow::Result<NodeConfig> {
     let mut config = NodeConfig::with_state_dir(NodeConfig::default_state_dir());
     if let Some(path) = &args.config {
@@ -128,7 +121,7 @@ async fn shutdown_signal() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    tether_log::init(cli.log_format.parse().unwrap_or_default());
     let Command::Run(args) = cli.command;
     let config = match build_config(args) {
         Ok(config) => config,

@@ -14,6 +14,7 @@
 //! beyond data integrity: whether an enrollment is allowed is core's business, but "one
 //! application per node id" and "a nonce is used once" are enforced here, atomically.
 
+mod alerts;
 mod audit;
 mod codec;
 mod enroll;
@@ -34,6 +35,7 @@ use std::sync::Arc;
 
 use redb::Database;
 
+pub use alerts::{AlertOutcome, AlertRefusal};
 pub use audit::{AuditFilter, AuditRecord, AuditTamper, audit_hash};
 pub use enroll::{Decision, DecisionOutcome, NewApplication, Submission};
 pub use history::{
@@ -49,6 +51,7 @@ pub use retention::Pruned;
 pub use snapshot::Summary;
 pub use tty::AccessChange;
 pub use users::{AddUser, CertRecord, SessionRecord, UserChange, UserOutcome, UserRecord};
+pub use writer::CommitObserver;
 
 /// What went wrong in the store. Logical outcomes (not found, conflicts) are not errors: they are
 /// values in each operation's result.
@@ -165,6 +168,8 @@ pub struct Store {
     nodes_generation: Arc<std::sync::atomic::AtomicU64>,
     /// Every node record as of a generation (see [`Store::node_records_shared`]).
     nodes_cache: Arc<std::sync::Mutex<Option<NodesAt>>>,
+    /// Told of every batch's commit (see [`Store::observe_commits`]).
+    commit_observer: writer::ObserverSlot,
 }
 
 /// Every node record, as of a generation of `Store::nodes_generation`.
@@ -200,12 +205,19 @@ impl Store {
             keep: keep_free,
         });
         let nodes_generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let writer = writer::start(db.clone(), guard, nodes_generation.clone());
+        let commit_observer = writer::ObserverSlot::default();
+        let writer = writer::start(
+            db.clone(),
+            guard,
+            nodes_generation.clone(),
+            commit_observer.clone(),
+        );
         Ok(Self {
             db,
             writer,
             nodes_generation,
             nodes_cache: Default::default(),
+            commit_observer,
         })
     }
 

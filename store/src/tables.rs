@@ -43,9 +43,26 @@ pub(crate) const METRICS_CHUNKS: TableDefinition<'_, (u128, u8, i64), &[u8]> =
 pub(crate) const STATUS_LOG: TableDefinition<'_, (i64, u64), &[u8]> =
     TableDefinition::new("status_log");
 
+/// rule name → encoded [`tether_wire::alerts::AlertRule`].
+pub(crate) const ALERT_RULES: TableDefinition<'_, &str, &[u8]> =
+    TableDefinition::new("alert_rules");
+/// channel name → encoded [`tether_wire::alerts::Channel`] (secrets included).
+pub(crate) const ALERT_CHANNELS: TableDefinition<'_, &str, &[u8]> =
+    TableDefinition::new("alert_channels");
+/// alert number → encoded [`tether_wire::alerts::Alert`].
+pub(crate) const ALERTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("alerts");
+/// alert number → (), for the firing ones only.
+pub(crate) const ALERTS_FIRING: TableDefinition<'_, u64, ()> =
+    TableDefinition::new("alerts_firing");
+/// (alert number, attempt sequence) → encoded [`tether_wire::alerts::Delivery`].
+pub(crate) const ALERT_DELIVERIES: TableDefinition<'_, (u64, u32), &[u8]> =
+    TableDefinition::new("alert_deliveries");
+
 /// name → number: counters kept in step with the tables they count, in the same transactions,
 /// and markers of indexes built for databases written before them.
 pub(crate) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+/// [`META`] key: the next alert's number.
+pub(crate) const ALERTS_NEXT_ID: &str = "alerts_next_id";
 /// [`META`] key: bytes of kept execution output (the values of [`EXEC_OUTPUT`]).
 pub(crate) const EXEC_OUTPUT_BYTES: &str = "exec_output_bytes";
 /// [`META`] key, present once [`EXEC_WITH_OUTPUT`] covers the database.
@@ -99,6 +116,11 @@ macro_rules! every_table {
         $each!(SESSIONS_BY_USER);
         $each!(AUDIT);
         $each!(AUDIT_CHAIN);
+        $each!(ALERT_RULES);
+        $each!(ALERT_CHANNELS);
+        $each!(ALERTS);
+        $each!(ALERTS_FIRING);
+        $each!(ALERT_DELIVERIES);
     };
 }
 pub(crate) use every_table;

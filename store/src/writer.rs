@@ -97,17 +97,34 @@ pub(crate) fn nodes_touched() {
     NODES_TOUCHED.with(|t| t.set(true));
 }
 
+/// Told how long each batch's transaction took and how many writes it held (see
+/// [`Store::observe_commits`]).
+pub type CommitObserver = Box<dyn Fn(std::time::Duration, usize) + Send + Sync>;
+
+/// Where the writer finds its observer, once someone sets one.
+#[derive(Clone, Default)]
+pub(crate) struct ObserverSlot(Arc<std::sync::OnceLock<CommitObserver>>);
+
+impl std::fmt::Debug for ObserverSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObserverSlot")
+            .field("set", &self.0.get().is_some())
+            .finish()
+    }
+}
+
 pub(crate) fn start(
     db: Arc<Database>,
     guard: Option<SpaceGuard>,
     nodes_generation: Arc<std::sync::atomic::AtomicU64>,
+    observer: ObserverSlot,
 ) -> WriterHandle {
     let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
     let thread = std::thread::Builder::new()
         .name("tether-store-writer".into())
         .spawn({
             let guard = guard.clone();
-            move || run(db, guard, queue, &nodes_generation)
+            move || run(db, guard, queue, &nodes_generation, &observer)
         })
         .expect("spawning the store writer thread");
     WriterHandle {
@@ -122,6 +139,7 @@ fn run(
     guard: Option<SpaceGuard>,
     mut queue: mpsc::Receiver<Box<dyn Job>>,
     nodes_generation: &std::sync::atomic::AtomicU64,
+    observer: &ObserverSlot,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
@@ -132,6 +150,7 @@ fn run(
                 Err(_) => break,
             }
         }
+        let began = std::time::Instant::now();
         let committed = match guard.as_ref().map_or(Ok(()), SpaceGuard::check) {
             // redb panics on some damage: the batch fails, the writer goes on answering.
             Ok(()) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -145,6 +164,9 @@ fn run(
             }),
             Err(full) => Err(full),
         };
+        if let Some(observe) = observer.0.get() {
+            observe(began.elapsed(), batch.len());
+        }
         if let Err(e) = &committed {
             tracing::error!(error = %e, jobs = batch.len(), "store batch failed; nothing in it was written");
         }
@@ -197,6 +219,19 @@ impl Store {
     /// callers can refuse work whose record could not be written.
     pub fn check_room(&self) -> Result<(), StoreError> {
         self.writer.guard.as_ref().map_or(Ok(()), SpaceGuard::check)
+    }
+
+    /// Whether the store takes writes now: an empty transaction through the writer, committed
+    /// durably like any other (a health check's "store writable"). Errors as any write's.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.write(|_txn| Ok(())).await
+    }
+
+    /// Has `observe` told the duration of every batch's transaction (space check, writes and
+    /// durable commit) and its number of writes, from the writer's thread: it must be quick.
+    /// Only the first observer set counts; false if one was set already.
+    pub fn observe_commits(&self, observe: CommitObserver) -> bool {
+        self.commit_observer.0.set(observe).is_ok()
     }
 
     /// Queues a write and waits until it is committed.

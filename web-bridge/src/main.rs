@@ -50,16 +50,15 @@ struct Args {
     /// browser shares the proxy's address in login throttling and the audit log.
     #[arg(long = "trusted-proxy", value_name = "IP")]
     trusted_proxies: Vec<std::net::IpAddr>,
+    /// How the bridge logs on stderr: text, or json (one object per line). TETHER_LOG filters
+    /// (default info).
+    #[arg(long, default_value = "text", value_name = "FORMAT", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    tether_log::init(args.log_format.parse().unwrap_or_default());
     let identity = AdminIdentity::load(&args.identity)
         .with_context(|| format!("reading the identity {}", args.identity.display()))?;
     let mut config = BridgeConfig::new(identity);

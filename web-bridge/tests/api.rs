@@ -64,7 +64,9 @@ async fn bad_requests_get_clear_json_errors() {
         );
     }
     let huge = "x".repeat(200 * 1024);
-    let answer = http
+    // A client of its own: the bridge answers 413 without reading the body and closes that
+    // connection, which a pooled client could otherwise reuse for the next request.
+    let answer = reqwest::Client::new()
         .post(format!("{url}/api/v1/auth/login"))
         .header("content-type", "application/json")
         .body(format!("{{\"username\": \"{huge}\", \"password\": \"p\"}}"))
@@ -443,7 +445,8 @@ async fn the_binary_serves_and_logs_no_secrets() {
         .args(["--core", &stack.core_addr.to_string(), "--identity"])
         .arg(&identity)
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "trace")
+        .args(["--log-format", "json"])
+        .env("TETHER_LOG", "trace")
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -484,6 +487,18 @@ async fn the_binary_serves_and_logs_no_secrets() {
     let _ = child.wait();
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("web bridge listening"), "{text}");
+    // --log-format json: one object per line, with level, time and message.
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).expect("a JSON log line"))
+        .collect();
+    let listening = records
+        .iter()
+        .find(|r| r["message"] == "web bridge listening")
+        .expect("the listening line as JSON");
+    assert_eq!(listening["level"], "INFO");
+    assert!(listening["timestamp"].is_string(), "{listening}");
     assert!(!text.contains(&token), "the session token is in the log");
     assert!(!text.contains(PASSWORD), "the password is in the log");
     assert!(

@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::alerts::{Alert, AlertDetail, AlertQuery, AlertRule, Channel};
 use crate::bytes::ByteBuf;
 use crate::error::ErrorCode;
 use crate::exec::OutputStream;
@@ -271,6 +272,55 @@ pub enum AdminRequest {
     Audit(AuditQuery),
     /// Recompute the audit chain (admins). Answer: `AuditVerified`.
     AuditVerify,
+    /// Add an alert rule (its `created_by` and `created_at_ms` are core's to set). Answer:
+    /// `AlertRule`.
+    AlertRuleAdd {
+        /// The rule; its `targets.nodes` are core's to fill from `nodes`.
+        rule: AlertRule,
+        /// Nodes it watches by id, unique id prefix or hostname, besides its labels.
+        nodes: Vec<String>,
+    },
+    /// Every alert rule, by name. Answer: `AlertRules`.
+    AlertRuleList,
+    /// One rule. Answer: `AlertRule`.
+    AlertRuleShow {
+        /// Its name.
+        name: String,
+    },
+    /// Enable or disable a rule (disabling resolves its firing alerts). Answer: `AlertRule`.
+    AlertRuleEnable {
+        /// Its name.
+        name: String,
+        /// On or off.
+        enabled: bool,
+    },
+    /// Delete a rule; its firing alerts resolve. Answer: `AlertRule` (as it was).
+    AlertRuleDelete {
+        /// Its name.
+        name: String,
+    },
+    /// Alerts, newest first. Answer: `Alerts`.
+    AlertList(AlertQuery),
+    /// One alert and its deliveries. Answer: `AlertDetail`.
+    AlertShow {
+        /// Its number.
+        id: u64,
+    },
+    /// Acknowledge an alert: someone is on it (it stays firing until its condition ends).
+    /// Answer: `Alert`.
+    AlertAck {
+        /// Its number.
+        id: u64,
+    },
+    /// Add a notification channel. Answer: `AlertChannel` (secrets redacted).
+    AlertChannelAdd(Channel),
+    /// Every channel, secrets redacted. Answer: `AlertChannels`.
+    AlertChannelList,
+    /// Delete a channel (refused while a rule names it). Answer: `AlertChannel`.
+    AlertChannelDelete {
+        /// Its name.
+        name: String,
+    },
 }
 
 impl AdminRequest {
@@ -335,6 +385,17 @@ impl AdminRequest {
             AdminRequest::AsUser { .. } => "AsUser",
             AdminRequest::Audit(_) => "Audit",
             AdminRequest::AuditVerify => "AuditVerify",
+            AdminRequest::AlertRuleAdd { .. } => "AlertRuleAdd",
+            AdminRequest::AlertRuleList => "AlertRuleList",
+            AdminRequest::AlertRuleShow { .. } => "AlertRuleShow",
+            AdminRequest::AlertRuleEnable { .. } => "AlertRuleEnable",
+            AdminRequest::AlertRuleDelete { .. } => "AlertRuleDelete",
+            AdminRequest::AlertList(_) => "AlertList",
+            AdminRequest::AlertShow { .. } => "AlertShow",
+            AdminRequest::AlertAck { .. } => "AlertAck",
+            AdminRequest::AlertChannelAdd(_) => "AlertChannelAdd",
+            AdminRequest::AlertChannelList => "AlertChannelList",
+            AdminRequest::AlertChannelDelete { .. } => "AlertChannelDelete",
         }
     }
 }
@@ -480,6 +541,20 @@ pub enum AdminResponse {
     AuditRecords(Vec<AuditView>),
     /// What `AuditVerify` found.
     AuditVerified(AuditVerifyReport),
+    /// One alert rule.
+    AlertRule(AlertRule),
+    /// Alert rules.
+    AlertRules(Vec<AlertRule>),
+    /// A chunk of alerts.
+    Alerts(Vec<Alert>),
+    /// One alert.
+    Alert(Alert),
+    /// One alert with its deliveries.
+    AlertDetail(AlertDetail),
+    /// One channel, secrets redacted.
+    AlertChannel(Channel),
+    /// Channels, secrets redacted.
+    AlertChannels(Vec<Channel>),
 }
 
 /// What a backup holds, said before it is sent.

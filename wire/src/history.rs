@@ -98,6 +98,36 @@ impl Metric {
         self as usize
     }
 
+    /// Its value in a heartbeat, in [`Metric::unit`]: percentages 0–100 (0 where the total is
+    /// unknown), `disk` the fullest filesystem's, `disk_used` the sum of all.
+    pub fn of(self, m: &crate::heartbeat::Metrics) -> f64 {
+        let percent = |used: u64, total: u64| {
+            if total == 0 {
+                0.0
+            } else {
+                used as f64 * 100.0 / total as f64
+            }
+        };
+        match self {
+            Metric::Cpu => f64::from(m.cpu_percent),
+            Metric::Mem => percent(m.memory_used, m.memory_total),
+            Metric::MemUsed => m.memory_used as f64,
+            Metric::Disk => m
+                .disks
+                .iter()
+                .map(|d| percent(d.used_bytes, d.total_bytes))
+                .fold(0.0, f64::max),
+            Metric::DiskUsed => m.disks.iter().map(|d| d.used_bytes as f64).sum(),
+            Metric::NetRx => m.net_rx_bytes_per_sec as f64,
+            Metric::NetTx => m.net_tx_bytes_per_sec as f64,
+            Metric::Load1 => f64::from(m.load1),
+            Metric::Load5 => f64::from(m.load5),
+            Metric::Load15 => f64::from(m.load15),
+            Metric::Procs => f64::from(m.processes),
+            Metric::Tcp => f64::from(m.tcp_connections),
+        }
+    }
+
     /// Parses `cpu,mem,net_rx`; empty means every series.
     pub fn parse_list(text: &str) -> Result<Vec<Metric>, String> {
         let mut out = Vec::new();

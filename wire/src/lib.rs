@@ -11,6 +11,7 @@
 //! touching anything else.
 
 pub mod admin;
+pub mod alerts;
 pub mod bytes;
 pub mod codec;
 pub mod control;

@@ -8,6 +8,10 @@ use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
 use tether_wire::admin::*;
+use tether_wire::alerts::{
+    Alert, AlertDetail, AlertQuery, AlertRule, AlertState, Channel, ChannelKind, Condition,
+    Delivery, Field, Op, Severity, Targets,
+};
 use tether_wire::bytes::{ByteBuf, FixedBytes};
 use tether_wire::control::*;
 use tether_wire::exec::*;
@@ -863,6 +867,16 @@ proptest! {
     }
 
     #[test]
+    fn alert_requests(message in alert_request()) {
+        check_frame(&message, MAX_ADMIN_FRAME_LEN)?;
+    }
+
+    #[test]
+    fn alert_responses(message in alert_response()) {
+        check_frame(&message, MAX_ADMIN_FRAME_LEN)?;
+    }
+
+    #[test]
     fn exec_frames(frame in exec_frame()) {
         check_frame(&frame, MAX_EXEC_FRAME_LEN)?;
     }
@@ -1126,5 +1140,152 @@ fn user_response() -> impl Strategy<Value = AdminResponse> {
                     })
                 }
             ),
+    ]
+}
+
+fn field() -> impl Strategy<Value = Field> {
+    prop_oneof![
+        metric().prop_map(Field::Series),
+        Just(Field::Swap),
+        Just(Field::Temperature),
+        Just(Field::Udp),
+        text().prop_map(Field::DiskAt),
+        text().prop_map(Field::DiskUsedAt),
+    ]
+}
+
+fn severity() -> impl Strategy<Value = Severity> {
+    prop_oneof![
+        Just(Severity::Critical),
+        Just(Severity::Warning),
+        Just(Severity::Info)
+    ]
+}
+
+fn condition() -> impl Strategy<Value = Condition> {
+    prop_oneof![
+        (
+            field(),
+            0..6usize,
+            any::<f64>().prop_filter("NaN never equals itself", |x| !x.is_nan())
+        )
+            .prop_map(|(field, op, threshold)| Condition::Threshold {
+                field,
+                op: Op::ALL[op],
+                threshold,
+            }),
+        Just(Condition::Offline),
+        any::<u64>().prop_map(|max_ms| Condition::ClockSkew { max_ms }),
+    ]
+}
+
+prop_compose! {
+    fn alert_rule()(
+        name in text(), condition in condition(), for_ms in any::<u64>(), severity in severity(),
+        targets in (labels(), vec(node_id(), 0..3)), channels in vec(text(), 0..3),
+        enabled in any::<bool>(), created in (text(), any::<i64>()),
+    ) -> AlertRule {
+        AlertRule {
+            name, condition, for_ms, severity,
+            targets: Targets { labels: targets.0, nodes: targets.1 },
+            channels, enabled, created_by: created.0, created_at_ms: created.1,
+        }
+    }
+}
+
+fn alert_state() -> impl Strategy<Value = AlertState> {
+    prop_oneof![Just(AlertState::Firing), Just(AlertState::Resolved)]
+}
+
+prop_compose! {
+    fn alert()(
+        id in any::<u64>(), names in (text(), text(), text()), severity in severity(),
+        node_id in node_id(), state in alert_state(),
+        value in option::of(any::<f64>().prop_filter("NaN never equals itself", |x| !x.is_nan())),
+        times in (any::<i64>(), any::<i64>(), option::of(any::<i64>()), option::of(any::<i64>())),
+        resolution in option::of(text()), acked_by in option::of(text()), notified in any::<bool>(),
+    ) -> Alert {
+        Alert {
+            id, rule: names.0, severity, node_id, hostname: names.1, condition: names.2, state,
+            value, since_ms: times.0, fired_at_ms: times.1, resolved_at_ms: times.2, resolution,
+            acked_by, acked_at_ms: times.3, notified,
+        }
+    }
+}
+
+fn channel() -> impl Strategy<Value = Channel> {
+    let kind = prop_oneof![
+        (text(), option::of(text())).prop_map(|(url, secret)| ChannelKind::Webhook { url, secret }),
+        (
+            (text(), any::<u16>(), option::of(text()), option::of(text())),
+            (text(), vec(text(), 0..3), any::<bool>())
+        )
+            .prop_map(|((host, port, username, password), (from, to, plain))| {
+                ChannelKind::Smtp {
+                    host,
+                    port,
+                    username,
+                    password,
+                    from,
+                    to,
+                    plain,
+                }
+            }),
+    ];
+    (text(), kind, text(), any::<i64>()).prop_map(|(name, kind, created_by, created_at_ms)| {
+        Channel {
+            name,
+            kind,
+            created_by,
+            created_at_ms,
+        }
+    })
+}
+
+prop_compose! {
+    fn delivery()(
+        alert_id in any::<u64>(), event in alert_state(), channel in text(),
+        at_ms in any::<i64>(), attempt in any::<u32>(), ok in any::<bool>(),
+        error in option::of(text()),
+    ) -> Delivery {
+        Delivery { alert_id, event, channel, at_ms, attempt, ok, error }
+    }
+}
+
+fn alert_request() -> impl Strategy<Value = AdminRequest> {
+    prop_oneof![
+        (alert_rule(), vec(text(), 0..3))
+            .prop_map(|(rule, nodes)| AdminRequest::AlertRuleAdd { rule, nodes }),
+        Just(AdminRequest::AlertRuleList),
+        text().prop_map(|name| AdminRequest::AlertRuleShow { name }),
+        (text(), any::<bool>())
+            .prop_map(|(name, enabled)| AdminRequest::AlertRuleEnable { name, enabled }),
+        text().prop_map(|name| AdminRequest::AlertRuleDelete { name }),
+        (any::<bool>(), option::of(text()), option::of(any::<u32>())).prop_map(
+            |(firing, node, limit)| AdminRequest::AlertList(AlertQuery {
+                firing,
+                node,
+                limit
+            })
+        ),
+        any::<u64>().prop_map(|id| AdminRequest::AlertShow { id }),
+        any::<u64>().prop_map(|id| AdminRequest::AlertAck { id }),
+        channel().prop_map(AdminRequest::AlertChannelAdd),
+        Just(AdminRequest::AlertChannelList),
+        text().prop_map(|name| AdminRequest::AlertChannelDelete { name }),
+    ]
+}
+
+fn alert_response() -> impl Strategy<Value = AdminResponse> {
+    prop_oneof![
+        alert_rule().prop_map(AdminResponse::AlertRule),
+        vec(alert_rule(), 0..3).prop_map(AdminResponse::AlertRules),
+        vec(alert(), 0..3).prop_map(AdminResponse::Alerts),
+        alert().prop_map(AdminResponse::Alert),
+        (alert(), vec(delivery(), 0..3)).prop_map(
+            |(alert, deliveries)| AdminResponse::AlertDetail(AlertDetail { alert, deliveries })
+        ),
+        channel().prop_map(AdminResponse::AlertChannel),
+        vec(channel(), 0..3).prop_map(AdminResponse::AlertChannels),
     ]
 }

@@ -267,6 +267,60 @@ fn describe(request: &AdminRequest) -> (&'static str, Option<String>, Vec<(Strin
             ("audit", None, details)
         }
         AdminRequest::AuditVerify => ("audit", None, vec![]),
+        AdminRequest::AlertRuleAdd { rule, nodes } => {
+            let mut details = vec![
+                d("condition", rule.condition.to_string()),
+                d("for_ms", rule.for_ms.to_string()),
+                d("severity", rule.severity.to_string()),
+            ];
+            if !rule.targets.labels.is_empty() {
+                details.push(d("labels", labels(&rule.targets.labels)));
+            }
+            if !nodes.is_empty() {
+                details.push(d("nodes", list(nodes)));
+            }
+            if !rule.channels.is_empty() {
+                details.push(d("channels", list(&rule.channels)));
+            }
+            ("alert_rule", Some(rule.name.clone()), details)
+        }
+        AdminRequest::AlertRuleList => ("alert_rule", None, vec![]),
+        AdminRequest::AlertRuleShow { name } | AdminRequest::AlertRuleDelete { name } => {
+            ("alert_rule", Some(name.clone()), vec![])
+        }
+        AdminRequest::AlertRuleEnable { name, enabled } => (
+            "alert_rule",
+            Some(name.clone()),
+            vec![d("enabled", enabled.to_string())],
+        ),
+        AdminRequest::AlertList(query) => {
+            let mut details = vec![d("firing", query.firing.to_string())];
+            if let Some(node) = &query.node {
+                details.push(d("node", node.clone()));
+            }
+            ("alert", None, details)
+        }
+        AdminRequest::AlertShow { id } | AdminRequest::AlertAck { id } => {
+            ("alert", Some(id.to_string()), vec![])
+        }
+        // Where a channel sends, never its secret or password.
+        AdminRequest::AlertChannelAdd(channel) => {
+            let details = match &channel.kind {
+                tether_wire::alerts::ChannelKind::Webhook { url, secret } => vec![
+                    d(
+                        "webhook",
+                        url.split(['?', '#']).next().unwrap_or_default().to_string(),
+                    ),
+                    d("signed", secret.is_some().to_string()),
+                ],
+                tether_wire::alerts::ChannelKind::Smtp { host, port, to, .. } => {
+                    vec![d("smtp", format!("{host}:{port}")), d("to", list(to))]
+                }
+            };
+            ("alert_channel", Some(channel.name.clone()), details)
+        }
+        AdminRequest::AlertChannelList => ("alert_channel", None, vec![]),
+        AdminRequest::AlertChannelDelete { name } => ("alert_channel", Some(name.clone()), vec![]),
         _ => ("unknown", None, vec![]),
     }
 }
@@ -420,6 +474,19 @@ fn finish(mut entry: AuditEntry, outcome: Outcome<'_>, resource_id: Option<Strin
 }
 
 async fn write(shared: &Shared, entry: AuditEntry) -> bool {
+    let result = match entry.result {
+        AuditResult::Ok => "ok",
+        AuditResult::Denied => "denied",
+        AuditResult::Failed => "failed",
+    };
+    shared
+        .telemetry
+        .admin_requests
+        .get_or_create(&crate::telemetry::AdminLabels {
+            request: entry.request.clone(),
+            result: result.to_string(),
+        })
+        .inc();
     match shared.store.append_audit(entry.clone()).await {
         Ok(_) => true,
         Err(e) => {

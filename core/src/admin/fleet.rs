@@ -34,7 +34,7 @@ pub(crate) fn page(shared: &Shared, query: &NodeQuery) -> Result<NodePage, Refus
         NodeSort::LastSeen => Some(shared.store.last_seen_all().map_err(internal)?),
         _ => None,
     };
-    let mut found: Vec<Found> = Vec::new();
+    let mut found: Vec<Found<'_>> = Vec::new();
     for record in records.iter() {
         if record.deleted
             || !query
@@ -61,7 +61,7 @@ pub(crate) fn page(shared: &Shared, query: &NodeQuery) -> Result<NodePage, Refus
             .or_else(|| stored.as_ref().and_then(|m| m.get(&record.id).copied()));
         found.push((record, last_seen, current));
     }
-    let order = |a: &Found, b: &Found| {
+    let order = |a: &Found<'_>, b: &Found<'_>| {
         let by_name = || a.0.hostname.cmp(&b.0.hostname).then(a.0.id.cmp(&b.0.id));
         let order = match query.sort {
             NodeSort::Hostname => Ordering::Equal,

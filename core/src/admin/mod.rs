@@ -11,6 +11,7 @@
 //! `crate::tty`. [`resolve`] names things: nodes by id, id prefix or hostname, the same for
 //! every request.
 
+mod alerts;
 mod audit;
 mod backup;
 mod enroll;
@@ -427,6 +428,17 @@ async fn handle(shared: &Shared, caller: &Caller, request: &AdminRequest) -> Rep
         AdminRequest::Logout { token } => login::logout(shared, &token).await,
         AdminRequest::Audit(query) => audit::list(shared, query).await,
         AdminRequest::AuditVerify => audit::verify(shared).await,
+        request @ (AdminRequest::AlertRuleAdd { .. }
+        | AdminRequest::AlertRuleList
+        | AdminRequest::AlertRuleShow { .. }
+        | AdminRequest::AlertRuleEnable { .. }
+        | AdminRequest::AlertRuleDelete { .. }
+        | AdminRequest::AlertList(_)
+        | AdminRequest::AlertShow { .. }
+        | AdminRequest::AlertAck { .. }
+        | AdminRequest::AlertChannelAdd(_)
+        | AdminRequest::AlertChannelList
+        | AdminRequest::AlertChannelDelete { .. }) => alerts::handle(shared, caller, request).await,
         AdminRequest::OpenTty { .. }
         | AdminRequest::Watch(_)
         | AdminRequest::TtyRecording { .. }

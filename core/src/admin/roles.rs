@@ -105,6 +105,17 @@ pub(crate) const TABLE: &[Row] = &[
         [Y, N, N, N],
     ),
     row("status", "core's status", [Y, Y, Y, N]),
+    row(
+        "alerts.view",
+        "alerts, alert rules, channels (secrets hidden)",
+        [Y, Y, Y, N],
+    ),
+    row("alerts.ack", "acknowledge an alert", [Y, Y, N, N]),
+    row(
+        "alerts.manage",
+        "alert rules and channels: add, enable, delete",
+        [Y, N, N, N],
+    ),
     Row {
         action: "self",
         covers: "who am I (ping); change my own password",
@@ -160,6 +171,17 @@ pub(crate) fn action(request: &AdminRequest) -> &'static str {
         AdminRequest::TtyRecording { .. } => "recordings.view",
         AdminRequest::Backup { .. } => "backup",
         AdminRequest::Status => "status",
+        AdminRequest::AlertRuleList
+        | AdminRequest::AlertRuleShow { .. }
+        | AdminRequest::AlertList(_)
+        | AdminRequest::AlertShow { .. }
+        | AdminRequest::AlertChannelList => "alerts.view",
+        AdminRequest::AlertAck { .. } => "alerts.ack",
+        AdminRequest::AlertRuleAdd { .. }
+        | AdminRequest::AlertRuleEnable { .. }
+        | AdminRequest::AlertRuleDelete { .. }
+        | AdminRequest::AlertChannelAdd(_)
+        | AdminRequest::AlertChannelDelete { .. } => "alerts.manage",
         AdminRequest::Ping | AdminRequest::UserPasswd { .. } => "self",
         AdminRequest::Login { .. } | AdminRequest::Logout { .. } => "sessions.login",
         AdminRequest::AsUser { .. } => "sessions.forward",

@@ -294,6 +294,7 @@ pub(crate) async fn authorize(
             },
         );
     info!(%session_id, %node_id, user = %caller.user, recorded, "terminal authorized");
+    shared.telemetry.terminal_sessions.inc();
     Ok(TtyGrant {
         session_id,
         token,

@@ -17,36 +17,9 @@ const SIZE_SHIFT: u32 = 16;
 
 /// The stored values of one heartbeat, in [`Metric::ALL`] order.
 pub(crate) fn sample(m: &Metrics) -> [u32; SERIES] {
-    let percent = |used: u64, total: u64| {
-        if total == 0 {
-            0.0
-        } else {
-            used as f64 * 100.0 / total as f64
-        }
-    };
-    let disk = m
-        .disks
-        .iter()
-        .map(|d| percent(d.used_bytes, d.total_bytes))
-        .fold(0.0, f64::max);
-    let disk_used: u64 = m.disks.iter().map(|d| d.used_bytes).sum();
     let mut out = [0u32; SERIES];
     for metric in Metric::ALL {
-        let value = match metric {
-            Metric::Cpu => f64::from(m.cpu_percent),
-            Metric::Mem => percent(m.memory_used, m.memory_total),
-            Metric::MemUsed => m.memory_used as f64,
-            Metric::Disk => disk,
-            Metric::DiskUsed => disk_used as f64,
-            Metric::NetRx => m.net_rx_bytes_per_sec as f64,
-            Metric::NetTx => m.net_tx_bytes_per_sec as f64,
-            Metric::Load1 => f64::from(m.load1),
-            Metric::Load5 => f64::from(m.load5),
-            Metric::Load15 => f64::from(m.load15),
-            Metric::Procs => f64::from(m.processes),
-            Metric::Tcp => f64::from(m.tcp_connections),
-        };
-        out[metric.index()] = encode(metric, value);
+        out[metric.index()] = encode(metric, metric.of(m));
     }
     out
 }

@@ -40,14 +40,21 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     defaults.auto_approve = true;
     defaults.heartbeat_interval = Duration::from_secs(5);
     defaults.offline_after = Duration::from_secs(15);
+    defaults.metrics_listen = Some("127.0.0.1:9464".parse().expect("valid"));
     let mut config = CoreFlags {
         data: None,
         ..flags
     }
     .build(defaults)?;
     config.data_dir = root.join("core");
-    let core = Core::start(config).await.context("starting core")?;
+    let core = Core::start(config)
+        .await
+        .context("starting core (is a port taken? see --listen and --metrics-listen)")?;
     let addr = core.local_addr();
+    let metrics = core
+        .metrics_addr()
+        .map(|a| format!("Prometheus: http://{a}/metrics  (health check: http://{a}/health)\n\n"))
+        .unwrap_or_default();
     let dial = if addr.ip().is_unspecified() {
         format!("127.0.0.1:{}", addr.port())
     } else {
@@ -88,6 +95,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         "\nTether dev is running: core on {addr}, data in {root}/, a node for this machine\n\
          (auto-approved) connected to it, and the web UI.\n\n\
          Web UI: {url}  {login}\n\n\
+         {metrics}\
          In another terminal try:\n\n\
          \x20 export TETHER_IDENTITY={identity}\n\
          \x20 tether node list\n\

@@ -19,6 +19,10 @@ use tether_core::data_dir::DataDir;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How serve and dev log on stderr: text, or json (one object per line, with the ids of
+    /// the node, user and session involved as fields). TETHER_LOG filters (default info).
+    #[arg(long, global = true, default_value = "text", value_name = "FORMAT", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -231,6 +235,34 @@ struct CoreFlags {
     /// How often heartbeats are written to the history [default: 30s].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     history_flush: Option<Duration>,
+    /// Serve Prometheus metrics (/metrics) and a health check (/health) over plain HTTP on this
+    /// TCP address, e.g. 127.0.0.1:9464 [default: off; for dev 127.0.0.1:9464]. No secrets are
+    /// served, but node names are: keep it off the internet.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+    /// Give /metrics a series per node and measurement (about 13 per node: 1.3 million at
+    /// 100,000 nodes) [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    metrics_per_node: Option<bool>,
+    /// An alert firing again within this long of its last notification is recorded but not
+    /// notified: a flapping condition tells once per window [default: 10m].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    alert_flap_window: Option<Duration>,
+    /// Further attempts after a notification fails, at most 10 [default: 3].
+    #[arg(long, value_name = "N")]
+    alert_retries: Option<u32>,
+    /// Wait before the first retry of a notification; it doubles with each [default: 2s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    alert_retry_backoff: Option<Duration>,
+    /// How long a webhook or SMTP server has to answer [default: 10s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    alert_timeout: Option<Duration>,
+    /// How long resolved alerts are kept, at least 1h [default: 90days].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    alert_retention: Option<Duration>,
+    /// Alerts kept at most [default: 100000].
+    #[arg(long, value_name = "N")]
+    alert_max_records: Option<u64>,
 }
 
 /// A size flag: `1048576`, `64MiB`, `10GiB`.
@@ -333,6 +365,22 @@ impl CoreFlags {
         set(&mut config.history_minute_span, self.history_minute_span);
         set(&mut config.history_hour_span, self.history_hour_span);
         set(&mut config.history_flush, self.history_flush);
+        if self.metrics_listen.is_some() {
+            config.metrics_listen = self.metrics_listen;
+        }
+        if let Some(on) = self.metrics_per_node {
+            config.metrics_per_node = on;
+        }
+        set(&mut config.alert_flap_window, self.alert_flap_window);
+        set(&mut config.alert_retry_backoff, self.alert_retry_backoff);
+        set(&mut config.alert_timeout, self.alert_timeout);
+        set(&mut config.alert_retention, self.alert_retention);
+        if let Some(n) = self.alert_retries {
+            config.alert_retries = n;
+        }
+        if let Some(n) = self.alert_max_records {
+            config.alert_max_records = n;
+        }
         set(&mut config.login_delay, self.login_delay);
         set(&mut config.audit_retention, self.audit_retention);
         if let Some(policy) = self.tty_recording {
@@ -363,17 +411,6 @@ impl CoreFlags {
 
 fn data_dir(arg: DataArg) -> DataDir {
     DataDir::new(arg.data.unwrap_or_else(default_data_dir))
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
 }
 
 pub(crate) async fn shutdown_signal() {
@@ -486,16 +523,17 @@ fn restore(from: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<()> 
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let log_format = cli.log_format.parse().unwrap_or_default();
     let result = match cli.command {
         Command::Key(command) => key(command),
         Command::Admin(command) => admin(command),
         Command::Restore { from, data } => restore(&from, &data),
         Command::Serve(flags) => {
-            init_logging();
+            tether_log::init(log_format);
             runtime().and_then(|rt| rt.block_on(serve(flags)))
         }
         Command::Dev(flags) => {
-            init_logging();
+            tether_log::init(log_format);
             runtime().and_then(|rt| rt.block_on(dev::run(flags)))
         }
     };

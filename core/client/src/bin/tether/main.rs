@@ -1,5 +1,6 @@
 //! `tether`: the admin CLI. Talks to core over QUIC with an admin identity file.
 
+mod alerts;
 mod audit;
 mod backup;
 mod exec;
@@ -72,6 +73,11 @@ enum Command {
     User(users::UserCommand),
     // Help from its arguments' documentation, as for exec, tty and backup.
     Audit(audit::AuditArgs),
+    /// Alerts, their rules and notification channels: `alert list --firing`, `alert ack ID`,
+    /// `alert rule add NAME --metric cpu --op gt --threshold 90 --for 5m`, `alert channel add
+    /// NAME --webhook URL`.
+    #[command(subcommand)]
+    Alert(alerts::AlertCommand),
     // Help from their arguments' documentation, as for exec, tty and backup.
     Completions(generate::CompletionsArgs),
     Man(generate::ManArgs),
@@ -259,6 +265,7 @@ async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<u8> 
         Command::Tty(args) => return tty::run(client, args).await,
         Command::Backup(args) => return backup::run(client, args).await,
         Command::Audit(args) => return audit::run(client, args).await,
+        Command::Alert(command) => return alerts::run(client, command).await,
         Command::User(_) => bail!("user commands need the identity; this is a bug"),
         // Answered in `run` before connecting; the same answer here.
         Command::Completions(args) => return generate::completions(&args),
