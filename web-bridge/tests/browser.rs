@@ -689,3 +689,88 @@ async fn node_detail_users_and_audit_pages() {
     browser.close().await;
     stack.shutdown().await;
 }
+
+/// Sets a form control's value from script and tells the page (selects, numbers).
+async fn set_value(browser: &Browser, id: &str, value: &str) {
+    browser
+        .client
+        .execute(
+            "const el = document.getElementById(arguments[0]); el.value = arguments[1]; \
+             el.dispatchEvent(new Event('change')); return true;",
+            vec![id.into(), value.into()],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_page_adds_a_rule_shows_it_firing_and_acknowledges_it() {
+    let mut stack = Stack::start(|c| c.auto_approve = true).await;
+    stack.add_node("web-01");
+    online(&stack, "web-01").await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    browser.log_in_as(&stack.url, "alice").await;
+    browser.goto(&format!("{}/#/alerts", stack.url)).await;
+    browser
+        .wait_text("#firing-empty", "nothing firing yet", |t| {
+            t.contains("Nothing is firing")
+        })
+        .await;
+    // A rule every running machine trips: more than zero processes, at once.
+    browser.type_into("#rule-name", "procs-any").await;
+    set_value(&browser, "rule-metric", "procs").await;
+    set_value(&browser, "rule-op", "gt").await;
+    set_value(&browser, "rule-threshold", "0").await;
+    set_value(&browser, "rule-for", "0").await;
+    set_value(&browser, "rule-severity", "critical").await;
+    browser.click("#rule-add button[type=submit]").await;
+    browser
+        .wait_text("#alert-rules", "the rule listed", |t| {
+            t.contains("procs-any") && t.contains("procs > 0")
+        })
+        .await;
+    let firing = browser
+        .wait_text("#alerts-firing", "the alert firing", |t| {
+            t.contains("procs-any") && t.contains("web-01")
+        })
+        .await;
+    assert!(firing.contains("critical"), "{firing}");
+    browser.screenshot("alerts").await;
+    browser.click("#alerts-firing button.ack").await;
+    browser
+        .wait_text("#alerts-firing", "acknowledged by alice", |t| {
+            t.contains("alice")
+        })
+        .await;
+    // A bad rule is refused in words, and nothing is added.
+    browser.type_into("#rule-name", "bad name").await;
+    browser.click("#rule-add button[type=submit]").await;
+    browser
+        .wait_text("#rule-form-error", "the refusal", |t| {
+            t.contains("rule name")
+        })
+        .await;
+
+    // The dashboard counts it.
+    browser.goto(&format!("{}/#/", stack.url)).await;
+    browser
+        .wait_text("#stat-alerts", "one alert firing", |t| t == "1")
+        .await;
+
+    // A viewer reads alerts but neither adds rules nor acknowledges.
+    browser.client.delete_all_cookies().await.unwrap();
+    browser.log_in_as(&stack.url, "vera").await;
+    browser.goto(&format!("{}/#/alerts", stack.url)).await;
+    browser
+        .wait_text("#alerts-firing", "the alert, for a viewer", |t| {
+            t.contains("procs-any")
+        })
+        .await;
+    assert!(!browser.exists("#rule-add").await, "a viewer adds no rule");
+    assert!(!browser.exists("#alerts-firing button.ack").await);
+    assert!(!browser.exists("button.delete-rule").await);
+    browser.close().await;
+    stack.shutdown().await;
+}

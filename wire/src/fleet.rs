@@ -176,6 +176,8 @@ pub struct Overview {
     pub nodes: StatusCounts,
     /// Enrollment applications waiting for an admin.
     pub pending_applications: u64,
+    /// Alerts firing now.
+    pub alerts_firing: u64,
     /// Nodes per agent version, most common first.
     pub versions: Vec<VersionCount>,
     /// Recent events, newest first.

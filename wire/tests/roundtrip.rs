@@ -458,13 +458,14 @@ fn event_kind() -> impl Strategy<Value = EventKind> {
 
 prop_compose! {
     fn overview()(
-        counts in any::<[u64; 5]>(),
+        counts in any::<[u64; 6]>(),
         versions in vec((text(), any::<u64>()), 0..4),
         events in vec((any::<i64>(), event_kind(), node_id(), text(), option::of(node_status()), text()), 0..4),
     ) -> Overview {
         Overview {
             nodes: StatusCounts { total: counts[0], online: counts[1], offline: counts[2], maintenance: counts[3] },
             pending_applications: counts[4],
+            alerts_firing: counts[5],
             versions: versions.into_iter().map(|(version, count)| VersionCount { version, count }).collect(),
             events: events
                 .into_iter()

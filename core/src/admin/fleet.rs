@@ -194,6 +194,7 @@ pub(crate) fn overview(shared: &Shared) -> Result<Overview, Refusal> {
     Ok(Overview {
         nodes: counts,
         pending_applications: shared.store.pending_count().map_err(internal)?,
+        alerts_firing: shared.store.firing_count().map_err(internal)?,
         versions,
         events,
     })

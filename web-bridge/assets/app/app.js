@@ -20,6 +20,7 @@ import * as replayPage from './pages/replay.js';
 import * as usersPage from './pages/users.js';
 import * as auditPage from './pages/audit.js';
 import * as accountPage from './pages/account.js';
+import * as alertsPage from './pages/alerts.js';
 
 // [pattern, page, title, permission needed (any of), nav key]
 const routes = [
@@ -34,6 +35,7 @@ const routes = [
   [/^\/sessions\/([^/]+)$/, replayPage, 'Replay', ['recordings.view', 'tty.view'], 'sessions'],
   [/^\/users$/, usersPage, 'Users', ['users.manage'], 'users'],
   [/^\/audit$/, auditPage, 'Audit', ['audit.view'], 'audit'],
+  [/^\/alerts$/, alertsPage, 'Alerts', ['alerts.view'], 'alerts'],
   [/^\/account$/, accountPage, 'Your account', null, null],
 ];
 
@@ -44,6 +46,7 @@ const navItems = [
   ['enroll', 'Enrollment', '#/enroll', ['enroll.view']],
   ['commands', 'Commands', '#/commands', ['exec.view', 'exec.run']],
   ['sessions', 'Sessions', '#/sessions', ['tty.view']],
+  ['alerts', 'Alerts', '#/alerts', ['alerts.view']],
   ['users', 'Users', '#/users', ['users.manage']],
   ['audit', 'Audit', '#/audit', ['audit.view']],
 ];

@@ -3,6 +3,7 @@
 //! inside the user's session ([`AppState::ask`]) and turns the answer into JSON; core decides
 //! whether the user may (the bridge never does) and records it in the audit log.
 
+mod alerts;
 mod audit;
 mod auth;
 mod enroll;
@@ -149,6 +150,16 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/users/{name}/logout", post(users::logout))
         .route("/users/{name}/password", post(users::password))
         .route("/audit", get(audit::list))
+        .route("/alerts", get(alerts::list))
+        .route("/alerts/{id}", get(alerts::show))
+        .route("/alerts/{id}/ack", post(alerts::ack))
+        .route("/alert-rules", get(alerts::rules).post(alerts::add_rule))
+        .route(
+            "/alert-rules/{name}",
+            axum::routing::delete(alerts::delete_rule),
+        )
+        .route("/alert-rules/{name}/enabled", post(alerts::enable_rule))
+        .route("/alert-channels", get(alerts::channels))
         .route("/live", get(live::socket))
         .route("/exec", get(exec::socket))
         .route("/tty", get(tty::socket))

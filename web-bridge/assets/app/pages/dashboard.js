@@ -13,7 +13,8 @@ export function mount(main) {
     stat('stat-online', 'Online', 'stat-online', '#/nodes?status=online'),
     stat('stat-offline', 'Offline', 'stat-offline', '#/nodes?status=offline'),
     stat('stat-maintenance', 'Maintenance', 'stat-maintenance', '#/nodes?status=maintenance'),
-    stat('stat-pending', 'Pending applications', 'stat-pending', can('enroll.view') ? '#/enroll' : null));
+    stat('stat-pending', 'Pending applications', 'stat-pending', can('enroll.view') ? '#/enroll' : null),
+    can('alerts.view') ? stat('stat-alerts', 'Alerts firing', 'stat-alerts', '#/alerts') : null);
   const distBar = h('div', { class: 'dist-bar', id: 'status-bar', role: 'img', 'aria-label': 'Status distribution' });
   const distLegend = h('div', { class: 'dist-legend' });
   const versions = h('div', { id: 'versions' });
@@ -77,6 +78,11 @@ export function mount(main) {
     set('stat-offline', n.offline);
     set('stat-maintenance', n.maintenance);
     set('stat-pending', o.pending_applications);
+    const alerts = document.getElementById('stat-alerts');
+    if (alerts) {
+      alerts.textContent = String(o.alerts_firing ?? 0);
+      alerts.parentElement.classList.toggle('firing', (o.alerts_firing || 0) > 0);
+    }
     updated.textContent = 'updated ' + new Date().toLocaleTimeString();
 
     const total = n.total || 0;
