@@ -23,7 +23,8 @@ pub mod server;
 pub mod udp;
 
 mod admin;
-mod alerts;
+#[doc(hidden)] // Public for the benchmarks only.
+pub mod alerts;
 pub mod auth;
 mod enroll;
 mod exec;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tether_wire::NodeId;
 
 /// A (rule, node) pair.
-pub(crate) type Key = (Arc<str>, NodeId);
+pub type Key = (Arc<str>, NodeId);
 
 /// What a pair has seen.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -21,7 +21,7 @@ struct Track {
 
 /// A decision to carry out (write, notify).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Decision {
+pub enum Decision {
     /// The condition has held for the rule's duration: an alert fires.
     Fire {
         /// When it began to hold, unix ms.
@@ -41,7 +41,7 @@ pub(crate) enum Decision {
 
 /// Every pair's state, and when each was last announced.
 #[derive(Debug, Default)]
-pub(crate) struct Engine {
+pub struct Engine {
     tracks: HashMap<Key, Track>,
     /// When each pair's last notified firing was (for flap damping), unix ms.
     announced: HashMap<Key, i64>,

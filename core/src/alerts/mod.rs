@@ -5,7 +5,7 @@
 //! The decisions are [`engine::Engine`]'s; this module feeds it what a heartbeat or a status
 //! change says, for the nodes a rule targets and that are not in maintenance (silent).
 
-pub(crate) mod engine;
+pub mod engine;
 mod mail;
 pub(crate) mod notify;
 
@@ -34,9 +34,66 @@ const INDEX_AGE: Duration = Duration::from_secs(5);
 
 /// A rule as evaluated: its name shared by every pair's key.
 #[derive(Debug)]
-struct Rule {
+pub struct Rule {
     name: Arc<str>,
     rule: AlertRule,
+}
+
+impl Rule {
+    /// A stored rule, ready to evaluate.
+    pub fn new(rule: AlertRule) -> Arc<Rule> {
+        Arc::new(Rule {
+            name: Arc::from(rule.name.as_str()),
+            rule,
+        })
+    }
+}
+
+/// What the enabled rules among `rules` that target a node (id `node`, carrying `labels`, not
+/// in maintenance) decide about one of its heartbeats (`metrics`; none when it was refused for
+/// its clock, `skew_ms`), pushed onto `out`. No I/O and no locks: core calls it under its
+/// engine's lock; the benchmarks call it alone.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate(
+    engine: &mut Engine,
+    rules: &[Arc<Rule>],
+    node: NodeId,
+    labels: &std::collections::BTreeMap<String, String>,
+    metrics: Option<&Metrics>,
+    skew_ms: Option<i64>,
+    now_ms: i64,
+    flap_ms: u64,
+    out: &mut Vec<(Arc<Rule>, Decision)>,
+) {
+    for rule in rules {
+        if !rule.rule.enabled || !rule.rule.targets.matches(node, labels) {
+            continue;
+        }
+        let (holds, value) = match &rule.rule.condition {
+            Condition::Threshold {
+                field,
+                op,
+                threshold,
+            } => {
+                let Some(metrics) = metrics else { continue };
+                match field.value(metrics) {
+                    Some(v) => (op.holds(v, *threshold), Some(v)),
+                    None => (false, None),
+                }
+            }
+            Condition::ClockSkew { max_ms } => {
+                let skew = skew_ms.unwrap_or(0).unsigned_abs();
+                (skew > *max_ms, Some(skew as f64))
+            }
+            Condition::Offline => continue,
+        };
+        let key: Key = (rule.name.clone(), node);
+        if let Some(decision) =
+            engine.observe(&key, holds, value, now_ms, rule.rule.for_ms, flap_ms)
+        {
+            out.push((rule.clone(), decision));
+        }
+    }
 }
 
 /// What the writer task does, in order.
@@ -107,16 +164,7 @@ impl Default for Alerting {
 impl Alerting {
     /// Reads the rules from the store again (after a change).
     pub fn reload(&self, store: &Store) -> Result<(), StoreError> {
-        let rules: Vec<Arc<Rule>> = store
-            .alert_rules()?
-            .into_iter()
-            .map(|rule| {
-                Arc::new(Rule {
-                    name: Arc::from(rule.name.as_str()),
-                    rule,
-                })
-            })
-            .collect();
+        let rules: Vec<Arc<Rule>> = store.alert_rules()?.into_iter().map(Rule::new).collect();
         *self.rules.write().expect("not poisoned") = Arc::new(rules);
         Ok(())
     }
@@ -180,50 +228,28 @@ impl Alerting {
             return;
         }
         let flap_ms = millis(shared.config.alert_flap_window);
-        let found = self.with_node(shared, node, |record| {
+        let mut decisions = Vec::new();
+        let hostname = self.with_node(shared, node, |record| {
             if record.maintenance {
                 return None;
             }
-            let targeted: Vec<Arc<Rule>> = rules
-                .iter()
-                .filter(|r| r.rule.enabled && r.rule.targets.matches(node, &record.labels))
-                .cloned()
-                .collect();
-            Some((targeted, record.hostname.clone()))
+            let mut engine = self.engine.lock().expect("not poisoned");
+            evaluate(
+                &mut engine,
+                &rules,
+                node,
+                &record.labels,
+                metrics,
+                skew_ms,
+                now_ms,
+                flap_ms,
+                &mut decisions,
+            );
+            (!decisions.is_empty()).then(|| record.hostname.clone())
         });
-        let Some(Some((targeted, hostname))) = found else {
+        let Some(Some(hostname)) = hostname else {
             return;
         };
-        let mut decisions = Vec::new();
-        {
-            let mut engine = self.engine.lock().expect("not poisoned");
-            for rule in targeted {
-                let (holds, value) = match &rule.rule.condition {
-                    Condition::Threshold {
-                        field,
-                        op,
-                        threshold,
-                    } => {
-                        let Some(metrics) = metrics else { continue };
-                        match field.value(metrics) {
-                            Some(v) => (op.holds(v, *threshold), Some(v)),
-                            None => (false, None),
-                        }
-                    }
-                    Condition::ClockSkew { max_ms } => {
-                        let skew = skew_ms.unwrap_or(0).unsigned_abs();
-                        (skew > *max_ms, Some(skew as f64))
-                    }
-                    Condition::Offline => continue,
-                };
-                let key: Key = (rule.name.clone(), node);
-                if let Some(decision) =
-                    engine.observe(&key, holds, value, now_ms, rule.rule.for_ms, flap_ms)
-                {
-                    decisions.push((rule, decision));
-                }
-            }
-        }
         for (rule, decision) in decisions {
             self.queue(action(rule, node, &hostname, now_ms, decision));
         }
