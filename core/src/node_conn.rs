@@ -718,6 +718,12 @@ async fn run_session(
                             warn!(error = %e, "clearing the clock skew failed");
                         }
                     }
+                    Ingested::Agent => {
+                        let agent = session.live.lock().expect("not poisoned").agent.clone();
+                        if let Some(agent) = agent {
+                            shared.alerts.agent(shared, session.node_id, &agent, now_ms);
+                        }
+                    }
                     Ingested::Ignored => {}
                     Ingested::Malformed(e) => {
                         shared.presence.malformed_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

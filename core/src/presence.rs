@@ -71,6 +71,8 @@ pub struct Live {
     pub skewed: u64,
     /// Node clock minus core clock at the last heartbeat, when beyond a second.
     pub clock_skew_ms: Option<i64>,
+    /// The agent's own state, as last reported on this connection.
+    pub agent: Option<tether_wire::heartbeat::AgentState>,
 }
 
 /// What became of one datagram.
@@ -81,6 +83,8 @@ pub enum Ingested {
         /// The node had gone silent before this one.
         resumed: bool,
     },
+    /// The agent reported its own state (kept in [`Live::agent`]).
+    Agent,
     /// A valid datagram of a kind core does not act on.
     Ignored,
     /// Not a valid datagram: dropped and counted.
@@ -104,6 +108,11 @@ pub fn ingest_datagram(
 ) -> Ingested {
     let heartbeat = match decode_datagram(bytes) {
         Ok(Datagram::Heartbeat(heartbeat)) => heartbeat,
+        Ok(Datagram::AgentState(state)) => {
+            live.lock().expect("not poisoned").agent = Some(state.trimmed());
+            return Ingested::Agent;
+        }
+        #[allow(unreachable_patterns)] // `Datagram` is non-exhaustive: kinds to come.
         Ok(_) => {
             // A datagram kind this version does not use: not an error of the node's, just ignored.
             return Ingested::Ignored;

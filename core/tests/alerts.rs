@@ -548,3 +548,69 @@ async fn bad_rules_and_channels_are_refused_and_a_dead_receiver_is_recorded() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_report_their_own_state_and_a_restart_loop_is_an_alert() {
+    let core = TestCore::start(|c| c.auto_approve = true).await;
+    let admin = core.admin().await;
+    let mut rule = cpu_rule("agent-loop", 0.0, &[]);
+    rule.condition = Condition::AgentRestarts { max: 1 };
+    rule.targets = Targets::default();
+    rule.for_ms = 600_000;
+    add_rule(&admin, rule).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("node");
+
+    // First start: its state, no restart yet, nothing fires.
+    let node = LibNode::start(&state, core.addr, Some(core.token()), |_| {});
+    let id = node_id_in(&state).await;
+    let agent = eventually("the agent's state", || async {
+        admin.node(id).await.and_then(|n| n.agent)
+    })
+    .await;
+    assert_eq!(agent.pid, std::process::id(), "in-process agent");
+    assert_eq!(agent.restarts, 0);
+    assert!(!agent.version.is_empty());
+    assert!(agent.rss_bytes > 0);
+    let overview = match admin
+        .request(AdminRequest::Overview)
+        .await
+        .unwrap()
+        .remove(0)
+    {
+        AdminResponse::Overview(o) => o,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(overview.agents_running, 1);
+    node.stop().await.unwrap();
+
+    // Two restarts within the window: more than one, so it fires, with the count.
+    for _ in 0..2 {
+        let node = LibNode::start(&state, core.addr, None, |_| {});
+        eventually("the agent back", || async {
+            admin
+                .node(id)
+                .await
+                .and_then(|n| n.agent)
+                .filter(|a| a.restarts > 0)
+        })
+        .await;
+        node.stop().await.unwrap();
+    }
+    let _node = LibNode::start(&state, core.addr, None, |_| {});
+    let fired = eventually("the restart-loop alert", || async {
+        alerts(&admin, true).await.into_iter().next()
+    })
+    .await;
+    assert_eq!(fired.rule, "agent-loop");
+    assert_eq!(fired.condition, "agent restarts > 1");
+    assert!(fired.value.unwrap() >= 2.0, "{fired:?}");
+    eventually("the third restart reported", || async {
+        admin
+            .node(id)
+            .await
+            .and_then(|n| n.agent)
+            .filter(|a| a.restarts == 3)
+    })
+    .await;
+}

@@ -10,6 +10,7 @@
 //! It must never trust a core whose CA fingerprint differs from the pinned one, never log its key
 //! or secret, and never hold more than one connection.
 
+mod agent;
 pub mod backoff;
 pub mod collect;
 pub mod config;

@@ -46,6 +46,7 @@ struct Context {
     endpoint: Option<Endpoint>,
     executions: Arc<Executions>,
     terminals: Arc<crate::tty::Terminals>,
+    agent: crate::agent::Agent,
 }
 
 impl Context {
@@ -96,7 +97,13 @@ pub async fn run(
             cancel.cancel();
         })
     };
+    let agent = crate::agent::Agent::start(
+        state.dir(),
+        AGENT_VERSION,
+        tether_wire::units::unix_ms(std::time::SystemTime::now()),
+    );
     let mut ctx = Context {
+        agent,
         config,
         state,
         core_addr,
@@ -121,6 +128,7 @@ pub async fn run(
                 }
                 let delay = backoff.next_delay();
                 warn!(%reason, retry_in = ?delay, "disconnected from core");
+                ctx.agent.error(format!("disconnected from core: {reason}"));
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = ctx.cancel.cancelled() => break Ok(()),
@@ -468,6 +476,17 @@ fn closed(
     }
 }
 
+/// Tells core how the agent itself fares (a lost datagram waits for the next report).
+fn send_agent_state(ctx: &mut Context, connection: &Connection) {
+    let state = ctx.agent.report();
+    let bytes = tether_wire::heartbeat::encode_datagram(
+        &tether_wire::heartbeat::Datagram::AgentState(state),
+    );
+    if let Err(e) = connection.send_datagram(Bytes::from(bytes)) {
+        debug!(error = %e, "agent state not sent");
+    }
+}
+
 async fn run_session(
     ctx: &mut Context,
     connection: &Connection,
@@ -487,6 +506,7 @@ async fn run_session(
     let mut facts_check = tokio::time::interval(ctx.config.facts_refresh);
     facts_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq: u32 = 0;
+    send_agent_state(ctx, connection);
     loop {
         tokio::select! {
             _ = ctx.cancel.cancelled() => return Ok(goodbye(connection)),
@@ -515,6 +535,9 @@ async fn run_session(
                         Some(reason) => return classify_close(ctx, &reason, true),
                         None => warn!(error = %e, "heartbeat not sent"),
                     }
+                }
+                if seq.is_multiple_of(tether_wire::heartbeat::AGENT_STATE_EVERY) {
+                    send_agent_state(ctx, connection);
                 }
             }
             stream = connection.accept_bi() => match stream {

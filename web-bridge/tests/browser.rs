@@ -117,6 +117,9 @@ async fn login_then_live_status_without_a_reload() {
     browser
         .wait_text("#stat-online", "one node online", |t| t.trim() == "1")
         .await;
+    browser
+        .wait_text("#stat-agents", "one agent running", |t| t.trim() == "1")
+        .await;
     assert_eq!(browser.text("#stat-total").await.trim(), "1");
     browser
         .wait_text("#trend-note", "the fleet's 24 hours drawn", |t| {
@@ -587,6 +590,11 @@ async fn node_detail_users_and_audit_pages() {
     browser.goto(&format!("{}/#/nodes/{id}", stack.url)).await;
     browser
         .wait_text("#node-path", "the QUIC path", |t| t.contains("ms"))
+        .await;
+    browser
+        .wait_text("#node-agent", "the agent's own state", |t| {
+            t.contains("pid") && t.contains("since enrollment")
+        })
         .await;
     assert!(browser.exists("#open-terminal").await);
     assert!(browser.exists("#charts canvas").await, "uPlot charts drawn");

@@ -923,6 +923,8 @@ pub struct NodeView {
     pub conflict: Option<IdentityConflictView>,
     /// The QUIC path core sees to the node, while connected.
     pub path: Option<PathView>,
+    /// The agent's own state, as it last reported it on its connection (none while offline).
+    pub agent: Option<crate::heartbeat::AgentState>,
 }
 
 /// Another machine's attempt to use a node's identity while the node was connected: its

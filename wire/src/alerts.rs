@@ -266,6 +266,12 @@ pub enum Condition {
         /// The largest difference tolerated.
         max_ms: u64,
     },
+    /// The agent restarted more than `max` times within the rule's duration: a restart loop.
+    /// Evaluated when the agent reports its state (after connecting, then every few minutes).
+    AgentRestarts {
+        /// Restarts tolerated within the window.
+        max: u32,
+    },
 }
 
 impl fmt::Display for Condition {
@@ -278,6 +284,7 @@ impl fmt::Display for Condition {
             } => write!(f, "{field} {} {threshold}", op.symbol()),
             Condition::Offline => f.write_str("offline"),
             Condition::ClockSkew { max_ms } => write!(f, "clock skew > {max_ms} ms"),
+            Condition::AgentRestarts { max } => write!(f, "agent restarts > {max}"),
         }
     }
 }
@@ -347,6 +354,11 @@ impl AlertRule {
         match self.condition {
             Condition::Offline if self.for_ms == 0 => {
                 return Err("an offline rule needs a duration (--for) greater than zero".into());
+            }
+            Condition::AgentRestarts { .. } if self.for_ms == 0 => {
+                return Err(
+                    "a restart rule needs a window (--for) greater than zero, e.g. 10m".into(),
+                );
             }
             Condition::ClockSkew { max_ms: 0 } => {
                 return Err("the clock skew tolerated must be greater than zero".into());

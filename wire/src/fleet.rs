@@ -178,6 +178,8 @@ pub struct Overview {
     pub pending_applications: u64,
     /// Alerts firing now.
     pub alerts_firing: u64,
+    /// Agents connected that reported their own state (seed 002's agents running).
+    pub agents_running: u64,
     /// Nodes per agent version, most common first.
     pub versions: Vec<VersionCount>,
     /// Recent events, newest first.

@@ -14,6 +14,82 @@ use crate::limits;
 pub enum Datagram {
     /// Periodic liveness and metrics.
     Heartbeat(Heartbeat),
+    /// The agent's own state, after connecting and every [`AGENT_STATE_EVERY`] heartbeats. (A
+    /// core older than this kind counts it as malformed and goes on.)
+    AgentState(AgentState),
+}
+
+/// Heartbeats between two [`AgentState`] reports.
+pub const AGENT_STATE_EVERY: u32 = 10;
+
+/// Longest `last_error` an agent reports, bytes (longer ones are cut at a character boundary).
+pub const MAX_AGENT_ERROR: usize = 256;
+
+/// The agent process itself (seed 002's `agents`): what it runs, since when, how it fares.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AgentState {
+    /// The agent's version.
+    pub version: String,
+    /// Its process id.
+    pub pid: u32,
+    /// When this process started, unix ms.
+    pub started_at_ms: i64,
+    /// Times the agent started again since it enrolled (its state directory counts them).
+    pub restarts: u32,
+    /// The latest start times, unix ms, oldest first (at most 16, this one last): how many
+    /// fell within a window is a restart loop's measure.
+    pub recent_starts_ms: Vec<i64>,
+    /// The last error it met (a failed connection, a refused command), at most
+    /// [`MAX_AGENT_ERROR`] bytes.
+    pub last_error: Option<String>,
+    /// The agent's CPU use since its previous report, percent of one CPU.
+    pub cpu_percent: f32,
+    /// Its resident memory, bytes.
+    pub rss_bytes: u64,
+}
+
+impl AgentState {
+    /// Restarts within `window_ms` before `now_ms`: the starts in it, less the first start
+    /// since enrollment if it is among them.
+    pub fn restarts_within(&self, window_ms: u64, now_ms: i64) -> u32 {
+        let since = now_ms.saturating_sub(i64::try_from(window_ms).unwrap_or(i64::MAX));
+        let starts = self
+            .recent_starts_ms
+            .iter()
+            .filter(|t| **t >= since)
+            .count();
+        // The list holds the first start while there have been fewer starts than it keeps.
+        let first_kept = (self.restarts as usize) < self.recent_starts_ms.len();
+        let first_in_window =
+            first_kept && self.recent_starts_ms.first().is_some_and(|t| *t >= since);
+        u32::try_from(starts - usize::from(first_in_window && starts > 0)).unwrap_or(u32::MAX)
+    }
+
+    /// Cuts `last_error` to [`MAX_AGENT_ERROR`] bytes, the version to 64 and the start times
+    /// to 16: a report always fits in a datagram.
+    pub fn trimmed(mut self) -> Self {
+        if self.version.len() > 64 {
+            let mut end = 64;
+            while !self.version.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.version.truncate(end);
+        }
+        if self.recent_starts_ms.len() > 16 {
+            self.recent_starts_ms
+                .drain(..self.recent_starts_ms.len() - 16);
+        }
+        if let Some(error) = &mut self.last_error
+            && error.len() > MAX_AGENT_ERROR
+        {
+            let mut end = MAX_AGENT_ERROR;
+            while !error.is_char_boundary(end) {
+                end -= 1;
+            }
+            error.truncate(end);
+        }
+        self
+    }
 }
 
 /// One heartbeat.
@@ -121,10 +197,7 @@ pub fn encode_datagram(datagram: &Datagram) -> Vec<u8> {
 pub fn encode_heartbeat(mut heartbeat: Heartbeat) -> (Vec<u8>, usize) {
     let mut dropped = 0;
     loop {
-        let datagram = Datagram::Heartbeat(heartbeat);
-        let bytes = encode_datagram(&datagram);
-        let Datagram::Heartbeat(back) = datagram;
-        heartbeat = back;
+        let bytes = encode_datagram(&Datagram::Heartbeat(heartbeat.clone()));
         if bytes.len() <= limits::MAX_HEARTBEAT_LEN || heartbeat.metrics.disks.is_empty() {
             return (bytes, dropped);
         }
@@ -158,7 +231,9 @@ mod tests {
         let (bytes, dropped) = encode_heartbeat(heartbeat);
         assert!(bytes.len() <= limits::MAX_HEARTBEAT_LEN);
         assert!(dropped > 150);
-        let Datagram::Heartbeat(back) = decode_datagram(&bytes).unwrap();
+        let Datagram::Heartbeat(back) = decode_datagram(&bytes).unwrap() else {
+            panic!("a heartbeat")
+        };
         assert_eq!(back.metrics.disks.len(), 200 - dropped);
     }
 

@@ -405,6 +405,7 @@ prop_compose! {
         allowed_users in vec(text(), 0..3),
         conflict in option::of(conflict()),
         path in option::of(path_view()),
+        agent in option::of(agent_state()),
     ) -> NodeView {
         NodeView {
             id, hostname, status,
@@ -418,7 +419,18 @@ prop_compose! {
             heartbeats_received: counters.2, static_facts_received: counters.3,
             conflict,
             path,
+            agent,
         }
+    }
+}
+
+prop_compose! {
+    fn agent_state()(
+        version in text(), pid in any::<u32>(), started_at_ms in any::<i64>(),
+        restarts in any::<u32>(), recent_starts_ms in vec(any::<i64>(), 0..16),
+        last_error in option::of(text()), cpu_percent in float(), rss_bytes in any::<u64>(),
+    ) -> AgentState {
+        AgentState { version, pid, started_at_ms, restarts, recent_starts_ms, last_error, cpu_percent, rss_bytes }
     }
 }
 
@@ -458,7 +470,7 @@ fn event_kind() -> impl Strategy<Value = EventKind> {
 
 prop_compose! {
     fn overview()(
-        counts in any::<[u64; 6]>(),
+        counts in any::<[u64; 7]>(),
         versions in vec((text(), any::<u64>()), 0..4),
         events in vec((any::<i64>(), event_kind(), node_id(), text(), option::of(node_status()), text()), 0..4),
     ) -> Overview {
@@ -466,6 +478,7 @@ prop_compose! {
             nodes: StatusCounts { total: counts[0], online: counts[1], offline: counts[2], maintenance: counts[3] },
             pending_applications: counts[4],
             alerts_firing: counts[5],
+            agents_running: counts[6],
             versions: versions.into_iter().map(|(version, count)| VersionCount { version, count }).collect(),
             events: events
                 .into_iter()
@@ -890,6 +903,20 @@ proptest! {
     }
 
     #[test]
+    fn agent_states(state in agent_state()) {
+        let state = state.trimmed();
+        let bytes = encode_datagram(&Datagram::AgentState(state.clone()));
+        prop_assert!(bytes.len() <= tether_wire::limits::MAX_HEARTBEAT_LEN, "{} bytes", bytes.len());
+        match decode_datagram(&bytes).unwrap() {
+            Datagram::AgentState(back) => prop_assert_eq!(&back, &state),
+            other => prop_assert!(false, "unexpected datagram {:?}", other),
+        }
+        for cut in [0, bytes.len() / 2, bytes.len() - 1] {
+            prop_assert!(decode_datagram(&bytes[..cut]).is_err());
+        }
+    }
+
+    #[test]
     fn heartbeats(hb in heartbeat()) {
         let (bytes, dropped) = encode_heartbeat(hb.clone());
         prop_assert_eq!(dropped, 0);
@@ -1177,6 +1204,7 @@ fn condition() -> impl Strategy<Value = Condition> {
             }),
         Just(Condition::Offline),
         any::<u64>().prop_map(|max_ms| Condition::ClockSkew { max_ms }),
+        any::<u32>().prop_map(|max| Condition::AgentRestarts { max }),
     ]
 }
 

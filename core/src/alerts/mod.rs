@@ -19,7 +19,7 @@ use tether_store::{NodeRecord, Store, StoreError};
 use tether_wire::NodeId;
 use tether_wire::admin::NodeStatus;
 use tether_wire::alerts::{Alert, AlertRule, AlertState, Condition};
-use tether_wire::heartbeat::Metrics;
+use tether_wire::heartbeat::{AgentState, Metrics};
 use tokio::sync::{Notify, mpsc};
 use tracing::{info, warn};
 
@@ -85,7 +85,7 @@ pub fn evaluate(
                 let skew = skew_ms.unwrap_or(0).unsigned_abs();
                 (skew > *max_ms, Some(skew as f64))
             }
-            Condition::Offline => continue,
+            Condition::Offline | Condition::AgentRestarts { .. } => continue,
         };
         let key: Key = (rule.name.clone(), node);
         if let Some(decision) =
@@ -245,6 +245,52 @@ impl Alerting {
                 flap_ms,
                 &mut decisions,
             );
+            (!decisions.is_empty()).then(|| record.hostname.clone())
+        });
+        let Some(Some(hostname)) = hostname else {
+            return;
+        };
+        for (rule, decision) in decisions {
+            self.queue(action(rule, node, &hostname, now_ms, decision));
+        }
+    }
+
+    /// The agent reported its state: restart rules count its restarts within their window.
+    pub fn agent(&self, shared: &Shared, node: NodeId, agent: &AgentState, now_ms: i64) {
+        let rules = self.rules();
+        if !rules
+            .iter()
+            .any(|r| r.rule.enabled && matches!(r.rule.condition, Condition::AgentRestarts { .. }))
+        {
+            return;
+        }
+        let flap_ms = millis(shared.config.alert_flap_window);
+        let mut decisions = Vec::new();
+        let hostname = self.with_node(shared, node, |record| {
+            if record.maintenance {
+                return None;
+            }
+            let mut engine = self.engine.lock().expect("not poisoned");
+            for rule in rules.iter() {
+                let Condition::AgentRestarts { max } = rule.rule.condition else {
+                    continue;
+                };
+                if !rule.rule.enabled || !rule.rule.targets.matches(node, &record.labels) {
+                    continue;
+                }
+                let restarts = agent.restarts_within(rule.rule.for_ms, now_ms);
+                let key: Key = (rule.name.clone(), node);
+                if let Some(decision) = engine.observe(
+                    &key,
+                    restarts > max,
+                    Some(f64::from(restarts)),
+                    now_ms,
+                    0,
+                    flap_ms,
+                ) {
+                    decisions.push((rule.clone(), decision));
+                }
+            }
             (!decisions.is_empty()).then(|| record.hostname.clone())
         });
         let Some(Some(hostname)) = hostname else {
@@ -415,6 +461,9 @@ fn action(rule: Arc<Rule>, node: NodeId, hostname: &str, at_ms: i64, d: Decision
             why: match (&rule.rule.condition, value) {
                 (Condition::Threshold { field, .. }, Some(v)) => format!("{field} {v}"),
                 (Condition::ClockSkew { .. }, Some(v)) => format!("clock skew {v} ms"),
+                (Condition::AgentRestarts { .. }, Some(v)) => {
+                    format!("{v} restarts within the window")
+                }
                 _ => "the condition ended".into(),
             },
         },

@@ -10,6 +10,7 @@ export function mount(main) {
     h('div', { class: 'stat-value', id, text: '\u2013' }));
   const stats = h('div', { class: 'stats' },
     stat('stat-total', 'Nodes', 'stat-total', '#/nodes'),
+    stat('stat-agents', 'Agents running', 'stat-online', '#/nodes?status=online'),
     stat('stat-online', 'Online', 'stat-online', '#/nodes?status=online'),
     stat('stat-offline', 'Offline', 'stat-offline', '#/nodes?status=offline'),
     stat('stat-maintenance', 'Maintenance', 'stat-maintenance', '#/nodes?status=maintenance'),
@@ -78,6 +79,7 @@ export function mount(main) {
     set('stat-offline', n.offline);
     set('stat-maintenance', n.maintenance);
     set('stat-pending', o.pending_applications);
+    set('stat-agents', o.agents_running);
     const alerts = document.getElementById('stat-alerts');
     if (alerts) {
       alerts.textContent = String(o.alerts_firing ?? 0);

@@ -9,7 +9,7 @@ import { watch } from '../live.js';
 
 const KNOWN = new Set(['id', 'hostname', 'status', 'connected', 'maintenance', 'deleted', 'last_seen_ms', 'labels', 'allowed_users',
   'created_at_ms', 'updated_at_ms', 'public_addr', 'clock_skew_ms', 'agent_version', 'static_facts', 'metrics', 'metrics_at_ms',
-  'heartbeats_received', 'static_facts_received', 'malformed_datagrams', 'skewed_heartbeats', 'conflict', 'path']);
+  'heartbeats_received', 'static_facts_received', 'malformed_datagrams', 'skewed_heartbeats', 'conflict', 'path', 'agent']);
 
 const MAX_POINTS = 3600;
 
@@ -315,6 +315,10 @@ export function mount(main, ctx) {
       ['Maintenance', n.maintenance ? 'on' : 'off'],
       ['Public address', n.public_addr ? h('span', { class: 'mono', text: n.public_addr }) : null],
       ['Agent version', n.agent_version ? h('span', { class: 'mono', text: n.agent_version }) : null],
+      ['Agent process', n.agent ? h('span', { id: 'node-agent' }, 'pid ' + n.agent.pid + ', up since ', timeEl(n.agent.started_at_ms),
+        ', ' + fmtInt(n.agent.restarts) + (n.agent.restarts === 1 ? ' restart' : ' restarts') + ' since enrollment, CPU ' +
+        n.agent.cpu_percent.toFixed(1) + ' %, memory ' + fmtBytes(n.agent.rss_bytes)) : undefined],
+      ['Agent\u2019s last error', n.agent && n.agent.last_error ? h('span', { class: 'mono small', text: n.agent.last_error }) : undefined],
       ['Last seen', timeEl(n.last_seen_ms, { none: 'never' })],
       ['Added', timeEl(n.created_at_ms)],
       ['Updated', timeEl(n.updated_at_ms)],

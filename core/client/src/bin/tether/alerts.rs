@@ -69,8 +69,9 @@ pub enum RuleCommand {
     /// disk:MOUNT and disk_used:MOUNT for one filesystem (disk:/var). Operators: gt, gte, lt,
     /// lte, eq, ne.
     ///
-    /// Built-in kinds: --offline (fires once a node has been offline for --for) and
-    /// --clock-skew D (fires when a node's clock is more than D off core's).
+    /// Built-in kinds: --offline (fires once a node has been offline for --for),
+    /// --clock-skew D (fires when a node's clock is more than D off core's) and
+    /// --agent-restarts N (fires when the agent restarted more than N times within --for).
     ///
     /// Example: tether alert rule add cpu-high --metric cpu --op gt --threshold 90 --for 5m
     /// --severity warning --label env=prod --channel ops
@@ -90,8 +91,11 @@ pub enum RuleCommand {
         #[arg(long, conflicts_with = "clock_skew")]
         offline: bool,
         /// Fire when a node's clock is more than this off core's (e.g. 30s).
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "agent_restarts")]
         clock_skew: Option<Duration>,
+        /// Fire when the agent restarted more than N times within --for (a restart loop).
+        #[arg(long, value_name = "N", conflicts_with_all = ["offline", "metric"])]
+        agent_restarts: Option<u32>,
         /// How long the condition must hold before the alert fires (e.g. 5m) [default: 0s,
         /// at the first heartbeat; offline rules need one].
         #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
@@ -320,6 +324,7 @@ async fn rules(client: &AdminClient, command: RuleCommand) -> anyhow::Result<u8>
             threshold,
             offline,
             clock_skew,
+            agent_restarts,
             for_,
             severity,
             labels,
@@ -328,18 +333,20 @@ async fn rules(client: &AdminClient, command: RuleCommand) -> anyhow::Result<u8>
             disabled,
             json,
         } => {
-            let condition = match (metric, offline, clock_skew) {
-                (Some(field), false, None) => Condition::Threshold {
+            let condition = match (metric, offline, clock_skew, agent_restarts) {
+                (Some(field), false, None, None) => Condition::Threshold {
                     field,
                     op: op.expect("clap requires --op"),
                     threshold: threshold.expect("clap requires --threshold"),
                 },
-                (None, true, None) => Condition::Offline,
-                (None, false, Some(skew)) => Condition::ClockSkew {
+                (None, true, None, None) => Condition::Offline,
+                (None, false, Some(skew), None) => Condition::ClockSkew {
                     max_ms: u64::try_from(skew.as_millis()).unwrap_or(u64::MAX),
                 },
+                (None, false, None, Some(max)) => Condition::AgentRestarts { max },
                 _ => bail!(
-                    "say what the rule watches: --metric M --op OP --threshold X, --offline, or --clock-skew D"
+                    "say what the rule watches: --metric M --op OP --threshold X, --offline, \
+                     --clock-skew D, or --agent-restarts N"
                 ),
             };
             let rule = AlertRule {

@@ -105,6 +105,18 @@ pub struct NodeJson<'a> {
     malformed_datagrams: u64,
     skewed_heartbeats: u64,
     conflict: Option<ConflictJson<'a>>,
+    agent: Option<AgentJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct AgentJson<'a> {
+    version: &'a str,
+    pid: u32,
+    started_at: String,
+    restarts: u32,
+    last_error: Option<&'a str>,
+    cpu_percent: f32,
+    rss_bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -149,6 +161,15 @@ pub fn node_json(node: &NodeView) -> NodeJson<'_> {
             first_at: rfc3339(c.first_at_ms),
             last_at: rfc3339(c.last_at_ms),
             attempts: c.attempts,
+        }),
+        agent: node.agent.as_ref().map(|a| AgentJson {
+            version: &a.version,
+            pid: a.pid,
+            started_at: rfc3339(a.started_at_ms),
+            restarts: a.restarts,
+            last_error: a.last_error.as_deref(),
+            cpu_percent: a.cpu_percent,
+            rss_bytes: a.rss_bytes,
         }),
     }
 }
@@ -376,6 +397,22 @@ pub fn node_detail(node: &NodeView, json: bool) -> anyhow::Result<()> {
         }
     )?;
     writeln!(out, "agent version:  {}", node.agent_version)?;
+    if let Some(a) = &node.agent {
+        writeln!(
+            out,
+            "agent:          pid {}, up since {} ({}), {} restart{} since enrollment, CPU {:.1} %, memory {}",
+            a.pid,
+            rfc3339(a.started_at_ms),
+            ago(Some(a.started_at_ms)),
+            a.restarts,
+            if a.restarts == 1 { "" } else { "s" },
+            a.cpu_percent,
+            bytes(a.rss_bytes)
+        )?;
+        if let Some(error) = &a.last_error {
+            writeln!(out, "agent error:    {error}")?;
+        }
+    }
     if let Some(skew) = node.clock_skew_ms {
         writeln!(
             out,
