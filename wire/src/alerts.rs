@@ -162,13 +162,7 @@ impl Field {
     /// The value in a heartbeat, or none where the heartbeat has no such field (no sensor, no
     /// such mount).
     pub fn value(&self, m: &Metrics) -> Option<f64> {
-        let percent = |used: u64, total: u64| {
-            if total == 0 {
-                0.0
-            } else {
-                used as f64 * 100.0 / total as f64
-            }
-        };
+        use crate::history::percent;
         match self {
             Field::Series(metric) => Some(metric.of(m)),
             Field::Swap => Some(percent(m.swap_used, m.swap_total)),

@@ -101,13 +101,6 @@ impl Metric {
     /// Its value in a heartbeat, in [`Metric::unit`]: percentages 0–100 (0 where the total is
     /// unknown), `disk` the fullest filesystem's, `disk_used` the sum of all.
     pub fn of(self, m: &crate::heartbeat::Metrics) -> f64 {
-        let percent = |used: u64, total: u64| {
-            if total == 0 {
-                0.0
-            } else {
-                used as f64 * 100.0 / total as f64
-            }
-        };
         match self {
             Metric::Cpu => f64::from(m.cpu_percent),
             Metric::Mem => percent(m.memory_used, m.memory_total),
@@ -159,6 +152,15 @@ impl FromStr for Metric {
                     Metric::ALL.map(Metric::as_str).join(", ")
                 )
             })
+    }
+}
+
+/// `used` as a percentage of `total`; 0 where the total is unknown (0).
+pub fn percent(used: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        used as f64 * 100.0 / total as f64
     }
 }
 

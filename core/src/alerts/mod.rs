@@ -228,14 +228,9 @@ impl Alerting {
             return;
         }
         let flap_ms = millis(shared.config.alert_flap_window);
-        let mut decisions = Vec::new();
-        let hostname = self.with_node(shared, node, |record| {
-            if record.maintenance {
-                return None;
-            }
-            let mut engine = self.engine.lock().expect("not poisoned");
+        self.decide(shared, node, now_ms, |engine, record, decisions| {
             evaluate(
-                &mut engine,
+                engine,
                 &rules,
                 node,
                 &record.labels,
@@ -243,6 +238,28 @@ impl Alerting {
                 skew_ms,
                 now_ms,
                 flap_ms,
+                decisions,
+            );
+        });
+    }
+
+    /// Runs `judge` for a node that is not in maintenance, under the engine's lock, and queues
+    /// what it decided.
+    fn decide(
+        &self,
+        shared: &Shared,
+        node: NodeId,
+        now_ms: i64,
+        judge: impl FnOnce(&mut Engine, &NodeRecord, &mut Vec<(Arc<Rule>, Decision)>),
+    ) {
+        let mut decisions = Vec::new();
+        let hostname = self.with_node(shared, node, |record| {
+            if record.maintenance {
+                return None;
+            }
+            judge(
+                &mut self.engine.lock().expect("not poisoned"),
+                record,
                 &mut decisions,
             );
             (!decisions.is_empty()).then(|| record.hostname.clone())
@@ -265,12 +282,7 @@ impl Alerting {
             return;
         }
         let flap_ms = millis(shared.config.alert_flap_window);
-        let mut decisions = Vec::new();
-        let hostname = self.with_node(shared, node, |record| {
-            if record.maintenance {
-                return None;
-            }
-            let mut engine = self.engine.lock().expect("not poisoned");
+        self.decide(shared, node, now_ms, |engine, record, decisions| {
             for rule in rules.iter() {
                 let Condition::AgentRestarts { max } = rule.rule.condition else {
                     continue;
@@ -280,25 +292,13 @@ impl Alerting {
                 }
                 let restarts = agent.restarts_within(rule.rule.for_ms, now_ms);
                 let key: Key = (rule.name.clone(), node);
-                if let Some(decision) = engine.observe(
-                    &key,
-                    restarts > max,
-                    Some(f64::from(restarts)),
-                    now_ms,
-                    0,
-                    flap_ms,
-                ) {
+                let value = Some(f64::from(restarts));
+                if let Some(decision) = engine.observe(&key, restarts > max, value, now_ms, 0, flap_ms)
+                {
                     decisions.push((rule.clone(), decision));
                 }
             }
-            (!decisions.is_empty()).then(|| record.hostname.clone())
         });
-        let Some(Some(hostname)) = hostname else {
-            return;
-        };
-        for (rule, decision) in decisions {
-            self.queue(action(rule, node, &hostname, now_ms, decision));
-        }
     }
 
     /// A node went online or offline: offline rules start counting, or its offline alerts
