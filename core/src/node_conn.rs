@@ -718,10 +718,13 @@ async fn run_session(
                             warn!(error = %e, "clearing the clock skew failed");
                         }
                     }
-                    Ingested::Agent => {
+                    Ingested::Agent { news } => {
                         let agent = session.live.lock().expect("not poisoned").agent.clone();
                         if let Some(agent) = agent {
                             shared.alerts.agent(shared, session.node_id, &agent, now_ms);
+                            if news && let Err(e) = Box::pin(shared.store.save_agent_state(session.node_id, agent)).await {
+                                warn!(error = %e, "keeping the agent's state failed");
+                            }
                         }
                     }
                     Ingested::Ignored => {}

@@ -83,8 +83,12 @@ pub enum Ingested {
         /// The node had gone silent before this one.
         resumed: bool,
     },
-    /// The agent reported its own state (kept in [`Live::agent`]).
-    Agent,
+    /// The agent reported its own state (kept in [`Live::agent`]); `news` when it is the
+    /// connection's first report or the agent restarted since the previous one.
+    Agent {
+        /// Worth keeping in the store.
+        news: bool,
+    },
     /// A valid datagram of a kind core does not act on.
     Ignored,
     /// Not a valid datagram: dropped and counted.
@@ -109,8 +113,14 @@ pub fn ingest_datagram(
     let heartbeat = match decode_datagram(bytes) {
         Ok(Datagram::Heartbeat(heartbeat)) => heartbeat,
         Ok(Datagram::AgentState(state)) => {
-            live.lock().expect("not poisoned").agent = Some(state.trimmed());
-            return Ingested::Agent;
+            let state = state.trimmed();
+            let mut live = live.lock().expect("not poisoned");
+            let news = live
+                .agent
+                .as_ref()
+                .is_none_or(|had| had.pid != state.pid || had.restarts != state.restarts);
+            live.agent = Some(state);
+            return Ingested::Agent { news };
         }
         #[allow(unreachable_patterns)] // `Datagram` is non-exhaustive: kinds to come.
         Ok(_) => {

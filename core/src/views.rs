@@ -26,6 +26,7 @@ pub(crate) fn node_view(detail: NodeDetail, session: Option<&Session>) -> NodeVi
         last_seen_ms,
         allowed_users,
         conflict,
+        agent,
     } = detail;
     let status = status(record.maintenance, session);
     let live = session.map(|s| s.live.lock().expect("not poisoned").clone());
@@ -56,7 +57,7 @@ pub(crate) fn node_view(detail: NodeDetail, session: Option<&Session>) -> NodeVi
         agent_version: record.agent_version,
         static_facts: facts,
         metrics: live.as_ref().and_then(|l| l.metrics.clone()),
-        agent: live.as_ref().and_then(|l| l.agent.clone()),
+        agent: live.as_ref().and_then(|l| l.agent.clone()).or(agent),
         metrics_at_ms: live.as_ref().and_then(|l| l.metrics_at_ms),
         heartbeats_received: live.as_ref().map_or(0, |l| l.heartbeats),
         static_facts_received: live.as_ref().map_or(0, |l| l.facts_received),

@@ -583,6 +583,9 @@ async fn agents_report_their_own_state_and_a_restart_loop_is_an_alert() {
     };
     assert_eq!(overview.agents_running, 1);
     node.stop().await.unwrap();
+    // Offline, its last state is still shown (kept in the store).
+    let offline = wait_status(&admin, id, tether_wire::admin::NodeStatus::Offline).await;
+    assert_eq!(offline.agent.map(|a| a.pid), Some(std::process::id()));
 
     // Two restarts within the window: more than one, so it fires, with the count.
     for _ in 0..2 {

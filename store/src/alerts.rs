@@ -18,6 +18,7 @@ impl Stored for AlertRule {}
 impl Stored for Channel {}
 impl Stored for Alert {}
 impl Stored for Delivery {}
+impl Stored for tether_wire::heartbeat::AgentState {}
 
 /// Why a change to rules or channels was not made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

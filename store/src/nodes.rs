@@ -26,6 +26,8 @@ pub struct NodeDetail {
     pub allowed_users: Vec<String>,
     /// Another machine's latest attempt to use this node's identity, if any is kept.
     pub conflict: Option<IdentityConflict>,
+    /// The agent's own state as it last reported it on a connection (kept while offline).
+    pub agent: Option<tether_wire::heartbeat::AgentState>,
 }
 
 /// Result of resolving an id or a prefix.
@@ -214,6 +216,21 @@ impl Store {
         Ok(resolve_in(self, APPLICATIONS, text)?.map(|k| ApplicationId(Uuid::from_u128(k))))
     }
 
+    /// Keeps the agent's latest state (seed 002's `agents`): core writes it on a connection's
+    /// first report and when the agent restarted, not at every report.
+    pub async fn save_agent_state(
+        &self,
+        node: NodeId,
+        state: tether_wire::heartbeat::AgentState,
+    ) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            txn.open_table(AGENTS)?
+                .insert(node.0.as_u128(), codec::encode(&state).as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
     /// One node with its facts.
     pub fn node(&self, id: NodeId) -> Result<Option<NodeDetail>, StoreError> {
         let txn = self.read()?;
@@ -230,12 +247,18 @@ impl Store {
         let last_seen_ms = txn.open_table(LAST_SEEN)?.get(key)?.map(|v| v.value());
         let allowed_users = crate::tty::read_access(&txn.open_table(NODE_ACCESS)?, key)?;
         let conflict = read_conflict(&txn.open_table(NODE_CONFLICTS)?, key)?;
+        let agent = txn
+            .open_table(AGENTS)?
+            .get(key)?
+            .map(|v| codec::decode(v.value()))
+            .transpose()?;
         Ok(Some(NodeDetail {
             record,
             facts,
             last_seen_ms,
             allowed_users,
             conflict,
+            agent,
         }))
     }
 
@@ -247,6 +270,7 @@ impl Store {
         let last_seen = txn.open_table(LAST_SEEN)?;
         let access = txn.open_table(NODE_ACCESS)?;
         let conflicts = txn.open_table(NODE_CONFLICTS)?;
+        let agents = txn.open_table(AGENTS)?;
         let mut out = Vec::new();
         for entry in nodes.iter()? {
             let (key, value) = entry?;
@@ -257,6 +281,10 @@ impl Store {
                 last_seen_ms: last_seen.get(key)?.map(|v| v.value()),
                 allowed_users: crate::tty::read_access(&access, key)?,
                 conflict: read_conflict(&conflicts, key)?,
+                agent: agents
+                    .get(key)?
+                    .map(|v| codec::decode(v.value()))
+                    .transpose()?,
             });
         }
         Ok(out)

@@ -43,6 +43,8 @@ pub(crate) const METRICS_CHUNKS: TableDefinition<'_, (u128, u8, i64), &[u8]> =
 pub(crate) const STATUS_LOG: TableDefinition<'_, (i64, u64), &[u8]> =
     TableDefinition::new("status_log");
 
+/// node id → the agent's latest [`tether_wire::heartbeat::AgentState`].
+pub(crate) const AGENTS: TableDefinition<'_, u128, &[u8]> = TableDefinition::new("agents");
 /// rule name → encoded [`tether_wire::alerts::AlertRule`].
 pub(crate) const ALERT_RULES: TableDefinition<'_, &str, &[u8]> =
     TableDefinition::new("alert_rules");
@@ -121,6 +123,7 @@ macro_rules! every_table {
         $each!(ALERTS);
         $each!(ALERTS_FIRING);
         $each!(ALERT_DELIVERIES);
+        $each!(AGENTS);
     };
 }
 pub(crate) use every_table;

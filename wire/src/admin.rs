@@ -923,7 +923,8 @@ pub struct NodeView {
     pub conflict: Option<IdentityConflictView>,
     /// The QUIC path core sees to the node, while connected.
     pub path: Option<PathView>,
-    /// The agent's own state, as it last reported it on its connection (none while offline).
+    /// The agent's own state: as it last reported it, live while connected, else as kept from
+    /// its last connection (seed 002's `agents`).
     pub agent: Option<crate::heartbeat::AgentState>,
 }
 

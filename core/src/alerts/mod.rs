@@ -293,7 +293,8 @@ impl Alerting {
                 let restarts = agent.restarts_within(rule.rule.for_ms, now_ms);
                 let key: Key = (rule.name.clone(), node);
                 let value = Some(f64::from(restarts));
-                if let Some(decision) = engine.observe(&key, restarts > max, value, now_ms, 0, flap_ms)
+                if let Some(decision) =
+                    engine.observe(&key, restarts > max, value, now_ms, 0, flap_ms)
                 {
                     decisions.push((rule.clone(), decision));
                 }
