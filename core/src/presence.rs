@@ -304,6 +304,13 @@ impl Presence {
             .cloned()
     }
 
+    /// Runs `f` on every session at once under one lock: for a look at the whole fleet, one lock
+    /// instead of one per node. `f` must be quick and take no other presence lock (a session's
+    /// own `live` is fine).
+    pub fn with_sessions<T>(&self, f: impl FnOnce(&HashMap<NodeId, Arc<Session>>) -> T) -> T {
+        f(&self.sessions.lock().expect("not poisoned"))
+    }
+
     pub fn all(&self) -> Vec<Arc<Session>> {
         self.sessions
             .lock()

@@ -4,6 +4,7 @@
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use tether_store::NodeRecord;
 use tether_wire::ErrorCode;
@@ -34,33 +35,41 @@ pub(crate) fn page(shared: &Shared, query: &NodeQuery) -> Result<NodePage, Refus
         NodeSort::LastSeen => Some(shared.store.last_seen_all().map_err(internal)?),
         _ => None,
     };
-    let mut found: Vec<Found<'_>> = Vec::new();
-    for record in records.iter() {
-        if record.deleted
-            || !query
-                .labels
-                .iter()
-                .all(|(k, v)| record.labels.get(k) == Some(v))
-        {
-            continue;
+    let by_last_seen = query.sort == NodeSort::LastSeen;
+    let mut found: Vec<Found<'_>> = shared.presence.with_sessions(|sessions| {
+        let mut found = Vec::new();
+        for record in records.iter() {
+            if record.deleted
+                || !query
+                    .labels
+                    .iter()
+                    .all(|(k, v)| record.labels.get(k) == Some(v))
+            {
+                continue;
+            }
+            let session = sessions.get(&record.id).map(Arc::as_ref);
+            let current = status(record.maintenance, session);
+            if query.status.is_some_and(|wanted| wanted != current) {
+                continue;
+            }
+            // The address only for a search: asking quinn for it takes the connection's lock.
+            if !needle.is_empty() {
+                let address = session.map(|s| s.connection.remote_address().to_string());
+                if !matches(record, address.as_deref(), &needle) {
+                    continue;
+                }
+            }
+            let last_seen = if by_last_seen {
+                session
+                    .and_then(|s| s.live.lock().expect("not poisoned").last_heartbeat_ms)
+                    .or_else(|| stored.as_ref().and_then(|m| m.get(&record.id).copied()))
+            } else {
+                None
+            };
+            found.push((record, last_seen, current));
         }
-        let session = shared.presence.get(record.id);
-        let current = status(record.maintenance, session.as_deref());
-        if query.status.is_some_and(|wanted| wanted != current) {
-            continue;
-        }
-        let address = session
-            .as_deref()
-            .map(|s| s.connection.remote_address().to_string());
-        if !needle.is_empty() && !matches(record, address.as_deref(), &needle) {
-            continue;
-        }
-        let last_seen = session
-            .as_deref()
-            .and_then(|s| s.live.lock().expect("not poisoned").last_heartbeat_ms)
-            .or_else(|| stored.as_ref().and_then(|m| m.get(&record.id).copied()));
-        found.push((record, last_seen, current));
-    }
+        found
+    });
     let order = |a: &Found<'_>, b: &Found<'_>| {
         let by_name = || a.0.hostname.cmp(&b.0.hostname).then(a.0.id.cmp(&b.0.id));
         let order = match query.sort {
@@ -147,27 +156,30 @@ pub(crate) fn overview(shared: &Shared) -> Result<Overview, Refusal> {
     for event in &events {
         hostnames.insert(event.node_id, String::new());
     }
-    for record in shared.store.node_records_shared().map_err(internal)?.iter() {
-        if let Some(name) = hostnames.get_mut(&record.id) {
-            name.clone_from(&record.hostname);
-        }
-        if record.deleted {
-            continue;
-        }
-        counts.total += 1;
-        let session = shared.presence.get(record.id);
-        match status(record.maintenance, session.as_deref()) {
-            NodeStatus::Online => counts.online += 1,
-            NodeStatus::Offline => counts.offline += 1,
-            NodeStatus::Maintenance => counts.maintenance += 1,
-        }
-        match versions.get_mut(&record.agent_version) {
-            Some(n) => *n += 1,
-            None => {
-                versions.insert(record.agent_version.clone(), 1);
+    let records = shared.store.node_records_shared().map_err(internal)?;
+    shared.presence.with_sessions(|sessions| {
+        for record in records.iter() {
+            if let Some(name) = hostnames.get_mut(&record.id) {
+                name.clone_from(&record.hostname);
+            }
+            if record.deleted {
+                continue;
+            }
+            counts.total += 1;
+            let session = sessions.get(&record.id).map(Arc::as_ref);
+            match status(record.maintenance, session) {
+                NodeStatus::Online => counts.online += 1,
+                NodeStatus::Offline => counts.offline += 1,
+                NodeStatus::Maintenance => counts.maintenance += 1,
+            }
+            match versions.get_mut(&record.agent_version) {
+                Some(n) => *n += 1,
+                None => {
+                    versions.insert(record.agent_version.clone(), 1);
+                }
             }
         }
-    }
+    });
     let mut versions: Vec<VersionCount> = versions
         .into_iter()
         .map(|(version, count)| VersionCount { version, count })

@@ -180,13 +180,15 @@ impl Now {
         ];
         // A store that cannot be read shows no nodes; `/health` says why.
         if let Ok(records) = shared.store.node_records_shared() {
-            for record in records.iter().filter(|r| !r.deleted) {
-                let session = shared.presence.get(record.id);
-                let current = status(record.maintenance, session.as_deref());
-                if let Some(slot) = nodes.iter_mut().find(|(s, _)| *s == current) {
-                    slot.1 += 1;
+            shared.presence.with_sessions(|sessions| {
+                for record in records.iter().filter(|r| !r.deleted) {
+                    let session = sessions.get(&record.id).map(std::sync::Arc::as_ref);
+                    let current = status(record.maintenance, session);
+                    if let Some(slot) = nodes.iter_mut().find(|(s, _)| *s == current) {
+                        slot.1 += 1;
+                    }
                 }
-            }
+            });
         }
         let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
         let mut alerts_firing = tether_wire::alerts::Severity::ALL.map(|s| (s, 0));
