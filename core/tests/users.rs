@@ -295,6 +295,69 @@ fn every_request(node: &str) -> Vec<(&'static str, AdminRequest)> {
             }),
         ),
         ("audit.view", AdminRequest::AuditVerify),
+        ("alerts.view", AdminRequest::AlertRuleList),
+        (
+            "alerts.view",
+            AdminRequest::AlertRuleShow {
+                name: "none".into(),
+            },
+        ),
+        (
+            "alerts.view",
+            AdminRequest::AlertList(tether_wire::alerts::AlertQuery::default()),
+        ),
+        ("alerts.view", AdminRequest::AlertShow { id: 999 }),
+        ("alerts.view", AdminRequest::AlertChannelList),
+        ("alerts.ack", AdminRequest::AlertAck { id: 999 }),
+        (
+            // An invalid rule: where allowed, refused for what it says, nothing added.
+            "alerts.manage",
+            AdminRequest::AlertRuleAdd {
+                rule: tether_wire::alerts::AlertRule {
+                    name: String::new(),
+                    condition: tether_wire::alerts::Condition::Offline,
+                    for_ms: 0,
+                    severity: tether_wire::alerts::Severity::Info,
+                    targets: Default::default(),
+                    channels: vec![],
+                    enabled: true,
+                    created_by: String::new(),
+                    created_at_ms: 0,
+                },
+                nodes: vec![],
+            },
+        ),
+        (
+            "alerts.manage",
+            AdminRequest::AlertRuleEnable {
+                name: "none".into(),
+                enabled: false,
+            },
+        ),
+        (
+            "alerts.manage",
+            AdminRequest::AlertRuleDelete {
+                name: "none".into(),
+            },
+        ),
+        (
+            "alerts.manage",
+            AdminRequest::AlertChannelAdd(tether_wire::alerts::Channel {
+                name: String::new(),
+                kind: tether_wire::alerts::ChannelKind::Webhook {
+                    url: "x".into(),
+                    secret: None,
+                },
+                created_by: String::new(),
+                created_at_ms: 0,
+            }),
+        ),
+        (
+            "alerts.manage",
+            AdminRequest::AlertChannelDelete {
+                name: "none".into(),
+            },
+        ),
         (
             "sessions.login",
             AdminRequest::Login {
