@@ -133,6 +133,9 @@ async function route() {
   }
 
   if (!session.me) {
+    // A fresh load: the page's first request goes out beside /api/v1/me, not after it.
+    const early = routes.find((r) => r[0].test(path));
+    if (early && early[1].prefetch) early[1].prefetch(query);
     try {
       await loadMe();
     } catch (e) {

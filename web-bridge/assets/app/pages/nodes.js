@@ -20,10 +20,9 @@ const SORTS = [
 
 const STATUSES = ['online', 'offline', 'maintenance'];
 
-export function mount(main, ctx) {
-  let dead = false;
-  const q0 = ctx.query;
-  const state = {
+/** The page's state from the address's query. */
+function stateFrom(q0) {
+  return {
     q: q0.get('q') || '',
     status: STATUSES.includes(q0.get('status')) ? q0.get('status') : '',
     label: q0.get('label') || '',
@@ -32,6 +31,38 @@ export function mount(main, ctx) {
     offset: Math.max(0, parseInt(q0.get('offset') || '0', 10) || 0),
     limit: [25, 50, 100, 200].includes(parseInt(q0.get('limit'), 10)) ? parseInt(q0.get('limit'), 10) : 50,
   };
+}
+
+/** What `GET /api/v1/nodes` is asked for a state. */
+function paramsOf(state) {
+  return {
+    q: state.q,
+    status: state.status || null,
+    label: state.label || null,
+    sort: state.sort,
+    order: state.order,
+    offset: state.offset,
+    limit: state.limit,
+  };
+}
+
+/** A first page asked for while the app was still loading who the user is (see `prefetch`). */
+let early = null;
+
+/**
+ * Asks for the first page of a fresh load at once, beside `/api/v1/me`, instead of after it:
+ * the app calls it before mounting. The page takes the answer if it asks for the same.
+ */
+export function prefetch(query) {
+  const url = withQuery('/api/v1/nodes', paramsOf(stateFrom(query)));
+  const answer = api('GET', url);
+  answer.catch(() => {}); // a login page follows a 401; the page, if mounted, sees the error
+  early = { url, answer };
+}
+
+export function mount(main, ctx) {
+  let dead = false;
+  const state = stateFrom(ctx.query);
   let total = null;
   let seq = 0;
   const rows = new Map();
@@ -89,15 +120,7 @@ export function mount(main, ctx) {
   }
 
   function params() {
-    return {
-      q: state.q,
-      status: state.status || null,
-      label: state.label || null,
-      sort: state.sort,
-      order: state.order,
-      offset: state.offset,
-      limit: state.limit,
-    };
+    return paramsOf(state);
   }
 
   function saveHash() {
@@ -111,13 +134,18 @@ export function mount(main, ctx) {
     const my = ++seq;
     saveHash();
     const p = params();
-    watch({ nodes: p }, onLive);
+    const url = withQuery('/api/v1/nodes', p);
+    const answer = early && early.url === url ? early.answer : api('GET', url);
+    early = null;
     try {
-      const res = await api('GET', withQuery('/api/v1/nodes', p));
+      const res = await answer;
       if (my === seq && !dead) render(res);
     } catch (_) {
       if (my === seq && !dead && total === null) info.textContent = 'Could not load nodes';
     }
+    // Live updates once the first rows are in: the socket's first frame is the same page, and
+    // core need not make it twice at once.
+    if (my === seq && !dead) watch({ nodes: p }, onLive);
   }
 
   function onLive(msg) {
