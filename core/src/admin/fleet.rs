@@ -207,12 +207,12 @@ pub(crate) fn overview(shared: &Shared) -> Result<Overview, Refusal> {
         nodes: counts,
         pending_applications: shared.store.pending_count().map_err(internal)?,
         alerts_firing: shared.store.firing_count().map_err(internal)?,
-        agents_running: shared
-            .presence
-            .all()
-            .iter()
-            .filter(|s| s.live.lock().expect("not poisoned").agent.is_some())
-            .count() as u64,
+        agents_running: shared.presence.with_sessions(|sessions| {
+            sessions
+                .values()
+                .filter(|s| s.live.lock().expect("not poisoned").agent.is_some())
+                .count() as u64
+        }),
         versions,
         events,
     })

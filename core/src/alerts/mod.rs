@@ -477,16 +477,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     if let Err(e) = alerting.reload(&shared.store) {
         warn!(error = %e, "reading alert rules failed; none are evaluated");
     }
+    let mut firing = Firing::new();
     match shared.store.firing_alerts() {
-        Ok(firing) => {
+        Ok(alerts) => {
             let mut engine = alerting.engine.lock().expect("not poisoned");
-            for alert in firing {
+            for alert in alerts {
+                let key: Key = (Arc::from(alert.rule.as_str()), alert.node_id);
                 let announced = alert.notified.then_some(alert.fired_at_ms);
-                engine.restore(
-                    (Arc::from(alert.rule.as_str()), alert.node_id),
-                    alert.since_ms,
-                    announced,
-                );
+                engine.restore(key.clone(), alert.since_ms, announced);
+                firing.entry(key).or_default().push(alert.id);
             }
         }
         Err(e) => warn!(error = %e, "reading firing alerts failed"),
@@ -500,11 +499,18 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let Some(queue) = alerting.queue.lock().expect("not poisoned").take() else {
         return;
     };
-    tokio::join!(write(shared.clone(), queue), offline(shared.clone()));
+    tokio::join!(
+        write(shared.clone(), queue, firing),
+        offline(shared.clone())
+    );
 }
 
+/// The firing alerts' numbers by (rule, node): only the writer task opens and resolves alerts,
+/// so it knows them without reading the store.
+type Firing = HashMap<Key, Vec<u64>>;
+
 /// Writes decisions in order, and hands them to the channels.
-async fn write(shared: Arc<Shared>, mut queue: mpsc::Receiver<Action>) {
+async fn write(shared: Arc<Shared>, mut queue: mpsc::Receiver<Action>, mut firing: Firing) {
     loop {
         let action = tokio::select! {
             action = queue.recv() => match action {
@@ -513,13 +519,17 @@ async fn write(shared: Arc<Shared>, mut queue: mpsc::Receiver<Action>) {
             },
             () = shared.shutdown.cancelled() => return,
         };
-        if let Err(e) = apply(&shared, action).await {
+        if let Err(e) = apply(&shared, action, &mut firing).await {
             warn!(error = %e, "writing an alert failed");
         }
     }
 }
 
-async fn apply(shared: &Arc<Shared>, action: Action) -> Result<(), StoreError> {
+async fn apply(
+    shared: &Arc<Shared>,
+    action: Action,
+    firing: &mut Firing,
+) -> Result<(), StoreError> {
     match action {
         Action::Fire {
             rule,
@@ -551,6 +561,10 @@ async fn apply(shared: &Arc<Shared>, action: Action) -> Result<(), StoreError> {
                 })
                 .await?;
             info!(alert = alert.id, rule = %alert.rule, node_id = %node, severity = %alert.severity, value = ?value, notify, "alert firing");
+            firing
+                .entry((rule.name.clone(), node))
+                .or_default()
+                .push(alert.id);
             if alert.notified {
                 notify::announce(shared, &alert, AlertState::Firing, &rule.rule.channels);
             }
@@ -561,7 +575,9 @@ async fn apply(shared: &Arc<Shared>, action: Action) -> Result<(), StoreError> {
             at_ms,
             why,
         } => {
-            let firing = shared.store.alerts(true, Some(node), usize::MAX)?;
+            // Its own numbers, not a read of every firing alert of the node: a fleet coming back
+            // from an outage resolves one alert per node.
+            let ids = firing.remove(&(rule.clone(), node)).unwrap_or_default();
             let channels = shared
                 .alerts
                 .rules()
@@ -569,12 +585,8 @@ async fn apply(shared: &Arc<Shared>, action: Action) -> Result<(), StoreError> {
                 .find(|r| r.name == rule)
                 .map(|r| r.rule.channels.clone())
                 .unwrap_or_default();
-            for alert in firing.into_iter().filter(|a| *a.rule == *rule) {
-                if let Some(resolved) = shared
-                    .store
-                    .resolve_alert(alert.id, at_ms, why.clone())
-                    .await?
-                {
+            for id in ids {
+                if let Some(resolved) = shared.store.resolve_alert(id, at_ms, why.clone()).await? {
                     info!(alert = resolved.id, rule = %resolved.rule, node_id = %node, %why, "alert resolved");
                     if resolved.notified {
                         notify::announce(shared, &resolved, AlertState::Resolved, &channels);
