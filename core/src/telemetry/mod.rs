@@ -118,7 +118,7 @@ pub(crate) fn to_classic(openmetrics: &str) -> String {
     for line in openmetrics.lines() {
         if let Some(rest) = line.strip_prefix("# HELP ") {
             if let Some(waiting) = help.replace(rest) {
-                push_line(&mut out, "# HELP ", waiting, "");
+                push_line(&mut out, "# HELP ", waiting);
             }
         } else if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -128,7 +128,7 @@ pub(crate) fn to_classic(openmetrics: &str) -> String {
                 if help_name == name {
                     out.push_str(&format!("# HELP {name}{suffix} {text}\n"));
                 } else {
-                    push_line(&mut out, "# HELP ", waiting, "");
+                    push_line(&mut out, "# HELP ", waiting);
                 }
             }
             out.push_str(&format!("# TYPE {name}{suffix} {kind}\n"));
@@ -136,18 +136,17 @@ pub(crate) fn to_classic(openmetrics: &str) -> String {
             continue;
         } else {
             if let Some(waiting) = help.take() {
-                push_line(&mut out, "# HELP ", waiting, "");
+                push_line(&mut out, "# HELP ", waiting);
             }
-            push_line(&mut out, "", line, "");
+            push_line(&mut out, "", line);
         }
     }
     out
 }
 
-fn push_line(out: &mut String, prefix: &str, text: &str, suffix: &str) {
+fn push_line(out: &mut String, prefix: &str, text: &str) {
     out.push_str(prefix);
     out.push_str(text);
-    out.push_str(suffix);
     out.push('\n');
 }
 
