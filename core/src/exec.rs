@@ -91,7 +91,7 @@ pub(crate) async fn serve(
         let cancel = CancellationToken::new();
         let (events_tx, mut events) = mpsc::channel::<Event>(64);
         let fan_out = tokio::spawn(
-            fan_out(shared.clone(), started.request, started.targets, spec.concurrency, cancel.clone(), events_tx).in_current_span(),
+            fan_out(shared.clone(), Arc::from(admin.as_str()), started.request, started.targets, spec.concurrency, cancel.clone(), events_tx).in_current_span(),
         );
         let mut reading_admin = true;
         loop {
@@ -204,14 +204,15 @@ async fn start(shared: &Shared, admin: &str, spec: &ExecSpec) -> Result<Started,
 fn describe_selection(spec: &ExecSpec) -> String {
     let mut parts: Vec<String> = spec.targets.clone();
     parts.extend(spec.labels.iter().map(|(k, v)| format!("--label {k}={v}")));
+    parts.extend(spec.groups.iter().map(|g| format!("--group {g}")));
     if spec.all {
         parts.push("--all".into());
     }
     parts.join(" ")
 }
 
-/// The nodes a spec selects, by id, id prefix, hostname glob, labels and `--all`; every target
-/// must match something.
+/// The nodes a spec selects, by id, id prefix, hostname glob, labels, groups (and the groups
+/// below them) and `--all`; every target must match something.
 fn select_nodes(shared: &Shared, spec: &ExecSpec) -> Result<Vec<(NodeId, String)>, Refusal> {
     let internal =
         |e: tether_store::StoreError| (ErrorCode::INTERNAL, format!("core's database failed: {e}"));
@@ -280,6 +281,17 @@ fn select_nodes(shared: &Shared, spec: &ExecSpec) -> Result<Vec<(NodeId, String)
             unmatched.push(format!("--label {}", labels.join(" --label ")));
         }
     }
+    if !spec.groups.is_empty() {
+        let members = crate::admin::groups::select(shared, &spec.groups)?;
+        let mut matched = false;
+        for node in nodes.iter().filter(|n| members.contains(&n.record.id)) {
+            selected.insert(node.record.id, node.record.hostname.clone());
+            matched = true;
+        }
+        if !matched {
+            unmatched.push(format!("--group {}", spec.groups.join(" --group ")));
+        }
+    }
     if spec.all {
         for node in &nodes {
             selected.insert(node.record.id, node.record.hostname.clone());
@@ -301,7 +313,7 @@ fn select_nodes(shared: &Shared, spec: &ExecSpec) -> Result<Vec<(NodeId, String)
     if selected.is_empty() {
         return Err((
             ErrorCode::INVALID_ARGUMENT,
-            "no nodes selected: give targets, --label or --all".into(),
+            "no nodes selected: give targets, --label, --group or --all".into(),
         ));
     }
     if selected.len() > MAX_EXEC_TARGETS {
@@ -363,6 +375,7 @@ pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
 /// Runs the command on every target, at most `concurrency` at once.
 async fn fan_out(
     shared: Arc<Shared>,
+    admin: Arc<str>,
     request: ExecRequest,
     targets: Vec<(NodeId, String)>,
     concurrency: u32,
@@ -372,8 +385,9 @@ async fn fan_out(
     let slots = Arc::new(Semaphore::new(concurrency as usize));
     let mut tasks = tokio::task::JoinSet::new();
     for (node_id, hostname) in targets {
-        let (shared, request, cancel, events, slots) = (
+        let (shared, admin, request, cancel, events, slots) = (
             shared.clone(),
+            admin.clone(),
             request.clone(),
             cancel.clone(),
             events.clone(),
@@ -385,7 +399,7 @@ async fn fan_out(
                     permit = slots.acquire_owned() => permit.ok(),
                     _ = cancel.cancelled() => None,
                 };
-                let mut run = NodeRun::new(&shared, request.exec_id, node_id, hostname);
+                let mut run = NodeRun::new(&shared, &admin, request.exec_id, node_id, hostname);
                 let record = match permit {
                     Some(_permit) => run.run(&request, &cancel, &events).await,
                     None => run.finish_without_sending(
@@ -412,15 +426,24 @@ async fn fan_out(
 /// One node's part in an execution.
 struct NodeRun<'a> {
     shared: &'a Shared,
+    /// Who ran it.
+    admin: &'a str,
     exec_id: ExecutionId,
     record: NodeExecRecord,
     kept: Kept,
 }
 
 impl<'a> NodeRun<'a> {
-    fn new(shared: &'a Shared, exec_id: ExecutionId, node_id: NodeId, hostname: String) -> Self {
+    fn new(
+        shared: &'a Shared,
+        admin: &'a str,
+        exec_id: ExecutionId,
+        node_id: NodeId,
+        hostname: String,
+    ) -> Self {
         Self {
             shared,
+            admin,
             exec_id,
             record: NodeExecRecord::pending(node_id, hostname),
             kept: Kept::new(usize::try_from(shared.config.exec_output_cap).unwrap_or(usize::MAX)),
@@ -528,6 +551,22 @@ impl<'a> NodeRun<'a> {
                         self.record.exit_code = outcome.exit_code;
                         self.record.signal = outcome.signal;
                         return self.finish(status, error);
+                    }
+                    Ok(Some(ExecFrame::Refused { reason })) => {
+                        warn!(%reason, "refused by the node's policy");
+                        crate::admin::audit::policy_refusal(
+                            self.shared,
+                            self.admin,
+                            "Exec",
+                            node_id,
+                            vec![
+                                ("execution".into(), self.exec_id.to_string()),
+                                ("command".into(), request.command.join(" ")),
+                            ],
+                            &reason,
+                        )
+                        .await;
+                        return self.finish(ExecStatus::Refused, Some(reason));
                     }
                     Ok(Some(_)) => {
                         let _ = stream.stream_mut().stop(VarInt::from_u32(ErrorCode::UNEXPECTED_MESSAGE.close_code()));

@@ -775,6 +775,12 @@ async fn run_session(
                     }
                     session.live.lock().expect("not poisoned").facts_received += 1;
                 }
+                Ok(Some(NodeMessage::Policy(policy))) => {
+                    debug!(policy = %policy.summary(), "policy reported");
+                    if let Err(e) = Box::pin(shared.store.set_node_policy(session.node_id, policy)).await {
+                        warn!(error = %e, "storing the node's policy failed");
+                    }
+                }
                 Ok(Some(_)) => {
                     close(connection, ErrorCode::UNEXPECTED_MESSAGE, "unexpected message during the session");
                     return ended("protocol error: unexpected message".into());

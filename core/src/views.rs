@@ -27,6 +27,8 @@ pub(crate) fn node_view(detail: NodeDetail, session: Option<&Session>) -> NodeVi
         allowed_users,
         conflict,
         agent,
+        group,
+        policy,
     } = detail;
     let status = status(record.maintenance, session);
     let live = session.map(|s| s.live.lock().expect("not poisoned").clone());
@@ -72,6 +74,8 @@ pub(crate) fn node_view(detail: NodeDetail, session: Option<&Session>) -> NodeVi
             attempts: c.attempts,
         }),
         path: session.map(|s| path_view(&s.connection)),
+        group,
+        policy,
     }
 }
 

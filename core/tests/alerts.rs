@@ -322,6 +322,43 @@ async fn a_rule_fires_resolves_and_tells_a_signed_webhook_with_retries() {
     })
     .await;
     assert_eq!(resolved_body.1["event"], "resolved");
+
+    // A test through the channel: delivered at once, signed, marked as a test.
+    let tested = match admin
+        .request(AdminRequest::AlertChannelTest { name: "ops".into() })
+        .await
+        .unwrap()
+        .remove(0)
+    {
+        AdminResponse::AlertDelivery(d) => d,
+        other => panic!("{other:?}"),
+    };
+    assert!(tested.ok && tested.attempt == 1, "{tested:?}");
+    let test_body = got
+        .lock()
+        .unwrap()
+        .get(2)
+        .cloned()
+        .expect("the test arrived");
+    assert_eq!(test_body.1["event"], "test");
+    assert_eq!(test_body.1["alert"]["rule"], "tether-test");
+    assert!(test_body.0.unwrap().starts_with("sha256="));
+    let (c, m) = code(
+        admin
+            .request(AdminRequest::AlertChannelTest {
+                name: "nope".into(),
+            })
+            .await,
+    );
+    assert_eq!(c, ErrorCode::NOT_FOUND);
+    assert!(m.contains("no channel \"nope\""), "{m}");
+    // A viewer may not send one.
+    let (denied, _) = code(
+        viewer
+            .request(AdminRequest::AlertChannelTest { name: "ops".into() })
+            .await,
+    );
+    assert_eq!(denied, ErrorCode::PERMISSION_DENIED);
     // The audit log has the rule, the channel (never its secret) and the acknowledgement.
     let audit = admin
         .request(AdminRequest::Audit(tether_wire::users::AuditQuery {
@@ -331,7 +368,13 @@ async fn a_rule_fires_resolves_and_tells_a_signed_webhook_with_retries() {
         .await
         .unwrap();
     let text = format!("{audit:?}");
-    for wanted in ["AlertRuleAdd", "AlertChannelAdd", "AlertAck", "signed"] {
+    for wanted in [
+        "AlertRuleAdd",
+        "AlertChannelAdd",
+        "AlertAck",
+        "signed",
+        "AlertChannelTest",
+    ] {
         assert!(text.contains(wanted), "{wanted} in the audit log");
     }
     assert!(
@@ -525,6 +568,20 @@ async fn bad_rules_and_channels_are_refused_and_a_dead_receiver_is_recorded() {
     );
     assert_eq!(c, ErrorCode::CONFLICT);
     assert!(m.contains("used by rule \"cpu\""), "{m}");
+    // Testing it says why at once, after one attempt, and records nothing.
+    let tested = match admin
+        .request(AdminRequest::AlertChannelTest {
+            name: "dead".into(),
+        })
+        .await
+        .unwrap()
+        .remove(0)
+    {
+        AdminResponse::AlertDelivery(d) => d,
+        other => panic!("{other:?}"),
+    };
+    assert!(!tested.ok && tested.attempt == 1, "{tested:?}");
+    assert_eq!(tested.error.as_deref(), Some("could not connect"));
     beat(&raw, 1, 99.0);
     let fired = eventually("the alert firing", || async {
         alerts(&admin, true).await.into_iter().next()

@@ -173,6 +173,13 @@ async fn rules_channels_and_alerts_from_the_cli_with_email_on_a_real_smtp_server
     }
     let rules = tether_json(&identity, &addr, &["alert", "rule", "list", "--json"]);
     assert_eq!(rules, serde_json::json!([]));
+    let untested = tether(&identity, &addr, &["alert", "channel", "test", "nope"]);
+    assert!(!untested.status.success());
+    assert!(
+        stderr(&untested).contains("no channel \"nope\""),
+        "{}",
+        stderr(&untested)
+    );
 
     let channel = match &smtp {
         Some(smtp) => {
@@ -272,6 +279,20 @@ async fn rules_channels_and_alerts_from_the_cli_with_email_on_a_real_smtp_server
         let shown = tether(&identity, &addr, &["alert", "show", &alert_id]);
         let text = String::from_utf8_lossy(&shown.stdout);
         assert!(text.contains("mail") && text.contains("ok"), "{text}");
+        // A test email, at once.
+        let tested = tether(&identity, &addr, &["alert", "channel", "test", "mail"]);
+        assert!(tested.status.success(), "{}", stderr(&tested));
+        assert!(
+            String::from_utf8_lossy(&tested.stdout).contains("delivered"),
+            "{tested:?}"
+        );
+        let mail = eventually("the test email", || async {
+            mails(&smtp.maildir)
+                .into_iter()
+                .find(|m| m.contains("Subject: [TEST"))
+        })
+        .await;
+        assert!(mail.contains("tether-test"), "{mail}");
         // The channel cannot go while the rule uses it.
         let refused = tether(&identity, &addr, &["alert", "channel", "delete", "mail"]);
         assert!(

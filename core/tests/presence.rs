@@ -363,6 +363,7 @@ async fn maintenance_is_a_status_of_its_own() {
         .request(AdminRequest::ListNodes {
             status: Some(NodeStatus::Maintenance),
             labels: vec![],
+            group: None,
             include_deleted: false,
         })
         .await

@@ -120,6 +120,7 @@ fn every_request(node: &str) -> Vec<(&'static str, AdminRequest)> {
             AdminRequest::ListNodes {
                 status: None,
                 labels: vec![],
+                group: None,
                 include_deleted: false,
             },
         ),
@@ -172,6 +173,7 @@ fn every_request(node: &str) -> Vec<(&'static str, AdminRequest)> {
             AdminRequest::Exec(ExecSpec {
                 targets: vec!["no-such-host".into()],
                 labels: vec![],
+                groups: vec![],
                 all: false,
                 command: vec!["true".into()],
                 env: vec![],
@@ -356,6 +358,49 @@ fn every_request(node: &str) -> Vec<(&'static str, AdminRequest)> {
             "alerts.manage",
             AdminRequest::AlertChannelDelete {
                 name: "none".into(),
+            },
+        ),
+        (
+            "alerts.manage",
+            AdminRequest::AlertChannelTest {
+                name: "none".into(),
+            },
+        ),
+        ("nodes.view", AdminRequest::GroupList),
+        (
+            "nodes.view",
+            AdminRequest::GroupShow {
+                name: "none".into(),
+            },
+        ),
+        (
+            "groups.manage",
+            AdminRequest::GroupAdd {
+                name: "bad name".into(),
+                parent: None,
+                description: String::new(),
+                sort_order: 0,
+            },
+        ),
+        (
+            "groups.manage",
+            AdminRequest::GroupMove {
+                name: "none".into(),
+                parent: None,
+            },
+        ),
+        (
+            "groups.manage",
+            AdminRequest::GroupDelete {
+                name: "none".into(),
+                force: false,
+            },
+        ),
+        (
+            "nodes.edit",
+            AdminRequest::NodeGroup {
+                node: "no-such-node".into(),
+                group: None,
             },
         ),
         (
@@ -713,6 +758,7 @@ async fn sessions_act_as_their_user_and_end_when_idle_or_old() {
             .request(&AdminRequest::ListNodes {
                 status: None,
                 labels: vec![],
+                group: None,
                 include_deleted: false,
             })
             .await,

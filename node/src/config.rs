@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use tether_wire::policy::{ExecPolicy, NodePolicy};
 use tether_wire::token::JoinToken;
 use tether_wire::units::parse_duration;
 
@@ -35,6 +36,8 @@ pub struct NodeConfig {
     /// File holding this machine's id, for the machine fingerprint (default `/etc/machine-id`,
     /// else `/var/lib/dbus/machine-id`): for containers that share their host's.
     pub machine_id_file: Option<PathBuf>,
+    /// What core may make this node do (`[policy]`); enforced here, only reported to core.
+    pub policy: NodePolicy,
 }
 
 impl NodeConfig {
@@ -53,6 +56,7 @@ impl NodeConfig {
             clock_offset_ms: 0,
             shell: None,
             machine_id_file: None,
+            policy: NodePolicy::open(),
         }
     }
 
@@ -75,6 +79,9 @@ impl NodeConfig {
 
     /// Applies a parsed config file.
     pub fn apply_file(&mut self, file: NodeConfigFile) -> Result<(), String> {
+        if let Some(policy) = file.policy {
+            self.policy = policy.into_policy()?;
+        }
         let Some(node) = file.node else { return Ok(()) };
         if let Some(addr) = node.core_addr {
             self.core_addr = Some(addr);
@@ -119,6 +126,7 @@ impl NodeConfig {
         if let Some(hostname) = &self.hostname {
             tether_wire::control::check_hostname(hostname)?;
         }
+        self.policy.check().map_err(|e| format!("[policy] {e}"))?;
         if let Some(shell) = &self.shell
             && shell.split_whitespace().next().is_none()
         {
@@ -150,6 +158,43 @@ impl NodeConfig {
 pub struct NodeConfigFile {
     /// The `[node]` section.
     pub node: Option<NodeSection>,
+    /// The `[policy]` section: what core may make this node do (see [`tether_wire::policy`]).
+    pub policy: Option<PolicySection>,
+}
+
+/// Keys of the `[policy]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// `"on"` (default), `"off"` or `"allow-list"`.
+    pub exec: Option<String>,
+    /// Programs allowed with `exec = "allow-list"`, as absolute paths.
+    pub allow: Option<Vec<String>>,
+    /// `"on"` (default) or `"off"`.
+    pub tty: Option<String>,
+}
+
+impl PolicySection {
+    fn into_policy(self) -> Result<NodePolicy, String> {
+        let exec: ExecPolicy = match self.exec.as_deref() {
+            None => ExecPolicy::On,
+            Some(text) => text.parse().map_err(|e| format!("[policy] {e}"))?,
+        };
+        let tty = match self.tty.as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(format!("[policy] tty = {other:?}: \"on\" or \"off\""));
+            }
+        };
+        let policy = NodePolicy {
+            exec,
+            allow: self.allow.unwrap_or_default(),
+            tty,
+        };
+        policy.check().map_err(|e| format!("[policy] {e}"))?;
+        Ok(policy)
+    }
 }
 
 /// Keys of the `[node]` section.
@@ -218,6 +263,44 @@ mod tests {
         std::fs::write(&empty, "\n").unwrap();
         config.machine_id_file = Some(empty);
         assert!(config.validate().unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn a_policy_section_is_read_and_checked() {
+        let file: NodeConfigFile = toml::from_str(
+            "[policy]\nexec = \"allow-list\"\nallow = [\"/usr/bin/uptime\"]\ntty = \"off\"\n",
+        )
+        .unwrap();
+        let mut config = NodeConfig::with_state_dir("s".into());
+        config.apply_file(file).unwrap();
+        assert_eq!(config.policy.exec, ExecPolicy::AllowList);
+        assert_eq!(config.policy.allow, ["/usr/bin/uptime"]);
+        assert!(!config.policy.tty);
+        config.validate().unwrap();
+        // No section: everything allowed.
+        assert_eq!(
+            NodeConfig::with_state_dir("s".into()).policy,
+            NodePolicy::open()
+        );
+        for (text, wanted) in [
+            ("[policy]\nexec = \"sometimes\"", "one of"),
+            ("[policy]\ntty = \"maybe\"", "tty"),
+            (
+                "[policy]\nexec = \"allow-list\"\nallow = [\"uptime\"]",
+                "absolute path",
+            ),
+            ("[policy]\nallow = [\"/bin/true\"]", "only read with"),
+        ] {
+            let file: NodeConfigFile = toml::from_str(text).unwrap();
+            let err = NodeConfig::with_state_dir("s".into())
+                .apply_file(file)
+                .unwrap_err();
+            assert!(
+                err.contains("[policy]") && err.contains(wanted),
+                "{text}: {err}"
+            );
+        }
+        assert!(toml::from_str::<NodeConfigFile>("[policy]\nshell = \"on\"").is_err());
     }
 
     #[test]

@@ -50,9 +50,18 @@ impl Executions {
         }
     }
 
-    /// Starts a run in the background.
-    pub(crate) fn start(self: &Arc<Self>, connection: Connection, request: ExecRequest) {
+    /// Starts a run in the background; `policy_refusal`: the node's policy refuses it, and why.
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        connection: Connection,
+        request: ExecRequest,
+        policy_refusal: Option<String>,
+    ) {
         let cancel = CancellationToken::new();
+        if let Some(reason) = policy_refusal {
+            tokio::spawn(refuse(connection, request.exec_id, reason));
+            return;
+        }
         let refused = {
             let mut running = self.running.lock().expect("not poisoned");
             if running.len() >= MAX_EXECS_PER_NODE {
@@ -79,6 +88,18 @@ impl Executions {
             }
             .instrument(span),
         );
+    }
+}
+
+/// Tells core the node's policy refuses a run: its stream carries `Open`, then `Refused`.
+async fn refuse(connection: Connection, exec_id: ExecutionId, reason: String) {
+    let Ok(stream) = connection.open_uni().await else {
+        return;
+    };
+    let mut out = FramedSend::new(stream, MAX_EXEC_FRAME_LEN);
+    if out.send(&ExecFrame::Open { exec_id }).await.is_ok() {
+        let _ = out.send(&ExecFrame::Refused { reason }).await;
+        out.finish();
     }
 }
 

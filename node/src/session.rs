@@ -507,6 +507,14 @@ async fn run_session(
     facts_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq: u32 = 0;
     send_agent_state(ctx, connection);
+    // Reported so admins see what this node allows; nothing core answers changes it.
+    if send
+        .send(&NodeMessage::Policy(ctx.config.policy.clone()))
+        .await
+        .is_err()
+    {
+        return closed(ctx, connection, true);
+    }
     loop {
         tokio::select! {
             _ = ctx.cancel.cancelled() => return Ok(goodbye(connection)),
@@ -541,7 +549,12 @@ async fn run_session(
                 }
             }
             stream = connection.accept_bi() => match stream {
-                Ok((send, recv)) => ctx.terminals.start(send, recv, ctx.config.shell.clone()),
+                Ok((send, recv)) => ctx.terminals.start(
+                    send,
+                    recv,
+                    ctx.config.shell.clone(),
+                    ctx.config.policy.permits_tty().err(),
+                ),
                 Err(_) => return closed(ctx, connection, true),
             },
             // Core's probes: QUIC's acknowledgement was the answer; read only to free the buffer.
@@ -552,8 +565,13 @@ async fn run_session(
                 Ok(Some(CoreMessage::Removed { reason })) => return Err(NodeError::Removed { reason }),
                 Ok(Some(CoreMessage::Refused { code, message })) => return classify(ctx, code, message, true),
                 Ok(Some(CoreMessage::Exec(request))) => {
-                    info!(exec_id = %request.exec_id, command = ?request.command, "running a command for core");
-                    ctx.executions.start(connection.clone(), request);
+                    let program = request.command.first().map_or("", String::as_str);
+                    let refused = ctx.config.policy.permits_exec(program).err();
+                    match &refused {
+                        None => info!(exec_id = %request.exec_id, command = ?request.command, "running a command for core"),
+                        Some(why) => warn!(exec_id = %request.exec_id, command = ?request.command, "refused by this node's policy: {why}"),
+                    }
+                    ctx.executions.start(connection.clone(), request, refused);
                 }
                 Ok(Some(CoreMessage::CancelExec { exec_id })) => ctx.executions.cancel(exec_id),
                 Ok(Some(other)) => debug!(?other, "ignoring a message this agent does not act on"),

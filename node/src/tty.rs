@@ -51,6 +51,7 @@ impl Terminals {
         send: SendStream,
         recv: RecvStream,
         shell: Option<String>,
+        policy_refusal: Option<String>,
     ) {
         let registry = self.clone();
         tokio::spawn(async move {
@@ -75,6 +76,16 @@ impl Terminals {
             };
             let span = info_span!("tty", session_id = %open.session_id);
             async move {
+                if let Some(message) = policy_refusal {
+                    warn!("terminal refused by this node's policy: {message}");
+                    let error = TtyOutput::Error {
+                        code: ErrorCode::POLICY_REFUSED,
+                        message,
+                    };
+                    let _ = send.send(&error).await;
+                    send.finish();
+                    return;
+                }
                 if registry.running.fetch_add(1, Ordering::SeqCst) >= MAX_TTYS_PER_NODE {
                     registry.running.fetch_sub(1, Ordering::SeqCst);
                     let message =

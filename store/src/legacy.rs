@@ -8,6 +8,76 @@ use tether_wire::{ExecutionId, NodeId, TtySessionId};
 
 use crate::records::{ExecutionRecord, TtySessionRecord};
 
+/// [`ExecCounts`] before refusals by a node's policy were counted (execution records versions
+/// 1 and 2).
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+pub(crate) struct ExecCountsV1 {
+    ok: u32,
+    failed: u32,
+    timeout: u32,
+    offline: u32,
+    cancelled: u32,
+    error: u32,
+    interrupted: u32,
+    unfinished: u32,
+}
+
+impl From<ExecCountsV1> for ExecCounts {
+    fn from(v1: ExecCountsV1) -> Self {
+        ExecCounts {
+            ok: v1.ok,
+            failed: v1.failed,
+            timeout: v1.timeout,
+            offline: v1.offline,
+            cancelled: v1.cancelled,
+            error: v1.error,
+            interrupted: v1.interrupted,
+            unfinished: v1.unfinished,
+            refused: 0,
+        }
+    }
+}
+
+/// [`ExecutionRecord`] version 2: before refusals were counted.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+pub(crate) struct ExecutionRecordV2 {
+    id: ExecutionId,
+    admin: String,
+    command: Vec<String>,
+    env_keys: Vec<String>,
+    cwd: Option<String>,
+    timeout_ms: Option<u64>,
+    selector: String,
+    created_at_ms: i64,
+    finished_at_ms: Option<i64>,
+    state: ExecutionState,
+    node_count: u32,
+    counts: ExecCountsV1,
+    output_pruned_at_ms: Option<i64>,
+}
+
+impl From<ExecutionRecordV2> for ExecutionRecord {
+    fn from(v2: ExecutionRecordV2) -> Self {
+        ExecutionRecord {
+            id: v2.id,
+            admin: v2.admin,
+            command: v2.command,
+            env_keys: v2.env_keys,
+            cwd: v2.cwd,
+            timeout_ms: v2.timeout_ms,
+            selector: v2.selector,
+            created_at_ms: v2.created_at_ms,
+            finished_at_ms: v2.finished_at_ms,
+            state: v2.state,
+            node_count: v2.node_count,
+            counts: v2.counts.into(),
+            output_pruned_at_ms: v2.output_pruned_at_ms,
+        }
+    }
+}
+
 /// [`ExecutionRecord`] version 1: before output pruning was recorded.
 #[derive(Debug, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
@@ -23,7 +93,7 @@ pub(crate) struct ExecutionRecordV1 {
     finished_at_ms: Option<i64>,
     state: ExecutionState,
     node_count: u32,
-    counts: ExecCounts,
+    counts: ExecCountsV1,
 }
 
 impl From<ExecutionRecordV1> for ExecutionRecord {
@@ -40,7 +110,7 @@ impl From<ExecutionRecordV1> for ExecutionRecord {
             finished_at_ms: v1.finished_at_ms,
             state: v1.state,
             node_count: v1.node_count,
-            counts: v1.counts,
+            counts: v1.counts.into(),
             output_pruned_at_ms: None,
         }
     }
@@ -168,10 +238,53 @@ mod tests {
             finished_at_ms: Some(8),
             state: ExecutionState::Finished,
             node_count: 3,
-            counts: ExecCounts::default(),
+            counts: ExecCountsV1 {
+                ok: 2,
+                failed: 1,
+                ..Default::default()
+            },
         });
         let record: ExecutionRecord = codec::decode(&bytes).unwrap();
         assert_eq!((record.node_count, record.timeout_ms), (3, Some(5)));
         assert_eq!(record.output_pruned_at_ms, None);
+        assert_eq!(
+            (
+                record.counts.ok,
+                record.counts.failed,
+                record.counts.refused
+            ),
+            (2, 1, 0)
+        );
+        assert_eq!(codec::encode(&record)[0], 3);
+    }
+
+    #[test]
+    fn a_version_2_execution_record_is_read() {
+        let mut bytes = vec![2u8];
+        tether_wire::codec::encode_into(
+            &ExecutionRecordV2 {
+                id: ExecutionId::random(),
+                admin: "alice".into(),
+                command: vec!["uptime".into()],
+                env_keys: vec![],
+                cwd: None,
+                timeout_ms: None,
+                selector: "--all".into(),
+                created_at_ms: 7,
+                finished_at_ms: Some(8),
+                state: ExecutionState::Finished,
+                node_count: 4,
+                counts: ExecCountsV1 {
+                    ok: 3,
+                    interrupted: 1,
+                    ..Default::default()
+                },
+                output_pruned_at_ms: Some(9),
+            },
+            &mut bytes,
+        );
+        let record: ExecutionRecord = codec::decode(&bytes).unwrap();
+        assert_eq!((record.counts.ok, record.counts.interrupted), (3, 1));
+        assert_eq!(record.output_pruned_at_ms, Some(9));
     }
 }

@@ -19,6 +19,7 @@ mod audit;
 mod codec;
 mod enroll;
 mod exec;
+mod groups;
 mod history;
 mod legacy;
 mod nodes;
@@ -38,6 +39,7 @@ use redb::Database;
 pub use alerts::{AlertOutcome, AlertRefusal};
 pub use audit::{AuditFilter, AuditRecord, AuditTamper, audit_hash};
 pub use enroll::{Decision, DecisionOutcome, NewApplication, Submission};
+pub use groups::{GroupOutcome, GroupRefusal, GroupTree, NewGroup};
 pub use history::{
     FLEET_MEDIAN, FLEET_P95, History, HistoryRead, HistorySample, HistorySpans, HistoryWrite,
     fleet_quantiles,
@@ -170,6 +172,8 @@ pub struct Store {
     nodes_cache: Arc<std::sync::Mutex<Option<NodesAt>>>,
     /// Told of every batch's commit (see [`Store::observe_commits`]).
     commit_observer: writer::ObserverSlot,
+    /// Metrics history's open raw windows, in memory until they end.
+    raw_windows: Arc<history::RawWindows>,
 }
 
 /// Every node record, as of a generation of `Store::nodes_generation`.
@@ -195,6 +199,7 @@ impl Store {
             tables::create_all(&db)?;
             Ok(db)
         })?;
+        let raw_windows = Arc::new(history::RawWindows::load(&db)?);
         // The file holds agent secrets: owner only, whatever the umask.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
@@ -218,11 +223,16 @@ impl Store {
             nodes_generation,
             nodes_cache: Default::default(),
             commit_observer,
+            raw_windows,
         })
     }
 
-    /// Waits until every queued write is committed and stops the writer.
+    /// Writes what only memory holds (metrics history's open windows), waits until every
+    /// queued write is committed and stops the writer.
     pub async fn close(self) {
+        if let Err(e) = self.keep_open_history().await {
+            tracing::warn!(error = %e, "could not keep the open metrics history windows");
+        }
         self.writer.close().await;
     }
 }

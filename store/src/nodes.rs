@@ -28,6 +28,10 @@ pub struct NodeDetail {
     pub conflict: Option<IdentityConflict>,
     /// The agent's own state as it last reported it on a connection (kept while offline).
     pub agent: Option<tether_wire::heartbeat::AgentState>,
+    /// The path of the group it is in (`prod/eu/web`), if any.
+    pub group: Option<String>,
+    /// The policy it last reported (none: never reported, an older agent).
+    pub policy: Option<tether_wire::policy::NodePolicy>,
 }
 
 /// Result of resolving an id or a prefix.
@@ -231,6 +235,31 @@ impl Store {
         .await
     }
 
+    /// Keeps the policy `node` reported (written only when it differs from the one kept).
+    pub async fn set_node_policy(
+        &self,
+        node: NodeId,
+        policy: tether_wire::policy::NodePolicy,
+    ) -> Result<(), StoreError> {
+        let key = node.0.as_u128();
+        {
+            let txn = self.read()?;
+            let kept = txn.open_table(crate::tables::NODE_POLICY)?.get(key)?;
+            if let Some(kept) = kept
+                && codec::decode::<tether_wire::policy::NodePolicy>(kept.value()).ok()
+                    == Some(policy.clone())
+            {
+                return Ok(());
+            }
+        }
+        self.write(move |txn| {
+            txn.open_table(crate::tables::NODE_POLICY)?
+                .insert(key, codec::encode(&policy).as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
     /// One node with its facts.
     pub fn node(&self, id: NodeId) -> Result<Option<NodeDetail>, StoreError> {
         let txn = self.read()?;
@@ -252,6 +281,13 @@ impl Store {
             .get(key)?
             .map(|v| codec::decode(v.value()))
             .transpose()?;
+        let policy = txn
+            .open_table(crate::tables::NODE_POLICY)?
+            .get(key)?
+            .map(|v| codec::decode(v.value()))
+            .transpose()?;
+        drop(txn);
+        let group = self.node_group_path(id)?;
         Ok(Some(NodeDetail {
             record,
             facts,
@@ -259,6 +295,8 @@ impl Store {
             allowed_users,
             conflict,
             agent,
+            group,
+            policy,
         }))
     }
 
@@ -271,6 +309,9 @@ impl Store {
         let access = txn.open_table(NODE_ACCESS)?;
         let conflicts = txn.open_table(NODE_CONFLICTS)?;
         let agents = txn.open_table(AGENTS)?;
+        let node_group = txn.open_table(crate::tables::NODE_GROUP)?;
+        let policies = txn.open_table(crate::tables::NODE_POLICY)?;
+        let tree = self.group_tree()?;
         let mut out = Vec::new();
         for entry in nodes.iter()? {
             let (key, value) = entry?;
@@ -282,6 +323,11 @@ impl Store {
                 allowed_users: crate::tty::read_access(&access, key)?,
                 conflict: read_conflict(&conflicts, key)?,
                 agent: agents
+                    .get(key)?
+                    .map(|v| codec::decode(v.value()))
+                    .transpose()?,
+                group: node_group.get(key)?.map(|g| tree.path(g.value())),
+                policy: policies
                     .get(key)?
                     .map(|v| codec::decode(v.value()))
                     .transpose()?,

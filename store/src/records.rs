@@ -231,11 +231,12 @@ impl crate::codec::Stored for NodeExecRecord {}
 impl crate::codec::Stored for IdentityConflict {}
 
 impl crate::codec::Stored for ExecutionRecord {
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
 
     fn upgrade(version: u8, bytes: &[u8]) -> Result<Self, crate::StoreError> {
         match version {
             1 => Ok(crate::codec::decode_as::<crate::legacy::ExecutionRecordV1>(bytes)?.into()),
+            2 => Ok(crate::codec::decode_as::<crate::legacy::ExecutionRecordV2>(bytes)?.into()),
             _ => Err(crate::StoreError::Corrupt(format!(
                 "execution record version {version} is unknown"
             ))),

@@ -60,9 +60,25 @@ pub(crate) const ALERTS_FIRING: TableDefinition<'_, u64, ()> =
 pub(crate) const ALERT_DELIVERIES: TableDefinition<'_, (u64, u32), &[u8]> =
     TableDefinition::new("alert_deliveries");
 
+/// node id → the encoded [`tether_wire::policy::NodePolicy`] it last reported.
+pub(crate) const NODE_POLICY: TableDefinition<'_, u128, &[u8]> =
+    TableDefinition::new("node_policy");
+/// group number → encoded [`tether_wire::groups::Group`].
+pub(crate) const GROUPS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("groups");
+/// group name → its number.
+pub(crate) const GROUP_BY_NAME: TableDefinition<'_, &str, u64> =
+    TableDefinition::new("group_by_name");
+/// node id → the number of the group it is in (at most one).
+pub(crate) const NODE_GROUP: TableDefinition<'_, u128, u64> = TableDefinition::new("node_group");
+/// (group number, node id) → (): a group's nodes, kept with [`NODE_GROUP`].
+pub(crate) const GROUP_MEMBERS: TableDefinition<'_, (u64, u128), ()> =
+    TableDefinition::new("group_members");
+
 /// name → number: counters kept in step with the tables they count, in the same transactions,
 /// and markers of indexes built for databases written before them.
 pub(crate) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+/// [`META`] key: the next group's number.
+pub(crate) const GROUPS_NEXT_ID: &str = "groups_next_id";
 /// [`META`] key: the next alert's number.
 pub(crate) const ALERTS_NEXT_ID: &str = "alerts_next_id";
 /// [`META`] key: bytes of kept execution output (the values of [`EXEC_OUTPUT`]).
@@ -108,6 +124,11 @@ macro_rules! every_table {
         $each!(TTY_LIVE);
         $each!(NODE_ACCESS);
         $each!(META);
+        $each!(NODE_POLICY);
+        $each!(GROUPS);
+        $each!(GROUP_BY_NAME);
+        $each!(NODE_GROUP);
+        $each!(GROUP_MEMBERS);
         $each!(EXEC_WITH_OUTPUT);
         $each!(REJECTED_BY_TIME);
         $each!(USERS);

@@ -390,3 +390,97 @@ async fn the_fleet_trend_is_kept_beside_the_nodes_and_survives_the_sweep() {
     assert_eq!(series(&h, Metric::Cpu).avg, vec![Some(95.0)]);
     store.close().await;
 }
+
+/// Heartbeats a read of `[from_ms, to_ms)` at 30 s finds, and their CPU values.
+fn points(store: &Store, node: NodeId, from_ms: i64, to_ms: i64) -> Vec<(u32, Option<f64>)> {
+    let h = store
+        .history(
+            node,
+            HistoryRead {
+                from_ms,
+                to_ms,
+                step_ms: Some(30_000),
+                now_ms: to_ms,
+            },
+            &[Metric::Cpu],
+            HistorySpans::default(),
+        )
+        .unwrap();
+    h.samples
+        .iter()
+        .copied()
+        .zip(series(&h, Metric::Cpu).avg.iter().copied())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_open_window_survives_a_clean_restart_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let node = enrolled(&store, 1).await;
+    // 25 minutes: two windows sealed, the third (5 minutes) open, in memory.
+    let mid = T0 + 25 * 60_000;
+    feed(&store, node, T0, mid, 30_000, |at| {
+        ((at - T0) / 30_000) as f32
+    })
+    .await;
+    let before = points(&store, node, T0, mid);
+    assert_eq!(before.len(), 50);
+    assert!(before.iter().all(|&(n, _)| n == 1), "{before:?}");
+    store.close().await;
+
+    // Reopened: the open window is back, and sealing it later stores each heartbeat once.
+    let store = open(&dir);
+    assert_eq!(points(&store, node, T0, mid), before);
+    let end = T0 + 40 * 60_000;
+    feed(&store, node, mid, end, 30_000, |at| {
+        ((at - T0) / 30_000) as f32
+    })
+    .await;
+    let after = points(&store, node, T0, end);
+    assert_eq!(after.len(), 80);
+    assert!(after.iter().all(|&(n, _)| n == 1), "{after:?}");
+    assert_eq!(&after[..50], &before[..]);
+    // The minute tier has the same heartbeats, two to a minute.
+    let h = store
+        .history(
+            node,
+            HistoryRead {
+                from_ms: T0,
+                to_ms: end,
+                step_ms: Some(60_000),
+                now_ms: end + 2 * HOUR_MS,
+            },
+            &[Metric::Cpu],
+            HistorySpans::default(),
+        )
+        .unwrap();
+    assert_eq!(h.resolution, Resolution::Minute);
+    assert!(h.samples.iter().all(|&n| n == 2), "{:?}", h.samples);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_crash_loses_only_the_open_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let node = enrolled(&store, 1).await;
+    let mid = T0 + 25 * 60_000;
+    feed(&store, node, T0, mid, 30_000, |_| 50.0).await;
+    // No close: what a killed core leaves (once its writer thread has let go of the file).
+    drop(store);
+    let path = dir.path().join("tether.redb");
+    let mut reopened = Store::open(&path);
+    for _ in 0..250 {
+        if !matches!(reopened, Err(StoreError::InUse(_))) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        reopened = Store::open(&path);
+    }
+    let store = reopened.unwrap();
+    let kept = points(&store, node, T0, mid);
+    let heartbeats: u32 = kept.iter().map(|&(n, _)| n).sum();
+    assert_eq!(heartbeats, 40, "the two sealed windows, not the open one");
+    store.close().await;
+}

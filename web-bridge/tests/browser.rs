@@ -20,6 +20,7 @@ async fn online(stack: &Stack, hostname: &str) -> NodeId {
             .request(&AdminRequest::ListNodes {
                 status: Some(NodeStatus::Online),
                 labels: Vec::new(),
+                group: None,
                 include_deleted: false,
             })
             .await

@@ -11,12 +11,13 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::alerts::{Alert, AlertDetail, AlertQuery, AlertRule, Channel};
+use crate::alerts::{Alert, AlertDetail, AlertQuery, AlertRule, Channel, Delivery};
 use crate::bytes::ByteBuf;
 use crate::error::ErrorCode;
 use crate::exec::OutputStream;
 use crate::facts::StaticFacts;
 use crate::fleet::{NodePage, NodeQuery, Overview, PathView, WatchSpec};
+use crate::groups::GroupView;
 use crate::heartbeat::Metrics;
 use crate::history::{FleetMetricsAnswer, FleetMetricsQuery, MetricsAnswer, MetricsQuery};
 use crate::ids::{ApplicationId, ExecutionId, NodeId};
@@ -59,6 +60,8 @@ pub enum AdminRequest {
         status: Option<NodeStatus>,
         /// Only nodes that carry all of these labels.
         labels: Vec<(String, String)>,
+        /// Only nodes in this group or a group below it.
+        group: Option<String>,
         /// Include soft-deleted nodes.
         include_deleted: bool,
     },
@@ -321,6 +324,53 @@ pub enum AdminRequest {
         /// Its name.
         name: String,
     },
+    /// Send a test notification through a channel now: one attempt, no retries, recorded under
+    /// no alert. Answer: `AlertDelivery` (whether the receiver took it, and if not why).
+    AlertChannelTest {
+        /// Its name.
+        name: String,
+    },
+    /// Add a node group. Answer: `Group`.
+    GroupAdd {
+        /// Its name ([`crate::groups::check_name`]).
+        name: String,
+        /// The group it goes below; none: the top.
+        parent: Option<String>,
+        /// Free text.
+        description: String,
+        /// Order among siblings (then by name).
+        sort_order: i64,
+    },
+    /// Every group, depth first, siblings in order. Answer: `Groups`.
+    GroupList,
+    /// One group. Answer: `Group`.
+    GroupShow {
+        /// Its name.
+        name: String,
+    },
+    /// Give a group another parent (none: the top); a group cannot go below itself.
+    /// Answer: `Group`.
+    GroupMove {
+        /// Its name.
+        name: String,
+        /// The new parent's name.
+        parent: Option<String>,
+    },
+    /// Delete a group: refused while it holds nodes or groups, unless `force`, which moves them
+    /// to its parent (or out of any group). Answer: `Group` (as it was).
+    GroupDelete {
+        /// Its name.
+        name: String,
+        /// Move what it holds to its parent.
+        force: bool,
+    },
+    /// Put a node in a group, or in none. Answer: `Node`.
+    NodeGroup {
+        /// Node id, unique prefix or hostname.
+        node: String,
+        /// The group's name; none: out of any group.
+        group: Option<String>,
+    },
 }
 
 impl AdminRequest {
@@ -396,6 +446,13 @@ impl AdminRequest {
             AdminRequest::AlertChannelAdd(_) => "AlertChannelAdd",
             AdminRequest::AlertChannelList => "AlertChannelList",
             AdminRequest::AlertChannelDelete { .. } => "AlertChannelDelete",
+            AdminRequest::AlertChannelTest { .. } => "AlertChannelTest",
+            AdminRequest::GroupAdd { .. } => "GroupAdd",
+            AdminRequest::GroupList => "GroupList",
+            AdminRequest::GroupShow { .. } => "GroupShow",
+            AdminRequest::GroupMove { .. } => "GroupMove",
+            AdminRequest::GroupDelete { .. } => "GroupDelete",
+            AdminRequest::NodeGroup { .. } => "NodeGroup",
         }
     }
 }
@@ -407,6 +464,8 @@ pub struct ExecSpec {
     pub targets: Vec<String>,
     /// Also every node carrying all of these labels.
     pub labels: Vec<(String, String)>,
+    /// Also every node in these groups or any group below them.
+    pub groups: Vec<String>,
     /// Also every node.
     pub all: bool,
     /// Program and arguments.
@@ -555,6 +614,12 @@ pub enum AdminResponse {
     AlertChannel(Channel),
     /// Channels, secrets redacted.
     AlertChannels(Vec<Channel>),
+    /// How one attempt to tell a channel went (`AlertChannelTest`).
+    AlertDelivery(Delivery),
+    /// One group.
+    Group(GroupView),
+    /// Groups, depth first.
+    Groups(Vec<GroupView>),
 }
 
 /// What a backup holds, said before it is sent.
@@ -672,6 +737,8 @@ pub enum ExecStatus {
     Error,
     /// Core stopped while it ran: its end is unknown.
     Interrupted,
+    /// The node's policy refused it: nothing ran.
+    Refused,
 }
 
 impl ExecStatus {
@@ -696,7 +763,8 @@ pub enum ExecutionState {
 
 text_enum!(ExecStatus "execution status" {
     Pending = "pending", Running = "running", Ok = "ok", Failed = "failed", Timeout = "timeout",
-    Offline = "offline", Cancelled = "cancelled", Error = "error", Interrupted = "interrupted"
+    Offline = "offline", Cancelled = "cancelled", Error = "error", Interrupted = "interrupted",
+    Refused = "refused"
 });
 text_enum!(ExecutionState "execution state" { Running = "running", Finished = "finished", Cancelled = "cancelled", Interrupted = "interrupted" });
 
@@ -759,6 +827,8 @@ pub struct ExecCounts {
     pub interrupted: u32,
     /// Not done yet.
     pub unfinished: u32,
+    /// Refused by the node's policy.
+    pub refused: u32,
 }
 
 impl ExecCounts {
@@ -782,6 +852,7 @@ impl ExecCounts {
             ExecStatus::Cancelled => &mut self.cancelled,
             ExecStatus::Error => &mut self.error,
             ExecStatus::Interrupted => &mut self.interrupted,
+            ExecStatus::Refused => &mut self.refused,
             ExecStatus::Pending | ExecStatus::Running => &mut self.unfinished,
         }
     }
@@ -926,6 +997,10 @@ pub struct NodeView {
     /// The agent's own state: as it last reported it, live while connected, else as kept from
     /// its last connection (seed 002's `agents`).
     pub agent: Option<crate::heartbeat::AgentState>,
+    /// The path of the group it is in (`prod/eu/web`), if any.
+    pub group: Option<String>,
+    /// The policy the node reported it runs (none: not reported, an older agent).
+    pub policy: Option<crate::policy::NodePolicy>,
 }
 
 /// Another machine's attempt to use a node's identity while the node was connected: its

@@ -48,6 +48,9 @@ pub enum NodeMessage {
     /// The node's static host facts, sent after `AuthOk` only if core's digest differs, and again
     /// whenever they change.
     StaticFacts(StaticFacts),
+    /// The node's own policy ([`crate::policy`]), sent after `AuthOk`: what core may ask of it.
+    /// Reported only; the node enforces it.
+    Policy(crate::policy::NodePolicy),
 }
 
 /// Seed 000's registration request, signed with the node's RSA key.

@@ -107,6 +107,9 @@ codes! {
     CREDENTIALS_REVOKED = 53, "credentials_revoked";
     /// Admin: a login session ended (idle timeout, lifetime, logout) or is unknown.
     SESSION_EXPIRED = 54, "session_expired";
+    /// The node's own policy (`[policy]` in its node.toml) refuses this: a command not on its
+    /// allow-list, commands or terminals switched off.
+    POLICY_REFUSED = 55, "policy_refused";
 
     /// Core failed internally (storage, ...). Details are in core's log.
     INTERNAL = 60, "internal";

@@ -47,6 +47,12 @@ pub enum ExecFrame {
     Stderr(ByteBuf),
     /// The end: nothing follows.
     Finished(ExecOutcome),
+    /// The node's policy refuses the command; nothing ran and nothing follows. The reason names
+    /// the policy (`exec = "off"`, or the allow-list).
+    Refused {
+        /// A sentence for the admin.
+        reason: String,
+    },
 }
 
 /// How a run ended, as the node saw it.

@@ -227,6 +227,8 @@ pub enum TtyStatus {
     Closed,
     /// Ended by a failure, an expired token, a kill, or a core restart.
     Error,
+    /// The node's policy refuses terminals.
+    Refused,
 }
 
 impl TtyStatus {
@@ -242,6 +244,7 @@ impl TtyStatus {
             TtyStatus::Connected => "connected",
             TtyStatus::Closed => "closed",
             TtyStatus::Error => "error",
+            TtyStatus::Refused => "refused",
         }
     }
 }

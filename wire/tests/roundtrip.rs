@@ -18,6 +18,7 @@ use tether_wire::exec::*;
 use tether_wire::facts::*;
 use tether_wire::fleet::*;
 use tether_wire::frame::{Decoded, FrameError, decode_frame, encode_frame};
+use tether_wire::groups::GroupView;
 use tether_wire::heartbeat::*;
 use tether_wire::history::{
     FleetMetricsAnswer, FleetMetricsQuery, Metric, MetricSeries, MetricsAnswer, MetricsQuery,
@@ -26,6 +27,7 @@ use tether_wire::history::{
 use tether_wire::limits::{
     MAX_ADMIN_FRAME_LEN, MAX_CONTROL_FRAME_LEN, MAX_EXEC_FRAME_LEN, MAX_TTY_FRAME_LEN,
 };
+use tether_wire::policy::{ExecPolicy, NodePolicy};
 use tether_wire::token::{Fingerprint, JoinToken};
 use tether_wire::tty::*;
 use tether_wire::users::*;
@@ -203,7 +205,21 @@ fn node_message() -> impl Strategy<Value = NodeMessage> {
                 }
             ),
         facts().prop_map(NodeMessage::StaticFacts),
+        node_policy().prop_map(NodeMessage::Policy),
     ]
+}
+
+fn node_policy() -> impl Strategy<Value = NodePolicy> {
+    (
+        prop_oneof![
+            Just(ExecPolicy::On),
+            Just(ExecPolicy::Off),
+            Just(ExecPolicy::AllowList)
+        ],
+        vec(text(), 0..4),
+        any::<bool>(),
+    )
+        .prop_map(|(exec, allow, tty)| NodePolicy { exec, allow, tty })
 }
 
 fn core_message() -> impl Strategy<Value = CoreMessage> {
@@ -292,6 +308,7 @@ fn exec_frame() -> impl Strategy<Value = ExecFrame> {
         bytes().prop_map(ExecFrame::Stdout),
         bytes().prop_map(ExecFrame::Stderr),
         exec_outcome().prop_map(ExecFrame::Finished),
+        text().prop_map(|reason| ExecFrame::Refused { reason }),
     ]
 }
 
@@ -306,6 +323,7 @@ fn exec_status() -> impl Strategy<Value = ExecStatus> {
         Just(ExecStatus::Cancelled),
         Just(ExecStatus::Error),
         Just(ExecStatus::Interrupted),
+        Just(ExecStatus::Refused),
     ]
 }
 
@@ -333,7 +351,7 @@ prop_compose! {
         cwd in option::of(text()), timeout_ms in option::of(any::<u64>()), selector in text(),
         times in (any::<i64>(), option::of(any::<i64>())),
         state in prop_oneof![Just(ExecutionState::Running), Just(ExecutionState::Finished), Just(ExecutionState::Cancelled), Just(ExecutionState::Interrupted)],
-        nodes in any::<u32>(), counts in vec(any::<u32>(), 8),
+        nodes in any::<u32>(), counts in vec(any::<u32>(), 9),
         output_pruned_at_ms in option::of(any::<i64>()),
     ) -> ExecutionView {
         ExecutionView {
@@ -342,6 +360,7 @@ prop_compose! {
             counts: ExecCounts {
                 ok: counts[0], failed: counts[1], timeout: counts[2], offline: counts[3],
                 cancelled: counts[4], error: counts[5], interrupted: counts[6], unfinished: counts[7],
+                refused: counts[8],
             },
             output_pruned_at_ms,
         }
@@ -358,11 +377,13 @@ fn exec_spec() -> impl Strategy<Value = ExecSpec> {
         option::of(text()),
         option::of(any::<u64>()),
         any::<u32>(),
+        vec(text(), 0..3),
     )
         .prop_map(
-            |(targets, labels, all, command, env, cwd, timeout_ms, concurrency)| ExecSpec {
+            |(targets, labels, all, command, env, cwd, timeout_ms, concurrency, groups)| ExecSpec {
                 targets,
                 labels,
+                groups,
                 all,
                 command,
                 env,
@@ -406,6 +427,8 @@ prop_compose! {
         conflict in option::of(conflict()),
         path in option::of(path_view()),
         agent in option::of(agent_state()),
+        group in option::of(text()),
+        policy in option::of(node_policy()),
     ) -> NodeView {
         NodeView {
             id, hostname, status,
@@ -420,6 +443,23 @@ prop_compose! {
             conflict,
             path,
             agent,
+            group,
+            policy,
+        }
+    }
+}
+
+prop_compose! {
+    fn group_view()(
+        names in (text(), text(), option::of(text()), text()),
+        numbers in any::<(u32, i64, u64, u64, i64)>(),
+        children in vec(text(), 0..3),
+        created_by in text(),
+    ) -> GroupView {
+        GroupView {
+            name: names.0, description: names.1, parent: names.2, path: names.3,
+            depth: numbers.0, sort_order: numbers.1, nodes: numbers.2, nodes_total: numbers.3,
+            created_at_ms: numbers.4, children, created_by,
         }
     }
 }
@@ -576,13 +616,20 @@ fn admin_request() -> impl Strategy<Value = AdminRequest> {
             .prop_map(|(status, limit)| AdminRequest::ListApplications { status, limit }),
         text().prop_map(|id| AdminRequest::ApproveApplication { id }),
         (text(), text()).prop_map(|(id, reason)| AdminRequest::RejectApplication { id, reason }),
-        (option::of(node_status()), labels(), any::<bool>()).prop_map(
-            |(status, labels, include_deleted)| AdminRequest::ListNodes {
-                status,
-                labels,
-                include_deleted
-            }
-        ),
+        (
+            option::of(node_status()),
+            labels(),
+            option::of(text()),
+            any::<bool>()
+        )
+            .prop_map(
+                |(status, labels, group, include_deleted)| AdminRequest::ListNodes {
+                    status,
+                    labels,
+                    group,
+                    include_deleted
+                }
+            ),
         text().prop_map(|id| AdminRequest::ShowNode { id }),
         (text(), labels(), vec(text(), 0..3))
             .prop_map(|(id, set, remove)| AdminRequest::LabelNode { id, set, remove }),
@@ -632,7 +679,8 @@ fn tty_status() -> impl Strategy<Value = TtyStatus> {
         Just(TtyStatus::Pending),
         Just(TtyStatus::Connected),
         Just(TtyStatus::Closed),
-        Just(TtyStatus::Error)
+        Just(TtyStatus::Error),
+        Just(TtyStatus::Refused)
     ]
 }
 
@@ -1302,6 +1350,22 @@ fn alert_request() -> impl Strategy<Value = AdminRequest> {
         channel().prop_map(AdminRequest::AlertChannelAdd),
         Just(AdminRequest::AlertChannelList),
         text().prop_map(|name| AdminRequest::AlertChannelDelete { name }),
+        text().prop_map(|name| AdminRequest::AlertChannelTest { name }),
+        (text(), option::of(text()), text(), any::<i64>()).prop_map(
+            |(name, parent, description, sort_order)| AdminRequest::GroupAdd {
+                name,
+                parent,
+                description,
+                sort_order
+            }
+        ),
+        Just(AdminRequest::GroupList),
+        text().prop_map(|name| AdminRequest::GroupShow { name }),
+        (text(), option::of(text()))
+            .prop_map(|(name, parent)| AdminRequest::GroupMove { name, parent }),
+        (text(), any::<bool>()).prop_map(|(name, force)| AdminRequest::GroupDelete { name, force }),
+        (text(), option::of(text()))
+            .prop_map(|(node, group)| AdminRequest::NodeGroup { node, group }),
     ]
 }
 
@@ -1316,5 +1380,8 @@ fn alert_response() -> impl Strategy<Value = AdminResponse> {
         ),
         channel().prop_map(AdminResponse::AlertChannel),
         vec(channel(), 0..3).prop_map(AdminResponse::AlertChannels),
+        delivery().prop_map(AdminResponse::AlertDelivery),
+        group_view().prop_map(AdminResponse::Group),
+        vec(group_view(), 0..3).prop_map(AdminResponse::Groups),
     ]
 }

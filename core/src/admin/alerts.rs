@@ -137,6 +137,14 @@ pub(crate) async fn handle(shared: &Shared, caller: &Caller, request: AdminReque
                 .map_err(refused)?;
             Ok(vec![AdminResponse::AlertChannel(channel.redacted())])
         }
+        AdminRequest::AlertChannelTest { name } => {
+            let channel = store
+                .alert_channel(&name)
+                .map_err(internal)?
+                .ok_or_else(|| refused(AlertRefusal::NotFound(format!("channel {name:?}"))))?;
+            let delivery = crate::alerts::notify::test(shared, &channel).await;
+            Ok(vec![AdminResponse::AlertDelivery(delivery)])
+        }
         _ => Err((ErrorCode::UNEXPECTED_MESSAGE, "not an alert request".into())),
     }
 }

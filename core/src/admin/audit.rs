@@ -87,11 +87,15 @@ fn describe(request: &AdminRequest) -> (&'static str, Option<String>, Vec<(Strin
         AdminRequest::ListNodes {
             status,
             labels: wanted,
+            group,
             include_deleted,
         } => {
             let mut details: Vec<_> = status.iter().map(|s| d("status", s.to_string())).collect();
             if !wanted.is_empty() {
                 details.push(d("labels", labels(wanted)));
+            }
+            if let Some(group) = group {
+                details.push(d("group", group.clone()));
             }
             if *include_deleted {
                 details.push(d("include_deleted", "true".into()));
@@ -153,6 +157,9 @@ fn describe(request: &AdminRequest) -> (&'static str, Option<String>, Vec<(Strin
             }
             if !spec.labels.is_empty() {
                 details.push(d("labels", labels(&spec.labels)));
+            }
+            if !spec.groups.is_empty() {
+                details.push(d("groups", list(&spec.groups)));
             }
             if spec.all {
                 details.push(d("all", "true".into()));
@@ -320,7 +327,51 @@ fn describe(request: &AdminRequest) -> (&'static str, Option<String>, Vec<(Strin
             ("alert_channel", Some(channel.name.clone()), details)
         }
         AdminRequest::AlertChannelList => ("alert_channel", None, vec![]),
-        AdminRequest::AlertChannelDelete { name } => ("alert_channel", Some(name.clone()), vec![]),
+        AdminRequest::AlertChannelDelete { name } | AdminRequest::AlertChannelTest { name } => {
+            ("alert_channel", Some(name.clone()), vec![])
+        }
+        AdminRequest::GroupAdd {
+            name,
+            parent,
+            description,
+            sort_order,
+        } => {
+            let mut details = vec![];
+            if let Some(parent) = parent {
+                details.push(d("parent", parent.clone()));
+            }
+            if !description.is_empty() {
+                details.push(d("description", description.clone()));
+            }
+            if *sort_order != 0 {
+                details.push(d("sort_order", sort_order.to_string()));
+            }
+            ("group", Some(name.clone()), details)
+        }
+        AdminRequest::GroupList => ("group", None, vec![]),
+        AdminRequest::GroupShow { name } => ("group", Some(name.clone()), vec![]),
+        AdminRequest::GroupMove { name, parent } => (
+            "group",
+            Some(name.clone()),
+            vec![d(
+                "parent",
+                parent.clone().unwrap_or_else(|| "(top)".into()),
+            )],
+        ),
+        AdminRequest::GroupDelete { name, force } => (
+            "group",
+            Some(name.clone()),
+            if *force {
+                vec![d("force", "true".into())]
+            } else {
+                vec![]
+            },
+        ),
+        AdminRequest::NodeGroup { node, group } => (
+            "node",
+            Some(node.clone()),
+            vec![d("group", group.clone().unwrap_or_else(|| "(none)".into()))],
+        ),
         _ => ("unknown", None, vec![]),
     }
 }
@@ -419,6 +470,41 @@ pub(crate) async fn record_with(
             .filter(|(k, _)| k != "node_id" || entry.resource_kind != "node"),
     );
     write(shared, entry).await
+}
+
+/// What a node's own policy refused of what `user` asked (`request`: `Exec`, `OpenTty`): a
+/// record of its own, denied with the node's reason, written when the node answers (after the
+/// request's own record, which says it started).
+pub(crate) async fn policy_refusal(
+    shared: &Shared,
+    user: &str,
+    request: &'static str,
+    node: tether_wire::NodeId,
+    details: Vec<(String, String)>,
+    reason: &str,
+) {
+    let action = match request {
+        "OpenTty" | "AuthorizeTty" => "tty.open",
+        _ => "exec.run",
+    };
+    let entry = AuditEntry {
+        time_ms: shared.now_ms(),
+        user: user.to_string(),
+        role: None,
+        action: action.into(),
+        request: request.into(),
+        resource_kind: "node".into(),
+        resource_id: Some(node.to_string()),
+        details,
+        source_addr: None,
+        client_addr: None,
+        user_agent: None,
+        result: AuditResult::Denied,
+        error: Some(format!("{}: {reason}", ErrorCode::POLICY_REFUSED)),
+    };
+    if let Err(e) = shared.store.append_audit(entry).await {
+        error!(error = %e, %user, "the audit record of a policy refusal could not be written");
+    }
 }
 
 /// Details of an answer worth keeping in its record.

@@ -12,10 +12,11 @@
 //! every request.
 
 mod alerts;
-mod audit;
+pub(crate) mod audit;
 mod backup;
 mod enroll;
 mod fleet;
+pub(crate) mod groups;
 mod history;
 mod login;
 mod metrics;
@@ -373,8 +374,9 @@ async fn handle(shared: &Shared, caller: &Caller, request: &AdminRequest) -> Rep
         AdminRequest::ListNodes {
             status,
             labels,
+            group,
             include_deleted,
-        } => nodes::list(shared, status, &labels, include_deleted),
+        } => nodes::list(shared, status, &labels, group, include_deleted),
         AdminRequest::NodePage(query) => fleet::node_page(shared, &query),
         AdminRequest::Overview => fleet::overview_reply(shared),
         AdminRequest::NodeMetrics(query) => metrics::history(shared, &query),
@@ -438,7 +440,14 @@ async fn handle(shared: &Shared, caller: &Caller, request: &AdminRequest) -> Rep
         | AdminRequest::AlertAck { .. }
         | AdminRequest::AlertChannelAdd(_)
         | AdminRequest::AlertChannelList
-        | AdminRequest::AlertChannelDelete { .. }) => alerts::handle(shared, caller, request).await,
+        | AdminRequest::AlertChannelDelete { .. }
+        | AdminRequest::AlertChannelTest { .. }) => alerts::handle(shared, caller, request).await,
+        request @ (AdminRequest::GroupAdd { .. }
+        | AdminRequest::GroupList
+        | AdminRequest::GroupShow { .. }
+        | AdminRequest::GroupMove { .. }
+        | AdminRequest::GroupDelete { .. }
+        | AdminRequest::NodeGroup { .. }) => groups::handle(shared, caller, request).await,
         AdminRequest::OpenTty { .. }
         | AdminRequest::Watch(_)
         | AdminRequest::TtyRecording { .. }

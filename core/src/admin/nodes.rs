@@ -43,15 +43,21 @@ pub(crate) fn list(
     shared: &Shared,
     wanted: Option<NodeStatus>,
     labels: &[(String, String)],
+    group: Option<String>,
     include_deleted: bool,
 ) -> Reply {
     for (key, value) in labels {
         check_label(key, value).map_err(|m| (ErrorCode::INVALID_ARGUMENT, m))?;
     }
+    let in_group = match &group {
+        Some(name) => Some(super::groups::select(shared, std::slice::from_ref(name))?),
+        None => None,
+    };
     let nodes = shared.store.nodes().map_err(internal)?;
     let views: Vec<_> = nodes
         .into_iter()
         .filter(|d| include_deleted || !d.record.deleted)
+        .filter(|d| in_group.as_ref().is_none_or(|g| g.contains(&d.record.id)))
         .filter(|d| {
             labels
                 .iter()

@@ -49,8 +49,8 @@ const fn row(action: &'static str, covers: &'static str, cells: [Cell; 4]) -> Ro
 /// The table. Columns: admin, operator, viewer, bridge.
 pub(crate) const TABLE: &[Row] = &[
     // Seed 002 §6.1.2, row for row.
-    row("nodes.view", "list and show nodes", [Y, Y, Y, N]),
-    row("nodes.edit", "labels, maintenance", [Y, Y, N, N]),
+    row("nodes.view", "list and show nodes and groups", [Y, Y, Y, N]),
+    row("nodes.edit", "labels, maintenance, group", [Y, Y, N, N]),
     row("nodes.delete", "delete a node", [Y, N, N, N]),
     row("versions.view", "agent releases: list, show", [Y, Y, Y, N]),
     row("versions.upload", "agent releases: upload", [Y, Y, N, N]),
@@ -73,6 +73,11 @@ pub(crate) const TABLE: &[Row] = &[
     // Beyond the seed.
     row("enroll.view", "enrollment applications: list", [Y, Y, Y, N]),
     row("enroll.decide", "enrollment: approve, reject", [Y, N, N, N]),
+    row(
+        "groups.manage",
+        "node groups: add, move, delete",
+        [Y, Y, N, N],
+    ),
     row(
         "nodes.access",
         "who may open terminals on a node",
@@ -113,7 +118,7 @@ pub(crate) const TABLE: &[Row] = &[
     row("alerts.ack", "acknowledge an alert", [Y, Y, N, N]),
     row(
         "alerts.manage",
-        "alert rules and channels: add, enable, delete",
+        "alert rules and channels: add, enable, delete; test a channel",
         [Y, N, N, N],
     ),
     Row {
@@ -143,8 +148,15 @@ pub(crate) fn action(request: &AdminRequest) -> &'static str {
         | AdminRequest::NodeMetrics(_)
         | AdminRequest::FleetMetrics(_)
         | AdminRequest::Overview
-        | AdminRequest::Watch(_) => "nodes.view",
-        AdminRequest::LabelNode { .. } | AdminRequest::SetMaintenance { .. } => "nodes.edit",
+        | AdminRequest::Watch(_)
+        | AdminRequest::GroupList
+        | AdminRequest::GroupShow { .. } => "nodes.view",
+        AdminRequest::LabelNode { .. }
+        | AdminRequest::SetMaintenance { .. }
+        | AdminRequest::NodeGroup { .. } => "nodes.edit",
+        AdminRequest::GroupAdd { .. }
+        | AdminRequest::GroupMove { .. }
+        | AdminRequest::GroupDelete { .. } => "groups.manage",
         AdminRequest::DeleteNode { .. } => "nodes.delete",
         AdminRequest::UserAdd(_)
         | AdminRequest::UserList
@@ -181,7 +193,8 @@ pub(crate) fn action(request: &AdminRequest) -> &'static str {
         | AdminRequest::AlertRuleEnable { .. }
         | AdminRequest::AlertRuleDelete { .. }
         | AdminRequest::AlertChannelAdd(_)
-        | AdminRequest::AlertChannelDelete { .. } => "alerts.manage",
+        | AdminRequest::AlertChannelDelete { .. }
+        | AdminRequest::AlertChannelTest { .. } => "alerts.manage",
         AdminRequest::Ping | AdminRequest::UserPasswd { .. } => "self",
         AdminRequest::Login { .. } | AdminRequest::Logout { .. } => "sessions.login",
         AdminRequest::AsUser { .. } => "sessions.forward",

@@ -490,7 +490,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         }
         Err(e) => warn!(error = %e, "reading firing alerts failed"),
     }
-    // After a restart every node is offline until it reconnects: offline rules count from now.
+    // After a restart every node is offline until it reconnects: offline rules count from when
+    // each was last seen, so a restart does not put an alert off.
     for rule in alerting.rules().iter() {
         if let Err(e) = alerting.watch_offline(&shared, &rule.rule) {
             warn!(error = %e, rule = %rule.name, "watching offline nodes failed");

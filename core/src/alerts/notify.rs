@@ -144,6 +144,44 @@ pub(crate) async fn deliver(
     last.expect("at least one attempt")
 }
 
+/// A test notification through `channel`: one attempt now (an admin is waiting), recorded under
+/// no alert. The alert it carries is made up: number 0, rule `tether-test`, this core's node
+/// id 0, and says so in its condition.
+pub(crate) async fn test(shared: &Shared, channel: &Channel) -> Delivery {
+    let now_ms = shared.now_ms();
+    let alert = Alert {
+        id: 0,
+        rule: "tether-test".into(),
+        severity: tether_wire::alerts::Severity::Info,
+        node_id: tether_wire::NodeId(uuid::Uuid::nil()),
+        hostname: shared.config.advertised_addr(),
+        condition: "a test notification (tether alert channel test)".into(),
+        state: AlertState::Firing,
+        value: None,
+        since_ms: now_ms,
+        fired_at_ms: now_ms,
+        resolved_at_ms: None,
+        resolution: None,
+        acked_by: None,
+        acked_at_ms: None,
+        notified: true,
+    };
+    let result = send(shared, channel, &alert, "test").await;
+    match &result {
+        Ok(()) => info!(channel = %channel.name, "test notification delivered"),
+        Err(e) => warn!(channel = %channel.name, error = %e, "test notification failed"),
+    }
+    Delivery {
+        alert_id: 0,
+        event: AlertState::Firing,
+        channel: channel.name.clone(),
+        at_ms: shared.now_ms(),
+        attempt: 1,
+        ok: result.is_ok(),
+        error: result.err(),
+    }
+}
+
 /// One attempt; the error in words, without secrets.
 async fn send(
     shared: &Shared,

@@ -121,7 +121,20 @@ pub(crate) async fn open(
                 if let Some(send) = client_send.as_mut() {
                     let _ = send.send(&refuse(code, message.clone())).await;
                 }
-                (TtyStatus::Error, message, None)
+                if code == ErrorCode::POLICY_REFUSED {
+                    crate::admin::audit::policy_refusal(
+                        &shared,
+                        &caller.user,
+                        "OpenTty",
+                        grant.node_id,
+                        vec![("session".into(), session_id.to_string())],
+                        &message,
+                    )
+                    .await;
+                    (TtyStatus::Refused, message, None)
+                } else {
+                    (TtyStatus::Error, message, None)
+                }
             }
         };
         if let Some(send) = client_send.as_mut() {

@@ -211,6 +211,7 @@ impl Admin {
             .request(AdminRequest::ListNodes {
                 status: None,
                 labels: vec![],
+                group: None,
                 include_deleted: true,
             })
             .await
@@ -801,6 +802,7 @@ pub fn spec(targets: &[&str], command: &[&str]) -> tether_wire::admin::ExecSpec 
     tether_wire::admin::ExecSpec {
         targets: targets.iter().map(|s| s.to_string()).collect(),
         labels: vec![],
+        groups: vec![],
         all: false,
         command: command.iter().map(|s| s.to_string()).collect(),
         env: vec![],

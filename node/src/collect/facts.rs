@@ -90,8 +90,12 @@ pub fn collect_facts(hostname: Option<&str>) -> StaticFacts {
 mod tests {
     use super::*;
 
+    /// The mount table is the machine's: a test that bind-mounts changes what another reads.
+    static MOUNTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn facts_of_this_machine() {
+        let _mounts = MOUNTS.lock().unwrap_or_else(|e| e.into_inner());
         let facts = collect_facts(Some("override"));
         assert_eq!(facts.hostname, "override");
         assert!(facts.cpu_count >= 1);
@@ -118,6 +122,7 @@ mod tests {
     /// changes.
     #[test]
     fn bind_mounts_are_one_disk_with_all_its_mount_points() {
+        let _mounts = MOUNTS.lock().unwrap_or_else(|e| e.into_inner());
         let before = collect_facts(None);
         let mut collector = crate::collect::Collector::new();
         let metrics_before = collector.metrics();

@@ -121,17 +121,22 @@ pub(crate) fn open_rows(chunk: &[u8]) -> Result<Vec<Row>, StoreError> {
     Ok(rows)
 }
 
-/// A sealed chunk's first byte: columns as they are, or zstd-compressed.
-const SEALED_PLAIN: u8 = 0x10;
-const SEALED_ZSTD: u8 = 0x11;
+/// A sealed chunk's first byte: the column layout, and whether zstd compressed it. Layout 1
+/// (`0x10`, `0x11`) is read, no longer written.
+const SEALED_V1_PLAIN: u8 = 0x10;
+const SEALED_V1_ZSTD: u8 = 0x11;
+const SEALED_PLAIN: u8 = 0x12;
+const SEALED_ZSTD: u8 = 0x13;
 /// The largest column data a sealed chunk may claim (a week of 1-second rows fits).
 const MAX_SEALED_PAYLOAD: usize = 64 << 20;
 
 /// Rows as a sealed chunk: `[format][varint rows][varint payload length][payload]`, the payload
-/// being the columns (time as delta-of-delta; count, each series' minimum and its spread
-/// `max - min` as deltas from the row before; the average's offset from the spread's middle),
-/// zstd-compressed at
-/// `level` when that is smaller. `rows` are in time order.
+/// being columns of zigzag varints, zstd-compressed at `level` when that is smaller. `rows` are
+/// in time order. Columns: time as delta-of-delta; count as deltas; then per series its
+/// average, how far the minimum lies below it and how far the maximum above, each in whichever
+/// [`Coding`] looks cheapest for that column of that block. Offsets from the average rather than
+/// the values themselves because a bucket of two heartbeats has its average in the middle
+/// (above ≈ below: next to nothing to store), and averages move less than extremes.
 pub(crate) fn seal(rows: &[Row], level: i32) -> Vec<u8> {
     let mut payload = Vec::with_capacity(rows.len() * (2 + 3 * SERIES));
     let (mut last_at, mut last_gap) = (0i64, 0i64);
@@ -152,24 +157,26 @@ pub(crate) fn seal(rows: &[Row], level: i32) -> Vec<u8> {
         put_signed(&mut payload, i64::from(row.count) - last);
         last = i64::from(row.count);
     }
+    let mut avg = Vec::with_capacity(rows.len());
+    let mut below = Vec::with_capacity(rows.len());
+    let mut above = Vec::with_capacity(rows.len());
     for s in 0..SERIES {
-        let mut last = 0i64;
-        for row in rows {
-            put_signed(&mut payload, i64::from(row.min[s]) - last);
-            last = i64::from(row.min[s]);
-        }
-        let mut last = 0i64;
-        for row in rows {
-            let spread = i64::from(row.max[s].saturating_sub(row.min[s]));
-            put_signed(&mut payload, spread - last);
-            last = spread;
-        }
-        for row in rows {
-            put_signed(
-                &mut payload,
-                i64::from(row.avg[s]) - middle(row.min[s], row.max[s]),
+        avg.clear();
+        below.clear();
+        above.clear();
+        for r in rows {
+            let (min, max, mean) = (
+                i64::from(r.min[s]),
+                i64::from(r.max[s]),
+                i64::from(r.avg[s]),
             );
+            avg.push(mean);
+            below.push(mean - min);
+            above.push(max - mean);
         }
+        put_column(&mut payload, &avg, None);
+        put_column(&mut payload, &below, None);
+        put_column(&mut payload, &above, Some(&below));
     }
     let mut out = Vec::with_capacity(payload.len() / 3 + 16);
     let compressed = zstd::bulk::compress(&payload, level)
@@ -186,7 +193,7 @@ pub(crate) fn seal(rows: &[Row], level: i32) -> Vec<u8> {
     out
 }
 
-/// The rows of a sealed chunk.
+/// The rows of a sealed chunk (either layout).
 pub(crate) fn unseal(chunk: &[u8]) -> Result<Vec<Row>, StoreError> {
     let (&format, mut rest) = chunk
         .split_first()
@@ -198,8 +205,8 @@ pub(crate) fn unseal(chunk: &[u8]) -> Result<Vec<Row>, StoreError> {
     }
     let inflated;
     let mut payload = match format {
-        SEALED_PLAIN => rest,
-        SEALED_ZSTD => {
+        SEALED_PLAIN | SEALED_V1_PLAIN => rest,
+        SEALED_ZSTD | SEALED_V1_ZSTD => {
             inflated = zstd::bulk::decompress(rest, length)
                 .map_err(|e| corrupt(&format!("sealed chunk does not decompress: {e}")))?;
             &inflated[..]
@@ -232,20 +239,24 @@ pub(crate) fn unseal(chunk: &[u8]) -> Result<Vec<Row>, StoreError> {
         last = last.wrapping_add(get_signed(&mut payload)?);
         row.count = to_u32(last)?;
     }
-    for s in 0..SERIES {
-        let mut last = 0i64;
-        for row in out.iter_mut() {
-            last = last.wrapping_add(get_signed(&mut payload)?);
-            row.min[s] = to_u32(last)?;
-        }
-        let mut last = 0i64;
-        for row in out.iter_mut() {
-            last = last.wrapping_add(get_signed(&mut payload)?);
-            row.max[s] = to_u32(i64::from(row.min[s]).wrapping_add(last))?;
-        }
-        for row in out.iter_mut() {
-            let offset = get_signed(&mut payload)?;
-            row.avg[s] = to_u32(middle(row.min[s], row.max[s]).wrapping_add(offset))?;
+    if matches!(format, SEALED_V1_PLAIN | SEALED_V1_ZSTD) {
+        series_v1(&mut payload, &mut out)?;
+    } else {
+        let mut below = vec![0i64; rows];
+        let mut column = vec![0i64; rows];
+        for s in 0..SERIES {
+            get_column(&mut payload, &mut column, None)?;
+            for (row, v) in out.iter_mut().zip(&column) {
+                row.avg[s] = to_u32(*v)?;
+            }
+            get_column(&mut payload, &mut below, None)?;
+            for (row, v) in out.iter_mut().zip(&below) {
+                row.min[s] = to_u32(i64::from(row.avg[s]).wrapping_sub(*v))?;
+            }
+            get_column(&mut payload, &mut column, Some(&below))?;
+            for (row, v) in out.iter_mut().zip(&column) {
+                row.max[s] = to_u32(i64::from(row.avg[s]).wrapping_add(*v))?;
+            }
         }
     }
     if !payload.is_empty() {
@@ -254,8 +265,98 @@ pub(crate) fn unseal(chunk: &[u8]) -> Result<Vec<Row>, StoreError> {
     Ok(out)
 }
 
-fn middle(min: u32, max: u32) -> i64 {
-    (i64::from(min) + i64::from(max)) / 2
+/// Layout 1's series: each minimum and spread `max - min` as deltas from the row before, the
+/// average as its offset from the spread's middle.
+fn series_v1(payload: &mut &[u8], out: &mut [Row]) -> Result<(), StoreError> {
+    let middle = |min: u32, max: u32| (i64::from(min) + i64::from(max)) / 2;
+    for s in 0..SERIES {
+        let mut last = 0i64;
+        for row in out.iter_mut() {
+            last = last.wrapping_add(get_signed(payload)?);
+            row.min[s] = to_u32(last)?;
+        }
+        let mut last = 0i64;
+        for row in out.iter_mut() {
+            last = last.wrapping_add(get_signed(payload)?);
+            row.max[s] = to_u32(i64::from(row.min[s]).wrapping_add(last))?;
+        }
+        for row in out.iter_mut() {
+            let offset = get_signed(payload)?;
+            row.avg[s] = to_u32(middle(row.min[s], row.max[s]).wrapping_add(offset))?;
+        }
+    }
+    Ok(())
+}
+
+/// How a column's values are written, chosen per column and block: as they are (noise around
+/// a level), less the same row's value of a reference column (two columns that move together),
+/// or less the value before (a series that wanders).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coding {
+    AsIs = 0,
+    LessReference = 1,
+    LessPrevious = 2,
+}
+
+impl Coding {
+    fn residual(self, values: &[i64], reference: Option<&[i64]>, i: usize) -> i64 {
+        match self {
+            Coding::AsIs => values[i],
+            Coding::LessReference => values[i].wrapping_sub(reference.map_or(0, |r| r[i])),
+            Coding::LessPrevious => values[i].wrapping_sub(if i == 0 { 0 } else { values[i - 1] }),
+        }
+    }
+}
+
+/// Writes `values` as a coding byte and varints, in the coding whose residuals have the fewest
+/// significant bits in all (a cheap stand-in for what zstd will make of them).
+fn put_column(out: &mut Vec<u8>, values: &[i64], reference: Option<&[i64]>) {
+    let bits = |coding: Coding| -> u64 {
+        (0..values.len())
+            .map(|i| u64::from(64 - zigzag(coding.residual(values, reference, i)).leading_zeros()))
+            .sum()
+    };
+    let mut candidates = vec![Coding::AsIs, Coding::LessPrevious];
+    if reference.is_some() {
+        candidates.push(Coding::LessReference);
+    }
+    let coding = candidates
+        .into_iter()
+        .min_by_key(|&c| bits(c))
+        .unwrap_or(Coding::AsIs);
+    out.push(coding as u8);
+    for i in 0..values.len() {
+        put_signed(out, coding.residual(values, reference, i));
+    }
+}
+
+/// Reads a column [`put_column`] wrote into `values` (its length is the block's rows).
+fn get_column(
+    input: &mut &[u8],
+    values: &mut [i64],
+    reference: Option<&[i64]>,
+) -> Result<(), StoreError> {
+    let (&coding, rest) = input
+        .split_first()
+        .ok_or_else(|| corrupt("sealed chunk cut short"))?;
+    *input = rest;
+    for i in 0..values.len() {
+        let v = get_signed(input)?;
+        values[i] = match coding {
+            0 => v,
+            1 => {
+                let r = reference.ok_or_else(|| corrupt("column coding without a reference"))?;
+                v.wrapping_add(r[i])
+            }
+            2 => v.wrapping_add(if i == 0 { 0 } else { values[i - 1] }),
+            _ => return Err(corrupt("column of an unknown coding")),
+        };
+    }
+    Ok(())
+}
+
+fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
 }
 
 fn to_u32(value: i64) -> Result<u32, StoreError> {
@@ -275,7 +376,7 @@ fn put_unsigned(out: &mut Vec<u8>, mut value: u64) {
 }
 
 fn put_signed(out: &mut Vec<u8>, value: i64) {
-    put_unsigned(out, ((value << 1) ^ (value >> 63)) as u64);
+    put_unsigned(out, zigzag(value));
 }
 
 fn get_unsigned(input: &mut &[u8]) -> Result<u64, StoreError> {
@@ -353,6 +454,107 @@ mod tests {
             let _ = unseal(&bytes);
             let _ = open_rows(&bytes);
         }
+    }
+
+    /// Layout 1's writer as it was, to prove its blocks still read.
+    fn seal_v1(rows: &[Row], level: i32) -> Vec<u8> {
+        let mut payload = Vec::with_capacity(rows.len() * (2 + 3 * SERIES));
+        let (mut last_at, mut last_gap) = (0i64, 0i64);
+        for (i, row) in rows.iter().enumerate() {
+            let value = match i {
+                0 => row.at_s,
+                1 => row.at_s.wrapping_sub(last_at),
+                _ => row.at_s.wrapping_sub(last_at).wrapping_sub(last_gap),
+            };
+            if i > 0 {
+                last_gap = row.at_s.wrapping_sub(last_at);
+            }
+            last_at = row.at_s;
+            put_signed(&mut payload, value);
+        }
+        let mut last = 0i64;
+        for row in rows {
+            put_signed(&mut payload, i64::from(row.count) - last);
+            last = i64::from(row.count);
+        }
+        for s in 0..SERIES {
+            let mut last = 0i64;
+            for row in rows {
+                put_signed(&mut payload, i64::from(row.min[s]) - last);
+                last = i64::from(row.min[s]);
+            }
+            let mut last = 0i64;
+            for row in rows {
+                let spread = i64::from(row.max[s].saturating_sub(row.min[s]));
+                put_signed(&mut payload, spread - last);
+                last = spread;
+            }
+            for row in rows {
+                put_signed(
+                    &mut payload,
+                    i64::from(row.avg[s]) - (i64::from(row.min[s]) + i64::from(row.max[s])) / 2,
+                );
+            }
+        }
+        let mut out = Vec::with_capacity(payload.len() / 3 + 16);
+        let compressed = zstd::bulk::compress(&payload, level)
+            .ok()
+            .filter(|c| c.len() < payload.len());
+        out.push(if compressed.is_some() {
+            SEALED_V1_ZSTD
+        } else {
+            SEALED_V1_PLAIN
+        });
+        put_unsigned(&mut out, rows.len() as u64);
+        put_unsigned(&mut out, payload.len() as u64);
+        out.extend_from_slice(compressed.as_deref().unwrap_or(&payload));
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn layout_1_blocks_still_read(rows in proptest::collection::vec(row(), 0..40)) {
+            prop_assert_eq!(unseal(&seal_v1(&rows, 3)).unwrap(), rows);
+        }
+    }
+
+    #[test]
+    fn two_heartbeat_buckets_cost_about_two_values() {
+        // A 1-minute row of two heartbeats has its average in the middle: storing the
+        // maximum's distance above it next to the minimum's below costs next to nothing.
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % 64) as u32
+        };
+        let rows: Vec<Row> = (0..360)
+            .map(|i| {
+                let (a, b): ([u32; SERIES], [u32; SERIES]) = (
+                    std::array::from_fn(|_| 200 + next()),
+                    std::array::from_fn(|_| 200 + next()),
+                );
+                let mut row = Row {
+                    at_s: 60 * i,
+                    count: 2,
+                    ..Row::default()
+                };
+                for s in 0..SERIES {
+                    let (x, y): (u32, u32) = (a[s], b[s]);
+                    (row.min[s], row.max[s], row.avg[s]) = (x.min(y), x.max(y), (x + y) / 2);
+                }
+                row
+            })
+            .collect();
+        let both = seal(&rows, 3).len();
+        let averages_only: Vec<Row> = rows.iter().map(|r| Row::sample(r.at_s, r.avg)).collect();
+        let one = seal(&averages_only, 3).len();
+        assert!(
+            both < 2 * one + one / 4,
+            "{both} bytes with extremes, {one} without"
+        );
+        assert_eq!(unseal(&seal(&rows, 3)).unwrap(), rows);
     }
 
     #[test]

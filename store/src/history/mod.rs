@@ -14,7 +14,10 @@
 
 mod codec;
 mod quantize;
+mod raw;
 mod rollup;
+
+pub(crate) use raw::RawWindows;
 
 use redb::{ReadableTable, Table};
 use tether_wire::NodeId;
@@ -212,26 +215,36 @@ impl Store {
         }
         // Stable: a node's samples keep their order.
         samples.sort_by_key(|s| s.node);
-        self.write(move |txn| {
-            let mut open = txn.open_table(METRICS_OPEN)?;
-            let mut chunks = txn.open_table(METRICS_CHUNKS)?;
-            let mut done = HistoryWrite::default();
-            let now_s = now_ms.div_euclid(1000);
-            for node in samples.chunk_by(|a, b| a.node == b.node) {
-                let rows: Vec<Row> = node.iter().map(|s| Row::sample(s.at_s, s.values)).collect();
-                let mut cx = Cx {
-                    open: &mut open,
-                    chunks: &mut chunks,
-                    node: node[0].node,
-                    now_s,
-                    spans,
-                    done: &mut done,
-                };
-                cx.push(0, rows)?;
-            }
-            Ok(done)
-        })
-        .await
+        let mut done = HistoryWrite::default();
+        let ended = self.raw_windows.push(&samples, &mut done)?;
+        if ended.is_empty() {
+            return Ok(done);
+        }
+        let sealed = self
+            .write(move |txn| {
+                let mut open = txn.open_table(METRICS_OPEN)?;
+                let mut chunks = txn.open_table(METRICS_CHUNKS)?;
+                let mut done = HistoryWrite::default();
+                let now_s = now_ms.div_euclid(1000);
+                for (node, rows) in ended {
+                    // A window a clean close left in the table is in these rows now.
+                    open.remove((node, 0))?;
+                    let mut cx = Cx {
+                        open: &mut open,
+                        chunks: &mut chunks,
+                        node,
+                        now_s,
+                        spans,
+                        done: &mut done,
+                    };
+                    cx.seal(0, rows)?;
+                }
+                Ok(done)
+            })
+            .await?;
+        done.sealed += sealed.sealed;
+        done.pruned += sealed.pruned;
+        Ok(done)
     }
 
     /// Seals open windows that ended more than a window ago (nodes that went silent), prunes
@@ -242,14 +255,19 @@ impl Store {
         now_ms: i64,
         spans: HistorySpans,
     ) -> Result<HistoryWrite, StoreError> {
+        let now_s = now_ms.div_euclid(1000);
+        let mut stale: std::collections::HashMap<u128, Vec<Row>> =
+            self.raw_windows.take_stale(now_s)?.into_iter().collect();
+        let mut with_history: Vec<u128> = self.raw_windows.nodes();
+        with_history.extend(stale.keys());
+        let raw_windows = self.raw_windows.clone();
         self.write(move |txn| {
             let mut open = txn.open_table(METRICS_OPEN)?;
             let mut chunks = txn.open_table(METRICS_CHUNKS)?;
             let nodes = txn.open_table(NODES)?;
-            let now_s = now_ms.div_euclid(1000);
             let mut done = HistoryWrite::default();
-            // Every node with history: those with open chunks, and those with only blocks.
-            let mut with_history: Vec<u128> = Vec::new();
+            // Every node with history: those with open windows or chunks, and those with only
+            // blocks.
             for entry in open.iter()? {
                 let (key, _) = entry?;
                 let node = key.value().0;
@@ -278,6 +296,7 @@ impl Store {
                         None => false,
                     };
                 if !kept {
+                    raw_windows.remove(node);
                     for tier in 0..TIERS.len() as u8 {
                         open.remove((node, tier))?;
                     }
@@ -299,8 +318,15 @@ impl Store {
                     spans,
                     done: &mut done,
                 };
-                for tier in 0..TIERS.len() {
+                if let Some(rows) = stale.remove(&node) {
+                    cx.open.remove((node, 0))?;
+                    cx.seal(0, rows)?;
+                }
+                // Tier 0's open windows are in memory, not in the table.
+                for tier in 1..TIERS.len() {
                     cx.seal_if_stale(tier)?;
+                }
+                for tier in 0..TIERS.len() {
                     cx.prune(tier)?;
                 }
             }
@@ -347,7 +373,8 @@ impl Store {
         let txn = self.read()?;
         let open = txn.open_table(METRICS_OPEN)?;
         let chunks = txn.open_table(METRICS_CHUNKS)?;
-        let rows = rows_of(&open, &chunks, node, tier, first, to_s)?;
+        let raw = self.raw_windows.rows(node)?;
+        let rows = rows_of(&open, &chunks, &raw, node, tier, first, to_s)?;
         let mut accs = vec![Acc::default(); points];
         for row in rows.iter().filter(|r| r.at_s >= first && r.at_s < to_s) {
             let i = ((bucket(row.at_s, step_s) - first) / step_s) as usize;
@@ -389,6 +416,22 @@ impl Store {
         })
     }
 
+    /// Writes the open raw windows into the table, for the next [`Store::open`] (a clean close).
+    pub(crate) async fn keep_open_history(&self) -> Result<(), StoreError> {
+        let windows = self.raw_windows.snapshot();
+        if windows.is_empty() {
+            return Ok(());
+        }
+        self.write(move |txn| {
+            let mut open = txn.open_table(METRICS_OPEN)?;
+            for (node, chunk) in windows {
+                open.insert((node, 0), chunk.as_slice())?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Bytes of history kept for `node` (sealed blocks and open chunks), for measuring.
     pub fn history_bytes(&self, node: NodeId) -> Result<u64, StoreError> {
         Ok(self.history_bytes_by_tier(node)?.iter().sum())
@@ -401,8 +444,11 @@ impl Store {
         let open = txn.open_table(METRICS_OPEN)?;
         let chunks = txn.open_table(METRICS_CHUNKS)?;
         let mut total = [0u64; 3];
+        total[0] += self.raw_windows.bytes(node);
         for (tier, bytes) in total.iter_mut().enumerate() {
-            if let Some(v) = open.get((node, tier as u8))? {
+            if tier > 0
+                && let Some(v) = open.get((node, tier as u8))?
+            {
                 *bytes += v.value().len() as u64;
             }
             for entry in
@@ -421,10 +467,12 @@ fn ceil_div(a: i64, b: i64) -> i64 {
 }
 
 /// Tier `tier`'s rows of `node` from `from_s` on: its blocks and open chunk, then what finer
-/// tiers hold that was not rolled up yet, rolled up now.
+/// tiers hold that was not rolled up yet, rolled up now. `raw` is the node's open raw window
+/// (in memory, see [`RawWindows`]).
 fn rows_of(
     open: &impl ReadableTable<(u128, u8), &'static [u8]>,
     chunks: &impl ReadableTable<(u128, u8, i64), &'static [u8]>,
+    raw: &[Row],
     node: u128,
     tier: usize,
     from_s: i64,
@@ -436,12 +484,17 @@ fn rows_of(
     for entry in chunks.range((node, tier as u8, first_block)..(node, tier as u8, to_s))? {
         rows.extend(codec::unseal(entry?.1.value())?);
     }
-    if let Some(v) = open.get((node, tier as u8))? {
+    if tier == 0 {
+        rows.extend_from_slice(raw);
+    } else if let Some(v) = open.get((node, tier as u8))? {
         rows.extend(codec::open_rows(v.value())?);
     }
     // What finer tiers hold and this one does not yet: their open chunks.
     let mut finer = Vec::new();
-    for f in 0..tier {
+    if tier > 0 {
+        finer.extend_from_slice(raw);
+    }
+    for f in 1..tier {
         if let Some(v) = open.get((node, f as u8))? {
             finer.extend(codec::open_rows(v.value())?);
         }
@@ -462,9 +515,10 @@ struct Cx<'a, 't> {
 }
 
 impl Cx<'_, '_> {
-    /// Appends `rows` (time-ordered, at the tier's resolution) to tier `tier`, sealing its
-    /// open chunk whenever a row starts a later window.
+    /// Appends `rows` (time-ordered, at the tier's resolution) to tier `tier` (not 0, whose
+    /// open windows are in memory), sealing its open chunk whenever a row starts a later window.
     fn push(&mut self, tier: usize, rows: Vec<Row>) -> Result<(), StoreError> {
+        debug_assert!(tier > 0, "raw windows are kept in memory");
         let t = &TIERS[tier];
         let key = (self.node, tier as u8);
         let mut chunk: Option<Vec<u8>> = self.open.get(key)?.map(|v| v.value().to_vec());
@@ -473,9 +527,6 @@ impl Cx<'_, '_> {
             if let Some(current) = &chunk {
                 let start = codec::open_start(current)?;
                 if window < start {
-                    if tier == 0 {
-                        self.done.late += 1;
-                    }
                     continue;
                 }
                 if window > start {
@@ -484,11 +535,8 @@ impl Cx<'_, '_> {
                     self.seal(tier, sealed)?;
                 }
             }
-            let current = chunk.get_or_insert_with(|| codec::open_new(window, tier == 0));
+            let current = chunk.get_or_insert_with(|| codec::open_new(window, false));
             codec::open_push(current, &row);
-            if tier == 0 {
-                self.done.samples += 1;
-            }
         }
         match chunk {
             Some(chunk) => {

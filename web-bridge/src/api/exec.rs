@@ -166,6 +166,7 @@ impl Run {
         Ok(ExecSpec {
             targets,
             labels: self.labels.into_iter().collect(),
+            groups: Vec::new(),
             all: self.all,
             command,
             env: Vec::new(),

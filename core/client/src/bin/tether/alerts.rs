@@ -233,6 +233,17 @@ pub enum ChannelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Send a test notification through a channel now, and say whether it arrived.
+    ///
+    /// One attempt, no retries: a webhook gets event "test" (signed like any other), an email
+    /// a subject starting "[TEST". Exits 1 if the receiver did not take it.
+    Test {
+        /// Its name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn pick<T>(responses: Vec<AdminResponse>, f: fn(AdminResponse) -> Option<T>) -> anyhow::Result<T> {
@@ -520,6 +531,32 @@ async fn channels(client: &AdminClient, command: ChannelCommand) -> anyhow::Resu
             } else {
                 println!("Deleted channel {}.", deleted.name);
             }
+        }
+        ChannelCommand::Test { name, json } => {
+            let delivery = pick(
+                client
+                    .request(&AdminRequest::AlertChannelTest { name })
+                    .await?,
+                |r| match r {
+                    AdminResponse::AlertDelivery(d) => Some(d),
+                    _ => None,
+                },
+            )?;
+            if json {
+                print_json(&delivery)?;
+            } else if delivery.ok {
+                println!(
+                    "Channel {}: the test notification was delivered.",
+                    delivery.channel
+                );
+            } else {
+                eprintln!(
+                    "Channel {}: the test notification failed: {}",
+                    delivery.channel,
+                    delivery.error.as_deref().unwrap_or("no reason given")
+                );
+            }
+            return Ok(if delivery.ok { 0 } else { 1 });
         }
     }
     Ok(0)

@@ -22,7 +22,8 @@ use crate::output::{self, print_json, rfc3339};
 /// The command runs directly, not through a shell: pass `sh -c '...'` for pipes and globs. Its
 /// stdin is closed. With one node, output streams as is and `tether` exits with the remote exit
 /// status, as `ssh host cmd` does: 128+N if signal N killed it, 127 if the command was not found,
-/// 126 if it was found but could not be executed (or --cwd cannot be entered), 124 after
+/// 126 if it was found but could not be executed (or --cwd cannot be entered, or the node's own
+/// policy refuses it: `[policy]` in its node.toml), 124 after
 /// --timeout, 130 if cancelled, and 255 for Tether's own failures (core or node unreachable, the
 /// node offline or unable to start anything). With several nodes, each line is prefixed with
 /// the hostname, a summary follows on stderr, and the exit status is 1 if any node did not
@@ -42,6 +43,9 @@ pub struct ExecArgs {
     /// Also every node with this label (repeat: all must match).
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     labels: Vec<(String, String)>,
+    /// Also every node in this group or a group below it (repeat for several).
+    #[arg(long = "group", value_name = "GROUP")]
+    groups: Vec<String>,
     /// Also every node.
     #[arg(long)]
     all: bool,
@@ -130,6 +134,7 @@ async fn execute(client: &AdminClient, args: ExecArgs) -> anyhow::Result<u8> {
     let spec = ExecSpec {
         targets: args.targets,
         labels: args.labels,
+        groups: args.groups,
         all: args.all,
         command: args.command,
         env: args.env,
@@ -364,6 +369,8 @@ fn single_exit_code(view: &NodeExecView, json: bool) -> u8 {
         },
         ExecStatus::Timeout => 124,
         ExecStatus::Cancelled => 130,
+        // Not allowed to execute, as a shell says of a file it may not run.
+        ExecStatus::Refused => 126,
         _ => 255,
     }
 }
@@ -558,8 +565,13 @@ async fn history(
         .iter()
         .map(|e| {
             let c = e.counts;
-            let other =
-                c.timeout + c.offline + c.cancelled + c.error + c.interrupted + c.unfinished;
+            let other = c.timeout
+                + c.offline
+                + c.cancelled
+                + c.error
+                + c.interrupted
+                + c.unfinished
+                + c.refused;
             vec![
                 e.id.to_string().chars().take(8).collect(),
                 output::ago(Some(e.created_at_ms)),

@@ -5,6 +5,7 @@ mod audit;
 mod backup;
 mod exec;
 mod generate;
+mod groups;
 mod keys;
 mod metrics;
 mod output;
@@ -78,6 +79,11 @@ enum Command {
     /// NAME --webhook URL`.
     #[command(subcommand)]
     Alert(alerts::AlertCommand),
+    /// Node groups, a tree: `group add prod`, `group add web --parent prod`, `group list`,
+    /// `node group NODE web`; `--group prod` on exec and node list selects prod and every group
+    /// below it.
+    #[command(subcommand)]
+    Group(groups::GroupCommand),
     // Help from their arguments' documentation, as for exec, tty and backup.
     Completions(generate::CompletionsArgs),
     Man(generate::ManArgs),
@@ -128,6 +134,9 @@ enum NodeCommand {
         /// Only nodes with this label (repeat for several; all must match).
         #[arg(long, value_name = "KEY=VALUE", value_parser = parse_label)]
         label: Vec<(String, String)>,
+        /// Only nodes in this group or a group below it.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
         /// Include deleted nodes.
         #[arg(long)]
         deleted: bool,
@@ -159,6 +168,20 @@ enum NodeCommand {
         /// Label keys to remove.
         #[arg(long, value_name = "KEY")]
         remove: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a node in a group (each node is in at most one), or in none (--none).
+    Group {
+        /// The node: its id, a unique beginning of its id, or its exact hostname.
+        id: String,
+        /// The group.
+        #[arg(required_unless_present = "none")]
+        group: Option<String>,
+        /// Take it out of its group.
+        #[arg(long, conflicts_with = "group")]
+        none: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -266,6 +289,7 @@ async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<u8> 
         Command::Backup(args) => return backup::run(client, args).await,
         Command::Audit(args) => return audit::run(client, args).await,
         Command::Alert(command) => return alerts::run(client, command).await,
+        Command::Group(command) => return groups::run(client, command).await,
         Command::User(_) => bail!("user commands need the identity; this is a bug"),
         // Answered in `run` before connecting; the same answer here.
         Command::Completions(args) => return generate::completions(&args),
@@ -365,6 +389,7 @@ async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<u8> 
         Command::Node(NodeCommand::List {
             status,
             label,
+            group,
             deleted,
             conflict,
             json,
@@ -372,6 +397,7 @@ async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<u8> 
             let request = AdminRequest::ListNodes {
                 status,
                 labels: label,
+                group,
                 include_deleted: deleted,
             };
             let mut nodes = Vec::new();
@@ -413,6 +439,30 @@ async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<u8> 
                 view.id,
                 view.hostname,
                 output::labels_text(&view.labels)
+            );
+        }
+        Command::Node(NodeCommand::Group {
+            id,
+            group,
+            none: _,
+            json,
+        }) => {
+            let view = single(
+                client
+                    .request(&AdminRequest::NodeGroup { node: id, group })
+                    .await?,
+                node,
+            )?;
+            if json {
+                output::print_json(&output::node_json(&view))?;
+            }
+            eprintln!(
+                "{} ({}) is in {}",
+                view.id,
+                view.hostname,
+                view.group
+                    .as_deref()
+                    .map_or("no group".to_string(), |g| format!("group {g}"))
             );
         }
         Command::Node(NodeCommand::Maintenance { id, mode, json }) => {

@@ -91,6 +91,8 @@ pub struct NodeJson<'a> {
     deleted: bool,
     last_seen: Option<String>,
     labels: &'a BTreeMap<String, String>,
+    group: Option<&'a str>,
+    policy: Option<&'a tether_wire::policy::NodePolicy>,
     allowed_users: &'a [String],
     created_at: String,
     updated_at: String,
@@ -139,6 +141,8 @@ pub fn node_json(node: &NodeView) -> NodeJson<'_> {
         deleted: node.deleted,
         last_seen: node.last_seen_ms.map(rfc3339),
         labels: &node.labels,
+        group: node.group.as_deref(),
+        policy: node.policy.as_ref(),
         allowed_users: &node.allowed_users,
         created_at: rfc3339(node.created_at_ms),
         updated_at: rfc3339(node.updated_at_ms),
@@ -387,6 +391,19 @@ pub fn node_detail(node: &NodeView, json: bool) -> anyhow::Result<()> {
         node.public_addr.as_deref().unwrap_or("-")
     )?;
     writeln!(out, "labels:         {}", labels_text(&node.labels))?;
+    writeln!(
+        out,
+        "group:          {}",
+        node.group.as_deref().unwrap_or("-")
+    )?;
+    writeln!(
+        out,
+        "policy:         {}",
+        node.policy.as_ref().map_or_else(
+            || "not reported (an agent older than policies)".to_string(),
+            |p| p.summary()
+        )
+    )?;
     writeln!(
         out,
         "allowed users:  {}",
