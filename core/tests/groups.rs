@@ -139,6 +139,27 @@ async fn a_tree_of_groups_selects_nodes_through_two_levels() {
     assert_eq!(c, ErrorCode::NOT_FOUND);
     assert!(m.contains("no group \"nope\""), "{m}");
 
+    // A page of the node list (what the web UI asks) filters by group the same way.
+    let page = match admin
+        .request(AdminRequest::NodePage(tether_wire::fleet::NodeQuery {
+            limit: 10,
+            group: Some("eu".into()),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .remove(0)
+    {
+        AdminResponse::NodePage(p) => p,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(page.total, 3);
+    assert!(
+        page.nodes
+            .iter()
+            .all(|n| n.group.as_deref().is_some_and(|g| g.starts_with("prod/eu")))
+    );
+
     // node list --group eu, and the node's own record says where it is.
     let identity = core.data().join("admin.identity");
     let addr = core.addr.to_string();
@@ -211,6 +232,23 @@ async fn a_tree_of_groups_selects_nodes_through_two_levels() {
         [("prod".into(), 1, 0, 0), ("web".into(), 1, 2, 2)]
     );
 
+    // A deleted node leaves its group: prod, holding only it, is then empty and goes without
+    // --force.
+    put(&admin, ids[4], Some("prod")).await;
+    admin
+        .request(AdminRequest::DeleteNode {
+            id: ids[4].to_string(),
+        })
+        .await
+        .unwrap();
+    admin
+        .request(AdminRequest::GroupDelete {
+            name: "prod".into(),
+            force: false,
+        })
+        .await
+        .unwrap();
+
     // Every change is in the audit log.
     let audit = format!(
         "{:?}",
@@ -225,7 +263,11 @@ async fn a_tree_of_groups_selects_nodes_through_two_levels() {
     for wanted in ["GroupAdd", "GroupMove", "GroupDelete", "NodeGroup"] {
         assert!(audit.contains(wanted), "{wanted} in the audit log");
     }
-    for (_, node) in nodes {
-        node.stop().await.unwrap();
+    for (id, node) in nodes {
+        let stopped = node.stop().await;
+        // The deleted one was told so and stopped by itself.
+        if id != ids[4] {
+            stopped.unwrap();
+        }
     }
 }

@@ -105,6 +105,19 @@ async fn a_node_refuses_what_its_policy_does_not_allow() {
         assert!(run.stdout_of(strict_id).is_empty());
     }
 
+    // An allowed program with environment variables (LD_PRELOAD and the like) is refused too.
+    let mut with_env = spec(&["strict"], &[ECHO, "x"]);
+    with_env.env = vec![("LD_PRELOAD".into(), "/tmp/evil.so".into())];
+    let run = admin.exec(with_env).await.unwrap();
+    assert_eq!(run.single().status, ExecStatus::Refused);
+    assert!(
+        run.single()
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("no environment variables")
+    );
+
     // Across the fleet: refused where the policy says so, run where it does not.
     let run = admin
         .exec(spec(&["strict", "closed", "open"], &[ECHO, "hi"]))
@@ -210,7 +223,7 @@ async fn a_node_refuses_what_its_policy_does_not_allow() {
         "{refusals:?}"
     );
     assert!(
-        refusals.iter().filter(|r| r["request"] == "Exec").count() >= 4,
+        refusals.iter().filter(|r| r["request"] == "Exec").count() >= 5,
         "{refusals:?}"
     );
 

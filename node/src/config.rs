@@ -181,7 +181,9 @@ impl PolicySection {
             Some(text) => text.parse().map_err(|e| format!("[policy] {e}"))?,
         };
         let tty = match self.tty.as_deref() {
-            None | Some("on") => true,
+            // A terminal runs anything: left out, it follows exec.
+            None => exec == ExecPolicy::On,
+            Some("on") => true,
             Some("off") => false,
             Some(other) => {
                 return Err(format!("[policy] tty = {other:?}: \"on\" or \"off\""));
@@ -282,6 +284,11 @@ mod tests {
             NodeConfig::with_state_dir("s".into()).policy,
             NodePolicy::open()
         );
+        // Commands off and terminals not mentioned: terminals off too (a shell runs anything).
+        let file: NodeConfigFile = toml::from_str("[policy]\nexec = \"off\"").unwrap();
+        let mut config = NodeConfig::with_state_dir("s".into());
+        config.apply_file(file).unwrap();
+        assert!(!config.policy.tty);
         for (text, wanted) in [
             ("[policy]\nexec = \"sometimes\"", "one of"),
             ("[policy]\ntty = \"maybe\"", "tty"),

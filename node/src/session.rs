@@ -566,7 +566,7 @@ async fn run_session(
                 Ok(Some(CoreMessage::Refused { code, message })) => return classify(ctx, code, message, true),
                 Ok(Some(CoreMessage::Exec(request))) => {
                     let program = request.command.first().map_or("", String::as_str);
-                    let refused = ctx.config.policy.permits_exec(program).err();
+                    let refused = ctx.config.policy.permits_exec(program, !request.env.is_empty()).err();
                     match &refused {
                         None => info!(exec_id = %request.exec_id, command = ?request.command, "running a command for core"),
                         Some(why) => warn!(exec_id = %request.exec_id, command = ?request.command, "refused by this node's policy: {why}"),

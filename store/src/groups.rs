@@ -410,7 +410,8 @@ impl Store {
         .await
     }
 
-    /// The `/`-separated path of `node`'s group, if it is in one.
+    /// The `/`-separated path of `node`'s group, if it is in one: the group and its parents,
+    /// read one by one (a node page should not read the whole tree).
     pub fn node_group_path(&self, node: NodeId) -> Result<Option<String>, StoreError> {
         let txn = self.read()?;
         let Some(id) = txn
@@ -420,7 +421,24 @@ impl Store {
         else {
             return Ok(None);
         };
-        let tree = read_groups(&txn.open_table(GROUPS)?)?;
-        Ok(Some(tree.path(id)))
+        let groups = txn.open_table(GROUPS)?;
+        let mut names = Vec::new();
+        let mut at = Some(id);
+        // Bounded: a damaged database could hold a loop.
+        for _ in 0..=MAX_DEPTH {
+            let Some(group) = at
+                .map(|i| groups.get(i))
+                .transpose()?
+                .flatten()
+                .map(|v| codec::decode::<Group>(v.value()))
+                .transpose()?
+            else {
+                break;
+            };
+            at = group.parent;
+            names.push(group.name);
+        }
+        names.reverse();
+        Ok(Some(names.join("/")))
     }
 }

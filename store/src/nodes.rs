@@ -443,6 +443,15 @@ impl Store {
                 node.connectivity_changed_ms = now_ms;
                 save_node(txn, &node)?;
                 txn.open_table(SECRETS)?.remove(key)?;
+                // A deleted node leaves its group (it counts nowhere and moves with nothing).
+                if let Some(group) = txn
+                    .open_table(crate::tables::NODE_GROUP)?
+                    .remove(key)?
+                    .map(|g| g.value())
+                {
+                    txn.open_table(crate::tables::GROUP_MEMBERS)?
+                        .remove((group, key))?;
+                }
                 log_status(
                     txn,
                     &StatusEvent {

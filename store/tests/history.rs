@@ -484,3 +484,32 @@ async fn a_crash_loses_only_the_open_window() {
     assert_eq!(heartbeats, 40, "the two sealed windows, not the open one");
     store.close().await;
 }
+
+#[tokio::test]
+async fn windows_a_failed_write_could_not_seal_are_kept_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tether.redb");
+    let store = Store::open(&path).unwrap();
+    let node = enrolled(&store, 1).await;
+    store.close().await;
+    // Every write refused, as on a full disk: windows end and cannot be sealed.
+    let store = Store::open_keeping_free(&path, u64::MAX).unwrap();
+    let spans = HistorySpans::default();
+    let mut failed = 0;
+    for i in 0..50 {
+        let at = T0 + i * 30_000;
+        let sample = HistorySample::new(node, at, &cpu(i as f32));
+        if store.append_history(vec![sample], at, spans).await.is_err() {
+            failed += 1;
+        }
+    }
+    assert!(
+        failed >= 2,
+        "the writes that would seal windows failed ({failed})"
+    );
+    // Every heartbeat is still there to read, each once.
+    let kept = points(&store, node, T0, T0 + 25 * 60_000);
+    assert_eq!(kept.len(), 50);
+    assert!(kept.iter().all(|&(n, _)| n == 1), "{kept:?}");
+    assert_eq!(kept[49].1, Some(49.0));
+}

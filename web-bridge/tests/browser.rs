@@ -783,3 +783,102 @@ async fn alerts_page_adds_a_rule_shows_it_firing_and_acknowledges_it() {
     browser.close().await;
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_show_as_a_tree_and_filter_the_node_list() {
+    let mut stack = Stack::start(|c| c.auto_approve = true).await;
+    for host in ["web-01", "web-02", "db-01"] {
+        stack.add_node(host);
+    }
+    let mut ids = Vec::new();
+    for host in ["web-01", "web-02", "db-01"] {
+        ids.push(online(&stack, host).await);
+    }
+    // prod > web: the web servers in web, the database in prod itself.
+    for (name, parent) in [("prod", None), ("web", Some("prod")), ("lab", None)] {
+        stack
+            .admin
+            .request(&AdminRequest::GroupAdd {
+                name: name.into(),
+                parent: parent.map(str::to_string),
+                description: String::new(),
+                sort_order: 0,
+            })
+            .await
+            .unwrap();
+    }
+    for (id, group) in ids.iter().zip(["web", "web", "prod"]) {
+        stack
+            .admin
+            .request(&AdminRequest::NodeGroup {
+                node: id.to_string(),
+                group: Some(group.into()),
+            })
+            .await
+            .unwrap();
+    }
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    browser.log_in_as(&stack.url, "alice").await;
+    browser.goto(&format!("{}/#/nodes", stack.url)).await;
+    let tree = browser
+        .wait_text("#group-tree", "the group tree", |t| {
+            t.contains("prod") && t.contains("web") && t.contains("lab")
+        })
+        .await;
+    // Counts with the groups below: prod holds all three.
+    assert!(
+        tree.contains("prod 3") && tree.contains("web 2") && tree.contains("lab 0"),
+        "{tree}"
+    );
+    browser
+        .wait_text("#page-info", "every node", |t| t.ends_with("of 3"))
+        .await;
+
+    // Choosing web in the tree: its two nodes only, and the address keeps it.
+    browser
+        .click("#group-tree li[data-group=\"web\"] > button")
+        .await;
+    let table = browser
+        .wait_text("#page-info", "web's nodes", |t| t.ends_with("of 2"))
+        .await;
+    assert!(table.starts_with('1'), "{table}");
+    let rows = browser.text("#nodes tbody").await;
+    assert!(
+        rows.contains("web-01") && rows.contains("web-02") && !rows.contains("db-01"),
+        "{rows}"
+    );
+    assert!(
+        rows.contains("prod/web"),
+        "the group under each hostname: {rows}"
+    );
+    let url = browser.client.current_url().await.unwrap();
+    assert!(url.as_str().contains("group=web"), "{url}");
+    browser.screenshot("nodes-groups").await;
+
+    // The filter: prod selects prod and web below it.
+    set_value(&browser, "node-group-filter", "prod").await;
+    browser
+        .wait_text("#page-info", "prod and below", |t| t.ends_with("of 3"))
+        .await;
+    set_value(&browser, "node-group-filter", "lab").await;
+    browser
+        .wait_text("#nodes tbody", "an empty group", |t| {
+            t.contains("No nodes match")
+        })
+        .await;
+
+    // A node's page names its group and the policy it runs.
+    browser.goto(&format!("{}/#/nodes/web-01", stack.url)).await;
+    browser
+        .wait_text("#node-group", "the node's group", |t| t == "prod/web")
+        .await;
+    browser
+        .wait_text("#node-policy", "the node's policy", |t| {
+            t.contains("commands: any") && t.contains("terminals: on")
+        })
+        .await;
+    browser.close().await;
+    stack.shutdown().await;
+}

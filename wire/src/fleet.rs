@@ -83,6 +83,8 @@ pub struct NodeQuery {
     pub offset: u32,
     /// At most this many (1 to [`MAX_PAGE_LIMIT`]).
     pub limit: u32,
+    /// Only nodes in this group or a group below it.
+    pub group: Option<String>,
 }
 
 impl NodeQuery {

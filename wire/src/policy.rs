@@ -6,8 +6,12 @@
 //! [policy]
 //! exec = "allow-list"                        # "on" (default), "off" or "allow-list"
 //! allow = ["/usr/bin/uptime", "/bin/df"]     # exact programs, for "allow-list"
-//! tty = "off"                                # "on" (default) or "off"
+//! tty = "off"                                # "on" or "off"; default "on" only with exec = "on"
 //! ```
+//!
+//! A terminal is a shell, so it runs anything: `tty` left out is off whenever `exec` is
+//! restricted, and written as `"on"` beside a restricted `exec` it is the admin's choice. Under
+//! a restricted `exec` a command comes with no environment variables.
 
 use serde::{Deserialize, Serialize};
 
@@ -100,8 +104,17 @@ impl NodePolicy {
         Ok(())
     }
 
-    /// Whether `program` (a command's first word, exactly as sent) may run; if not, why.
-    pub fn permits_exec(&self, program: &str) -> Result<(), String> {
+    /// Whether a command may run (`program`: its first word, exactly as sent; `env`: whether
+    /// core sends environment variables with it); if not, why. Under a restricted policy no
+    /// variables are taken: `LD_PRELOAD`, `GIT_CONFIG_*`, `PERL5OPT` or `SYSTEMD_EDITOR` would
+    /// make an allowed program run something else.
+    pub fn permits_exec(&self, program: &str, env: bool) -> Result<(), String> {
+        if env && self.exec != ExecPolicy::On {
+            return Err(format!(
+                "this node's policy takes no environment variables with a command (exec = {:?} in node.toml): they could make an allowed program run something else",
+                self.exec.as_str()
+            ));
+        }
         match self.exec {
             ExecPolicy::On => Ok(()),
             ExecPolicy::Off => {
@@ -150,14 +163,14 @@ mod tests {
             tty: false,
         };
         policy.check().unwrap();
-        assert!(policy.permits_exec("/usr/bin/uptime").is_ok());
+        assert!(policy.permits_exec("/usr/bin/uptime", false).is_ok());
         for refused in [
             "uptime",
             "/usr/bin/uptime ",
             "/bin/sh",
             "/usr/bin/../bin/uptime",
         ] {
-            let why = policy.permits_exec(refused).unwrap_err();
+            let why = policy.permits_exec(refused, false).unwrap_err();
             assert!(why.contains("allows only /usr/bin/uptime"), "{why}");
         }
         assert!(policy.permits_tty().unwrap_err().contains("tty = \"off\""));
@@ -169,8 +182,12 @@ mod tests {
             exec: ExecPolicy::Off,
             ..NodePolicy::open()
         };
-        assert!(off.permits_exec("/usr/bin/uptime").is_err());
-        assert!(NodePolicy::open().permits_exec("anything").is_ok());
+        assert!(off.permits_exec("/usr/bin/uptime", false).is_err());
+        assert!(NodePolicy::open().permits_exec("anything", false).is_ok());
+        // An allowed program with variables (LD_PRELOAD=...) is refused too.
+        let why = policy.permits_exec("/usr/bin/uptime", true).unwrap_err();
+        assert!(why.contains("no environment variables"), "{why}");
+        assert!(NodePolicy::open().permits_exec("/bin/x", true).is_ok());
     }
 
     #[test]

@@ -499,8 +499,9 @@ prop_compose! {
     fn node_query()(
         search in text(), status in option::of(node_status()), labels in labels(),
         sort in node_sort(), descending in any::<bool>(), offset in any::<u32>(), limit in any::<u32>(),
+        group in option::of(text()),
     ) -> NodeQuery {
-        NodeQuery { search, status, labels, sort, descending, offset, limit }
+        NodeQuery { search, status, labels, sort, descending, offset, limit, group }
     }
 }
 

@@ -29,6 +29,10 @@ pub(crate) fn page(shared: &Shared, query: &NodeQuery) -> Result<NodePage, Refus
         .check()
         .map_err(|m| (ErrorCode::INVALID_ARGUMENT, m))?;
     let needle = query.search.to_lowercase();
+    let in_group = match &query.group {
+        Some(name) => Some(super::groups::select(shared, std::slice::from_ref(name))?),
+        None => None,
+    };
     let records = shared.store.node_records_shared().map_err(internal)?;
     // Stored last-seen times matter only to sort by them (a page's own nodes are read whole).
     let stored = match query.sort {
@@ -44,6 +48,7 @@ pub(crate) fn page(shared: &Shared, query: &NodeQuery) -> Result<NodePage, Refus
                     .labels
                     .iter()
                     .all(|(k, v)| record.labels.get(k) == Some(v))
+                || in_group.as_ref().is_some_and(|g| !g.contains(&record.id))
             {
                 continue;
             }

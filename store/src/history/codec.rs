@@ -216,8 +216,9 @@ pub(crate) fn unseal(chunk: &[u8]) -> Result<Vec<Row>, StoreError> {
     if payload.len() != length {
         return Err(corrupt("sealed chunk of the wrong length"));
     }
-    // Every row takes at least one byte in each column.
-    if rows > payload.len() {
+    // Every row takes at least one byte in each of its columns (time, count and three per
+    // series), so a block cannot claim rows it does not hold (and make us allocate for them).
+    if rows.saturating_mul(2 + 3 * SERIES) > payload.len() {
         return Err(corrupt("sealed chunk claims more rows than it holds"));
     }
     let mut out = vec![Row::default(); rows];

@@ -216,10 +216,12 @@ impl Store {
         // Stable: a node's samples keep their order.
         samples.sort_by_key(|s| s.node);
         let mut done = HistoryWrite::default();
-        let ended = self.raw_windows.push(&samples, &mut done)?;
+        self.raw_windows.push(&samples, &mut done);
+        let ended = self.raw_windows.take_ended();
         if ended.is_empty() {
             return Ok(done);
         }
+        let nodes: Vec<u128> = ended.iter().map(|(node, _)| *node).collect();
         let sealed = self
             .write(move |txn| {
                 let mut open = txn.open_table(METRICS_OPEN)?;
@@ -241,7 +243,10 @@ impl Store {
                 }
                 Ok(done)
             })
-            .await?;
+            .await;
+        // Failed: the windows wait for the next write instead of being lost.
+        self.raw_windows.sealed(nodes, sealed.is_ok());
+        let sealed = sealed?;
         done.sealed += sealed.sealed;
         done.pruned += sealed.pruned;
         Ok(done)
@@ -256,83 +261,90 @@ impl Store {
         spans: HistorySpans,
     ) -> Result<HistoryWrite, StoreError> {
         let now_s = now_ms.div_euclid(1000);
-        let mut stale: std::collections::HashMap<u128, Vec<Row>> =
-            self.raw_windows.take_stale(now_s)?.into_iter().collect();
+        self.raw_windows.end_stale(now_s);
+        let ended = self.raw_windows.take_ended();
+        let in_flight: Vec<u128> = ended.iter().map(|(node, _)| *node).collect();
+        let mut stale: std::collections::HashMap<u128, Vec<Row>> = ended.into_iter().collect();
         let mut with_history: Vec<u128> = self.raw_windows.nodes();
         with_history.extend(stale.keys());
         let raw_windows = self.raw_windows.clone();
-        self.write(move |txn| {
-            let mut open = txn.open_table(METRICS_OPEN)?;
-            let mut chunks = txn.open_table(METRICS_CHUNKS)?;
-            let nodes = txn.open_table(NODES)?;
-            let mut done = HistoryWrite::default();
-            // Every node with history: those with open windows or chunks, and those with only
-            // blocks.
-            for entry in open.iter()? {
-                let (key, _) = entry?;
-                let node = key.value().0;
-                if with_history.last() != Some(&node) {
-                    with_history.push(node);
+        let result = self
+            .write(move |txn| {
+                let mut open = txn.open_table(METRICS_OPEN)?;
+                let mut chunks = txn.open_table(METRICS_CHUNKS)?;
+                let nodes = txn.open_table(NODES)?;
+                let mut done = HistoryWrite::default();
+                // Every node with history: those with open windows or chunks, and those with only
+                // blocks.
+                for entry in open.iter()? {
+                    let (key, _) = entry?;
+                    let node = key.value().0;
+                    if with_history.last() != Some(&node) {
+                        with_history.push(node);
+                    }
                 }
-            }
-            let mut next = Some(0u128);
-            while let Some(from) = next {
-                let Some(entry) = chunks.range((from, 0u8, i64::MIN)..)?.next() else {
-                    break;
-                };
-                let (key, _) = entry?;
-                let node = key.value().0;
-                with_history.push(node);
-                next = node.checked_add(1);
-            }
-            with_history.sort_unstable();
-            with_history.dedup();
-            for node in with_history {
-                // Deleted nodes keep their record (so they stay out), not their history; the
-                // fleet's own series belong to no node.
-                let kept = node < RESERVED_IDS
-                    || match nodes.get(node)? {
-                        Some(v) => !crate::codec::decode::<crate::NodeRecord>(v.value())?.deleted,
-                        None => false,
+                let mut next = Some(0u128);
+                while let Some(from) = next {
+                    let Some(entry) = chunks.range((from, 0u8, i64::MIN)..)?.next() else {
+                        break;
                     };
-                if !kept {
-                    raw_windows.remove(node);
-                    for tier in 0..TIERS.len() as u8 {
-                        open.remove((node, tier))?;
+                    let (key, _) = entry?;
+                    let node = key.value().0;
+                    with_history.push(node);
+                    next = node.checked_add(1);
+                }
+                with_history.sort_unstable();
+                with_history.dedup();
+                for node in with_history {
+                    // Deleted nodes keep their record (so they stay out), not their history; the
+                    // fleet's own series belong to no node.
+                    let kept = node < RESERVED_IDS
+                        || match nodes.get(node)? {
+                            Some(v) => {
+                                !crate::codec::decode::<crate::NodeRecord>(v.value())?.deleted
+                            }
+                            None => false,
+                        };
+                    if !kept {
+                        raw_windows.remove(node);
+                        for tier in 0..TIERS.len() as u8 {
+                            open.remove((node, tier))?;
+                        }
+                        let keys: Vec<(u128, u8, i64)> = chunks
+                            .range((node, 0u8, i64::MIN)..=(node, u8::MAX, i64::MAX))?
+                            .map(|e| e.map(|(k, _)| k.value()))
+                            .collect::<Result<_, _>>()?;
+                        for key in keys {
+                            chunks.remove(key)?;
+                        }
+                        done.orphans += 1;
+                        continue;
                     }
-                    let keys: Vec<(u128, u8, i64)> = chunks
-                        .range((node, 0u8, i64::MIN)..=(node, u8::MAX, i64::MAX))?
-                        .map(|e| e.map(|(k, _)| k.value()))
-                        .collect::<Result<_, _>>()?;
-                    for key in keys {
-                        chunks.remove(key)?;
+                    let mut cx = Cx {
+                        open: &mut open,
+                        chunks: &mut chunks,
+                        node,
+                        now_s,
+                        spans,
+                        done: &mut done,
+                    };
+                    if let Some(rows) = stale.remove(&node) {
+                        cx.open.remove((node, 0))?;
+                        cx.seal(0, rows)?;
                     }
-                    done.orphans += 1;
-                    continue;
+                    // Tier 0's open windows are in memory, not in the table.
+                    for tier in 1..TIERS.len() {
+                        cx.seal_if_stale(tier)?;
+                    }
+                    for tier in 0..TIERS.len() {
+                        cx.prune(tier)?;
+                    }
                 }
-                let mut cx = Cx {
-                    open: &mut open,
-                    chunks: &mut chunks,
-                    node,
-                    now_s,
-                    spans,
-                    done: &mut done,
-                };
-                if let Some(rows) = stale.remove(&node) {
-                    cx.open.remove((node, 0))?;
-                    cx.seal(0, rows)?;
-                }
-                // Tier 0's open windows are in memory, not in the table.
-                for tier in 1..TIERS.len() {
-                    cx.seal_if_stale(tier)?;
-                }
-                for tier in 0..TIERS.len() {
-                    cx.prune(tier)?;
-                }
-            }
-            Ok(done)
-        })
-        .await
+                Ok(done)
+            })
+            .await;
+        self.raw_windows.sealed(in_flight, result.is_ok());
+        result
     }
 
     /// Node `node`'s history over `[from_ms, to_ms)` of `read`: the finest tier still holding
@@ -370,10 +382,12 @@ impl Store {
         let first = bucket(from_s, step_s);
         let points = usize::try_from(ceil_div(to_s - first, step_s)).unwrap_or(0);
 
+        // Memory before the database: a window sealed in between is then in both (and counted
+        // once, see `rows_of`), never in neither.
+        let raw = self.raw_windows.rows(node)?;
         let txn = self.read()?;
         let open = txn.open_table(METRICS_OPEN)?;
         let chunks = txn.open_table(METRICS_CHUNKS)?;
-        let raw = self.raw_windows.rows(node)?;
         let rows = rows_of(&open, &chunks, &raw, node, tier, first, to_s)?;
         let mut accs = vec![Acc::default(); points];
         for row in rows.iter().filter(|r| r.at_s >= first && r.at_s < to_s) {
@@ -486,17 +500,25 @@ fn rows_of(
     }
     if tier == 0 {
         rows.extend_from_slice(raw);
-    } else if let Some(v) = open.get((node, tier as u8))? {
+        // A window sealed between reading memory and the database is in both.
+        rows.sort_by_key(|r| r.at_s);
+        rows.dedup_by_key(|r| r.at_s);
+        return Ok(rows);
+    }
+    if let Some(v) = open.get((node, tier as u8))? {
         rows.extend(codec::open_rows(v.value())?);
     }
-    // What finer tiers hold and this one does not yet: their open chunks.
-    let mut finer = Vec::new();
-    if tier > 0 {
-        finer.extend_from_slice(raw);
-    }
+    // What finer tiers hold and this one does not yet: their open chunks, from the end of this
+    // tier's newest row on (older ones were rolled up into it, perhaps while we read).
+    let covered = rows.last().map_or(i64::MIN, |r| r.at_s + t.resolution_s);
+    let mut finer: Vec<Row> = raw.iter().filter(|r| r.at_s >= covered).copied().collect();
     for f in 1..tier {
         if let Some(v) = open.get((node, f as u8))? {
-            finer.extend(codec::open_rows(v.value())?);
+            finer.extend(
+                codec::open_rows(v.value())?
+                    .into_iter()
+                    .filter(|r| r.at_s >= covered),
+            );
         }
     }
     finer.sort_by_key(|r| r.at_s);
@@ -553,13 +575,17 @@ impl Cx<'_, '_> {
     /// prunes this tier.
     fn seal(&mut self, tier: usize, rows: Vec<Row>) -> Result<(), StoreError> {
         let t = &TIERS[tier];
-        if let Some(first) = rows.first() {
-            let key = (self.node, tier as u8, bucket(first.at_s, t.block_s));
+        // Usually one window; several after a write that failed and was tried again.
+        for part in rows.chunk_by(|a, b| bucket(a.at_s, t.block_s) == bucket(b.at_s, t.block_s)) {
+            let key = (self.node, tier as u8, bucket(part[0].at_s, t.block_s));
             let mut block = match self.chunks.get(key)? {
                 Some(v) => codec::unseal(v.value())?,
                 None => Vec::new(),
             };
-            block.extend_from_slice(&rows);
+            block.extend_from_slice(part);
+            // In time order, each time once, however the windows arrived.
+            block.sort_by_key(|r| r.at_s);
+            block.dedup_by_key(|r| r.at_s);
             self.chunks
                 .insert(key, codec::seal(&block, t.level).as_slice())?;
             self.done.sealed += 1;

@@ -127,6 +127,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/overview", get(nodes::overview))
         .route("/fleet/metrics", get(metrics::fleet))
         .route("/nodes", get(nodes::list))
+        .route("/groups", get(nodes::groups))
         .route("/nodes/{id}", get(nodes::show).delete(nodes::delete))
         .route("/nodes/{id}/labels", post(nodes::labels))
         .route("/nodes/{id}/maintenance", post(nodes::maintenance))

@@ -24,9 +24,9 @@ pub(crate) async fn overview(
     })?))
 }
 
-/// The node list's query as pages write it (`?q=web&status=online&label=env=prod&sort=
+/// The node list's query as pages write it (`?q=web&status=online&label=env=prod&group=web&sort=
 /// last_seen&order=desc&offset=0&limit=50`; `label` may repeat, or be a comma-separated
-/// list) and as `/api/v1/live` watches it.
+/// list; `group` selects the group and every group below it) and as `/api/v1/live` watches it.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListParams {
@@ -44,6 +44,8 @@ pub(crate) struct ListParams {
     offset: Option<u32>,
     #[serde(default)]
     limit: Option<u32>,
+    #[serde(default)]
+    group: Option<String>,
 }
 
 /// Rows per page unless asked otherwise.
@@ -94,10 +96,23 @@ impl ListParams {
             descending,
             offset: self.offset.unwrap_or(0),
             limit: self.limit.unwrap_or(DEFAULT_LIMIT),
+            group: self.group.filter(|g| !g.trim().is_empty()),
         };
         query.check().map_err(ApiError::bad_request)?;
         Ok(query)
     }
+}
+
+/// `GET /api/v1/groups`: every group, depth first (a tree: each with its depth and path).
+pub(crate) async fn groups(
+    State(state): State<AppState>,
+    user: User,
+) -> Result<Response, ApiError> {
+    let answer = state.ask(&user, &AdminRequest::GroupList).await?;
+    Ok(ok(first(answer, |r| match r {
+        AdminResponse::Groups(g) => Some(g),
+        _ => None,
+    })?))
 }
 
 /// `GET /api/v1/nodes`.

@@ -314,6 +314,8 @@ export function mount(main, ctx) {
       ['Connected', n.connected ? 'yes' : 'no'],
       ['Maintenance', n.maintenance ? 'on' : 'off'],
       ['Public address', n.public_addr ? h('span', { class: 'mono', text: n.public_addr }) : null],
+      ['Group', n.group ? h('a', { id: 'node-group', href: '#/nodes?group=' + encodeURIComponent(n.group.split('/').pop()), text: n.group }) : 'none'],
+      ['Policy', n.policy ? h('span', { id: 'node-policy', title: 'From [policy] in the node\u2019s node.toml; the node enforces it', text: policyText(n.policy) }) : 'not reported (an agent older than policies)'],
       ['Agent version', n.agent_version ? h('span', { class: 'mono', text: n.agent_version }) : null],
       ['Agent process', n.agent ? h('span', { id: 'node-agent' }, 'pid ' + n.agent.pid + ', up since ', timeEl(n.agent.started_at_ms),
         ', ' + fmtInt(n.agent.restarts) + (n.agent.restarts === 1 ? ' restart' : ' restarts') + ' since enrollment, CPU ' +
@@ -490,4 +492,10 @@ function bar(pct) {
   const b = h('span', { class: 'meter-fill' + (v >= 90 ? ' hot' : v >= 70 ? ' warm' : '') });
   b.style.width = v + '%';
   return b;
+}
+
+/** A node's own policy in words: `commands: only /usr/bin/uptime; terminals: off`. */
+function policyText(p) {
+  const exec = p.exec === 'off' ? 'none' : p.exec === 'allow-list' ? 'only ' + (p.allow.length ? p.allow.join(', ') : 'none listed') : 'any';
+  return 'commands: ' + exec + '; terminals: ' + (p.tty ? 'on' : 'off');
 }

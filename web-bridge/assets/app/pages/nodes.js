@@ -1,5 +1,6 @@
 // #/nodes: server-side search, filter, sort and paging; live (`nodes` with the current query).
-// Only the page's rows are in the DOM; rows are kept by node id and updated in place.
+// Only the page's rows are in the DOM; rows are kept by node id and updated in place. Groups
+// show as a tree above the table and as a filter (a group selects every group below it).
 
 import { api, h, fill, field, badge, timeEl, fmtInt, fmtBytes, withQuery, debounce, parseLabels, reconcile } from '../lib.js';
 import { watch } from '../live.js';
@@ -26,6 +27,7 @@ function stateFrom(q0) {
     q: q0.get('q') || '',
     status: STATUSES.includes(q0.get('status')) ? q0.get('status') : '',
     label: q0.get('label') || '',
+    group: q0.get('group') || '',
     sort: SORTS.some((s) => s[0] && s[0] === q0.get('sort')) ? q0.get('sort') : 'hostname',
     order: q0.get('order') === 'desc' ? 'desc' : 'asc',
     offset: Math.max(0, parseInt(q0.get('offset') || '0', 10) || 0),
@@ -39,6 +41,7 @@ function paramsOf(state) {
     q: state.q,
     status: state.status || null,
     label: state.label || null,
+    group: state.group || null,
     sort: state.sort,
     order: state.order,
     offset: state.offset,
@@ -75,6 +78,8 @@ export function mount(main, ctx) {
   statusSel.value = state.status;
   const labelInput = h('input', { id: 'node-label-filter', type: 'text', placeholder: 'key=value', value: state.label, autocomplete: 'off', spellcheck: 'false' });
   const labelHint = h('span', { class: 'field-error', hidden: true });
+  const groupSel = h('select', { id: 'node-group-filter' }, h('option', { value: '', text: 'Any group' }));
+  const groupTree = h('nav', { id: 'group-tree', class: 'group-tree', 'aria-label': 'Groups', hidden: true });
   const limitSel = h('select', { id: 'node-page-size' }, [25, 50, 100, 200].map((n) => h('option', { value: String(n), text: String(n) })));
   limitSel.value = String(state.limit);
 
@@ -94,7 +99,9 @@ export function mount(main, ctx) {
       field('Search', search, 'grow'),
       field('Status', statusSel),
       field('Label', h('span', { class: 'stack' }, labelInput, labelHint)),
+      field('Group', groupSel),
       field('Per page', limitSel)),
+    groupTree,
     h('div', { class: 'pager' }, info, h('span', { class: 'pager-buttons' }, first, prev, next, last)),
     h('div', { class: 'table-wrap' }, table));
 
@@ -125,7 +132,7 @@ export function mount(main, ctx) {
 
   function saveHash() {
     const p = params();
-    const qs = withQuery('', { q: p.q, status: p.status, label: p.label, sort: p.sort !== 'hostname' ? p.sort : null, order: p.order !== 'asc' ? p.order : null, offset: p.offset || null, limit: p.limit !== 50 ? p.limit : null });
+    const qs = withQuery('', { q: p.q, status: p.status, label: p.label, group: p.group, sort: p.sort !== 'hostname' ? p.sort : null, order: p.order !== 'asc' ? p.order : null, offset: p.offset || null, limit: p.limit !== 50 ? p.limit : null });
     history.replaceState(null, '', '#/nodes' + qs);
   }
 
@@ -178,7 +185,7 @@ export function mount(main, ctx) {
     }
     for (const id of [...rows.keys()]) if (!seen.has(id)) rows.delete(id);
     if (ordered.length === 0) {
-      fill(tbody, h('tr', { class: 'empty-row' }, h('td', { colspan: String(SORTS.length), class: 'empty', text: state.q || state.status || state.label ? 'No nodes match.' : 'No nodes yet. Approve enrollment applications to add nodes.' })));
+      fill(tbody, h('tr', { class: 'empty-row' }, h('td', { colspan: String(SORTS.length), class: 'empty', text: state.q || state.status || state.label || state.group ? 'No nodes match.' : 'No nodes yet. Approve enrollment applications to add nodes.' })));
     } else {
       reconcile(tbody, ordered);
     }
@@ -231,6 +238,56 @@ export function mount(main, ctx) {
     reload();
   }, 250);
   labelInput.addEventListener('input', labelTyped);
+  function chooseGroup(name) {
+    state.group = name;
+    groupSel.value = name;
+    state.offset = 0;
+    renderTree();
+    reload();
+  }
+  groupSel.addEventListener('change', () => chooseGroup(groupSel.value));
+
+  // The tree: each group with its nodes (with those below); choosing one filters the table.
+  let groups = [];
+  function renderTree() {
+    groupTree.hidden = groups.length === 0;
+    if (!groups.length) return;
+    const roots = [];
+    const byName = new Map();
+    for (const g of groups) {
+      const item = h('li', { dataset: { group: g.name } },
+        h('button', { type: 'button', class: 'group-btn' + (state.group === g.name ? ' active' : ''), 'aria-pressed': String(state.group === g.name), title: g.description || g.path },
+          g.name, h('span', { class: 'group-count muted', text: ' ' + fmtInt(g.nodes_total) })));
+      item.querySelector('button').addEventListener('click', () => chooseGroup(state.group === g.name ? '' : g.name));
+      byName.set(g.name, item);
+      const parent = g.parent && byName.get(g.parent);
+      if (parent) {
+        let list = parent.querySelector(':scope > ul');
+        if (!list) parent.append(list = h('ul'));
+        list.append(item);
+      } else {
+        roots.push(item);
+      }
+    }
+    fill(groupTree,
+      h('span', { class: 'group-tree-title muted small', text: 'Groups' }),
+      h('ul', { class: 'group-roots' }, roots),
+      state.group ? h('button', { type: 'button', class: 'btn btn-small', id: 'group-clear', text: 'All nodes', on: { click: () => chooseGroup('') } }) : null);
+  }
+  api('GET', '/api/v1/groups').then((list) => {
+    if (dead) return;
+    groups = Array.isArray(list) ? list : [];
+    fill(groupSel, h('option', { value: '', text: 'Any group' }),
+      groups.map((g) => h('option', { value: g.name, text: '\u00A0\u00A0'.repeat(Math.max(0, g.depth - 1)) + g.name })));
+    // A group named in the address that no longer exists still shows, so the filter says why
+    // the table is empty.
+    if (state.group && !groups.some((g) => g.name === state.group)) {
+      groupSel.append(h('option', { value: state.group, text: state.group + ' (unknown)' }));
+    }
+    groupSel.value = state.group;
+    renderTree();
+  }).catch(() => {});
+
   limitSel.addEventListener('change', () => {
     state.limit = parseInt(limitSel.value, 10);
     state.offset = 0;
@@ -251,7 +308,7 @@ export function mount(main, ctx) {
 
 function updateRow(tr, n) {
   const m = n.metrics || null;
-  const sig = JSON.stringify([n.hostname, n.status, n.connected, n.public_addr, n.labels, n.agent_version, n.last_seen_ms, n.created_at_ms, n.metrics_at_ms, n.conflict ? 1 : 0, n.clock_skew_ms]);
+  const sig = JSON.stringify([n.hostname, n.status, n.connected, n.public_addr, n.labels, n.agent_version, n.last_seen_ms, n.created_at_ms, n.metrics_at_ms, n.conflict ? 1 : 0, n.clock_skew_ms, n.group]);
   if (tr._sig === sig) return;
   tr._sig = sig;
   tr.classList.toggle('row-offline', n.status === 'Offline');
@@ -264,7 +321,7 @@ function updateRow(tr, n) {
     h('td', { class: 'col-host' },
       h('a', { class: 'node-link', href: '#/nodes/' + encodeURIComponent(n.id), text: n.hostname || n.id }),
       n.conflict ? h('span', { class: 'warn-icon', title: 'Another machine tried to use this identity', text: ' \u26A0' }) : null,
-      h('div', { class: 'sub mono', title: n.id, text: n.id.slice(0, 8) })),
+      h('div', { class: 'sub mono', title: n.id, text: n.id.slice(0, 8) + (n.group ? ' \u00B7 ' + n.group : '') })),
     h('td', { class: 'status col-status' }, badge(n.status)),
     h('td', { class: 'col-addr mono', text: n.public_addr || '' }),
     h('td', { class: 'col-labels' }, shown.map(([k, v]) => h('span', { class: 'chip', text: k + '=' + v })),
