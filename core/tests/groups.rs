@@ -154,6 +154,17 @@ async fn a_tree_of_groups_selects_nodes_through_two_levels() {
         other => panic!("{other:?}"),
     };
     assert_eq!(page.total, 3);
+    let (c, m) = code(
+        admin
+            .request(AdminRequest::NodePage(tether_wire::fleet::NodeQuery {
+                limit: 10,
+                group: Some("no/such".into()),
+                ..Default::default()
+            }))
+            .await,
+    );
+    assert_eq!(c, ErrorCode::INVALID_ARGUMENT);
+    assert!(m.contains("group name"), "{m}");
     assert!(
         page.nodes
             .iter()

@@ -105,6 +105,9 @@ impl NodeQuery {
         for (key, value) in &self.labels {
             crate::admin::check_label(key, value)?;
         }
+        if let Some(group) = &self.group {
+            crate::groups::check_name(group)?;
+        }
         Ok(())
     }
 }
