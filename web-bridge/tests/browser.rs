@@ -869,6 +869,32 @@ async fn groups_show_as_a_tree_and_filter_the_node_list() {
         })
         .await;
 
+    // A command on a group from the commands page: web's two nodes, not the database.
+    browser.goto(&format!("{}/#/commands", stack.url)).await;
+    browser
+        .wait_text("#exec-group", "the groups to choose from", |t| {
+            t.contains("web (2)")
+        })
+        .await;
+    browser.type_into("input#command", "echo in-web").await;
+    set_value(&browser, "exec-group", "web").await;
+    browser.click("button#run").await;
+    for id in &ids[..2] {
+        browser
+            .wait_text(
+                &format!("div.exec-node[data-node-id='{id}'] .exec-status"),
+                "a web node's result",
+                |t| t.contains("Ok"),
+            )
+            .await;
+    }
+    assert!(
+        !browser
+            .exists(&format!("div.exec-node[data-node-id='{}']", ids[2]))
+            .await,
+        "db-01 is not in web"
+    );
+
     // A node's page names its group and the policy it runs.
     browser.goto(&format!("{}/#/nodes/web-01", stack.url)).await;
     browser

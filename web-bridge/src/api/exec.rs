@@ -127,6 +127,9 @@ struct Run {
     nodes: Vec<String>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    /// Group names: each selects its group and every group below it.
+    #[serde(default)]
+    groups: Vec<String>,
     #[serde(default)]
     all: bool,
     #[serde(default)]
@@ -153,9 +156,15 @@ impl Run {
             .map(|n| n.trim().to_string())
             .filter(|n| !n.is_empty())
             .collect();
-        if targets.is_empty() && self.labels.is_empty() && !self.all {
+        let groups: Vec<String> = self
+            .groups
+            .into_iter()
+            .map(|g| g.trim().to_string())
+            .filter(|g| !g.is_empty())
+            .collect();
+        if targets.is_empty() && self.labels.is_empty() && groups.is_empty() && !self.all {
             return Err(ApiError::bad_request(
-                "choose where to run it: node ids or hostnames, labels, or all nodes",
+                "choose where to run it: node ids or hostnames, labels, groups, or all nodes",
             ));
         }
         if self.timeout_secs == Some(0) {
@@ -166,7 +175,7 @@ impl Run {
         Ok(ExecSpec {
             targets,
             labels: self.labels.into_iter().collect(),
-            groups: Vec::new(),
+            groups,
             all: self.all,
             command,
             env: Vec::new(),

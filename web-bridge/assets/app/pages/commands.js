@@ -22,6 +22,12 @@ export function mount(main, ctx) {
     const command = h('input', { id: 'command', name: 'command', class: 'mono', placeholder: 'uptime -p', autocomplete: 'off', spellcheck: 'false', required: true });
     const targets = h('input', { id: 'targets', name: 'targets', placeholder: 'web-1, 0b6f\u2026 (ids or hostnames)', autocomplete: 'off', spellcheck: 'false' });
     const labels = h('input', { id: 'labels', name: 'labels', placeholder: 'role=web,dc=ams', autocomplete: 'off', spellcheck: 'false' });
+    const group = h('select', { id: 'exec-group', name: 'group' }, h('option', { value: '', text: 'No group' }));
+    api('GET', '/api/v1/groups').then((list) => {
+      for (const g of Array.isArray(list) ? list : []) {
+        group.append(h('option', { value: g.name, text: '\u00A0\u00A0'.repeat(Math.max(0, g.depth - 1)) + g.name + ' (' + g.nodes_total + ')' }));
+      }
+    }).catch(() => {});
     const all = h('input', { id: 'all', name: 'all', type: 'checkbox' });
     const timeout = h('input', { id: 'timeout', name: 'timeout', type: 'number', min: '1', max: '86400', step: '1', value: '60' });
     const runBtn = h('button', { type: 'submit', id: 'run', class: 'btn primary', text: 'Run' });
@@ -32,12 +38,13 @@ export function mount(main, ctx) {
       h('div', { class: 'form-row' },
         field('Nodes (comma-separated ids or hostnames)', targets, 'grow'),
         field('Labels (k=v,k=v)', labels, 'grow'),
+        field('Group (and below)', group),
         h('label', { class: 'check' }, all, ' All nodes'),
         field('Timeout (s)', timeout, 'narrow'),
         btnSlot),
       formError);
     all.addEventListener('change', () => {
-      targets.disabled = labels.disabled = all.checked;
+      targets.disabled = labels.disabled = group.disabled = all.checked;
     });
     main.appendChild(card('Run a command', form));
 
@@ -60,8 +67,9 @@ export function mount(main, ctx) {
           return fail(e.message);
         }
       }
-      if (!all.checked && nodes.length === 0 && Object.keys(lbl).length === 0) return fail('Choose nodes, labels, or all nodes.');
-      const req = { command: cmd, nodes, labels: lbl, all: all.checked };
+      const groups = !all.checked && group.value ? [group.value] : [];
+      if (!all.checked && nodes.length === 0 && Object.keys(lbl).length === 0 && groups.length === 0) return fail('Choose nodes, labels, a group, or all nodes.');
+      const req = { command: cmd, nodes, labels: lbl, groups, all: all.checked };
       const t = timeout.value.trim();
       if (t) {
         const n = Number(t);
