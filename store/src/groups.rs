@@ -113,18 +113,11 @@ impl GroupTree {
 
     /// Names from the top down to group `id`, `/`-separated.
     pub fn path(&self, id: u64) -> String {
-        let mut names = Vec::new();
-        let mut at = Some(id);
-        // Bounded: a damaged database could hold a loop.
-        for _ in 0..=MAX_DEPTH {
-            let Some(g) = at.and_then(|i| self.groups.get(&i)) else {
-                break;
-            };
-            names.push(g.name.as_str());
-            at = g.parent;
-        }
-        names.reverse();
-        names.join("/")
+        let found = |i| {
+            let g = self.groups.get(&i);
+            Ok::<_, std::convert::Infallible>(g.map(|g| (g.name.as_str(), g.parent)))
+        };
+        walk_path(id, found).unwrap_or_else(|never| match never {})
     }
 
     /// Group `id` and every group below it.
@@ -161,7 +154,50 @@ impl GroupTree {
     }
 }
 
-fn read_groups(table: &impl ReadableTable<u64, &'static [u8]>) -> Result<GroupTree, StoreError> {
+/// Names from the top down to group `id`, `/`-separated, each group's name and parent found by
+/// `get` (in the tree in memory, or in the table). Bounded: a damaged database could hold a
+/// loop.
+fn walk_path<N: AsRef<str>, E>(
+    id: u64,
+    mut get: impl FnMut(u64) -> Result<Option<(N, Option<u64>)>, E>,
+) -> Result<String, E> {
+    let mut names = Vec::new();
+    let mut at = Some(id);
+    for _ in 0..=MAX_DEPTH {
+        let Some((name, parent)) = at.map(&mut get).transpose()?.flatten() else {
+            break;
+        };
+        at = parent;
+        names.push(name);
+    }
+    let names: Vec<&str> = names.iter().rev().map(AsRef::as_ref).collect();
+    Ok(names.join("/"))
+}
+
+/// The path of the group node `node` is in, read from the tables of `txn` (a node's own
+/// lookup: its group and that group's parents, not the whole tree).
+pub(crate) fn node_group_path_in(
+    txn: &redb::ReadTransaction,
+    node: u128,
+) -> Result<Option<String>, StoreError> {
+    let Some(id) = txn.open_table(NODE_GROUP)?.get(node)?.map(|v| v.value()) else {
+        return Ok(None);
+    };
+    let groups = txn.open_table(GROUPS)?;
+    walk_path(id, |i| {
+        let group = groups
+            .get(i)?
+            .map(|v| codec::decode::<Group>(v.value()))
+            .transpose()?;
+        Ok::<_, StoreError>(group.map(|g| (g.name, g.parent)))
+    })
+    .map(Some)
+}
+
+/// Every group in `table`, with the tree's shape.
+pub(crate) fn read_groups(
+    table: &impl ReadableTable<u64, &'static [u8]>,
+) -> Result<GroupTree, StoreError> {
     let mut groups = HashMap::new();
     for entry in table.iter()? {
         let (key, value) = entry?;
@@ -233,17 +269,6 @@ impl Store {
     pub fn group_tree(&self) -> Result<GroupTree, StoreError> {
         let txn = self.read()?;
         read_groups(&txn.open_table(GROUPS)?)
-    }
-
-    /// Nodes per group number, directly in it (deleted nodes included).
-    pub fn group_member_counts(&self) -> Result<HashMap<u64, u64>, StoreError> {
-        let txn = self.read()?;
-        let mut counts = HashMap::new();
-        for entry in txn.open_table(GROUP_MEMBERS)?.iter()? {
-            let (key, _) = entry?;
-            *counts.entry(key.value().0).or_default() += 1;
-        }
-        Ok(counts)
     }
 
     /// The nodes directly in the groups numbered `ids`.
@@ -408,37 +433,5 @@ impl Store {
             Ok(Ok(group))
         })
         .await
-    }
-
-    /// The `/`-separated path of `node`'s group, if it is in one: the group and its parents,
-    /// read one by one (a node page should not read the whole tree).
-    pub fn node_group_path(&self, node: NodeId) -> Result<Option<String>, StoreError> {
-        let txn = self.read()?;
-        let Some(id) = txn
-            .open_table(NODE_GROUP)?
-            .get(node.0.as_u128())?
-            .map(|v| v.value())
-        else {
-            return Ok(None);
-        };
-        let groups = txn.open_table(GROUPS)?;
-        let mut names = Vec::new();
-        let mut at = Some(id);
-        // Bounded: a damaged database could hold a loop.
-        for _ in 0..=MAX_DEPTH {
-            let Some(group) = at
-                .map(|i| groups.get(i))
-                .transpose()?
-                .flatten()
-                .map(|v| codec::decode::<Group>(v.value()))
-                .transpose()?
-            else {
-                break;
-            };
-            at = group.parent;
-            names.push(group.name);
-        }
-        names.reverse();
-        Ok(Some(names.join("/")))
     }
 }

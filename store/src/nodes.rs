@@ -286,8 +286,7 @@ impl Store {
             .get(key)?
             .map(|v| codec::decode(v.value()))
             .transpose()?;
-        drop(txn);
-        let group = self.node_group_path(id)?;
+        let group = crate::groups::node_group_path_in(&txn, key)?;
         Ok(Some(NodeDetail {
             record,
             facts,
@@ -311,7 +310,7 @@ impl Store {
         let agents = txn.open_table(AGENTS)?;
         let node_group = txn.open_table(crate::tables::NODE_GROUP)?;
         let policies = txn.open_table(crate::tables::NODE_POLICY)?;
-        let tree = self.group_tree()?;
+        let tree = crate::groups::read_groups(&txn.open_table(crate::tables::GROUPS)?)?;
         let mut out = Vec::new();
         for entry in nodes.iter()? {
             let (key, value) = entry?;

@@ -6,7 +6,7 @@ use tether_wire::ErrorCode;
 use tether_wire::admin::{AdminRequest, AdminResponse};
 use tether_wire::alerts::AlertRule;
 
-use super::{Refusal, Reply, internal, resolve};
+use super::{Refusal, Reply, internal, invalid, resolve};
 use crate::auth::Caller;
 use crate::server::Shared;
 
@@ -21,10 +21,6 @@ fn refused(refusal: AlertRefusal) -> Refusal {
         _ => ErrorCode::CONFLICT,
     };
     (code, refusal.to_string())
-}
-
-fn invalid(message: String) -> Refusal {
-    (ErrorCode::INVALID_ARGUMENT, message)
 }
 
 /// Every alert request.

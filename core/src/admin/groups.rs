@@ -8,7 +8,7 @@ use tether_wire::admin::{AdminRequest, AdminResponse};
 use tether_wire::groups::{GroupView, check_description, check_name};
 use tether_wire::{ErrorCode, NodeId};
 
-use super::{Refusal, Reply, internal, resolve};
+use super::{Refusal, Reply, internal, invalid, resolve};
 use crate::auth::Caller;
 use crate::server::Shared;
 
@@ -20,10 +20,6 @@ fn refused(refusal: GroupRefusal) -> Refusal {
         _ => ErrorCode::CONFLICT,
     };
     (code, refusal.to_string())
-}
-
-fn invalid(message: String) -> Refusal {
-    (ErrorCode::INVALID_ARGUMENT, message)
 }
 
 /// Every group request.

@@ -355,6 +355,11 @@ async fn dispatch(
     }
 }
 
+/// Bad input, in words the caller can act on.
+pub(crate) fn invalid(message: String) -> Refusal {
+    (ErrorCode::INVALID_ARGUMENT, message)
+}
+
 pub(crate) fn internal(e: StoreError) -> Refusal {
     warn!(error = %e, "store failure while serving an admin");
     (ErrorCode::INTERNAL, format!("core's database failed: {e}"))

@@ -396,6 +396,12 @@ export function fmtCommand(argv) {
   return argv.map((a) => (/^[A-Za-z0-9_./:=@%+,-]+$/.test(a) ? a : "'" + a.replace(/'/g, "'\\''") + "'")).join(' ');
 }
 
+/** A group (`GET /api/v1/groups` lists them depth first) as a `<select>` option's text:
+ * indented by its depth, so the list reads as the tree. */
+export function groupOptionText(g) {
+  return '\u00A0\u00A0'.repeat(Math.max(0, g.depth - 1)) + g.name;
+}
+
 /** A short id for display: first 8 characters. */
 export function shortId(id) {
   return id ? String(id).slice(0, 8) : '';

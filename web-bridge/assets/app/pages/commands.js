@@ -2,7 +2,7 @@
 
 import {
   api, h, fill, card, field, timeEl, fmtInt, fmtDuration, fmtCommand, withQuery, wsUrl,
-  can, parseLabels, showError, unauthenticated, shortId,
+  can, parseLabels, showError, unauthenticated, shortId, groupOptionText,
 } from '../lib.js';
 import { NodeBlock, countsEl, countsText, stateBadge } from './exec-common.js';
 
@@ -25,7 +25,7 @@ export function mount(main, ctx) {
     const group = h('select', { id: 'exec-group', name: 'group' }, h('option', { value: '', text: 'No group' }));
     api('GET', '/api/v1/groups').then((list) => {
       for (const g of Array.isArray(list) ? list : []) {
-        group.append(h('option', { value: g.name, text: '\u00A0\u00A0'.repeat(Math.max(0, g.depth - 1)) + g.name + ' (' + g.nodes_total + ')' }));
+        group.append(h('option', { value: g.name, text: groupOptionText(g) + ' (' + g.nodes_total + ')' }));
       }
     }).catch(() => {});
     const all = h('input', { id: 'all', name: 'all', type: 'checkbox' });

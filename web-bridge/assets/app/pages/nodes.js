@@ -2,7 +2,7 @@
 // Only the page's rows are in the DOM; rows are kept by node id and updated in place. Groups
 // show as a tree above the table and as a filter (a group selects every group below it).
 
-import { api, h, fill, field, badge, timeEl, fmtInt, fmtBytes, withQuery, debounce, parseLabels, reconcile } from '../lib.js';
+import { api, h, fill, field, badge, timeEl, fmtInt, fmtBytes, withQuery, debounce, parseLabels, reconcile, groupOptionText } from '../lib.js';
 import { watch } from '../live.js';
 
 const SORTS = [
@@ -278,7 +278,7 @@ export function mount(main, ctx) {
     if (dead) return;
     groups = Array.isArray(list) ? list : [];
     fill(groupSel, h('option', { value: '', text: 'Any group' }),
-      groups.map((g) => h('option', { value: g.name, text: '\u00A0\u00A0'.repeat(Math.max(0, g.depth - 1)) + g.name })));
+      groups.map((g) => h('option', { value: g.name, text: groupOptionText(g) })));
     // A group named in the address that no longer exists still shows, so the filter says why
     // the table is empty.
     if (state.group && !groups.some((g) => g.name === state.group)) {
