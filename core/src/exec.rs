@@ -90,8 +90,9 @@ pub(crate) async fn serve(
 
         let cancel = CancellationToken::new();
         let (events_tx, mut events) = mpsc::channel::<Event>(64);
+        let job = Arc::new(Job { request: started.request, script: started.script });
         let fan_out = tokio::spawn(
-            fan_out(shared.clone(), Arc::from(admin.as_str()), started.request, started.targets, spec.concurrency, cancel.clone(), events_tx).in_current_span(),
+            fan_out(shared.clone(), Arc::from(admin.as_str()), job, started.targets, spec.concurrency, None, cancel.clone(), events_tx).in_current_span(),
         );
         let mut reading_admin = true;
         loop {
@@ -147,6 +148,69 @@ struct Started {
     record: ExecutionRecord,
     targets: Vec<(NodeId, String)>,
     request: ExecRequest,
+    script: Option<ByteBuf>,
+}
+
+/// What an execution runs, however it was asked for (an admin's `Exec`, a task's run).
+pub(crate) struct Plan {
+    /// Program and arguments; for a script, its name alone.
+    pub command: Vec<String>,
+    /// A script to send with the request (then the node runs it, not `command`).
+    pub script: Option<ByteBuf>,
+    /// Environment variables.
+    pub env: Vec<(String, String)>,
+    /// Working directory.
+    pub cwd: Option<String>,
+    /// Kill after this long.
+    pub timeout_ms: Option<u64>,
+    /// The selection as written, for history.
+    pub selector: String,
+    /// The task run it belongs to.
+    pub origin: Option<tether_wire::tasks::ExecOrigin>,
+}
+
+/// What goes to every node of an execution.
+struct Job {
+    request: ExecRequest,
+    script: Option<ByteBuf>,
+}
+
+impl Job {
+    fn message(&self) -> CoreMessage {
+        match &self.script {
+            None => CoreMessage::Exec(self.request.clone()),
+            Some(script) => CoreMessage::ExecScript {
+                request: self.request.clone(),
+                script: script.clone(),
+            },
+        }
+    }
+}
+
+/// Scatters nodes' starts over a window: each node waits a fixed share of it, the same for the
+/// same node and salt (a task's number), so a large fleet never starts at once and a node's
+/// place in the window does not wander from run to run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spread {
+    /// Mixed into each node's share.
+    pub salt: u64,
+    /// The window.
+    pub window: Duration,
+}
+
+impl Spread {
+    /// How long `node` waits.
+    pub(crate) fn delay(&self, node: NodeId) -> Duration {
+        // splitmix64 of the node id folded with the salt: well spread, no state.
+        let id = node.0.as_u128();
+        let mut x =
+            (id as u64) ^ ((id >> 64) as u64) ^ self.salt.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^= x >> 31;
+        let share = x as f64 / u64::MAX as f64;
+        self.window.mul_f64(share)
+    }
 }
 
 /// Checks the request, selects the nodes and records the execution before anything runs.
@@ -160,21 +224,41 @@ async fn start(shared: &Shared, admin: &str, spec: &ExecSpec) -> Result<Started,
         ));
     }
     let targets = select_nodes(shared, spec)?;
+    let plan = Plan {
+        command: spec.command.clone(),
+        script: None,
+        env: spec.env.clone(),
+        cwd: spec.cwd.clone(),
+        timeout_ms: spec.timeout_ms,
+        selector: describe_selection(spec),
+        origin: None,
+    };
+    record_execution(shared, admin, plan, targets).await
+}
+
+/// Records an execution of `plan` on `targets`, every node pending, before anything runs.
+async fn record_execution(
+    shared: &Shared,
+    admin: &str,
+    plan: Plan,
+    targets: Vec<(NodeId, String)>,
+) -> Result<Started, Refusal> {
     let exec_id = ExecutionId::random();
     let record = ExecutionRecord {
         id: exec_id,
         admin: admin.to_string(),
-        command: spec.command.clone(),
-        env_keys: spec.env.iter().map(|(k, _)| k.clone()).collect(),
-        cwd: spec.cwd.clone(),
-        timeout_ms: spec.timeout_ms,
-        selector: describe_selection(spec),
+        command: plan.command.clone(),
+        env_keys: plan.env.iter().map(|(k, _)| k.clone()).collect(),
+        cwd: plan.cwd.clone(),
+        timeout_ms: plan.timeout_ms,
+        selector: plan.selector,
         created_at_ms: shared.now_ms(),
         finished_at_ms: None,
         state: ExecutionState::Running,
         node_count: 0,
         counts: Default::default(),
         output_pruned_at_ms: None,
+        origin: plan.origin,
     };
     shared
         .store
@@ -188,17 +272,73 @@ async fn start(shared: &Shared, admin: &str, spec: &ExecSpec) -> Result<Started,
         })?;
     let request = ExecRequest {
         exec_id,
-        command: spec.command.clone(),
-        env: spec.env.clone(),
-        cwd: spec.cwd.clone(),
-        timeout_ms: spec.timeout_ms,
+        command: plan.command,
+        env: plan.env,
+        cwd: plan.cwd,
+        timeout_ms: plan.timeout_ms,
         kill_grace_ms: u64::try_from(shared.config.exec_kill_grace.as_millis()).unwrap_or(u64::MAX),
     };
     Ok(Started {
         record,
         targets,
         request,
+        script: plan.script,
     })
+}
+
+/// Runs `plan` on `targets` with no admin watching (a task's run). Output is kept as for any
+/// execution; the answer is the execution's id and each node's result. Cancelling `cancel`
+/// cancels as an admin's cancel does.
+pub(crate) async fn run_detached(
+    shared: &Arc<Shared>,
+    admin: &str,
+    plan: Plan,
+    targets: Vec<(NodeId, String)>,
+    concurrency: u32,
+    spread: Option<Spread>,
+    cancel: CancellationToken,
+) -> Result<(ExecutionId, Vec<NodeExecView>), Refusal> {
+    let started = record_execution(shared, admin, plan, targets).await?;
+    let exec_id = started.record.id;
+    shared.telemetry.commands.inc();
+    let (events_tx, mut events) = mpsc::channel::<Event>(64);
+    let job = Arc::new(Job {
+        request: started.request,
+        script: started.script,
+    });
+    let fan_out = tokio::spawn(
+        fan_out(
+            shared.clone(),
+            Arc::from(admin),
+            job,
+            started.targets,
+            concurrency,
+            spread,
+            cancel.clone(),
+            events_tx,
+        )
+        .in_current_span(),
+    );
+    let mut results = Vec::new();
+    while let Some(event) = events.recv().await {
+        if let Event::Done(view) = event {
+            results.push(view);
+        }
+    }
+    let _ = fan_out.await;
+    let state = if cancel.is_cancelled() {
+        ExecutionState::Cancelled
+    } else {
+        ExecutionState::Finished
+    };
+    if let Err(e) = shared
+        .store
+        .finish_execution(exec_id, state, shared.now_ms())
+        .await
+    {
+        warn!(error = %e, "recording the end of the execution failed");
+    }
+    Ok((exec_id, results))
 }
 
 fn describe_selection(spec: &ExecSpec) -> String {
@@ -213,7 +353,10 @@ fn describe_selection(spec: &ExecSpec) -> String {
 
 /// The nodes a spec selects, by id, id prefix, hostname glob, labels, groups (and the groups
 /// below them) and `--all`; every target must match something.
-fn select_nodes(shared: &Shared, spec: &ExecSpec) -> Result<Vec<(NodeId, String)>, Refusal> {
+pub(crate) fn select_nodes(
+    shared: &Shared,
+    spec: &ExecSpec,
+) -> Result<Vec<(NodeId, String)>, Refusal> {
     let internal =
         |e: tether_store::StoreError| (ErrorCode::INTERNAL, format!("core's database failed: {e}"));
     let nodes: Vec<_> = shared
@@ -372,46 +515,57 @@ pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
     go(&p, &t)
 }
 
-/// Runs the command on every target, at most `concurrency` at once.
+/// Runs the job on every target, at most `concurrency` at once, each node after its share of
+/// the spread.
+#[allow(clippy::too_many_arguments)]
 async fn fan_out(
     shared: Arc<Shared>,
     admin: Arc<str>,
-    request: ExecRequest,
+    job: Arc<Job>,
     targets: Vec<(NodeId, String)>,
     concurrency: u32,
+    spread: Option<Spread>,
     cancel: CancellationToken,
     events: mpsc::Sender<Event>,
 ) {
     let slots = Arc::new(Semaphore::new(concurrency as usize));
     let mut tasks = tokio::task::JoinSet::new();
     for (node_id, hostname) in targets {
-        let (shared, admin, request, cancel, events, slots) = (
+        let (shared, admin, job, cancel, events, slots) = (
             shared.clone(),
             admin.clone(),
-            request.clone(),
+            job.clone(),
             cancel.clone(),
             events.clone(),
             slots.clone(),
         );
         tasks.spawn(
             async move {
-                let permit = tokio::select! {
-                    permit = slots.acquire_owned() => permit.ok(),
-                    _ = cancel.cancelled() => None,
+                let waited = match spread {
+                    Some(spread) => tokio::select! {
+                        _ = tokio::time::sleep(spread.delay(node_id)) => true,
+                        _ = cancel.cancelled() => false,
+                    },
+                    None => true,
                 };
-                let mut run = NodeRun::new(&shared, &admin, request.exec_id, node_id, hostname);
+                let permit = if waited {
+                    tokio::select! {
+                        permit = slots.acquire_owned() => permit.ok(),
+                        _ = cancel.cancelled() => None,
+                    }
+                } else {
+                    None
+                };
+                let exec_id = job.request.exec_id;
+                let mut run = NodeRun::new(&shared, &admin, exec_id, node_id, hostname);
                 let record = match permit {
-                    Some(_permit) => run.run(&request, &cancel, &events).await,
+                    Some(_permit) => run.run(&job, &cancel, &events).await,
                     None => run.finish_without_sending(
                         ExecStatus::Cancelled,
                         "cancelled before it was sent",
                     ),
                 };
-                if let Err(e) = shared
-                    .store
-                    .update_exec_node(request.exec_id, record.clone())
-                    .await
-                {
+                if let Err(e) = shared.store.update_exec_node(exec_id, record.clone()).await {
                     warn!(error = %e, "recording a node's result failed");
                 }
                 let _ = events.send(Event::Done(node_view(record, None))).await;
@@ -467,7 +621,7 @@ impl<'a> NodeRun<'a> {
 
     async fn run(
         &mut self,
-        request: &ExecRequest,
+        job: &Job,
         cancel: &CancellationToken,
         events: &mpsc::Sender<Event>,
     ) -> NodeExecRecord {
@@ -494,9 +648,7 @@ impl<'a> NodeRun<'a> {
             .expect_exec_stream(node_id, self.exec_id);
         if session
             .commands
-            .send(SessionCommand::Send(Box::new(CoreMessage::Exec(
-                request.clone(),
-            ))))
+            .send(SessionCommand::Send(Box::new(job.message())))
             .await
             .is_err()
         {
@@ -536,6 +688,7 @@ impl<'a> NodeRun<'a> {
 
         let grace = self.shared.config.exec_kill_grace;
         let far = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+        let request = &job.request;
         let mut verdict_by = request.timeout_ms.map(|ms| {
             tokio::time::Instant::now() + Duration::from_millis(ms) + grace + VERDICT_SLACK
         });
@@ -818,12 +971,34 @@ pub(crate) fn execution_view(record: ExecutionRecord) -> ExecutionView {
         nodes: record.node_count,
         counts: record.counts,
         output_pruned_at_ms: record.output_pruned_at_ms,
+        origin: record.origin,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spread_scatters_nodes_over_its_window_the_same_way_each_time() {
+        let spread = Spread {
+            salt: 7,
+            window: Duration::from_secs(60),
+        };
+        let nodes: Vec<NodeId> = (0..1000).map(|_| NodeId::random()).collect();
+        let delays: Vec<Duration> = nodes.iter().map(|n| spread.delay(*n)).collect();
+        assert!(delays.iter().all(|d| *d <= spread.window));
+        // The same node waits the same each run; another task (salt) places it elsewhere.
+        assert_eq!(spread.delay(nodes[0]), delays[0]);
+        let other = Spread { salt: 8, ..spread };
+        assert_ne!(other.delay(nodes[0]), delays[0]);
+        // Spread out: each sixth of the window holds roughly a sixth of the nodes.
+        let mut sixths = [0usize; 6];
+        for d in &delays {
+            sixths[((d.as_secs_f64() / 10.0) as usize).min(5)] += 1;
+        }
+        assert!(sixths.iter().all(|n| (100..=250).contains(n)), "{sixths:?}");
+    }
 
     #[test]
     fn globs() {

@@ -33,6 +33,7 @@ mod mailbox;
 mod node_conn;
 mod probe;
 mod retention;
+mod tasks;
 mod telemetry;
 mod tty;
 mod views;

@@ -106,6 +106,8 @@ pub(crate) struct Shared {
     pub alerts: crate::alerts::Alerting,
     /// Notifications under way.
     pub deliveries: crate::alerts::notify::Deliveries,
+    /// Scheduled tasks' runs going on, and the scheduler's wake-up call.
+    pub tasks: crate::tasks::Tasks,
 }
 
 /// Holds one of `max_handshakes` until the handshake has finished, either way.
@@ -118,6 +120,42 @@ impl Drop for HandshakeSlot<'_> {
 }
 
 impl Shared {
+    /// Core's state without a running core (unit tests): no connections, nothing spawned.
+    #[cfg(test)]
+    pub(crate) fn for_tests(
+        config: CoreConfig,
+        store: Store,
+        data_dir: DataDir,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Shared> {
+        Arc::new(Shared {
+            config,
+            store,
+            data_dir,
+            presence: Presence::default(),
+            started_at_ms: clock.now_ms(),
+            clock,
+            shutdown: CancellationToken::new(),
+            terminals: Default::default(),
+            endpoint: Endpoint::client("127.0.0.1:0".parse().expect("an address"))
+                .expect("a client endpoint"),
+            handshakes: AtomicUsize::new(0),
+            handshakes_deferred: AtomicU64::new(0),
+            backups: Default::default(),
+            admin_connections: Default::default(),
+            history: Default::default(),
+            telemetry: Default::default(),
+            alerts: Default::default(),
+            deliveries: Default::default(),
+            tasks: Default::default(),
+            login_throttle: std::sync::Mutex::new(crate::auth::throttle::Throttle::new(
+                10,
+                std::time::Duration::from_secs(60),
+                std::time::Duration::from_secs(1),
+            )),
+        })
+    }
+
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
@@ -245,6 +283,13 @@ impl Core {
                 "executions running when core stopped are marked interrupted"
             );
         }
+        let runs = store.interrupt_running_task_runs(clock.now_ms()).await?;
+        if runs > 0 {
+            warn!(
+                runs,
+                "task runs going on when core stopped are marked interrupted"
+            );
+        }
         let cut = store
             .interrupt_live_tty_sessions(
                 clock.now_ms(),
@@ -316,6 +361,7 @@ impl Core {
             telemetry,
             alerts: Default::default(),
             deliveries: Default::default(),
+            tasks: Default::default(),
             login_throttle: std::sync::Mutex::new(crate::auth::throttle::Throttle::new(
                 config_login.0,
                 config_login.1,
@@ -327,6 +373,7 @@ impl Core {
             tokio::spawn(chores(shared.clone())),
             tokio::spawn(pruning(shared.clone())),
             tokio::spawn(crate::alerts::run(shared.clone())),
+            tokio::spawn(crate::tasks::run(shared.clone())),
         ];
         if let Some(listener) = metrics_listener {
             tasks.push(tokio::spawn(crate::telemetry::http::serve(
@@ -665,30 +712,12 @@ mod tests {
         data_dir.open_or_init("127.0.0.1:1").unwrap();
         let store = Store::open(&data_dir.database_path()).unwrap();
         let clock = Arc::new(ManualClock::at(1_000_000));
-        let shared = Arc::new(Shared {
-            config: CoreConfig::with_data_dir(tmp.path().into()),
-            store: store.clone(),
+        let shared = Shared::for_tests(
+            CoreConfig::with_data_dir(tmp.path().into()),
+            store.clone(),
             data_dir,
-            presence: Presence::default(),
-            clock: clock.clone(),
-            shutdown: CancellationToken::new(),
-            terminals: Default::default(),
-            endpoint: Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap(),
-            started_at_ms: 1_000_000,
-            handshakes: AtomicUsize::new(0),
-            handshakes_deferred: AtomicU64::new(0),
-            backups: Default::default(),
-            admin_connections: Default::default(),
-            history: Default::default(),
-            telemetry: Default::default(),
-            alerts: Default::default(),
-            deliveries: Default::default(),
-            login_throttle: std::sync::Mutex::new(crate::auth::throttle::Throttle::new(
-                10,
-                std::time::Duration::from_secs(60),
-                std::time::Duration::from_secs(1),
-            )),
-        });
+            clock.clone(),
+        );
         store
             .submit_application(NewApplication {
                 node_id: NodeId::random(),

@@ -51,10 +51,12 @@ impl Executions {
     }
 
     /// Starts a run in the background; `policy_refusal`: the node's policy refuses it, and why.
+    /// With `script`, the script is written to a private file and that file is run.
     pub(crate) fn start(
         self: &Arc<Self>,
         connection: Connection,
         request: ExecRequest,
+        script: Option<Script>,
         policy_refusal: Option<String>,
     ) {
         let cancel = CancellationToken::new();
@@ -79,7 +81,7 @@ impl Executions {
         tokio::spawn(
             async move {
                 let exec_id = request.exec_id;
-                run(connection, request, cancel, refused).await;
+                run(connection, request, script, cancel, refused).await;
                 registry
                     .running
                     .lock()
@@ -103,10 +105,44 @@ async fn refuse(connection: Connection, exec_id: ExecutionId, reason: String) {
     }
 }
 
+/// A script to run (a scheduled task's), and the directory its file goes in.
+#[derive(Debug)]
+pub(crate) struct Script {
+    /// Its bytes, starting with an interpreter line.
+    pub body: Vec<u8>,
+    /// A directory only this agent can read (`<state_dir>/scripts`, 0700).
+    pub dir: std::path::PathBuf,
+}
+
+impl Script {
+    /// Writes the script to `<dir>/<execution id>`, 0700, readable by this agent only.
+    fn write(&self, exec_id: ExecutionId) -> Result<std::path::PathBuf, String> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let failed = |e: std::io::Error| format!("cannot write the script: {e}");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(failed)?;
+        let path = self.dir.join(exec_id.to_string());
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o700)
+            .open(&path)
+            .map_err(failed)?;
+        file.write_all(&self.body).map_err(failed)?;
+        file.sync_all().map_err(failed)?;
+        Ok(path)
+    }
+}
+
 /// One run, from opening its stream to `Finished`.
 async fn run(
     connection: Connection,
     request: ExecRequest,
+    script: Option<Script>,
     cancel: CancellationToken,
     refused: Option<String>,
 ) {
@@ -141,7 +177,31 @@ async fn run(
     }
     let (frames, mut outgoing) = mpsc::channel::<ExecFrame>(4);
     let abandon = CancellationToken::new();
-    let execution = tokio::spawn(execute(request, frames, cancel, abandon.clone()));
+    let abandon_run = abandon.clone();
+    let execution = tokio::spawn(async move {
+        let abandon = abandon_run;
+        let Some(script) = script else {
+            return execute(request, None, frames, cancel, abandon).await;
+        };
+        let path = match script.write(request.exec_id) {
+            Ok(path) => path,
+            Err(error) => {
+                let now = now_ms();
+                return ExecOutcome {
+                    error: Some(error),
+                    exit_code: Some(EXIT_CANNOT_EXECUTE),
+                    started_at_ms: now,
+                    finished_at_ms: now,
+                    ..Default::default()
+                };
+            }
+        };
+        let outcome = execute(request, Some(&path), frames, cancel, abandon).await;
+        if let Err(e) = std::fs::remove_file(&path) {
+            warn!(error = %e, path = %path.display(), "cannot remove the script's file");
+        }
+        outcome
+    });
     while let Some(frame) = outgoing.recv().await {
         if abandon.is_cancelled() {
             continue; // drain so the readers never block
@@ -185,6 +245,7 @@ fn signal_group(pgid: Option<Pid>, signal: Signal) {
 /// Spawns the command and supervises it; output goes to `frames`.
 async fn execute(
     request: ExecRequest,
+    script: Option<&std::path::Path>,
     frames: mpsc::Sender<ExecFrame>,
     cancel: CancellationToken,
     abandon: CancellationToken,
@@ -208,9 +269,15 @@ async fn execute(
     {
         return not_started((EXIT_CANNOT_EXECUTE, e));
     }
-    let mut command = tokio::process::Command::new(&request.command[0]);
+    // A script's file is the program (the kernel reads its interpreter line); the command is
+    // then its name only, for the logs.
+    let (program, args) = match script {
+        Some(path) => (path.as_os_str().to_owned(), &[][..]),
+        None => (request.command[0].clone().into(), &request.command[1..]),
+    };
+    let mut command = tokio::process::Command::new(&program);
     command
-        .args(&request.command[1..])
+        .args(args)
         .envs(request.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -220,7 +287,23 @@ async fn execute(
     if let Some(cwd) = &request.cwd {
         command.current_dir(cwd);
     }
-    let mut child = match command.spawn() {
+    // A script's file was open for writing a moment ago: a fork elsewhere in this process may
+    // still hold that descriptor until its exec (ETXTBSY). It passes; try again briefly.
+    let mut busy = 0;
+    let spawned = loop {
+        match command.spawn() {
+            Err(e)
+                if script.is_some()
+                    && busy < 20
+                    && e.raw_os_error() == Some(rustix::io::Errno::TXTBSY.raw_os_error()) =>
+            {
+                busy += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => break other,
+        }
+    };
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
             // The directory may have gone since it was checked: then it is the reason.

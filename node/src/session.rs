@@ -571,7 +571,17 @@ async fn run_session(
                         None => info!(exec_id = %request.exec_id, command = ?request.command, "running a command for core"),
                         Some(why) => warn!(exec_id = %request.exec_id, command = ?request.command, "refused by this node's policy: {why}"),
                     }
-                    ctx.executions.start(connection.clone(), request, refused);
+                    ctx.executions.start(connection.clone(), request, None, refused);
+                }
+                Ok(Some(CoreMessage::ExecScript { request, script })) => {
+                    let name = request.command.first().map_or("", String::as_str);
+                    let refused = ctx.config.policy.permits_script(name).err();
+                    match &refused {
+                        None => info!(exec_id = %request.exec_id, script = %name, bytes = script.0.len(), "running a script for core"),
+                        Some(why) => warn!(exec_id = %request.exec_id, script = %name, "refused by this node's policy: {why}"),
+                    }
+                    let script = crate::exec::Script { body: script.0, dir: ctx.config.state_dir.join("scripts") };
+                    ctx.executions.start(connection.clone(), request, Some(script), refused);
                 }
                 Ok(Some(CoreMessage::CancelExec { exec_id })) => ctx.executions.cancel(exec_id),
                 Ok(Some(other)) => debug!(?other, "ignoring a message this agent does not act on"),

@@ -39,6 +39,46 @@ impl From<ExecCountsV1> for ExecCounts {
     }
 }
 
+/// [`ExecutionRecord`] version 3: before scheduled tasks named their executions.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+pub(crate) struct ExecutionRecordV3 {
+    id: ExecutionId,
+    admin: String,
+    command: Vec<String>,
+    env_keys: Vec<String>,
+    cwd: Option<String>,
+    timeout_ms: Option<u64>,
+    selector: String,
+    created_at_ms: i64,
+    finished_at_ms: Option<i64>,
+    state: ExecutionState,
+    node_count: u32,
+    counts: ExecCounts,
+    output_pruned_at_ms: Option<i64>,
+}
+
+impl From<ExecutionRecordV3> for ExecutionRecord {
+    fn from(v3: ExecutionRecordV3) -> Self {
+        ExecutionRecord {
+            id: v3.id,
+            admin: v3.admin,
+            command: v3.command,
+            env_keys: v3.env_keys,
+            cwd: v3.cwd,
+            timeout_ms: v3.timeout_ms,
+            selector: v3.selector,
+            created_at_ms: v3.created_at_ms,
+            finished_at_ms: v3.finished_at_ms,
+            state: v3.state,
+            node_count: v3.node_count,
+            counts: v3.counts,
+            output_pruned_at_ms: v3.output_pruned_at_ms,
+            origin: None,
+        }
+    }
+}
+
 /// [`ExecutionRecord`] version 2: before refusals were counted.
 #[derive(Debug, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
@@ -74,6 +114,7 @@ impl From<ExecutionRecordV2> for ExecutionRecord {
             node_count: v2.node_count,
             counts: v2.counts.into(),
             output_pruned_at_ms: v2.output_pruned_at_ms,
+            origin: None,
         }
     }
 }
@@ -112,6 +153,7 @@ impl From<ExecutionRecordV1> for ExecutionRecord {
             node_count: v1.node_count,
             counts: v1.counts.into(),
             output_pruned_at_ms: None,
+            origin: None,
         }
     }
 }
@@ -255,7 +297,7 @@ mod tests {
             ),
             (2, 1, 0)
         );
-        assert_eq!(codec::encode(&record)[0], 3);
+        assert_eq!(codec::encode(&record)[0], 4);
     }
 
     #[test]
@@ -286,5 +328,36 @@ mod tests {
         let record: ExecutionRecord = codec::decode(&bytes).unwrap();
         assert_eq!((record.counts.ok, record.counts.interrupted), (3, 1));
         assert_eq!(record.output_pruned_at_ms, Some(9));
+    }
+
+    #[test]
+    fn a_version_3_execution_record_is_read() {
+        let mut bytes = vec![3u8];
+        tether_wire::codec::encode_into(
+            &ExecutionRecordV3 {
+                id: ExecutionId::random(),
+                admin: "alice".into(),
+                command: vec!["uptime".into()],
+                env_keys: vec![],
+                cwd: None,
+                timeout_ms: None,
+                selector: "--all".into(),
+                created_at_ms: 7,
+                finished_at_ms: Some(8),
+                state: ExecutionState::Finished,
+                node_count: 2,
+                counts: ExecCounts {
+                    ok: 1,
+                    refused: 1,
+                    ..Default::default()
+                },
+                output_pruned_at_ms: None,
+            },
+            &mut bytes,
+        );
+        let record: ExecutionRecord = codec::decode(&bytes).unwrap();
+        assert_eq!((record.counts.ok, record.counts.refused), (1, 1));
+        assert_eq!(record.origin, None);
+        assert_eq!(codec::encode(&record)[0], 4);
     }
 }

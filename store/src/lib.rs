@@ -27,6 +27,7 @@ mod records;
 mod retention;
 mod snapshot;
 mod tables;
+mod tasks;
 mod tty;
 mod users;
 mod writer;
@@ -51,6 +52,7 @@ pub use records::{
 };
 pub use retention::Pruned;
 pub use snapshot::Summary;
+pub use tasks::{TaskOutcome, TaskRefusal};
 pub use tty::AccessChange;
 pub use users::{AddUser, CertRecord, SessionRecord, UserChange, UserOutcome, UserRecord};
 pub use writer::CommitObserver;

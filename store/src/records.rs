@@ -114,6 +114,8 @@ pub struct ExecutionRecord {
     /// When its kept output was deleted to keep all kept output within its bound (the
     /// results stay).
     pub output_pruned_at_ms: Option<i64>,
+    /// The task run it belongs to, if a task started it.
+    pub origin: Option<tether_wire::tasks::ExecOrigin>,
 }
 
 /// One node's part in an execution.
@@ -231,12 +233,13 @@ impl crate::codec::Stored for NodeExecRecord {}
 impl crate::codec::Stored for IdentityConflict {}
 
 impl crate::codec::Stored for ExecutionRecord {
-    const VERSION: u8 = 3;
+    const VERSION: u8 = 4;
 
     fn upgrade(version: u8, bytes: &[u8]) -> Result<Self, crate::StoreError> {
         match version {
             1 => Ok(crate::codec::decode_as::<crate::legacy::ExecutionRecordV1>(bytes)?.into()),
             2 => Ok(crate::codec::decode_as::<crate::legacy::ExecutionRecordV2>(bytes)?.into()),
+            3 => Ok(crate::codec::decode_as::<crate::legacy::ExecutionRecordV3>(bytes)?.into()),
             _ => Err(crate::StoreError::Corrupt(format!(
                 "execution record version {version} is unknown"
             ))),

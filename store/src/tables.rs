@@ -73,12 +73,25 @@ pub(crate) const NODE_GROUP: TableDefinition<'_, u128, u64> = TableDefinition::n
 /// (group number, node id) → (): a group's nodes, kept with [`NODE_GROUP`].
 pub(crate) const GROUP_MEMBERS: TableDefinition<'_, (u64, u128), ()> =
     TableDefinition::new("group_members");
+/// task number → encoded [`tether_wire::tasks::Task`].
+pub(crate) const TASKS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("tasks");
+/// task name → its number.
+pub(crate) const TASK_BY_NAME: TableDefinition<'_, &str, u64> =
+    TableDefinition::new("task_by_name");
+/// (task number, run number) → encoded [`tether_wire::tasks::TaskRun`].
+pub(crate) const TASK_RUNS: TableDefinition<'_, (u64, u64), &[u8]> =
+    TableDefinition::new("task_runs");
+/// (task number, run number) → (), for runs still going: marked interrupted at start-up.
+pub(crate) const TASK_RUNNING: TableDefinition<'_, (u64, u64), ()> =
+    TableDefinition::new("task_running");
 
 /// name → number: counters kept in step with the tables they count, in the same transactions,
 /// and markers of indexes built for databases written before them.
 pub(crate) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 /// [`META`] key: the next group's number.
 pub(crate) const GROUPS_NEXT_ID: &str = "groups_next_id";
+/// [`META`] key: the next task's number.
+pub(crate) const TASKS_NEXT_ID: &str = "tasks_next_id";
 /// [`META`] key: the next alert's number.
 pub(crate) const ALERTS_NEXT_ID: &str = "alerts_next_id";
 /// [`META`] key: bytes of kept execution output (the values of [`EXEC_OUTPUT`]).
@@ -129,6 +142,10 @@ macro_rules! every_table {
         $each!(GROUP_BY_NAME);
         $each!(NODE_GROUP);
         $each!(GROUP_MEMBERS);
+        $each!(TASKS);
+        $each!(TASK_BY_NAME);
+        $each!(TASK_RUNS);
+        $each!(TASK_RUNNING);
         $each!(EXEC_WITH_OUTPUT);
         $each!(REJECTED_BY_TIME);
         $each!(USERS);

@@ -478,6 +478,7 @@ fn execution(id: tether_wire::ExecutionId, at: i64) -> ExecutionRecord {
         node_count: 0,
         counts: Default::default(),
         output_pruned_at_ms: None,
+        origin: None,
     }
 }
 

@@ -371,6 +371,58 @@ pub enum AdminRequest {
         /// The group's name; none: out of any group.
         group: Option<String>,
     },
+    /// Add a scheduled task. Answer: `Task`.
+    TaskAdd(crate::tasks::TaskSpec),
+    /// Change a task; what is given replaces what was. Answer: `Task`.
+    TaskEdit {
+        /// Its name.
+        name: String,
+        /// The changes.
+        changes: crate::tasks::TaskChanges,
+    },
+    /// Every task, by name. Answer: `Tasks`.
+    TaskList,
+    /// One task. Answer: `Task`.
+    TaskShow {
+        /// Its name.
+        name: String,
+    },
+    /// Enable or disable a task (a run going on is left to finish). Answer: `Task`.
+    TaskEnable {
+        /// Its name.
+        name: String,
+        /// On or off.
+        enabled: bool,
+    },
+    /// Delete a task and its runs' records (the executions stay in `exec history`); a run
+    /// going on is cancelled. Answer: `Task` (as it was).
+    TaskDelete {
+        /// Its name.
+        name: String,
+    },
+    /// Run a task now, whatever its schedule; refused while a run is going on.
+    /// Answer: `TaskRun` (started).
+    TaskRun {
+        /// Its name.
+        name: String,
+    },
+    /// A task's runs, newest first, with each node's result. Answer: `TaskRuns`.
+    TaskHistory {
+        /// Its name.
+        name: String,
+        /// At most this many runs.
+        limit: u32,
+    },
+    /// The next times a cron expression is due in a time zone (the web form's preview), without
+    /// changing anything. Answer: `CronTimes`.
+    CronPreview {
+        /// The expression.
+        cron: String,
+        /// IANA time zone.
+        timezone: String,
+        /// How many times (at most 20).
+        count: u32,
+    },
 }
 
 impl AdminRequest {
@@ -453,6 +505,15 @@ impl AdminRequest {
             AdminRequest::GroupMove { .. } => "GroupMove",
             AdminRequest::GroupDelete { .. } => "GroupDelete",
             AdminRequest::NodeGroup { .. } => "NodeGroup",
+            AdminRequest::TaskAdd(_) => "TaskAdd",
+            AdminRequest::TaskEdit { .. } => "TaskEdit",
+            AdminRequest::TaskList => "TaskList",
+            AdminRequest::TaskShow { .. } => "TaskShow",
+            AdminRequest::TaskEnable { .. } => "TaskEnable",
+            AdminRequest::TaskDelete { .. } => "TaskDelete",
+            AdminRequest::TaskRun { .. } => "TaskRun",
+            AdminRequest::TaskHistory { .. } => "TaskHistory",
+            AdminRequest::CronPreview { .. } => "CronPreview",
         }
     }
 }
@@ -620,6 +681,23 @@ pub enum AdminResponse {
     Group(GroupView),
     /// Groups, depth first.
     Groups(Vec<GroupView>),
+    /// One task.
+    Task(crate::tasks::TaskView),
+    /// Tasks, by name.
+    Tasks(Vec<crate::tasks::TaskView>),
+    /// A run just started (`TaskRun`).
+    TaskRun(crate::tasks::TaskRun),
+    /// Runs, newest first, with per-node results.
+    TaskRuns(Vec<crate::tasks::RunView>),
+    /// Due times, unix ms, with the expression as core reads it (`CronPreview`).
+    CronTimes {
+        /// The expression, as given.
+        cron: String,
+        /// The time zone.
+        timezone: String,
+        /// The next due times, unix ms.
+        times_ms: Vec<i64>,
+    },
 }
 
 /// What a backup holds, said before it is sent.
@@ -888,6 +966,8 @@ pub struct ExecutionView {
     /// When its kept output was deleted to keep all kept output within `exec_output_max_total`
     /// (the results stay), unix ms.
     pub output_pruned_at_ms: Option<i64>,
+    /// The task run it belongs to, if a task started it.
+    pub origin: Option<crate::tasks::ExecOrigin>,
 }
 
 /// An execution with each node's result.

@@ -225,6 +225,16 @@ pub enum CoreMessage {
         /// Which one.
         exec_id: crate::ids::ExecutionId,
     },
+    /// Run a script (a scheduled task's): the node writes it to a private file and runs that
+    /// file, so its interpreter line chooses the program. Output and end as for `Exec`;
+    /// `request.command` holds the script's name only. Only a node whose policy is
+    /// `exec = "on"` runs one: a script is any program.
+    ExecScript {
+        /// The run, as for `Exec`.
+        request: crate::exec::ExecRequest,
+        /// The script's bytes (at most [`crate::tasks::MAX_SCRIPT_LEN`]).
+        script: crate::bytes::ByteBuf,
+    },
 }
 
 /// What core tells an authenticated node.

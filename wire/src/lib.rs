@@ -26,6 +26,7 @@ pub mod history;
 pub mod ids;
 pub mod limits;
 pub mod policy;
+pub mod tasks;
 pub mod token;
 pub mod tty;
 pub mod units;

@@ -132,6 +132,21 @@ impl NodePolicy {
         }
     }
 
+    /// Whether a script may run (a scheduled task's `--script`); if not, why. Only under
+    /// `exec = "on"`: a script is whatever program its interpreter line names, so no allow-list
+    /// can vouch for it.
+    pub fn permits_script(&self, name: &str) -> Result<(), String> {
+        match self.exec {
+            ExecPolicy::On => Ok(()),
+            ExecPolicy::Off => {
+                Err("this node's policy refuses all commands (exec = \"off\" in node.toml)".into())
+            }
+            ExecPolicy::AllowList => Err(format!(
+                "this node's policy allows only listed programs (exec = \"allow-list\" in node.toml); a script ({name:?}) is not one"
+            )),
+        }
+    }
+
     /// Whether terminals may open; if not, why.
     pub fn permits_tty(&self) -> Result<(), String> {
         if self.tty {
@@ -188,6 +203,11 @@ mod tests {
         let why = policy.permits_exec("/usr/bin/uptime", true).unwrap_err();
         assert!(why.contains("no environment variables"), "{why}");
         assert!(NodePolicy::open().permits_exec("/bin/x", true).is_ok());
+        // A script is no listed program, whatever its name.
+        let why = policy.permits_script("/usr/bin/uptime").unwrap_err();
+        assert!(why.contains("a script"), "{why}");
+        assert!(off.permits_script("x.sh").is_err());
+        assert!(NodePolicy::open().permits_script("x.sh").is_ok());
     }
 
     #[test]

@@ -28,6 +28,10 @@ use tether_wire::limits::{
     MAX_ADMIN_FRAME_LEN, MAX_CONTROL_FRAME_LEN, MAX_EXEC_FRAME_LEN, MAX_TTY_FRAME_LEN,
 };
 use tether_wire::policy::{ExecPolicy, NodePolicy};
+use tether_wire::tasks::{
+    CatchUp, RunNodeResult, RunState, RunView, Task, TaskChanges, TaskCommand, TaskRun, TaskSpec,
+    TaskTargets, TaskView, Trigger,
+};
 use tether_wire::token::{Fingerprint, JoinToken};
 use tether_wire::tty::*;
 use tether_wire::users::*;
@@ -255,6 +259,8 @@ fn core_message() -> impl Strategy<Value = CoreMessage> {
         text().prop_map(|reason| CoreMessage::Removed { reason }),
         exec_request().prop_map(CoreMessage::Exec),
         exec_id().prop_map(|exec_id| CoreMessage::CancelExec { exec_id }),
+        (exec_request(), bytes())
+            .prop_map(|(request, script)| CoreMessage::ExecScript { request, script }),
     ]
 }
 
@@ -362,7 +368,7 @@ prop_compose! {
                 cancelled: counts[4], error: counts[5], interrupted: counts[6], unfinished: counts[7],
                 refused: counts[8],
             },
-            output_pruned_at_ms,
+            output_pruned_at_ms, origin: None,
         }
     }
 }
@@ -930,6 +936,16 @@ proptest! {
     }
 
     #[test]
+    fn task_requests(message in task_request()) {
+        check_frame(&message, MAX_ADMIN_FRAME_LEN)?;
+    }
+
+    #[test]
+    fn task_responses(message in task_response()) {
+        check_frame(&message, MAX_ADMIN_FRAME_LEN)?;
+    }
+
+    #[test]
     fn alert_requests(message in alert_request()) {
         check_frame(&message, MAX_ADMIN_FRAME_LEN)?;
     }
@@ -1367,6 +1383,162 @@ fn alert_request() -> impl Strategy<Value = AdminRequest> {
         (text(), any::<bool>()).prop_map(|(name, force)| AdminRequest::GroupDelete { name, force }),
         (text(), option::of(text()))
             .prop_map(|(node, group)| AdminRequest::NodeGroup { node, group }),
+    ]
+}
+
+fn task_targets() -> impl Strategy<Value = TaskTargets> {
+    (
+        vec(text(), 0..3),
+        labels(),
+        vec(text(), 0..2),
+        any::<bool>(),
+    )
+        .prop_map(|(nodes, labels, groups, all)| TaskTargets {
+            nodes,
+            labels,
+            groups,
+            all,
+        })
+}
+
+fn task_command() -> impl Strategy<Value = TaskCommand> {
+    prop_oneof![
+        vec(text(), 1..3).prop_map(TaskCommand::Command),
+        (text(), bytes()).prop_map(|(name, body)| TaskCommand::Script { name, body }),
+    ]
+}
+
+fn catch_up() -> impl Strategy<Value = CatchUp> {
+    prop_oneof![Just(CatchUp::One), Just(CatchUp::None)]
+}
+
+fn trigger() -> impl Strategy<Value = Trigger> {
+    prop_oneof![
+        Just(Trigger::Schedule),
+        Just(Trigger::CatchUp),
+        Just(Trigger::Manual)
+    ]
+}
+
+prop_compose! {
+    fn task_spec()(
+        names in (text(), text(), text(), text()), targets in task_targets(),
+        command in task_command(), numbers in any::<(u64, u32, u64, u64)>(),
+        catch_up in catch_up(), enabled in any::<bool>(),
+    ) -> TaskSpec {
+        TaskSpec {
+            name: names.0, description: names.1, cron: names.2, timezone: names.3, targets,
+            command, timeout_ms: numbers.0, retries: numbers.1, retry_interval_ms: numbers.2,
+            spread_ms: numbers.3, catch_up, enabled,
+        }
+    }
+}
+
+prop_compose! {
+    fn task_run()(
+        ids in any::<(u64, u64)>(), trigger in trigger(), by in text(),
+        times in (option::of(any::<i64>()), any::<i64>(), option::of(any::<i64>())),
+        state in prop_oneof![Just(RunState::Running), Just(RunState::Success), Just(RunState::Failed), Just(RunState::Skipped), Just(RunState::Cancelled), Just(RunState::Interrupted)],
+        error in option::of(text()), executions in vec(exec_id(), 0..3), nodes in any::<u32>(),
+        ok in any::<u32>(),
+    ) -> TaskRun {
+        TaskRun {
+            task_id: ids.0, run: ids.1, trigger, by, due_at_ms: times.0, started_at_ms: times.1,
+            finished_at_ms: times.2, state, error, executions, nodes,
+            counts: ExecCounts { ok, ..Default::default() },
+        }
+    }
+}
+
+prop_compose! {
+    fn task_view()(
+        spec in task_spec(), id in any::<u64>(), people in (text(), text()),
+        times in any::<(i64, i64)>(), next_run_ms in option::of(any::<i64>()),
+        last_run in any::<u64>(), last in option::of(task_run()),
+        upcoming_ms in vec(any::<i64>(), 0..5),
+    ) -> TaskView {
+        TaskView {
+            task: Task {
+                id, spec, created_by: people.0, created_at_ms: times.0, updated_by: people.1,
+                updated_at_ms: times.1, next_run_ms, last_run,
+            },
+            last, upcoming_ms,
+        }
+    }
+}
+
+prop_compose! {
+    fn run_view()(
+        run in task_run(), node_id in node_id(), hostname in text(), exit_code in option::of(any::<i32>()),
+        error in option::of(text()), tries in any::<u32>(), execution in exec_id(),
+    ) -> RunView {
+        RunView {
+            run,
+            nodes: vec![RunNodeResult {
+                node_id, hostname, status: ExecStatus::Failed, exit_code, error, tries, execution,
+            }],
+        }
+    }
+}
+
+fn task_request() -> impl Strategy<Value = AdminRequest> {
+    prop_oneof![
+        task_spec().prop_map(AdminRequest::TaskAdd),
+        (
+            text(),
+            option::of(text()),
+            option::of(text()),
+            option::of(task_targets()),
+            option::of(task_command()),
+            option::of(any::<u32>()),
+            option::of(catch_up()),
+        )
+            .prop_map(
+                |(name, cron, timezone, targets, command, retries, catch_up)| {
+                    AdminRequest::TaskEdit {
+                        name,
+                        changes: TaskChanges {
+                            cron,
+                            timezone,
+                            targets,
+                            command,
+                            retries,
+                            catch_up,
+                            ..Default::default()
+                        },
+                    }
+                }
+            ),
+        Just(AdminRequest::TaskList),
+        text().prop_map(|name| AdminRequest::TaskShow { name }),
+        (text(), any::<bool>())
+            .prop_map(|(name, enabled)| AdminRequest::TaskEnable { name, enabled }),
+        text().prop_map(|name| AdminRequest::TaskDelete { name }),
+        text().prop_map(|name| AdminRequest::TaskRun { name }),
+        (text(), any::<u32>()).prop_map(|(name, limit)| AdminRequest::TaskHistory { name, limit }),
+        (text(), text(), any::<u32>()).prop_map(|(cron, timezone, count)| {
+            AdminRequest::CronPreview {
+                cron,
+                timezone,
+                count,
+            }
+        }),
+    ]
+}
+
+fn task_response() -> impl Strategy<Value = AdminResponse> {
+    prop_oneof![
+        task_view().prop_map(AdminResponse::Task),
+        vec(task_view(), 0..3).prop_map(AdminResponse::Tasks),
+        task_run().prop_map(AdminResponse::TaskRun),
+        vec(run_view(), 0..3).prop_map(AdminResponse::TaskRuns),
+        (text(), text(), vec(any::<i64>(), 0..5)).prop_map(|(cron, timezone, times_ms)| {
+            AdminResponse::CronTimes {
+                cron,
+                timezone,
+                times_ms,
+            }
+        }),
     ]
 }
 

@@ -372,7 +372,103 @@ fn describe(request: &AdminRequest) -> (&'static str, Option<String>, Vec<(Strin
             Some(node.clone()),
             vec![d("group", group.clone().unwrap_or_else(|| "(none)".into()))],
         ),
+        AdminRequest::TaskAdd(spec) => ("task", Some(spec.name.clone()), task_details(spec)),
+        AdminRequest::TaskEdit { name, changes } => {
+            let mut details = vec![];
+            if let Some(cron) = &changes.cron {
+                details.push(d("cron", cron.clone()));
+            }
+            if let Some(tz) = &changes.timezone {
+                details.push(d("timezone", tz.clone()));
+            }
+            if let Some(targets) = &changes.targets {
+                details.push(d("targets", targets.describe()));
+            }
+            if let Some(command) = &changes.command {
+                details.extend(command_details(command));
+            }
+            for (key, value) in [
+                ("timeout_ms", changes.timeout_ms),
+                ("retry_interval_ms", changes.retry_interval_ms),
+                ("spread_ms", changes.spread_ms),
+                ("retries", changes.retries.map(u64::from)),
+            ] {
+                if let Some(value) = value {
+                    details.push(d(key, value.to_string()));
+                }
+            }
+            if let Some(catch_up) = changes.catch_up {
+                details.push(d("catch_up", catch_up.to_string()));
+            }
+            if let Some(description) = &changes.description {
+                details.push(d("description", description.clone()));
+            }
+            ("task", Some(name.clone()), details)
+        }
+        AdminRequest::TaskList => ("task", None, vec![]),
+        AdminRequest::TaskShow { name }
+        | AdminRequest::TaskDelete { name }
+        | AdminRequest::TaskRun { name } => ("task", Some(name.clone()), vec![]),
+        AdminRequest::TaskEnable { name, enabled } => (
+            "task",
+            Some(name.clone()),
+            vec![d("enabled", enabled.to_string())],
+        ),
+        AdminRequest::TaskHistory { name, limit } => (
+            "task",
+            Some(name.clone()),
+            vec![d("limit", limit.to_string())],
+        ),
+        AdminRequest::CronPreview { cron, timezone, .. } => (
+            "task",
+            None,
+            vec![d("cron", cron.clone()), d("timezone", timezone.clone())],
+        ),
         _ => ("unknown", None, vec![]),
+    }
+}
+
+/// A task's record in the audit log: what runs where and when. A script is recorded by name,
+/// size and SHA-256 (its text can be long; the digest says which one ran).
+fn task_details(spec: &tether_wire::tasks::TaskSpec) -> Vec<(String, String)> {
+    let mut details = vec![
+        ("cron".to_string(), spec.cron.clone()),
+        ("timezone".to_string(), spec.timezone.clone()),
+        ("targets".to_string(), spec.targets.describe()),
+    ];
+    details.extend(command_details(&spec.command));
+    details.push(("timeout_ms".into(), spec.timeout_ms.to_string()));
+    if spec.retries > 0 {
+        details.push(("retries".into(), spec.retries.to_string()));
+        details.push((
+            "retry_interval_ms".into(),
+            spec.retry_interval_ms.to_string(),
+        ));
+    }
+    if spec.spread_ms > 0 {
+        details.push(("spread_ms".into(), spec.spread_ms.to_string()));
+    }
+    details.push(("catch_up".into(), spec.catch_up.to_string()));
+    if !spec.enabled {
+        details.push(("enabled".into(), "false".into()));
+    }
+    details
+}
+
+fn command_details(command: &tether_wire::tasks::TaskCommand) -> Vec<(String, String)> {
+    use sha2::Digest;
+    match command {
+        tether_wire::tasks::TaskCommand::Command(argv) => {
+            vec![("command".to_string(), argv.join(" "))]
+        }
+        tether_wire::tasks::TaskCommand::Script { name, body } => vec![
+            ("script".to_string(), name.clone()),
+            ("script_bytes".to_string(), body.0.len().to_string()),
+            (
+                "script_sha256".to_string(),
+                hex::encode(sha2::Sha256::digest(&body.0)),
+            ),
+        ],
     }
 }
 

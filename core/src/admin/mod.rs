@@ -6,7 +6,7 @@
 //! order: finds out who asks now (certificate, user record, or a session through the bridge),
 //! checks the role table ([`roles`]), routes the request to the module of its resource
 //! ([`enroll`], [`nodes`], [`history`], [`status`], [`backup`], [`users`], [`login`],
-//! [`audit`]), and writes the request's audit record ([`audit`]). Requests that take their
+//! [`audit`], [`tasks`]), and writes the request's audit record ([`audit`]). Requests that take their
 //! stream over (commands, terminals, recordings, stored output) go to `crate::exec` and
 //! `crate::tty`. [`resolve`] names things: nodes by id, id prefix or hostname, the same for
 //! every request.
@@ -24,6 +24,7 @@ mod nodes;
 pub(crate) mod resolve;
 pub(crate) mod roles;
 mod status;
+mod tasks;
 mod users;
 mod watch;
 
@@ -366,7 +367,7 @@ pub(crate) fn internal(e: StoreError) -> Refusal {
 }
 
 /// Routes a request that is answered with frames to its resource's module.
-async fn handle(shared: &Shared, caller: &Caller, request: &AdminRequest) -> Reply {
+async fn handle(shared: &Arc<Shared>, caller: &Caller, request: &AdminRequest) -> Reply {
     let admin = caller.user.as_str();
     match request.clone() {
         AdminRequest::Ping => status::ping(caller),
@@ -453,6 +454,15 @@ async fn handle(shared: &Shared, caller: &Caller, request: &AdminRequest) -> Rep
         | AdminRequest::GroupMove { .. }
         | AdminRequest::GroupDelete { .. }
         | AdminRequest::NodeGroup { .. }) => groups::handle(shared, caller, request).await,
+        AdminRequest::TaskRun { name } => tasks::run_now(shared, caller, &name).await,
+        request @ (AdminRequest::TaskAdd(_)
+        | AdminRequest::TaskEdit { .. }
+        | AdminRequest::TaskList
+        | AdminRequest::TaskShow { .. }
+        | AdminRequest::TaskEnable { .. }
+        | AdminRequest::TaskDelete { .. }
+        | AdminRequest::TaskHistory { .. }
+        | AdminRequest::CronPreview { .. }) => tasks::handle(shared, caller, request).await,
         AdminRequest::OpenTty { .. }
         | AdminRequest::Watch(_)
         | AdminRequest::TtyRecording { .. }

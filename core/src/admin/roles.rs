@@ -61,7 +61,11 @@ pub(crate) const TABLE: &[Row] = &[
         "scheduled tasks: list, show, history",
         [Y, Y, Y, N],
     ),
-    row("tasks.create", "scheduled tasks: add, edit", [Y, Y, N, N]),
+    row(
+        "tasks.create",
+        "scheduled tasks: add, edit, enable, disable",
+        [Y, Y, N, N],
+    ),
     row("tasks.execute", "scheduled tasks: run now", [Y, Y, N, N]),
     row("tasks.delete", "scheduled tasks: delete", [Y, N, N, N]),
     row(
@@ -158,6 +162,15 @@ pub(crate) fn action(request: &AdminRequest) -> &'static str {
         | AdminRequest::GroupMove { .. }
         | AdminRequest::GroupDelete { .. } => "groups.manage",
         AdminRequest::DeleteNode { .. } => "nodes.delete",
+        AdminRequest::TaskList
+        | AdminRequest::TaskShow { .. }
+        | AdminRequest::TaskHistory { .. }
+        | AdminRequest::CronPreview { .. } => "tasks.view",
+        AdminRequest::TaskAdd(_)
+        | AdminRequest::TaskEdit { .. }
+        | AdminRequest::TaskEnable { .. } => "tasks.create",
+        AdminRequest::TaskRun { .. } => "tasks.execute",
+        AdminRequest::TaskDelete { .. } => "tasks.delete",
         AdminRequest::UserAdd(_)
         | AdminRequest::UserList
         | AdminRequest::UserShow { .. }

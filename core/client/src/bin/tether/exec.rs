@@ -501,6 +501,8 @@ struct ExecutionJson<'a> {
     counts: &'a tether_wire::admin::ExecCounts,
     /// When the kept output was deleted to stay within exec_output_max_total.
     output_pruned_at: Option<String>,
+    /// The scheduled task run it belongs to: task, run, attempt, trigger.
+    task: Option<&'a tether_wire::tasks::ExecOrigin>,
 }
 
 fn execution_json(view: &ExecutionView) -> ExecutionJson<'_> {
@@ -518,6 +520,15 @@ fn execution_json(view: &ExecutionView) -> ExecutionJson<'_> {
         nodes: view.nodes,
         counts: &view.counts,
         output_pruned_at: view.output_pruned_at_ms.map(rfc3339),
+        task: view.origin.as_ref(),
+    }
+}
+
+/// Who ran it: the admin, and the task run when a task did.
+pub fn ran_by(view: &ExecutionView) -> String {
+    match &view.origin {
+        Some(origin) => format!("{} ({origin})", view.admin),
+        None => view.admin.clone(),
     }
 }
 
@@ -575,7 +586,7 @@ async fn history(
             vec![
                 e.id.to_string().chars().take(8).collect(),
                 output::ago(Some(e.created_at_ms)),
-                e.admin.clone(),
+                ran_by(e),
                 e.state.to_string(),
                 e.nodes.to_string(),
                 c.ok.to_string(),
@@ -641,7 +652,7 @@ async fn show(client: &AdminClient, id: String, json: bool) -> anyhow::Result<()
     let mut out = std::io::stdout().lock();
     writeln!(out, "execution:  {}", execution.id)?;
     writeln!(out, "command:    {}", command_text(&execution.command))?;
-    writeln!(out, "by:         {}", execution.admin)?;
+    writeln!(out, "by:         {}", ran_by(&execution))?;
     writeln!(out, "selection:  {}", execution.selector)?;
     writeln!(out, "started:    {}", rfc3339(execution.created_at_ms))?;
     if let Some(finished) = execution.finished_at_ms {

@@ -10,6 +10,7 @@ mod keys;
 mod metrics;
 mod output;
 mod stdout;
+mod tasks;
 mod terminal;
 mod tty;
 mod users;
@@ -84,6 +85,11 @@ enum Command {
     /// below it.
     #[command(subcommand)]
     Group(groups::GroupCommand),
+    /// Scheduled tasks: `task add backup --cron '0 3 * * *' --group db -- /usr/local/bin/backup`,
+    /// `task list`, `task run NAME --wait`, `task history NAME`. Runs are executions: their
+    /// output is in `exec history` and `exec show` too.
+    #[command(subcommand)]
+    Task(tasks::TaskCommandLine),
     // Help from their arguments' documentation, as for exec, tty and backup.
     Completions(generate::CompletionsArgs),
     Man(generate::ManArgs),
@@ -290,6 +296,7 @@ async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<u8> 
         Command::Audit(args) => return audit::run(client, args).await,
         Command::Alert(command) => return alerts::run(client, command).await,
         Command::Group(command) => return groups::run(client, command).await,
+        Command::Task(command) => return tasks::run(client, command).await,
         Command::User(_) => bail!("user commands need the identity; this is a bug"),
         // Answered in `run` before connecting; the same answer here.
         Command::Completions(args) => return generate::completions(&args),
