@@ -123,6 +123,66 @@ async fn bad_requests_get_clear_json_errors() {
     .await;
     assert_eq!((status, code.as_str()), (404, "not_found"));
 
+    // Tasks: a bad cron expression, zone or field is refused in words; nothing is added.
+    for (body, says) in [
+        (
+            serde_json::json!({"name": "t", "cron": "61 * * * *", "command": "true", "all": true}),
+            "invalid cron expression",
+        ),
+        (
+            serde_json::json!({"name": "t", "cron": "@daily", "timezone": "Nowhere/Else", "command": "true", "all": true}),
+            "unknown time zone",
+        ),
+        (
+            serde_json::json!({"name": "t", "cron": "@daily", "all": true}),
+            "give one of",
+        ),
+        (
+            serde_json::json!({"name": "t", "cron": "@daily", "command": "true"}),
+            "needs targets",
+        ),
+        (
+            serde_json::json!({"name": "t", "cron": "@daily", "command": "true", "all": true, "catch_up": "all"}),
+            "catch-up",
+        ),
+    ] {
+        let answer = http
+            .post(format!("{url}/api/v1/tasks"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let (status, code, message) = error_of(answer).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "invalid_argument"),
+            "{body}: {message}"
+        );
+        assert!(message.contains(says), "{body}: {message}");
+    }
+    let (status, code, message) = error_of(
+        http.get(format!("{url}/api/v1/cron-preview?cron=%2A+%2A+%2A"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (400, "invalid_argument"),
+        "{message}"
+    );
+    assert!(message.contains("five fields"), "{message}");
+    let tasks: serde_json::Value = http
+        .get(format!("{url}/api/v1/tasks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tasks, serde_json::json!([]), "nothing was added");
+
     // A wrong method is named.
     let answer = http
         .put(format!("{url}/api/v1/nodes"))

@@ -908,3 +908,121 @@ async fn groups_show_as_a_tree_and_filter_the_node_list() {
     browser.close().await;
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_page_previews_the_schedule_adds_a_task_and_shows_its_runs() {
+    let mut stack = Stack::start(|c| c.auto_approve = true).await;
+    stack.add_node("web-01");
+    let id = online(&stack, "web-01").await;
+    stack
+        .admin
+        .request(&AdminRequest::GroupAdd {
+            name: "prod".into(),
+            parent: None,
+            description: String::new(),
+            sort_order: 0,
+        })
+        .await
+        .unwrap();
+    stack
+        .admin
+        .request(&AdminRequest::NodeGroup {
+            node: id.to_string(),
+            group: Some("prod".into()),
+        })
+        .await
+        .unwrap();
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    browser.log_in_as(&stack.url, "alice").await;
+    browser.goto(&format!("{}/#/tasks", stack.url)).await;
+    browser
+        .wait_text("#tasks", "no tasks yet", |t| t.contains("No tasks yet"))
+        .await;
+
+    // The preview: five times, read in the time zone chosen, as core reads the expression.
+    set_value(&browser, "task-cron", "30 2 * * *").await;
+    set_value(&browser, "task-timezone", "Europe/Berlin").await;
+    browser
+        .client
+        .execute(
+            "document.getElementById('task-timezone').dispatchEvent(new Event('input')); return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let preview = browser
+        .wait_text("#task-preview", "five run times in Berlin", |t| {
+            t.matches("02:30:00 Europe/Berlin").count() == 5
+        })
+        .await;
+    assert!(!preview.contains("01:30:00"), "{preview}");
+    // A bad expression says what is wrong, before anything is sent.
+    browser.client.execute("const c = document.getElementById('task-cron'); c.value = '61 * * * *'; c.dispatchEvent(new Event('input')); return true;", vec![]).await.unwrap();
+    browser
+        .wait_text("#task-preview-error", "the cron error", |t| {
+            t.contains("invalid cron expression")
+        })
+        .await;
+    browser.client.execute("const c = document.getElementById('task-cron'); c.value = '30 2 * * *'; c.dispatchEvent(new Event('input')); return true;", vec![]).await.unwrap();
+    browser
+        .wait_text("#task-preview", "the preview back", |t| {
+            t.contains("02:30:00")
+        })
+        .await;
+
+    browser.type_into("#task-name", "hello").await;
+    browser
+        .type_into("#task-command", "echo hello-from-a-task")
+        .await;
+    set_value(&browser, "task-group", "prod").await;
+    browser.click("#task-add button[type=submit]").await;
+    let listed = browser
+        .wait_text("#tasks", "the task listed", |t| {
+            t.contains("hello") && t.contains("Europe/Berlin")
+        })
+        .await;
+    assert!(listed.contains("group prod"), "{listed}");
+    assert!(listed.contains("echo hello-from-a-task"), "{listed}");
+    browser.screenshot("tasks").await;
+
+    // A bad task: refused in words, nothing added.
+    browser.type_into("#task-name", "bad name").await;
+    browser.click("#task-add button[type=submit]").await;
+    browser
+        .wait_text("#task-form-error", "the refusal", |t| {
+            t.contains("task name")
+        })
+        .await;
+
+    // Run now: the task's page shows the run to its end, with the node's result.
+    browser
+        .click("#tasks tr[data-name=\"hello\"] button.run-task")
+        .await;
+    let runs = browser
+        .wait_text("#task-runs", "the run's end", |t| {
+            t.contains("Run 1") && t.contains("success") && t.contains("web-01")
+        })
+        .await;
+    assert!(
+        runs.contains("manual") && runs.contains("1 of 1 ok"),
+        "{runs}"
+    );
+    let upcoming = browser.text("#task-upcoming").await;
+    assert_eq!(upcoming.matches("Europe/Berlin").count(), 5, "{upcoming}");
+    browser.screenshot("task-runs").await;
+
+    // A viewer reads tasks and runs, but adds, runs and deletes nothing.
+    browser.client.delete_all_cookies().await.unwrap();
+    browser.log_in_as(&stack.url, "vera").await;
+    browser.goto(&format!("{}/#/tasks", stack.url)).await;
+    browser
+        .wait_text("#tasks", "the task, for a viewer", |t| t.contains("hello"))
+        .await;
+    assert!(!browser.exists("#task-add").await, "a viewer adds no task");
+    assert!(!browser.exists("button.run-task").await);
+    assert!(!browser.exists("button.delete-task").await);
+    browser.close().await;
+    stack.shutdown().await;
+}

@@ -21,6 +21,8 @@ import * as usersPage from './pages/users.js';
 import * as auditPage from './pages/audit.js';
 import * as accountPage from './pages/account.js';
 import * as alertsPage from './pages/alerts.js';
+import * as tasksPage from './pages/tasks.js';
+import * as taskPage from './pages/task.js';
 
 // [pattern, page, title, permission needed (any of), nav key]
 const routes = [
@@ -36,6 +38,8 @@ const routes = [
   [/^\/users$/, usersPage, 'Users', ['users.manage'], 'users'],
   [/^\/audit$/, auditPage, 'Audit', ['audit.view'], 'audit'],
   [/^\/alerts$/, alertsPage, 'Alerts', ['alerts.view'], 'alerts'],
+  [/^\/tasks$/, tasksPage, 'Tasks', ['tasks.view'], 'tasks'],
+  [/^\/tasks\/([^/]+)$/, taskPage, 'Task', ['tasks.view'], 'tasks'],
   [/^\/account$/, accountPage, 'Your account', null, null],
 ];
 
@@ -47,6 +51,7 @@ const navItems = [
   ['commands', 'Commands', '#/commands', ['exec.view', 'exec.run']],
   ['sessions', 'Sessions', '#/sessions', ['tty.view']],
   ['alerts', 'Alerts', '#/alerts', ['alerts.view']],
+  ['tasks', 'Tasks', '#/tasks', ['tasks.view']],
   ['users', 'Users', '#/users', ['users.manage']],
   ['audit', 'Audit', '#/audit', ['audit.view']],
 ];

@@ -12,6 +12,7 @@ mod live;
 mod metrics;
 mod nodes;
 mod sessions;
+mod tasks;
 mod tty;
 mod users;
 
@@ -161,6 +162,12 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/alert-rules/{name}/enabled", post(alerts::enable_rule))
         .route("/alert-channels", get(alerts::channels))
+        .route("/tasks", get(tasks::list).post(tasks::add))
+        .route("/tasks/{name}", get(tasks::show).delete(tasks::delete))
+        .route("/tasks/{name}/enabled", post(tasks::enable))
+        .route("/tasks/{name}/run", post(tasks::run))
+        .route("/tasks/{name}/runs", get(tasks::runs))
+        .route("/cron-preview", get(tasks::preview))
         .route("/live", get(live::socket))
         .route("/exec", get(exec::socket))
         .route("/tty", get(tty::socket))
