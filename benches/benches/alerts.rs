@@ -29,6 +29,7 @@ fn rule(name: &str, condition: Condition, labels: &[(&str, &str)]) -> Arc<Rule> 
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             nodes: vec![],
+            groups: vec![],
         },
         channels: vec![],
         enabled: true,
@@ -112,6 +113,7 @@ fn per_heartbeat(c: &mut Criterion) {
                     &rules,
                     id,
                     labels,
+                    &[],
                     Some(&metrics[i % metrics.len()]),
                     None,
                     now_ms,

@@ -100,6 +100,7 @@ fn cpu_rule(name: &str, threshold: f64, channels: &[&str]) -> AlertRule {
         targets: Targets {
             labels: vec![("env".into(), "prod".into())],
             nodes: vec![],
+            groups: vec![],
         },
         channels: channels.iter().map(|c| c.to_string()).collect(),
         enabled: true,
@@ -673,4 +674,94 @@ async fn agents_report_their_own_state_and_a_restart_loop_is_an_alert() {
             .filter(|a| a.restarts == 3)
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_on_a_group_watches_its_nodes_and_those_below_as_they_move() {
+    let core = TestCore::start(|c| c.auto_approve = true).await;
+    let admin = core.admin().await;
+    for (name, parent) in [("prod", None), ("web", Some("prod"))] {
+        admin
+            .request(AdminRequest::GroupAdd {
+                name: name.into(),
+                parent: parent.map(Into::into),
+                description: String::new(),
+                sort_order: 0,
+            })
+            .await
+            .unwrap();
+    }
+    let (inside, raw_inside) = prod_node(&core, &admin).await;
+    let (outside, raw_outside) = prod_node(&core, &admin).await;
+    // One node in prod/web (below the group the rule names), the other in no group.
+    admin
+        .request(AdminRequest::NodeGroup {
+            node: inside.to_string(),
+            group: Some("web".into()),
+        })
+        .await
+        .unwrap();
+    let mut rule = cpu_rule("prod-cpu", 90.0, &[]);
+    rule.targets = Targets {
+        groups: vec!["prod".into()],
+        ..Targets::default()
+    };
+    let added = add_rule(&admin, rule.clone()).await.unwrap();
+    assert_eq!(added.targets.groups, ["prod"]);
+
+    beat(&raw_inside, 1, 95.0);
+    beat(&raw_outside, 1, 95.0);
+    let fired = eventually("the node in the group firing", || async {
+        alerts(&admin, true).await.into_iter().next()
+    })
+    .await;
+    assert_eq!(fired.node_id, inside);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    beat(&raw_outside, 2, 96.0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        alerts(&admin, true)
+            .await
+            .iter()
+            .all(|a| a.node_id != outside),
+        "a node in no group is not watched"
+    );
+
+    // Moved into the group, it is watched from its next heartbeat.
+    admin
+        .request(AdminRequest::NodeGroup {
+            node: outside.to_string(),
+            group: Some("web".into()),
+        })
+        .await
+        .unwrap();
+    beat(&raw_outside, 3, 97.0);
+    eventually("the moved node firing", || async {
+        alerts(&admin, true)
+            .await
+            .into_iter()
+            .find(|a| a.node_id == outside)
+    })
+    .await;
+
+    // A group that does not exist is refused, naming it; nothing is added.
+    rule.name = "nowhere-cpu".into();
+    rule.targets.groups = vec!["nowhere".into()];
+    match add_rule(&admin, rule).await {
+        Err(ClientError::Core { code, message }) => {
+            assert_eq!(code, ErrorCode::NOT_FOUND);
+            assert!(message.contains("no group \"nowhere\""), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let rules = match admin
+        .request(AdminRequest::AlertRuleList)
+        .await
+        .unwrap()
+        .remove(0)
+    {
+        AdminResponse::AlertRules(rules) => rules,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(rules.len(), 1);
 }

@@ -681,6 +681,40 @@ async fn a_task_whose_owner_is_disabled_does_not_run() {
         "{run:?}"
     );
     assert!(run.run.executions.is_empty(), "nothing ran");
+
+    // An admin who changes it takes it over: it runs in their name from then on.
+    let edited = match admin
+        .request(AdminRequest::TaskEdit {
+            name: "olgas".into(),
+            changes: TaskChanges {
+                description: Some("taken over".into()),
+                ..Default::default()
+            },
+        })
+        .await
+        .unwrap()
+        .pop()
+    {
+        Some(AdminResponse::Task(view)) => view,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(
+        (
+            edited.task.created_by.as_str(),
+            edited.task.updated_by.as_str()
+        ),
+        ("olga", "admin")
+    );
+    let run = run_now(&admin, "olgas").await.unwrap();
+    let run = ended(&admin, "olgas", run.run).await;
+    assert_eq!(run.run.state, RunState::Success, "{run:?}");
+    let execution = admin
+        .executions(10)
+        .await
+        .into_iter()
+        .find(|e| e.id == run.run.executions[0])
+        .unwrap();
+    assert_eq!(execution.admin, "admin");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -795,4 +829,33 @@ async fn the_cli_adds_runs_and_shows_tasks() {
     assert!(String::from_utf8_lossy(&disabled.stdout).contains("Disabled task hello"));
     let deleted = tether(&identity, &addr, &["task", "delete", "hello"]);
     assert!(String::from_utf8_lossy(&deleted.stdout).contains("Deleted task hello"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spread_scatters_the_nodes_starts_over_its_window() {
+    let (_core, admin, _nodes, _tmp) = start_fleet(4, |_| {}, |_| {}).await;
+    let mut spread = spec("spread", "@yearly", all(), &["/bin/true"]);
+    spread.spread_ms = 3_000;
+    add(&admin, spread).await;
+    let run = run_now(&admin, "spread").await.unwrap();
+    let run = ended(&admin, "spread", run.run).await;
+    assert_eq!(run.run.state, RunState::Success, "{run:?}");
+    let shown = admin
+        .request(AdminRequest::ShowExec {
+            id: run.run.executions[0].to_string(),
+        })
+        .await
+        .unwrap();
+    let Some(AdminResponse::Execution(detail)) = shown.into_iter().next() else {
+        panic!("no execution")
+    };
+    let offsets: Vec<i64> = detail
+        .nodes
+        .iter()
+        .map(|n| n.started_at_ms.unwrap() - run.run.started_at_ms)
+        .collect();
+    // Each node waits its share of the window: not all at once (four shares all under a
+    // fifteenth of the window would be a chance of 1 in 50,000), none long past its end.
+    assert!(offsets.iter().any(|o| *o >= 200), "{offsets:?}");
+    assert!(offsets.iter().all(|o| *o < 30_000), "{offsets:?}");
 }

@@ -14,7 +14,18 @@ use crate::tables::{
 };
 use crate::{Store, StoreError};
 
-impl Stored for AlertRule {}
+impl Stored for AlertRule {
+    const VERSION: u8 = 2;
+
+    fn upgrade(version: u8, bytes: &[u8]) -> Result<Self, StoreError> {
+        match version {
+            1 => Ok(codec::decode_as::<crate::legacy::AlertRuleV1>(bytes)?.into()),
+            _ => Err(StoreError::Corrupt(format!(
+                "alert rule version {version} is unknown"
+            ))),
+        }
+    }
+}
 impl Stored for Channel {}
 impl Stored for Alert {}
 impl Stored for Delivery {}

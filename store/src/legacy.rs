@@ -7,6 +7,50 @@ use tether_wire::tty::{TtyExit, TtyStatus, WindowSize};
 use tether_wire::{ExecutionId, NodeId, TtySessionId};
 
 use crate::records::{ExecutionRecord, TtySessionRecord};
+use tether_wire::alerts::{AlertRule, Condition, Severity, Targets};
+
+/// [`Targets`] before groups could be targeted (alert rule version 1).
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+pub(crate) struct TargetsV1 {
+    labels: Vec<(String, String)>,
+    nodes: Vec<NodeId>,
+}
+
+/// [`AlertRule`] version 1: before groups could be targeted.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+pub(crate) struct AlertRuleV1 {
+    name: String,
+    condition: Condition,
+    for_ms: u64,
+    severity: Severity,
+    targets: TargetsV1,
+    channels: Vec<String>,
+    enabled: bool,
+    created_by: String,
+    created_at_ms: i64,
+}
+
+impl From<AlertRuleV1> for AlertRule {
+    fn from(v1: AlertRuleV1) -> Self {
+        AlertRule {
+            name: v1.name,
+            condition: v1.condition,
+            for_ms: v1.for_ms,
+            severity: v1.severity,
+            targets: Targets {
+                labels: v1.targets.labels,
+                nodes: v1.targets.nodes,
+                groups: Vec::new(),
+            },
+            channels: v1.channels,
+            enabled: v1.enabled,
+            created_by: v1.created_by,
+            created_at_ms: v1.created_at_ms,
+        }
+    }
+}
 
 /// [`ExecCounts`] before refusals by a node's policy were counted (execution records versions
 /// 1 and 2).
@@ -328,6 +372,34 @@ mod tests {
         let record: ExecutionRecord = codec::decode(&bytes).unwrap();
         assert_eq!((record.counts.ok, record.counts.interrupted), (3, 1));
         assert_eq!(record.output_pruned_at_ms, Some(9));
+    }
+
+    #[test]
+    fn a_version_1_alert_rule_is_read() {
+        let id = NodeId::random();
+        let bytes = written_by_version_1(&AlertRuleV1 {
+            name: "down".into(),
+            condition: Condition::Offline,
+            for_ms: 60_000,
+            severity: Severity::Critical,
+            targets: TargetsV1 {
+                labels: vec![("env".into(), "prod".into())],
+                nodes: vec![id],
+            },
+            channels: vec!["ops".into()],
+            enabled: true,
+            created_by: "alice".into(),
+            created_at_ms: 5,
+        });
+        let rule: AlertRule = codec::decode(&bytes).unwrap();
+        assert_eq!(rule.targets.nodes, [id]);
+        assert_eq!(
+            rule.targets.labels,
+            [("env".to_string(), "prod".to_string())]
+        );
+        assert!(rule.targets.groups.is_empty());
+        assert_eq!((rule.for_ms, rule.channels.len()), (60_000, 1));
+        assert_eq!(codec::encode(&rule)[0], 2);
     }
 
     #[test]

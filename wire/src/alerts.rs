@@ -283,20 +283,30 @@ impl fmt::Display for Condition {
     }
 }
 
-/// Which nodes a rule watches: every node, or those matching every label and/or listed.
+/// Which nodes a rule watches: every node, or those listed, carrying every label, or in a listed
+/// group (or a group below it).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Targets {
     /// Labels a node must all carry (`key=value`); empty: no label condition.
     pub labels: Vec<(String, String)>,
     /// Nodes watched by id; empty: no id condition.
     pub nodes: Vec<NodeId>,
+    /// Groups, by name, whose nodes (and those of every group below) are watched; empty: no
+    /// group condition.
+    pub groups: Vec<String>,
 }
 
 impl Targets {
-    /// Whether a node with these labels is watched: no condition means every node; with both
-    /// lists, a listed node or one carrying every label.
-    pub fn matches(&self, id: NodeId, labels: &std::collections::BTreeMap<String, String>) -> bool {
-        if self.labels.is_empty() && self.nodes.is_empty() {
+    /// Whether a node is watched: no condition means every node; otherwise a listed node, one
+    /// carrying every label, or one whose group or any group above it is listed. `ancestry`:
+    /// the names of the node's group and every group above it (empty: in no group).
+    pub fn matches(
+        &self,
+        id: NodeId,
+        labels: &std::collections::BTreeMap<String, String>,
+        ancestry: &[String],
+    ) -> bool {
+        if self.labels.is_empty() && self.nodes.is_empty() && self.groups.is_empty() {
             return true;
         }
         self.nodes.contains(&id)
@@ -305,6 +315,7 @@ impl Targets {
                     .labels
                     .iter()
                     .all(|(k, v)| labels.get(k).is_some_and(|have| have == v)))
+            || self.groups.iter().any(|g| ancestry.contains(g))
     }
 }
 
@@ -361,6 +372,9 @@ impl AlertRule {
         }
         for channel in &self.channels {
             check_name("channel", channel)?;
+        }
+        for group in &self.targets.groups {
+            crate::groups::check_name(group).map_err(|e| format!("group {group:?}: {e}"))?;
         }
         for (k, v) in &self.targets.labels {
             if k.is_empty() || k.len() > MAX_NAME || v.len() > MAX_NAME {
@@ -687,19 +701,28 @@ mod tests {
         let id = NodeId::random();
         let labels: std::collections::BTreeMap<String, String> =
             [("env".to_string(), "prod".to_string())].into();
-        assert!(Targets::default().matches(id, &labels));
+        assert!(Targets::default().matches(id, &labels, &[]));
         let prod = Targets {
             labels: vec![("env".into(), "prod".into())],
-            nodes: vec![],
+            ..Targets::default()
         };
-        assert!(prod.matches(id, &labels));
-        assert!(!prod.matches(id, &Default::default()));
+        assert!(prod.matches(id, &labels, &[]));
+        assert!(!prod.matches(id, &Default::default(), &[]));
         let listed = Targets {
-            labels: vec![],
             nodes: vec![id],
+            ..Targets::default()
         };
-        assert!(listed.matches(id, &Default::default()));
-        assert!(!listed.matches(NodeId::random(), &labels));
+        assert!(listed.matches(id, &Default::default(), &[]));
+        assert!(!listed.matches(NodeId::random(), &labels, &[]));
+        // A group watches its nodes and those of every group below it.
+        let grouped = Targets {
+            groups: vec!["prod".into()],
+            ..Targets::default()
+        };
+        let below = ["web".to_string(), "prod".to_string()];
+        assert!(grouped.matches(id, &Default::default(), &below));
+        assert!(!grouped.matches(id, &labels, &["lab".to_string()]));
+        assert!(!grouped.matches(id, &labels, &[]));
     }
 
     #[test]

@@ -325,11 +325,12 @@ pub struct Task {
     pub id: u64,
     /// What the admin gave.
     pub spec: TaskSpec,
-    /// Who added it; runs go in this user's name and stop while the user may not run commands.
+    /// Who added it.
     pub created_by: String,
     /// When, unix ms.
     pub created_at_ms: i64,
-    /// Who changed it last.
+    /// Who added, changed, enabled or disabled it last: its owner. Runs go in this user's name,
+    /// and fail while the user may not run commands.
     pub updated_by: String,
     /// When, unix ms.
     pub updated_at_ms: i64,
@@ -372,6 +373,7 @@ pub struct TaskRun {
     /// How it started.
     pub trigger: Trigger,
     /// Who started it: the user for `manual`, the task's owner otherwise.
+    /// (Its executions go in the owner's name either way.)
     pub by: String,
     /// The time it was due, for scheduled runs, unix ms.
     pub due_at_ms: Option<i64>,

@@ -1276,12 +1276,12 @@ fn condition() -> impl Strategy<Value = Condition> {
 prop_compose! {
     fn alert_rule()(
         name in text(), condition in condition(), for_ms in any::<u64>(), severity in severity(),
-        targets in (labels(), vec(node_id(), 0..3)), channels in vec(text(), 0..3),
+        targets in (labels(), vec(node_id(), 0..3), vec(text(), 0..2)), channels in vec(text(), 0..3),
         enabled in any::<bool>(), created in (text(), any::<i64>()),
     ) -> AlertRule {
         AlertRule {
             name, condition, for_ms, severity,
-            targets: Targets { labels: targets.0, nodes: targets.1 },
+            targets: Targets { labels: targets.0, nodes: targets.1, groups: targets.2 },
             channels, enabled, created_by: created.0, created_at_ms: created.1,
         }
     }

@@ -38,6 +38,10 @@ pub(crate) async fn handle(shared: &Shared, caller: &Caller, request: AdminReque
                     rule.targets.nodes.push(id);
                 }
             }
+            // Groups are kept by name; each must exist now (a group deleted later matches
+            // nothing).
+            rule.targets.groups.dedup();
+            crate::admin::groups::select(shared, &rule.targets.groups)?;
             rule.created_by = caller.user.clone();
             rule.created_at_ms = now_ms;
             let rule = store

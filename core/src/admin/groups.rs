@@ -24,6 +24,19 @@ fn refused(refusal: GroupRefusal) -> Refusal {
 
 /// Every group request.
 pub(crate) async fn handle(shared: &Shared, caller: &Caller, request: AdminRequest) -> Reply {
+    let changes = !matches!(
+        request,
+        AdminRequest::GroupList | AdminRequest::GroupShow { .. }
+    );
+    let reply = change(shared, caller, request).await;
+    if changes && reply.is_ok() {
+        // Alert rules that target groups read memberships afresh.
+        shared.alerts.groups_changed();
+    }
+    reply
+}
+
+async fn change(shared: &Shared, caller: &Caller, request: AdminRequest) -> Reply {
     let store = &shared.store;
     match request {
         AdminRequest::GroupAdd {

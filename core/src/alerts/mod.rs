@@ -59,6 +59,7 @@ pub fn evaluate(
     rules: &[Arc<Rule>],
     node: NodeId,
     labels: &std::collections::BTreeMap<String, String>,
+    ancestry: &[String],
     metrics: Option<&Metrics>,
     skew_ms: Option<i64>,
     now_ms: i64,
@@ -66,7 +67,7 @@ pub fn evaluate(
     out: &mut Vec<(Arc<Rule>, Decision)>,
 ) {
     for rule in rules {
-        if !rule.rule.enabled || !rule.rule.targets.matches(node, labels) {
+        if !rule.rule.enabled || !rule.rule.targets.matches(node, labels, ancestry) {
             continue;
         }
         let (holds, value) = match &rule.rule.condition {
@@ -143,7 +144,13 @@ pub(crate) struct Alerting {
     queue: Mutex<Option<mpsc::Receiver<Action>>>,
     /// Decisions dropped because the writer was `QUEUE` behind, since start.
     pub dropped: AtomicU64,
+    /// Each grouped node's group and the groups above it, for rules that target groups; built
+    /// when first needed, dropped at every change to groups.
+    groups: Mutex<Option<Arc<GroupIndex>>>,
 }
+
+/// Each grouped node's group name and the names of the groups above it, nearest first.
+type GroupIndex = HashMap<NodeId, Vec<String>>;
 
 impl Default for Alerting {
     fn default() -> Self {
@@ -157,6 +164,7 @@ impl Default for Alerting {
             actions,
             queue: Mutex::new(Some(queue)),
             dropped: AtomicU64::new(0),
+            groups: Mutex::default(),
         }
     }
 }
@@ -178,6 +186,57 @@ impl Alerting {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             warn!("an alert decision was dropped: the alert writer is far behind");
         }
+    }
+
+    /// The names of `node`'s group and every group above it, when one of `rules` targets
+    /// groups (empty otherwise: nothing is read for fleets whose rules do not).
+    fn ancestry(&self, shared: &Shared, node: NodeId, rules: &[Arc<Rule>]) -> Vec<String> {
+        if !rules
+            .iter()
+            .any(|r| r.rule.enabled && !r.rule.targets.groups.is_empty())
+        {
+            return Vec::new();
+        }
+        self.group_index(shared)
+            .get(&node)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every grouped node's group and the groups above it, built from the store when first
+    /// asked after a change to groups or memberships ([`Alerting::groups_changed`]).
+    fn group_index(&self, shared: &Shared) -> Arc<GroupIndex> {
+        let mut cached = self.groups.lock().expect("not poisoned");
+        if let Some(index) = cached.as_ref() {
+            return index.clone();
+        }
+        let built = match (shared.store.group_tree(), shared.store.node_groups()) {
+            (Ok(tree), Ok(members)) => {
+                let mut paths: HashMap<u64, Vec<String>> = HashMap::new();
+                let index: GroupIndex = members
+                    .into_iter()
+                    .map(|(node, group)| {
+                        let path = paths.entry(group).or_insert_with(|| {
+                            tree.path(group).rsplit('/').map(str::to_string).collect()
+                        });
+                        (node, path.clone())
+                    })
+                    .collect();
+                Arc::new(index)
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                // Not cached: the next heartbeat tries again.
+                warn!(error = %e, "reading groups for alert rules failed");
+                return Arc::new(HashMap::new());
+            }
+        };
+        *cached = Some(built.clone());
+        built
+    }
+
+    /// Groups or memberships changed: rules that target groups see it from the next event.
+    pub(crate) fn groups_changed(&self) {
+        *self.groups.lock().expect("not poisoned") = None;
     }
 
     /// Runs `f` on a node's record, from an index at most [`INDEX_AGE`] old.
@@ -228,12 +287,14 @@ impl Alerting {
             return;
         }
         let flap_ms = millis(shared.config.alert_flap_window);
+        let ancestry = self.ancestry(shared, node, &rules);
         self.decide(shared, node, now_ms, |engine, record, decisions| {
             evaluate(
                 engine,
                 &rules,
                 node,
                 &record.labels,
+                &ancestry,
                 metrics,
                 skew_ms,
                 now_ms,
@@ -282,12 +343,14 @@ impl Alerting {
             return;
         }
         let flap_ms = millis(shared.config.alert_flap_window);
+        let ancestry = self.ancestry(shared, node, &rules);
         self.decide(shared, node, now_ms, |engine, record, decisions| {
             for rule in rules.iter() {
                 let Condition::AgentRestarts { max } = rule.rule.condition else {
                     continue;
                 };
-                if !rule.rule.enabled || !rule.rule.targets.matches(node, &record.labels) {
+                if !rule.rule.enabled || !rule.rule.targets.matches(node, &record.labels, &ancestry)
+                {
                     continue;
                 }
                 let restarts = agent.restarts_within(rule.rule.for_ms, now_ms);
@@ -334,12 +397,13 @@ impl Alerting {
                 }
             }
             NodeStatus::Offline => {
+                let ancestry = self.ancestry(shared, node, &rules);
                 let targeted = self
                     .with_node(shared, node, |record| {
                         (!record.maintenance).then(|| {
                             offline_rules
                                 .iter()
-                                .filter(|r| r.rule.targets.matches(node, &record.labels))
+                                .filter(|r| r.rule.targets.matches(node, &record.labels, &ancestry))
                                 .map(|r| (r.name.clone(), r.rule.for_ms))
                                 .collect::<Vec<_>>()
                         })
@@ -392,10 +456,20 @@ impl Alerting {
         let seen = shared.store.last_seen_all()?;
         let name: Arc<str> = Arc::from(rule.name.as_str());
         let now_ms = shared.now_ms();
+        let groups = if rule.targets.groups.is_empty() {
+            None
+        } else {
+            Some(self.group_index(shared))
+        };
+        let no_group = Vec::new();
         for record in shared.store.node_records_shared()?.iter() {
+            let ancestry = groups
+                .as_ref()
+                .and_then(|g| g.get(&record.id))
+                .unwrap_or(&no_group);
             if record.deleted
                 || record.maintenance
-                || !rule.targets.matches(record.id, &record.labels)
+                || !rule.targets.matches(record.id, &record.labels, ancestry)
             {
                 continue;
             }

@@ -129,7 +129,7 @@ async fn look(
             let due = task.next_run_ms;
             match action {
                 Action::Run(trigger) => {
-                    let by = task.created_by.clone();
+                    let by = task.updated_by.clone();
                     if let Err((_, why)) =
                         runs::start(shared, &task, trigger, by, due, Some(after)).await
                     {

@@ -3,7 +3,8 @@
 //! again after the retry interval, up to the retry count. Each try is an execution of its own,
 //! marked with the task, run, try and trigger ([`ExecOrigin`]).
 //!
-//! A run goes in the name of the task's owner, and only while the owner may still run commands:
+//! A run goes in the name of the task's owner — whoever last added, changed, enabled or
+//! disabled it, and so decided what runs — and only while that user may still run commands:
 //! disabling a user, or taking away the role, stops their tasks too.
 
 use std::collections::BTreeMap;
@@ -112,7 +113,7 @@ pub(crate) async fn skipped(
         task_id: task.id,
         run: 0,
         trigger: Trigger::Schedule,
-        by: task.created_by.clone(),
+        by: task.updated_by.clone(),
         due_at_ms,
         started_at_ms: now,
         finished_at_ms: Some(now),
@@ -182,7 +183,7 @@ async fn tries(
     run: &mut TaskRun,
     cancel: &CancellationToken,
 ) -> Result<(), String> {
-    owner_may_run(shared, &task.created_by).map_err(|why| format!("not run: {why}"))?;
+    owner_may_run(shared, &task.updated_by).map_err(|why| format!("not run: {why}"))?;
     let spec = &task.spec;
     let selection = ExecSpec {
         targets: spec.targets.nodes.clone(),
@@ -237,7 +238,7 @@ async fn tries(
         };
         let (exec_id, results) = run_detached(
             shared,
-            &task.created_by,
+            &task.updated_by,
             plan,
             remaining,
             CONCURRENCY,

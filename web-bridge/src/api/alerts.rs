@@ -111,6 +111,9 @@ pub(crate) struct NewRule {
     labels: Vec<(String, String)>,
     #[serde(default)]
     nodes: Vec<String>,
+    /// Group names: each watches its group and every group below it.
+    #[serde(default)]
+    groups: Vec<String>,
     #[serde(default)]
     channels: Vec<String>,
 }
@@ -172,6 +175,7 @@ pub(crate) async fn add_rule(
         targets: Targets {
             labels: new.labels,
             nodes: Vec::new(),
+            groups: new.groups,
         },
         channels: new.channels,
         enabled: true,

@@ -1,7 +1,7 @@
 // #/alerts: firing alerts (acknowledge), recent ones, and the rules (admins add, enable,
 // disable and delete them). Refreshed every 5 seconds while the tab is visible.
 
-import { api, h, fill, card, field, badge, timeEl, fmtDuration, confirmButton, can, poll, parseLabels, withQuery } from '../lib.js';
+import { api, h, fill, card, field, badge, timeEl, fmtDuration, confirmButton, can, poll, parseLabels, withQuery, groupOptionText } from '../lib.js';
 
 const METRICS = [
   ['cpu', 'CPU %'], ['mem', 'Memory %'], ['mem_used', 'Memory used (bytes)'], ['disk', 'Fullest disk %'],
@@ -95,7 +95,8 @@ export function mount(main) {
       return;
     }
     fill(rulesBody, rules.map((r) => {
-      const targets = (r.targets.labels || []).map(([k, v]) => k + '=' + v).concat((r.targets.nodes || []).map((n) => n.slice(0, 8)));
+      const targets = (r.targets.labels || []).map(([k, v]) => k + '=' + v).concat((r.targets.nodes || []).map((n) => n.slice(0, 8)))
+        .concat((r.targets.groups || []).map((g) => 'group ' + g));
       let actions = null;
       if (can('alerts.manage')) {
         const toggle = h('button', { type: 'button', class: 'btn btn-small toggle-rule', text: r.enabled ? 'Disable' : 'Enable' });
@@ -135,6 +136,11 @@ export function mount(main) {
     const sev = h('select', { id: 'rule-severity' }, ['critical', 'warning', 'info'].map((s) => h('option', { value: s, text: s })));
     sev.value = 'warning';
     const labels = h('input', { id: 'rule-labels', placeholder: 'env=prod, role=db', autocomplete: 'off', spellcheck: 'false' });
+    const group = h('select', { id: 'rule-group' }, h('option', { value: '', text: '(any group)' }));
+    api('GET', '/api/v1/groups').then((list) => {
+      if (dead) return;
+      for (const g of list) group.append(h('option', { value: g.name, text: groupOptionText(g) }));
+    }).catch(() => {});
     const channels = h('span', { id: 'rule-channels', class: 'checks' });
     const error = h('p', { class: 'form-error', id: 'rule-form-error', role: 'alert', hidden: true });
     const thresholdFields = h('span', { class: 'form-row wrap' }, field('Metric', metric), field('Operator', op), field('Threshold', threshold));
@@ -153,6 +159,7 @@ export function mount(main) {
     const form = h('form', { id: 'rule-add', class: 'form-row wrap', novalidate: true },
       field('Name', name), field('Fires when', kind), thresholdFields, skewField,
       field('For (minutes)', forMin), field('Severity', sev), field('Only nodes labelled (optional)', labels),
+      field('Or in group (and below)', group),
       field('Tell', channels),
       h('button', { type: 'submit', class: 'btn primary', text: 'Add rule' }));
     form.addEventListener('submit', async (ev) => {
@@ -164,6 +171,7 @@ export function mount(main) {
         for_s: Math.round(Number(forMin.value || 0) * 60),
         severity: sev.value,
         channels: [...channels.querySelectorAll('input:checked')].map((c) => c.value),
+        groups: group.value ? [group.value] : [],
       };
       try {
         body.labels = Object.entries(parseLabels(labels.value));

@@ -45,7 +45,7 @@ export function mount(main, ctx) {
       ['Retries', s.retries ? s.retries + ', after ' + fmtDuration(s.retry_interval_ms) : 'none'],
       ['Spread', s.spread_ms ? fmtDuration(s.spread_ms) : 'none'],
       ['Missed runs', s.catch_up === 'one' ? 'one catch-up run at start' : 'not made up'],
-      ['Owner', t.task.created_by],
+      ['Owner', t.task.updated_by],
       ['Description', s.description || '\u2014'],
     ]));
   }

@@ -60,7 +60,7 @@ pub enum AlertCommand {
 #[derive(Debug, Subcommand)]
 pub enum RuleCommand {
     /// Add a rule. It is evaluated at every heartbeat of the nodes it targets (all nodes
-    /// unless --label or --node say otherwise) and fires once its condition has held for
+    /// unless --label, --node or --group say otherwise) and fires once its condition has held for
     /// --for; nodes in maintenance are silent.
     ///
     /// A threshold rule: --metric M --op OP --threshold X. Metrics: cpu, mem, disk (percent;
@@ -109,6 +109,10 @@ pub enum RuleCommand {
         /// This node (id, unique prefix or hostname); repeat for several.
         #[arg(long = "node", value_name = "NODE")]
         nodes: Vec<String>,
+        /// Every node in this group or a group below it, as they move in and out; repeat for
+        /// several.
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
         /// A channel told when its alerts fire and resolve; repeat for several.
         #[arg(long = "channel", value_name = "CHANNEL")]
         channels: Vec<String>,
@@ -340,6 +344,7 @@ async fn rules(client: &AdminClient, command: RuleCommand) -> anyhow::Result<u8>
             severity,
             labels,
             nodes,
+            groups,
             channels,
             disabled,
             json,
@@ -368,6 +373,7 @@ async fn rules(client: &AdminClient, command: RuleCommand) -> anyhow::Result<u8>
                 targets: Targets {
                     labels,
                     nodes: Vec::new(),
+                    groups,
                 },
                 channels,
                 enabled: !disabled,
@@ -598,6 +604,7 @@ fn targets(rule: &AlertRule) -> String {
             .iter()
             .map(|n| n.to_string()[..8].to_string()),
     );
+    parts.extend(rule.targets.groups.iter().map(|g| format!("group {g}")));
     if parts.is_empty() {
         "all nodes".into()
     } else {

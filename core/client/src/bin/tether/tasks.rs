@@ -485,8 +485,15 @@ fn print_task(view: &TaskView) {
         ("spread", d(spec.spread_ms)),
         ("catch-up", spec.catch_up.to_string()),
         ("description", spec.description.clone()),
-        ("owner", task.created_by.clone()),
-        ("added", output::ago(Some(task.created_at_ms))),
+        ("owner", task.updated_by.clone()),
+        (
+            "added",
+            format!(
+                "{} by {}",
+                output::ago(Some(task.created_at_ms)),
+                task.created_by
+            ),
+        ),
         (
             "changed",
             format!(
