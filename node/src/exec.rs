@@ -132,9 +132,24 @@ impl Script {
             .mode(0o700)
             .open(&path)
             .map_err(failed)?;
-        file.write_all(&self.body).map_err(failed)?;
-        file.sync_all().map_err(failed)?;
+        if let Err(e) = file.write_all(&self.body).and_then(|()| file.sync_all()) {
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            return Err(failed(e));
+        }
         Ok(path)
+    }
+}
+
+/// Removes the script files in `dir` (at start: none can be running yet).
+pub(crate) fn clear_scripts(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if let Err(e) = std::fs::remove_file(entry.path()) {
+            warn!(error = %e, path = %entry.path().display(), "cannot remove a script left behind");
+        }
     }
 }
 

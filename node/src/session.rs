@@ -97,6 +97,8 @@ pub async fn run(
             cancel.cancel();
         })
     };
+    // Scripts left by a run this agent did not see to its end (a crash, a kill).
+    crate::exec::clear_scripts(&config.state_dir.join("scripts"));
     let agent = crate::agent::Agent::start(
         state.dir(),
         AGENT_VERSION,

@@ -115,19 +115,23 @@ impl Store {
         .await
     }
 
-    /// Sets a task's next due time (the scheduler, after a run is due). A task deleted
-    /// meanwhile is left deleted.
+    /// Moves a task's next due time from `due` on to `next_run_ms` (the scheduler, after a run
+    /// was due). Nothing changes when the task was deleted, disabled or rescheduled meanwhile
+    /// (its due time is no longer `due`): the scheduler reads it again. Answers whether it
+    /// changed.
     pub async fn set_task_next_run(
         &self,
         id: u64,
+        due: Option<i64>,
         next_run_ms: Option<i64>,
-    ) -> Result<(), StoreError> {
-        self.write(move |txn| {
-            if let Some(mut task) = load(txn, id)? {
+    ) -> Result<bool, StoreError> {
+        self.write(move |txn| match load(txn, id)? {
+            Some(mut task) if task.spec.enabled && task.next_run_ms == due => {
                 task.next_run_ms = next_run_ms;
                 save(txn, &task)?;
+                Ok(true)
             }
-            Ok(())
+            _ => Ok(false),
         })
         .await
     }
@@ -180,19 +184,27 @@ impl Store {
             .transpose()
     }
 
-    /// Records a new run of task `task_id`, numbering it, and sets the task's next due time
-    /// when `next_run_ms` is given, in one transaction. Runs beyond [`RUNS_KEPT`] are deleted,
-    /// oldest first. None when the task is gone.
+    /// Records a new run of task `task_id`, numbering it, and moves the task's next due time
+    /// on when `next_run_ms` is given, in one transaction; answers the task as it is in that
+    /// transaction (what the run must run) and the run. A run that was due (`due` given: the
+    /// scheduler's) is recorded only if the task is still enabled and still due then: an edit,
+    /// a disable or a delete that committed meanwhile wins, and the answer is None, as for a
+    /// task that is gone. Runs beyond [`RUNS_KEPT`] are deleted, oldest first, never one still
+    /// going. A run without `by` is the owner's (`updated_by`).
     pub async fn start_task_run(
         &self,
         task_id: u64,
         mut run: TaskRun,
+        due: Option<i64>,
         next_run_ms: Option<Option<i64>>,
-    ) -> Result<Option<TaskRun>, StoreError> {
+    ) -> Result<Option<(Task, TaskRun)>, StoreError> {
         self.write(move |txn| {
             let Some(mut task) = load(txn, task_id)? else {
                 return Ok(None);
             };
+            if due.is_some() && !(task.spec.enabled && task.next_run_ms == due) {
+                return Ok(None);
+            }
             task.last_run += 1;
             if let Some(next) = next_run_ms {
                 task.next_run_ms = next;
@@ -200,19 +212,37 @@ impl Store {
             save(txn, &task)?;
             run.task_id = task_id;
             run.run = task.last_run;
+            if run.by.is_empty() {
+                run.by = task.updated_by.clone();
+            }
             let mut runs = txn.open_table(TASK_RUNS)?;
             runs.insert((task_id, run.run), codec::encode(&run).as_slice())?;
+            let mut running = txn.open_table(TASK_RUNNING)?;
             if run.state == RunState::Running {
-                txn.open_table(TASK_RUNNING)?
-                    .insert((task_id, run.run), ())?;
+                running.insert((task_id, run.run), ())?;
             }
             if let Some(oldest_kept) = run.run.checked_sub(RUNS_KEPT as u64) {
-                runs.extract_from_if((task_id, 0)..=(task_id, oldest_kept), |_, _| true)?
-                    .for_each(drop);
+                let mut going = Vec::new();
+                for entry in running.range((task_id, 0)..=(task_id, oldest_kept))? {
+                    going.push(entry?.0.value().1);
+                }
+                runs.extract_from_if((task_id, 0)..=(task_id, oldest_kept), |(_, n), _| {
+                    !going.contains(&n)
+                })?
+                .for_each(drop);
             }
-            Ok(Some(run))
+            Ok(Some((task, run)))
         })
         .await
+    }
+
+    /// Run `run` of a task, if it is still kept.
+    pub fn task_run(&self, task_id: u64, run: u64) -> Result<Option<TaskRun>, StoreError> {
+        let txn = self.read()?;
+        txn.open_table(TASK_RUNS)?
+            .get((task_id, run))?
+            .map(|v| codec::decode::<TaskRun>(v.value()))
+            .transpose()
     }
 
     /// Records a run's new state (a run of a deleted task is dropped).

@@ -113,31 +113,54 @@ async fn runs_are_numbered_the_last_ones_kept_and_running_ones_interrupted_on_re
         .await
         .unwrap()
         .unwrap();
-    // The run and the next due time in one transaction.
-    let first = store
-        .start_task_run(task.id, run(RunState::Running), Some(Some(200)))
+    // A run that was due starts only while the task is still due then: a scheduler holding
+    // an older copy (due at 99) loses to the change that moved it.
+    assert!(
+        store
+            .start_task_run(task.id, run(RunState::Running), Some(99), Some(Some(200)))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        !store
+            .set_task_next_run(task.id, Some(99), Some(300))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.task("t").unwrap().unwrap().next_run_ms, Some(100));
+    // The run and the next due time in one transaction, with the task as it is then.
+    let (as_run, first) = store
+        .start_task_run(task.id, run(RunState::Running), Some(100), Some(Some(200)))
         .await
         .unwrap()
         .unwrap();
     assert_eq!((first.task_id, first.run), (task.id, 1));
+    assert_eq!((as_run.last_run, as_run.next_run_ms), (1, Some(200)));
     assert_eq!(store.task("t").unwrap().unwrap().next_run_ms, Some(200));
-    let mut done = first.clone();
-    done.state = RunState::Success;
-    store.update_task_run(done.clone()).await.unwrap();
+    // Still going while more than RUNS_KEPT others are recorded (skips): it is never deleted.
     for _ in 0..RUNS_KEPT + 5 {
         store
-            .start_task_run(task.id, run(RunState::Skipped), None)
+            .start_task_run(task.id, run(RunState::Skipped), None, None)
             .await
             .unwrap()
             .unwrap();
     }
-    let going = store
-        .start_task_run(task.id, run(RunState::Running), None)
+    assert_eq!(
+        store.task_run(task.id, 1).unwrap().unwrap().state,
+        RunState::Running
+    );
+    let mut done = first.clone();
+    done.state = RunState::Success;
+    store.update_task_run(done.clone()).await.unwrap();
+    let (_, going) = store
+        .start_task_run(task.id, run(RunState::Running), None, None)
         .await
         .unwrap()
         .unwrap();
     let runs = store.task_runs(task.id, usize::MAX).unwrap();
-    assert_eq!(runs.len(), RUNS_KEPT, "the oldest were deleted");
+    assert_eq!(runs.len(), RUNS_KEPT, "the oldest were deleted once ended");
+    assert!(store.task_run(task.id, 1).unwrap().is_none());
     assert_eq!(runs[0].run, going.run, "newest first");
     assert_eq!(store.task("t").unwrap().unwrap().last_run, going.run);
     store.close().await;
@@ -157,7 +180,7 @@ async fn runs_are_numbered_the_last_ones_kept_and_running_ones_interrupted_on_re
     assert!(store.task_runs(task.id, 10).unwrap().is_empty());
     assert!(
         store
-            .start_task_run(task.id, run(RunState::Running), None)
+            .start_task_run(task.id, run(RunState::Running), None, None)
             .await
             .unwrap()
             .is_none()

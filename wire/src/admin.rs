@@ -6,8 +6,6 @@
 //! [`MAX_ADMIN_FRAME_LEN`](crate::limits::MAX_ADMIN_FRAME_LEN) bytes.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -380,7 +378,7 @@ pub enum AdminRequest {
         /// The changes.
         changes: crate::tasks::TaskChanges,
     },
-    /// Every task, by name. Answer: `Tasks`.
+    /// Every task, by name. Answer: `Tasks` frames (a few tasks each: scripts are large).
     TaskList,
     /// One task. Answer: `Task`.
     TaskShow {
@@ -406,12 +404,15 @@ pub enum AdminRequest {
         /// Its name.
         name: String,
     },
-    /// A task's runs, newest first, with each node's result. Answer: `TaskRuns`.
+    /// A task's runs, newest first, with each node's result. Answer: `TaskRuns` frames, one
+    /// run per frame, a large run's nodes over several (the same run repeated: join them).
     TaskHistory {
         /// Its name.
         name: String,
         /// At most this many runs.
         limit: u32,
+        /// Only this run.
+        run: Option<u64>,
     },
     /// The next times a cron expression is due in a time zone (the web form's preview), without
     /// changing anything. Answer: `CronTimes`.
@@ -763,35 +764,6 @@ pub enum ApplicationStatus {
     Approved,
     /// Rejected.
     Rejected,
-}
-
-macro_rules! text_enum {
-    ($ty:ident $what:literal { $($variant:ident = $text:expr),* }) => {
-        impl $ty {
-            /// Lower-case name, as used on the command line and in JSON.
-            pub fn as_str(self) -> &'static str {
-                match self { $($ty::$variant => $text),* }
-            }
-        }
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-        impl FromStr for $ty {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s {
-                    $($text => Ok($ty::$variant),)*
-                    other => Err(format!(
-                        "unknown {} {other:?}; expected one of: {}",
-                        $what,
-                        [$($text),*].join(", ")
-                    )),
-                }
-            }
-        }
-    };
 }
 
 /// What became of an execution on one node.

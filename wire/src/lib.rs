@@ -10,6 +10,37 @@
 //! encode/decode call lives in [`codec`], so the encoding (bincode 2 today) can be swapped without
 //! touching anything else.
 
+/// `as_str`, `Display` and `FromStr` for a plain enum from its lower-case names (as flags and
+/// JSON write them); `FromStr`'s error lists them. Before the modules, so every module can use it.
+macro_rules! text_enum {
+    ($ty:ident $what:literal { $($variant:ident = $text:expr),* }) => {
+        impl $ty {
+            /// Lower-case name, as used on the command line and in JSON.
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $text),* }
+            }
+        }
+        impl ::std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl ::std::str::FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($ty::$variant),)*
+                    other => Err(format!(
+                        "unknown {} {other:?}; expected one of: {}",
+                        $what,
+                        [$($text),*].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
 pub mod admin;
 pub mod alerts;
 pub mod bytes;

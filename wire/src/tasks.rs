@@ -8,7 +8,6 @@
 //! module only carries the text and checks what it can without a cron parser.
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -163,44 +162,15 @@ pub enum RunState {
     Failed,
     /// Not run: the run before was still going when this one was due.
     Skipped,
-    /// Cancelled: the task was deleted or disabled while it ran.
+    /// Cancelled before its end.
     Cancelled,
     /// Core stopped while it ran.
     Interrupted,
 }
 
-macro_rules! text {
-    ($ty:ident $what:literal { $($variant:ident = $text:expr),* }) => {
-        impl $ty {
-            /// Lower-case name, as on the command line and in JSON.
-            pub fn as_str(self) -> &'static str {
-                match self { $($ty::$variant => $text),* }
-            }
-        }
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-        impl FromStr for $ty {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s {
-                    $($text => Ok($ty::$variant),)*
-                    other => Err(format!(
-                        "unknown {} {other:?}; expected one of: {}",
-                        $what,
-                        [$($text),*].join(", ")
-                    )),
-                }
-            }
-        }
-    };
-}
-
-text!(CatchUp "catch-up" { One = "one", None = "none" });
-text!(Trigger "trigger" { Schedule = "schedule", CatchUp = "catch-up", Manual = "manual" });
-text!(RunState "run state" { Running = "running", Success = "success", Failed = "failed", Skipped = "skipped", Cancelled = "cancelled", Interrupted = "interrupted" });
+text_enum!(CatchUp "catch-up" { One = "one", None = "none" });
+text_enum!(Trigger "trigger" { Schedule = "schedule", CatchUp = "catch-up", Manual = "manual" });
+text_enum!(RunState "run state" { Running = "running", Success = "success", Failed = "failed", Skipped = "skipped", Cancelled = "cancelled", Interrupted = "interrupted" });
 
 /// A task as an admin gives it (`tether task add`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -432,6 +402,21 @@ pub struct RunView {
     pub nodes: Vec<RunNodeResult>,
 }
 
+/// Joins `TaskRuns` frames into runs: core sends a large run's nodes over several frames, the
+/// same run repeated in each.
+pub fn join_runs(frames: impl IntoIterator<Item = RunView>) -> Vec<RunView> {
+    let mut out: Vec<RunView> = Vec::new();
+    for view in frames {
+        match out.last_mut() {
+            Some(last) if last.run.task_id == view.run.task_id && last.run.run == view.run.run => {
+                last.nodes.extend(view.nodes);
+            }
+            _ => out.push(view),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -509,6 +494,51 @@ mod tests {
         assert_eq!(changed.retries, 2);
         assert_eq!(changed.timezone, "UTC");
         assert!(TaskChanges::default().is_empty());
+    }
+
+    #[test]
+    fn a_run_sent_in_parts_is_joined() {
+        let run = |n: u64| TaskRun {
+            task_id: 1,
+            run: n,
+            trigger: Trigger::Manual,
+            by: "a".into(),
+            due_at_ms: None,
+            started_at_ms: 0,
+            finished_at_ms: None,
+            state: RunState::Success,
+            error: None,
+            executions: vec![],
+            nodes: 3,
+            counts: ExecCounts::default(),
+        };
+        let node = |h: &str| RunNodeResult {
+            node_id: crate::NodeId::random(),
+            hostname: h.into(),
+            status: ExecStatus::Ok,
+            exit_code: Some(0),
+            error: None,
+            tries: 1,
+            execution: ExecutionId::random(),
+        };
+        let frames = vec![
+            RunView {
+                run: run(2),
+                nodes: vec![node("a"), node("b")],
+            },
+            RunView {
+                run: run(2),
+                nodes: vec![node("c")],
+            },
+            RunView {
+                run: run(1),
+                nodes: vec![node("a")],
+            },
+        ];
+        let joined = join_runs(frames);
+        assert_eq!(joined.len(), 2);
+        assert_eq!(joined[0].nodes.len(), 3);
+        assert_eq!(joined[1].run.run, 1);
     }
 
     #[test]

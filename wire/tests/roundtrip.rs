@@ -1515,7 +1515,8 @@ fn task_request() -> impl Strategy<Value = AdminRequest> {
             .prop_map(|(name, enabled)| AdminRequest::TaskEnable { name, enabled }),
         text().prop_map(|name| AdminRequest::TaskDelete { name }),
         text().prop_map(|name| AdminRequest::TaskRun { name }),
-        (text(), any::<u32>()).prop_map(|(name, limit)| AdminRequest::TaskHistory { name, limit }),
+        (text(), any::<u32>(), option::of(any::<u64>()))
+            .prop_map(|(name, limit, run)| AdminRequest::TaskHistory { name, limit, run }),
         (text(), text(), any::<u32>()).prop_map(|(cron, timezone, count)| {
             AdminRequest::CronPreview {
                 cron,

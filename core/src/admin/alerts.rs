@@ -40,6 +40,7 @@ pub(crate) async fn handle(shared: &Shared, caller: &Caller, request: AdminReque
             }
             // Groups are kept by name; each must exist now (a group deleted later matches
             // nothing).
+            rule.targets.groups.sort_unstable();
             rule.targets.groups.dedup();
             crate::admin::groups::select(shared, &rule.targets.groups)?;
             rule.created_by = caller.user.clone();

@@ -414,10 +414,13 @@ fn describe(request: &AdminRequest) -> (&'static str, Option<String>, Vec<(Strin
             Some(name.clone()),
             vec![d("enabled", enabled.to_string())],
         ),
-        AdminRequest::TaskHistory { name, limit } => (
+        AdminRequest::TaskHistory { name, limit, run } => (
             "task",
             Some(name.clone()),
-            vec![d("limit", limit.to_string())],
+            match run {
+                Some(run) => vec![d("run", run.to_string())],
+                None => vec![d("limit", limit.to_string())],
+            },
         ),
         AdminRequest::CronPreview { cron, timezone, .. } => (
             "task",
@@ -613,6 +616,7 @@ pub(crate) fn answer_details(responses: &[AdminResponse]) -> Vec<(String, String
             }
             AdminResponse::LoggedIn { session, .. } => Some(("session".into(), session.id.clone())),
             AdminResponse::Node(node) => Some(("node_id".into(), node.id.to_string())),
+            AdminResponse::TaskRun(run) => Some(("run".into(), run.run.to_string())),
             _ => None,
         })
         .collect()

@@ -158,6 +158,8 @@ pub(crate) async fn delete(shared: &Shared, admin: &str, text: &str) -> Reply {
     if deleted.is_none() {
         return Err(not_found(id));
     }
+    // It left its group.
+    shared.alerts.groups_changed();
     if let Some(session) = shared.presence.get(id) {
         let reason = format!("deleted by admin {admin}");
         if session

@@ -5,7 +5,7 @@
 use tether_store::TaskRefusal;
 use tether_wire::ErrorCode;
 use tether_wire::admin::{AdminRequest, AdminResponse};
-use tether_wire::tasks::{Task, TaskSpec, TaskTargets, TaskView, Trigger};
+use tether_wire::tasks::{RunView, Task, TaskSpec, TaskTargets, TaskView, Trigger};
 
 use super::{Refusal, Reply, internal, invalid, resolve};
 use crate::auth::Caller;
@@ -15,8 +15,13 @@ use crate::tasks::schedule::Schedule;
 
 /// Due times a view shows.
 const UPCOMING: usize = 5;
-/// Runs `task history` shows unless asked.
+/// Runs `task history` shows at most.
 const HISTORY_MAX: u32 = 1000;
+/// Tasks per `Tasks` frame: with the largest scripts, 4 MiB of the 8 MiB a frame may hold.
+const TASKS_PER_FRAME: usize = 16;
+/// Node results per `TaskRuns` frame: under 4 MiB even with 2 KiB of error text each (refusals
+/// name a node's allow-list).
+const NODES_PER_FRAME: usize = 2_000;
 
 fn refused(refusal: TaskRefusal) -> Refusal {
     let code = match refusal {
@@ -83,11 +88,19 @@ pub(crate) async fn handle(shared: &Shared, caller: &Caller, request: AdminReque
         }
         AdminRequest::TaskList => {
             let tasks = store.tasks().map_err(internal)?;
-            let views = tasks
+            let views: Vec<TaskView> = tasks
                 .into_iter()
                 .map(|t| view(shared, t))
                 .collect::<Result<_, _>>()?;
-            Ok(vec![AdminResponse::Tasks(views)])
+            if views.is_empty() {
+                return Ok(vec![AdminResponse::Tasks(Vec::new())]);
+            }
+            // A task carries its script (up to 256 KiB): a few per frame stay under the
+            // frame limit whatever they hold.
+            Ok(views
+                .chunks(TASKS_PER_FRAME)
+                .map(|c| AdminResponse::Tasks(c.to_vec()))
+                .collect())
         }
         AdminRequest::TaskShow { name } => Ok(vec![AdminResponse::Task(view(
             shared,
@@ -124,20 +137,46 @@ pub(crate) async fn handle(shared: &Shared, caller: &Caller, request: AdminReque
             shared.tasks.wake();
             Ok(vec![AdminResponse::Task(before)])
         }
-        AdminRequest::TaskHistory { name, limit } => {
+        AdminRequest::TaskHistory { name, limit, run } => {
             let task = find(shared, &name)?;
             let limit = if limit == 0 {
                 20
             } else {
                 limit.min(HISTORY_MAX)
             };
-            let runs = store
-                .task_runs(task.id, limit as usize)
-                .map_err(internal)?
-                .into_iter()
-                .map(|run| runs::view(shared, run))
-                .collect::<Result<_, _>>()?;
-            Ok(vec![AdminResponse::TaskRuns(runs)])
+            let runs = match run {
+                Some(number) => vec![
+                    store
+                        .task_run(task.id, number)
+                        .map_err(internal)?
+                        .ok_or_else(|| {
+                            (
+                                ErrorCode::NOT_FOUND,
+                                format!("task {name:?} keeps no run {number}"),
+                            )
+                        })?,
+                ],
+                None => store.task_runs(task.id, limit as usize).map_err(internal)?,
+            };
+            let mut frames = Vec::new();
+            for run in runs {
+                let view = runs::view(shared, run)?;
+                // One run per frame; a run of many nodes over several.
+                if view.nodes.len() <= NODES_PER_FRAME {
+                    frames.push(AdminResponse::TaskRuns(vec![view]));
+                    continue;
+                }
+                for nodes in view.nodes.chunks(NODES_PER_FRAME) {
+                    frames.push(AdminResponse::TaskRuns(vec![RunView {
+                        run: view.run.clone(),
+                        nodes: nodes.to_vec(),
+                    }]));
+                }
+            }
+            if frames.is_empty() {
+                frames.push(AdminResponse::TaskRuns(Vec::new()));
+            }
+            Ok(frames)
         }
         AdminRequest::CronPreview {
             cron,
@@ -163,7 +202,7 @@ pub(crate) async fn run_now(shared: &std::sync::Arc<Shared>, caller: &Caller, na
         shared,
         &task,
         Trigger::Manual,
-        caller.user.clone(),
+        Some(caller.user.clone()),
         None,
         None,
     )

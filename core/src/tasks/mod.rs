@@ -21,6 +21,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tether_wire::ErrorCode;
+use tether_wire::tasks::Task;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -83,19 +85,26 @@ impl Tasks {
     }
 }
 
+/// How soon the scheduler tries again a task whose due run could not be recorded (the store
+/// failed), rather than at once in a loop.
+const RETRY_FAILED: i64 = 5_000;
+
 /// The scheduler: until core stops.
 pub(crate) async fn run(shared: Arc<Shared>) {
+    // Until a look has read the tasks, a due time in the past was missed while core was down.
     let mut starting = true;
     loop {
         let now = shared.now_ms();
         let earliest = match look(&shared, now, starting).await {
-            Ok(earliest) => earliest,
+            Ok(earliest) => {
+                starting = false;
+                earliest
+            }
             Err(e) => {
                 warn!(error = %e, "the scheduler could not read the tasks; trying again");
-                Some(now + 5_000)
+                Some(now + RETRY_FAILED)
             }
         };
-        starting = false;
         let wait = earliest.map_or(LONGEST_SLEEP, |at| {
             Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(LONGEST_SLEEP)
         });
@@ -107,7 +116,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// Starts what is due at `now`; answers the earliest due time left.
+/// Starts what is due at `now`; answers the earliest due time left. One task's failure is
+/// logged and tried again shortly; it never holds up the others.
 async fn look(
     shared: &Arc<Shared>,
     now: i64,
@@ -126,33 +136,63 @@ async fn look(
         let running = shared.tasks.running(task.id).is_some();
         let mut next = task.next_run_ms.filter(|_| task.spec.enabled);
         if let Some((action, after)) = decide(&task, &schedule, now, starting, running) {
-            let due = task.next_run_ms;
-            match action {
-                Action::Run(trigger) => {
-                    let by = task.updated_by.clone();
-                    if let Err((_, why)) =
-                        runs::start(shared, &task, trigger, by, due, Some(after)).await
-                    {
-                        warn!(task = %task.spec.name, "the run could not start: {why}");
-                        shared.store.set_task_next_run(task.id, after).await?;
-                    }
+            next = match act(shared, &task, action, after).await {
+                Ok(()) => after,
+                Err(why) => {
+                    warn!(task = %task.spec.name, "{why}; trying again shortly");
+                    Some(now + RETRY_FAILED)
                 }
-                Action::Skip => {
-                    info!(task = %task.spec.name, "skipped: the run before is still going");
-                    runs::skipped(shared, &task, due, after).await?;
-                }
-                Action::Pass => {
-                    info!(task = %task.spec.name, "runs missed while core was down are not made up (catch-up none)");
-                    shared.store.set_task_next_run(task.id, after).await?;
-                }
-            }
-            next = after;
+            };
         }
         if let Some(next) = next {
             earliest = Some(earliest.map_or(next, |e| e.min(next)));
         }
     }
     Ok(earliest)
+}
+
+/// Does what [`decide`] said about a due task. Every write is guarded by the due time read,
+/// so a task changed, disabled or deleted meanwhile is left as its change made it (and the
+/// scheduler, woken by that change, reads it again).
+async fn act(
+    shared: &Arc<Shared>,
+    task: &Task,
+    action: Action,
+    after: Option<i64>,
+) -> Result<(), String> {
+    let due = task.next_run_ms;
+    let failed = |e: tether_store::StoreError| format!("core's database failed: {e}");
+    match action {
+        Action::Run(trigger) => {
+            match runs::start(shared, task, trigger, None, due, Some(after)).await {
+                Ok(_) => Ok(()),
+                // A run by hand began since the look: this one is skipped, as any overlap.
+                Err((ErrorCode::CONFLICT, _)) => {
+                    info!(task = %task.spec.name, "skipped: a run is going on");
+                    runs::skipped(shared, task, due, after)
+                        .await
+                        .map_err(failed)
+                }
+                Err((ErrorCode::NOT_FOUND, _)) => Ok(()),
+                Err((_, why)) => Err(format!("the run could not start: {why}")),
+            }
+        }
+        Action::Skip => {
+            info!(task = %task.spec.name, "skipped: the run before is still going");
+            runs::skipped(shared, task, due, after)
+                .await
+                .map_err(failed)
+        }
+        Action::Pass => {
+            info!(task = %task.spec.name, "runs missed while core was down are not made up (catch-up none)");
+            shared
+                .store
+                .set_task_next_run(task.id, due, after)
+                .await
+                .map(drop)
+                .map_err(failed)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -35,33 +35,57 @@ fn retried(status: ExecStatus) -> bool {
     )
 }
 
-/// Starts a run of `task` now: records it (with the task's next due time, when given) and
-/// drives it in the background. Refused while a run of the task is going on.
+/// Releases a task's claim however its run ends (a panic included), so later runs are not
+/// skipped for ever.
+struct Claim {
+    shared: Arc<Shared>,
+    task: u64,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.shared.tasks.release(self.task);
+    }
+}
+
+fn running_refusal(shared: &Shared, task: &Task) -> Refusal {
+    (
+        ErrorCode::CONFLICT,
+        format!(
+            "task {:?} is running (run {}); wait for it to end",
+            task.spec.name,
+            shared.tasks.running(task.id).unwrap_or_default()
+        ),
+    )
+}
+
+/// Starts a run of `task` now: records it (moving the task's next due time on, when given)
+/// and drives it in the background, with the task as stored at that moment. `by`: who asked
+/// (none: the task's owner). `due`: the due time a scheduled run is for; such a run is not
+/// started (NOT_FOUND) if the task was changed, disabled or deleted since it was read.
+/// Refused (CONFLICT) while a run of the task is going on.
 pub(crate) async fn start(
     shared: &Arc<Shared>,
     task: &Task,
     trigger: Trigger,
-    by: String,
-    due_at_ms: Option<i64>,
+    by: Option<String>,
+    due: Option<i64>,
     next_run_ms: Option<Option<i64>>,
 ) -> Result<TaskRun, Refusal> {
     let cancel = CancellationToken::new();
     if !shared.tasks.claim(task.id, cancel.clone()) {
-        return Err((
-            ErrorCode::CONFLICT,
-            format!(
-                "task {:?} is running (run {}); wait for it to end",
-                task.spec.name,
-                shared.tasks.running(task.id).unwrap_or_default()
-            ),
-        ));
+        return Err(running_refusal(shared, task));
     }
+    let claim = Claim {
+        shared: shared.clone(),
+        task: task.id,
+    };
     let run = TaskRun {
         task_id: task.id,
         run: 0,
         trigger,
-        by,
-        due_at_ms,
+        by: by.unwrap_or_default(),
+        due_at_ms: due,
         started_at_ms: shared.now_ms(),
         finished_at_ms: None,
         state: RunState::Running,
@@ -70,41 +94,44 @@ pub(crate) async fn start(
         nodes: 0,
         counts: ExecCounts::default(),
     };
-    let run = match shared.store.start_task_run(task.id, run, next_run_ms).await {
-        Ok(Some(run)) => run,
+    let (task, run) = match shared
+        .store
+        .start_task_run(task.id, run, due, next_run_ms)
+        .await
+    {
+        Ok(Some(started)) => started,
         Ok(None) => {
-            shared.tasks.release(task.id);
             return Err((
                 ErrorCode::NOT_FOUND,
-                format!("task {:?} was deleted", task.spec.name),
+                format!(
+                    "task {:?} was deleted, disabled or changed meanwhile",
+                    task.spec.name
+                ),
             ));
         }
-        Err(e) => {
-            shared.tasks.release(task.id);
-            return Err(internal(e));
-        }
+        Err(e) => return Err(internal(e)),
     };
     shared.tasks.numbered(task.id, run.run);
     let span = info_span!("task", task = %task.spec.name, run = run.run);
-    let (shared, task, started) = (shared.clone(), task.clone(), run.clone());
+    let (shared, started) = (shared.clone(), run.clone());
     tokio::spawn(
         async move {
+            let _claim = claim;
             info!(trigger = %started.trigger, by = %started.by, "run started");
-            let id = task.id;
             let ended = drive(&shared, &task, started, cancel).await;
             info!(state = %ended.state, ok = ended.counts.ok, nodes = ended.nodes, error = ?ended.error, "run ended");
-            shared.tasks.release(id);
         }
         .instrument(span),
     );
     Ok(run)
 }
 
-/// Records a run that was due while the one before was still going.
+/// Records a run that was due while the one before was still going, and moves the due time
+/// on (unless the task changed meanwhile: then nothing, and the scheduler looks again).
 pub(crate) async fn skipped(
     shared: &Shared,
     task: &Task,
-    due_at_ms: Option<i64>,
+    due: Option<i64>,
     next_run_ms: Option<i64>,
 ) -> Result<(), tether_store::StoreError> {
     let now = shared.now_ms();
@@ -113,8 +140,8 @@ pub(crate) async fn skipped(
         task_id: task.id,
         run: 0,
         trigger: Trigger::Schedule,
-        by: task.updated_by.clone(),
-        due_at_ms,
+        by: String::new(),
+        due_at_ms: due,
         started_at_ms: now,
         finished_at_ms: Some(now),
         state: RunState::Skipped,
@@ -125,7 +152,7 @@ pub(crate) async fn skipped(
     };
     shared
         .store
-        .start_task_run(task.id, run, Some(next_run_ms))
+        .start_task_run(task.id, run, due, Some(next_run_ms))
         .await?;
     Ok(())
 }
@@ -211,6 +238,11 @@ async fn tries(
                 _ = tokio::time::sleep(Duration::from_millis(spec.retry_interval_ms)) => {}
                 _ = cancel.cancelled() => break,
                 _ = shared.shutdown.cancelled() => break,
+            }
+            // The owner may have lost the right since the run started: no more tries then.
+            if let Err(why) = owner_may_run(shared, &task.updated_by) {
+                run.error = Some(format!("not retried: {why}"));
+                break;
             }
             info!(
                 attempt,

@@ -392,7 +392,7 @@ export function fmtPct(part, whole) {
 /** An argv as a shell would read it (a `sh -c CMD` shows as CMD). */
 export function fmtCommand(argv) {
   if (!Array.isArray(argv)) return String(argv || '');
-  if (argv.length === 3 && argv[0] === 'sh' && argv[1] === '-c') return argv[2];
+  if (argv.length === 3 && (argv[0] === 'sh' || argv[0] === '/bin/sh') && argv[1] === '-c') return argv[2];
   return argv.map((a) => (/^[A-Za-z0-9_./:=@%+,-]+$/.test(a) ? a : "'" + a.replace(/'/g, "'\\''") + "'")).join(' ');
 }
 

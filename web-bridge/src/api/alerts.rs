@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tether_wire::admin::{AdminRequest, AdminResponse};
 use tether_wire::alerts::{AlertQuery, AlertRule, Condition, Field, Op, Severity, Targets};
 
-use super::{ApiError, AppState, QueryOf, User, first, gather, json_body, ok};
+use super::{ApiError, AppState, Enabled, QueryOf, User, first, gather, json_body, ok};
 
 /// Alerts per answer unless asked otherwise, and at most.
 const DEFAULT_LIMIT: u32 = 100;
@@ -195,12 +195,6 @@ fn one_rule(answer: Vec<AdminResponse>) -> Result<AlertRule, ApiError> {
         AdminResponse::AlertRule(rule) => Some(rule),
         _ => None,
     })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Enabled {
-    enabled: bool,
 }
 
 /// `POST /api/v1/alert-rules/{name}/enabled`.

@@ -494,6 +494,13 @@ pub(crate) fn first<T>(
         .ok_or_else(ApiError::unexpected)
 }
 
+/// The body of every `POST .../enabled`: `{"enabled": bool}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Enabled {
+    pub(crate) enabled: bool,
+}
+
 /// Every item of a list answer that came in chunks.
 pub(crate) fn gather<T>(
     responses: Vec<AdminResponse>,

@@ -14,7 +14,7 @@ use tether_wire::tasks::{
     TaskView,
 };
 
-use super::{ApiError, AppState, QueryOf, User, first, json_body, ok};
+use super::{ApiError, AppState, Enabled, QueryOf, User, first, gather, json_body, ok};
 
 /// Runs per history answer unless asked otherwise, and at most.
 const DEFAULT_RUNS: u32 = 20;
@@ -23,7 +23,7 @@ const MAX_RUNS: u32 = 200;
 /// `GET /api/v1/tasks`: every task with its next run times and last run.
 pub(crate) async fn list(State(state): State<AppState>, user: User) -> Result<Response, ApiError> {
     let answer = state.ask(&user, &AdminRequest::TaskList).await?;
-    Ok(ok(first(answer, |r| match r {
+    Ok(ok(gather(answer, |r| match r {
         AdminResponse::Tasks(tasks) => Some(tasks),
         _ => None,
     })?))
@@ -37,7 +37,7 @@ fn one(answer: Vec<AdminResponse>) -> Result<TaskView, ApiError> {
 }
 
 /// `POST /api/v1/tasks`'s body: the CLI's flags as fields, durations in seconds. The command
-/// is a shell command line (`command`, run with `sh -c`), a program and its arguments
+/// is a shell command line (`command`, run with `/bin/sh -c`), a program and its arguments
 /// (`argv`), or a script (`script`, starting with an interpreter line; `script_name` names it).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,8 +90,9 @@ fn trimmed(items: Vec<String>) -> Vec<String> {
 impl NewTask {
     fn spec(self) -> Result<TaskSpec, ApiError> {
         let command = match (self.command, self.argv, self.script) {
+            // An absolute shell: a node's allow-list names programs by path.
             (Some(line), None, None) if !line.trim().is_empty() => {
-                TaskCommand::Command(vec!["sh".into(), "-c".into(), line])
+                TaskCommand::Command(vec!["/bin/sh".into(), "-c".into(), line])
             }
             (None, Some(argv), None) if !argv.is_empty() => TaskCommand::Command(argv),
             (None, None, Some(script)) if !script.is_empty() => TaskCommand::Script {
@@ -178,12 +179,6 @@ pub(crate) async fn delete(
         .await?)?))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Enabled {
-    enabled: bool,
-}
-
 /// `POST /api/v1/tasks/{name}/enabled`.
 pub(crate) async fn enable(
     State(state): State<AppState>,
@@ -214,6 +209,9 @@ pub(crate) async fn run(
 pub(crate) struct HistoryParams {
     #[serde(default)]
     limit: Option<u32>,
+    /// Only this run.
+    #[serde(default)]
+    run: Option<u64>,
 }
 
 /// `GET /api/v1/tasks/{name}/runs?limit=N`: newest first, with each node's result.
@@ -224,13 +222,17 @@ pub(crate) async fn runs(
     QueryOf(params): QueryOf<HistoryParams>,
 ) -> Result<Response, ApiError> {
     let limit = super::limit(params.limit, DEFAULT_RUNS, MAX_RUNS)?;
-    let answer = state
-        .ask(&user, &AdminRequest::TaskHistory { name, limit })
-        .await?;
-    Ok(ok(first(answer, |r| match r {
+    let request = AdminRequest::TaskHistory {
+        name,
+        limit,
+        run: params.run,
+    };
+    let answer = state.ask(&user, &request).await?;
+    let frames = gather(answer, |r| match r {
         AdminResponse::TaskRuns(runs) => Some(runs),
         _ => None,
-    })?))
+    })?;
+    Ok(ok(tether_wire::tasks::join_runs(frames)))
 }
 
 #[derive(Deserialize)]

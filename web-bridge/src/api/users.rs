@@ -8,7 +8,7 @@ use serde::Deserialize;
 use tether_wire::admin::{AdminRequest, AdminResponse, Role};
 use tether_wire::users::{NewUser, Secret, UserView};
 
-use super::{ApiError, AppState, User, first, gather, json_body, ok};
+use super::{ApiError, AppState, Enabled, User, first, gather, json_body, ok};
 
 /// `GET /api/v1/users`.
 pub(crate) async fn list(State(state): State<AppState>, user: User) -> Result<Response, ApiError> {
@@ -94,12 +94,6 @@ pub(crate) async fn role_of(
         role: role(&text)?,
     };
     Ok(ok(one(state.ask(&user, &request).await?)?))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Enabled {
-    enabled: bool,
 }
 
 /// `POST /api/v1/users/{name}/enabled`.

@@ -22,6 +22,8 @@ export function mount(main, ctx) {
       try {
         await api('POST', path + '/run');
         await refresh();
+      } catch (_) {
+        // Shown by api() (a run going on: 409, in words).
       } finally {
         runButton.disabled = false;
       }

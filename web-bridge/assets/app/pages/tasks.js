@@ -161,7 +161,7 @@ export function mount(main) {
     const form = h('form', { id: 'task-add', novalidate: true },
       h('div', { class: 'form-row wrap' }, field('Name', name), field('Cron (min hour day month weekday; optional leading seconds; @daily)', cron), field('Time zone', tz), zoneList),
       h('div', { class: 'subform' }, h('h3', { text: 'Next five runs' }), preview, previewError),
-      h('div', { class: 'form-row wrap' }, field('Command (run with sh -c)', command, 'grow')),
+      h('div', { class: 'form-row wrap' }, field('Command (run with /bin/sh -c)', command, 'grow')),
       h('div', { class: 'form-row wrap' }, field('Group (and below)', group), field('Labels', labels), field('Nodes', nodes),
         h('label', { class: 'check' }, all, ' all nodes')),
       h('div', { class: 'form-row wrap' }, field('Timeout (s)', timeout), field('Retries', retries), field('Retry after (s)', retryInterval),

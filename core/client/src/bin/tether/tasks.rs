@@ -281,13 +281,13 @@ pub async fn run(client: &AdminClient, command: TaskCommandLine) -> anyhow::Resu
             }
         }
         TaskCommandLine::List { json } => {
-            let tasks = crate::single(
-                client.request(&AdminRequest::TaskList).await?,
-                |r| match r {
-                    AdminResponse::Tasks(t) => Some(t),
-                    _ => None,
-                },
-            )?;
+            let mut tasks = Vec::new();
+            for response in client.request(&AdminRequest::TaskList).await? {
+                match response {
+                    AdminResponse::Tasks(chunk) => tasks.extend(chunk),
+                    _ => bail!("core sent an unexpected answer"),
+                }
+            }
             if json {
                 print_json(&tasks)?;
             } else if tasks.is_empty() {
@@ -372,7 +372,7 @@ pub async fn run(client: &AdminClient, command: TaskCommandLine) -> anyhow::Resu
             return Ok(u8::from(ended.run.state != RunState::Success));
         }
         TaskCommandLine::History { name, limit, json } => {
-            let runs = history(client, &name, limit).await?;
+            let runs = history(client, &name, limit, None).await?;
             if json {
                 print_json(&runs.iter().map(run_json).collect::<Vec<_>>())?;
             } else if runs.is_empty() {
@@ -408,29 +408,38 @@ async fn enable(
     }
 }
 
-async fn history(client: &AdminClient, name: &str, limit: u32) -> anyhow::Result<Vec<RunView>> {
-    crate::single(
-        client
-            .request(&AdminRequest::TaskHistory {
-                name: name.to_string(),
-                limit,
-            })
-            .await?,
-        |r| match r {
-            AdminResponse::TaskRuns(runs) => Some(runs),
-            _ => None,
-        },
-    )
+/// Runs of a task (`run`: only that one), each joined from the frames it came in.
+async fn history(
+    client: &AdminClient,
+    name: &str,
+    limit: u32,
+    run: Option<u64>,
+) -> anyhow::Result<Vec<RunView>> {
+    let mut frames = Vec::new();
+    for response in client
+        .request(&AdminRequest::TaskHistory {
+            name: name.to_string(),
+            limit,
+            run,
+        })
+        .await?
+    {
+        match response {
+            AdminResponse::TaskRuns(runs) => frames.extend(runs),
+            _ => bail!("core sent an unexpected answer"),
+        }
+    }
+    Ok(tether_wire::tasks::join_runs(frames))
 }
 
-/// Polls the task's history until run `number` has ended.
+/// Polls run `number` of the task until it has ended.
 async fn wait_for(client: &AdminClient, name: &str, number: u64) -> anyhow::Result<RunView> {
     let mut pause = Duration::from_millis(200);
     loop {
-        let runs = history(client, name, 20).await?;
-        let run = runs
+        let run = history(client, name, 1, Some(number))
+            .await?
             .into_iter()
-            .find(|r| r.run.run == number)
+            .next()
             .with_context(|| format!("run {number} of task {name} is gone from its history"))?;
         if run.run.state != RunState::Running {
             return Ok(run);
