@@ -84,6 +84,10 @@ print(t["task"]["last_run"] - (1 if last.get("state") == "running" else 0))' || 
         sleep 2
     done
     tether task history bench --limit 50 --json > "$work/history-$n.json"
+    # KEEP=DIR keeps each size's run records (per node: status, times) for a closer look.
+    [ -z "${KEEP:-}" ] || { mkdir -p "$KEEP"; cp "$work/history-$n.json" "$KEEP/"; \
+        for r in $(python3 -c 'import json,sys; [print(e) for r in json.load(open(sys.argv[1])) for e in r["executions"]]' "$work/history-$n.json"); do \
+            tether exec show "$r" --json > "$KEEP/exec-$r.json" 2> /dev/null || true; done; }
     python3 - "$work/history-$n.json" "$runs" "$c0" "$c1" "$t0" "$t1" "$idle_per_s" "$n" \
         "$((rss_before / 1024))" "$((peak / 1024))" "$work/exec-$n" <<'PY'
 import json, sys
