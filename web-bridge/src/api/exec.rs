@@ -139,8 +139,9 @@ struct Run {
 impl Run {
     fn spec(self) -> Result<ExecSpec, ApiError> {
         let command = match (self.command, self.argv) {
+            // An absolute shell: a node's allow-list names programs by path.
             (Some(line), None) if !line.trim().is_empty() => {
-                vec!["sh".to_string(), "-c".to_string(), line]
+                vec!["/bin/sh".to_string(), "-c".to_string(), line]
             }
             (None, Some(argv)) if !argv.is_empty() => argv,
             _ => {
