@@ -223,7 +223,15 @@ async fn start(shared: &Shared, admin: &str, spec: &ExecSpec) -> Result<Started,
             "concurrency must be at least 1".into(),
         ));
     }
-    let targets = select_nodes(shared, spec)?;
+    let targets = select_nodes(
+        shared,
+        &Selection {
+            targets: &spec.targets,
+            labels: &spec.labels,
+            groups: &spec.groups,
+            all: spec.all,
+        },
+    )?;
     let plan = Plan {
         command: spec.command.clone(),
         script: None,
@@ -351,11 +359,24 @@ fn describe_selection(spec: &ExecSpec) -> String {
     parts.join(" ")
 }
 
-/// The nodes a spec selects, by id, id prefix, hostname glob, labels, groups (and the groups
+/// What selects nodes, wherever nodes are selected (`Exec`, a task's run): the union of all
+/// that is given.
+pub(crate) struct Selection<'a> {
+    /// Node ids, unique id prefixes, hostnames or hostname globs.
+    pub targets: &'a [String],
+    /// Every node carrying all of these labels.
+    pub labels: &'a [(String, String)],
+    /// Every node in these groups or below them.
+    pub groups: &'a [String],
+    /// Every node.
+    pub all: bool,
+}
+
+/// The nodes a selection selects, by id, id prefix, hostname glob, labels, groups (and the groups
 /// below them) and `--all`; every target must match something.
 pub(crate) fn select_nodes(
     shared: &Shared,
-    spec: &ExecSpec,
+    selection: &Selection<'_>,
 ) -> Result<Vec<(NodeId, String)>, Refusal> {
     let internal =
         |e: tether_store::StoreError| (ErrorCode::INTERNAL, format!("core's database failed: {e}"));
@@ -368,7 +389,7 @@ pub(crate) fn select_nodes(
         .collect();
     let mut selected: BTreeMap<NodeId, String> = BTreeMap::new();
     let mut unmatched = Vec::new();
-    for target in &spec.targets {
+    for target in selection.targets {
         if !is_glob(target) {
             // One node, named as every request names nodes. Every unknown name is reported
             // together, below.
@@ -405,10 +426,11 @@ pub(crate) fn select_nodes(
             unmatched.push(target.clone());
         }
     }
-    if !spec.labels.is_empty() {
+    if !selection.labels.is_empty() {
         let mut matched = false;
         for node in nodes.iter().filter(|n| {
-            spec.labels
+            selection
+                .labels
                 .iter()
                 .all(|(k, v)| n.record.labels.get(k) == Some(v))
         }) {
@@ -416,7 +438,7 @@ pub(crate) fn select_nodes(
             matched = true;
         }
         if !matched {
-            let labels: Vec<String> = spec
+            let labels: Vec<String> = selection
                 .labels
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
@@ -424,18 +446,18 @@ pub(crate) fn select_nodes(
             unmatched.push(format!("--label {}", labels.join(" --label ")));
         }
     }
-    if !spec.groups.is_empty() {
-        let members = crate::admin::groups::select(shared, &spec.groups)?;
+    if !selection.groups.is_empty() {
+        let members = crate::admin::groups::select(shared, selection.groups)?;
         let mut matched = false;
         for node in nodes.iter().filter(|n| members.contains(&n.record.id)) {
             selected.insert(node.record.id, node.record.hostname.clone());
             matched = true;
         }
         if !matched {
-            unmatched.push(format!("--group {}", spec.groups.join(" --group ")));
+            unmatched.push(format!("--group {}", selection.groups.join(" --group ")));
         }
     }
-    if spec.all {
+    if selection.all {
         for node in &nodes {
             selected.insert(node.record.id, node.record.hostname.clone());
         }
@@ -472,7 +494,7 @@ pub(crate) fn select_nodes(
 }
 
 /// Whether a target is a hostname pattern (it has `*`, `?` or `[`) rather than one node's name.
-fn is_glob(target: &str) -> bool {
+pub(crate) fn is_glob(target: &str) -> bool {
     target.contains(['*', '?', '['])
 }
 

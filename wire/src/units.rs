@@ -15,6 +15,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("duration {text:?}: {e}"))
 }
 
+/// A duration in whole milliseconds, as flags are sent to core (saturating far out).
+pub fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Unix milliseconds of a system time (negative before 1970; saturating far out).
 pub fn unix_ms(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {

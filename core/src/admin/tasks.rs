@@ -229,7 +229,7 @@ fn check(shared: &Shared, spec: &TaskSpec) -> Result<Schedule, Refusal> {
 
 fn check_targets(shared: &Shared, targets: &TaskTargets) -> Result<(), Refusal> {
     for node in &targets.nodes {
-        if node.contains(['*', '?', '[']) {
+        if crate::exec::is_glob(node) {
             continue;
         }
         resolve::node(shared, node)?;

@@ -203,7 +203,7 @@ mod tests {
     use crate::data_dir::DataDir;
     use chrono::TimeZone;
     use tether_store::Store;
-    use tether_wire::tasks::{CatchUp, TaskCommand, TaskSpec, TaskTargets, Trigger};
+    use tether_wire::tasks::{CatchUp, Trigger};
 
     /// Wall-clock time that moves with tokio's (paused) clock.
     #[derive(Debug)]
@@ -245,23 +245,9 @@ mod tests {
             data_dir,
             clock,
         );
-        let spec = TaskSpec {
-            name: "nightly".into(),
-            description: String::new(),
-            cron: "30 2 * * *".into(),
-            timezone: "Europe/Berlin".into(),
-            targets: TaskTargets {
-                all: true,
-                ..Default::default()
-            },
-            command: TaskCommand::Command(vec!["/bin/true".into()]),
-            timeout_ms: 1000,
-            retries: 0,
-            retry_interval_ms: 0,
-            spread_ms: 0,
-            catch_up: CatchUp::One,
-            enabled: true,
-        };
+        let mut spec =
+            schedule::tests::task("30 2 * * *", "Europe/Berlin", None, CatchUp::One).spec;
+        spec.name = "nightly".into();
         let first = Schedule::parse(&spec.cron, &spec.timezone)
             .unwrap()
             .next_after(base_ms);

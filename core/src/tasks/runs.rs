@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tether_wire::admin::{ExecCounts, ExecSpec, ExecStatus, NodeExecView};
+use tether_wire::admin::{ExecCounts, ExecStatus, NodeExecView};
 use tether_wire::tasks::{
     ExecOrigin, RunNodeResult, RunState, RunView, Task, TaskCommand, TaskRun, Trigger,
 };
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::admin::{Refusal, internal};
-use crate::exec::{Plan, Spread, run_detached, select_nodes};
+use crate::exec::{Plan, Selection, Spread, run_detached, select_nodes};
 use crate::server::Shared;
 
 /// Nodes running a task's command at once (as `tether exec`'s default).
@@ -212,20 +212,14 @@ async fn tries(
 ) -> Result<(), String> {
     owner_may_run(shared, &task.updated_by).map_err(|why| format!("not run: {why}"))?;
     let spec = &task.spec;
-    let selection = ExecSpec {
-        targets: spec.targets.nodes.clone(),
-        labels: spec.targets.labels.clone(),
-        groups: spec.targets.groups.clone(),
+    let selection = Selection {
+        targets: &spec.targets.nodes,
+        labels: &spec.targets.labels,
+        groups: &spec.targets.groups,
         all: spec.targets.all,
-        command: vec!["-".into()],
-        env: Vec::new(),
-        cwd: None,
-        timeout_ms: None,
-        concurrency: CONCURRENCY,
     };
     let targets = select_nodes(shared, &selection).map_err(|(_, why)| why)?;
     run.nodes = u32::try_from(targets.len()).unwrap_or(u32::MAX);
-    let hostnames: BTreeMap<NodeId, String> = targets.iter().cloned().collect();
     let mut last: BTreeMap<NodeId, ExecStatus> = BTreeMap::new();
     let mut remaining = targets;
     let spread = (spec.spread_ms > 0).then_some(Spread {
@@ -290,12 +284,7 @@ async fn tries(
         remaining = results
             .iter()
             .filter(|v| retried(v.status))
-            .map(|v| {
-                (
-                    v.node_id,
-                    hostnames.get(&v.node_id).cloned().unwrap_or_default(),
-                )
-            })
+            .map(|v| (v.node_id, v.hostname.clone()))
             .collect();
         if remaining.is_empty() || cancel.is_cancelled() {
             break;

@@ -121,7 +121,7 @@ pub(crate) fn decide(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use tether_wire::tasks::{TaskCommand, TaskSpec, TaskTargets};
 
@@ -140,7 +140,13 @@ mod tests {
             .to_string()
     }
 
-    fn task(cron: &str, timezone: &str, next_run_ms: Option<i64>, catch_up: CatchUp) -> Task {
+    /// A task on every node running `/bin/true` (also the scheduler's tests').
+    pub(crate) fn task(
+        cron: &str,
+        timezone: &str,
+        next_run_ms: Option<i64>,
+        catch_up: CatchUp,
+    ) -> Task {
         Task {
             id: 1,
             spec: TaskSpec {

@@ -49,7 +49,7 @@ impl Params {
 fn millis(what: &str, text: &str) -> Result<u64, ApiError> {
     let duration = tether_wire::units::parse_duration(text)
         .map_err(|e| ApiError::bad_request(format!("{what}: {e}")))?;
-    Ok(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    Ok(tether_wire::units::duration_ms(duration))
 }
 
 /// `GET /api/v1/nodes/{id}/metrics?range=24h[&step=5m][&metrics=cpu,mem][&until=MS]`: a

@@ -34,7 +34,7 @@ export function mount(main, ctx) {
     const btnSlot = h('span', { class: 'run-buttons' }, runBtn);
     const formError = h('p', { id: 'exec-form-error', class: 'form-error', role: 'alert', hidden: true });
     const form = h('form', { id: 'exec-form', class: 'exec-form', novalidate: true },
-      field('Command (run by sh -c on each node)', command, 'grow full'),
+      field('Command (run by /bin/sh -c on each node)', command, 'grow full'),
       h('div', { class: 'form-row' },
         field('Nodes (comma-separated ids or hostnames)', targets, 'grow'),
         field('Labels (k=v,k=v)', labels, 'grow'),

@@ -357,7 +357,7 @@ async fn rules(client: &AdminClient, command: RuleCommand) -> anyhow::Result<u8>
                 },
                 (None, true, None, None) => Condition::Offline,
                 (None, false, Some(skew), None) => Condition::ClockSkew {
-                    max_ms: u64::try_from(skew.as_millis()).unwrap_or(u64::MAX),
+                    max_ms: tether_wire::units::duration_ms(skew),
                 },
                 (None, false, None, Some(max)) => Condition::AgentRestarts { max },
                 _ => bail!(
@@ -368,7 +368,7 @@ async fn rules(client: &AdminClient, command: RuleCommand) -> anyhow::Result<u8>
             let rule = AlertRule {
                 name,
                 condition,
-                for_ms: for_.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                for_ms: for_.map_or(0, tether_wire::units::duration_ms),
                 severity,
                 targets: Targets {
                     labels,

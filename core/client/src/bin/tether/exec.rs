@@ -139,9 +139,7 @@ async fn execute(client: &AdminClient, args: ExecArgs) -> anyhow::Result<u8> {
         command: args.command,
         env: args.env,
         cwd: args.cwd,
-        timeout_ms: args
-            .timeout
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        timeout_ms: args.timeout.map(tether_wire::units::duration_ms),
         concurrency: args.concurrency,
     };
     let mut session = client.exec(spec).await?;

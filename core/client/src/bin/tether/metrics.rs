@@ -61,9 +61,9 @@ const FIGURES: usize = 44;
 
 pub async fn run(client: &AdminClient, args: MetricsArgs) -> anyhow::Result<u8> {
     let sparklines = !args.json && !args.table && std::io::stdout().is_terminal();
-    let range_ms = u64::try_from(args.since.as_millis()).unwrap_or(u64::MAX);
+    let range_ms = tether_wire::units::duration_ms(args.since);
     let step_ms = match args.step {
-        Some(step) => Some(u64::try_from(step.as_millis()).unwrap_or(u64::MAX)),
+        Some(step) => Some(tether_wire::units::duration_ms(step)),
         // As many points as the terminal has room for.
         None if sparklines => {
             let cols = crate::terminal::window_size().map_or(100, |s| usize::from(s.cols));

@@ -14,7 +14,7 @@ use tether_wire::tasks::{
     CatchUp, DEFAULT_RETRY_INTERVAL_MS, DEFAULT_TIMEOUT_MS, RunState, RunView, TaskChanges,
     TaskCommand, TaskRun, TaskSpec, TaskTargets, TaskView,
 };
-use tether_wire::units::parse_duration;
+use tether_wire::units::{duration_ms, parse_duration};
 
 use crate::output::{self, print_json, rfc3339};
 
@@ -166,10 +166,6 @@ pub struct TaskOptions {
     script: Option<std::path::PathBuf>,
 }
 
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 impl TaskOptions {
     fn targets(&self) -> Option<TaskTargets> {
         let targets = TaskTargets {
@@ -236,10 +232,12 @@ pub async fn run(client: &AdminClient, command: TaskCommandLine) -> anyhow::Resu
                 timezone: options.timezone.clone().unwrap_or_else(|| "UTC".into()),
                 targets,
                 command,
-                timeout_ms: options.timeout.map_or(DEFAULT_TIMEOUT_MS, ms),
+                timeout_ms: options.timeout.map_or(DEFAULT_TIMEOUT_MS, duration_ms),
                 retries: options.retries.unwrap_or(0),
-                retry_interval_ms: options.retry_interval.map_or(DEFAULT_RETRY_INTERVAL_MS, ms),
-                spread_ms: options.spread.map_or(0, ms),
+                retry_interval_ms: options
+                    .retry_interval
+                    .map_or(DEFAULT_RETRY_INTERVAL_MS, duration_ms),
+                spread_ms: options.spread.map_or(0, duration_ms),
                 catch_up: options.catch_up.unwrap_or_default(),
                 enabled: !disabled,
             };
@@ -264,10 +262,10 @@ pub async fn run(client: &AdminClient, command: TaskCommandLine) -> anyhow::Resu
                 timezone: options.timezone.clone(),
                 targets: options.targets(),
                 command: options.command(command)?,
-                timeout_ms: options.timeout.map(ms),
+                timeout_ms: options.timeout.map(duration_ms),
                 retries: options.retries,
-                retry_interval_ms: options.retry_interval.map(ms),
-                spread_ms: options.spread.map(ms),
+                retry_interval_ms: options.retry_interval.map(duration_ms),
+                spread_ms: options.spread.map(duration_ms),
                 catch_up: options.catch_up,
             };
             let task = one(client
