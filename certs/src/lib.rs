@@ -7,6 +7,7 @@
 //! - [`tls`]: rustls configurations for core, nodes (CA pinned by fingerprint) and admins;
 //! - [`node_key`]: a node's RSA-2048 key pair (enrollment signature, RSA-OAEP secret unwrap);
 //! - [`proof`]: the HMAC-SHA256 connection proof and constant-time comparisons;
+//! - [`release`]: ed25519 release keys, signed release manifests and their checks;
 //! - [`files`]: private directories (0700) and secret files (0600), written atomically.
 //!
 //! One crypto provider only: rustls with `ring`, passed explicitly to every builder, so the
@@ -18,6 +19,7 @@ pub mod files;
 pub mod identity;
 pub mod node_key;
 pub mod proof;
+pub mod release;
 pub mod tls;
 
 pub use tether_wire::token::Fingerprint;

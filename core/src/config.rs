@@ -115,6 +115,13 @@ pub struct CoreConfig {
     /// Whether `/metrics` has a series per node and measurement (CPU, memory, filesystems,
     /// network, load): about 13 per node, so off by default.
     pub metrics_per_node: bool,
+    /// Release public keys an uploaded agent release must be signed by (ed25519, base64 as
+    /// `tether release keygen` prints them). Core holds no private release key; nodes check
+    /// signatures against their own list (`release_keys` in `node.toml`) whatever core says.
+    /// Empty: every upload is refused.
+    pub release_keys: Vec<tether_wire::releases::ReleaseKey>,
+    /// Release files sent to nodes at once; more nodes wait for their turn.
+    pub max_downloads: usize,
     /// An alert that fires again within this long of its last notification is recorded but
     /// not notified (a flapping condition tells once per window).
     pub alert_flap_window: Duration,
@@ -226,6 +233,8 @@ impl CoreConfig {
             history_flush: Duration::from_secs(30),
             metrics_listen: None,
             metrics_per_node: false,
+            release_keys: Vec::new(),
+            max_downloads: 200,
             alert_flap_window: Duration::from_secs(600),
             alert_retries: 3,
             alert_retry_backoff: Duration::from_secs(2),
@@ -238,6 +247,9 @@ impl CoreConfig {
     /// Checks the values make sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: String| Err(ConfigError::Invalid(key.to_string(), why));
+        if self.max_downloads == 0 {
+            return bad("max_downloads", "must be at least 1".into());
+        }
         if self.heartbeat_interval < Duration::from_secs(1)
             || self.heartbeat_interval > Duration::from_secs(3600)
         {
@@ -454,6 +466,8 @@ impl CoreConfig {
             history_flush,
             metrics_listen,
             metrics_per_node,
+            release_keys,
+            max_downloads,
             alert_flap_window,
             alert_retries,
             alert_retry_backoff,
@@ -540,6 +554,11 @@ impl CoreConfig {
             self.metrics_listen = metrics_listen;
         }
         set(&mut self.metrics_per_node, metrics_per_node);
+        set(
+            &mut self.release_keys,
+            release_keys.map(|keys| keys.into_iter().map(|k| k.0).collect()),
+        );
+        set(&mut self.max_downloads, max_downloads);
         set(&mut self.alert_flap_window, alert_flap_window.map(|d| d.0));
         set(&mut self.alert_retries, alert_retries);
         set(
@@ -662,6 +681,10 @@ pub struct ConfigFile {
     pub metrics_listen: Option<SocketAddr>,
     /// See [`CoreConfig::metrics_per_node`].
     pub metrics_per_node: Option<bool>,
+    /// See [`CoreConfig::release_keys`].
+    pub release_keys: Option<Vec<ReleaseKeyText>>,
+    /// See [`CoreConfig::max_downloads`].
+    pub max_downloads: Option<usize>,
     /// See [`CoreConfig::alert_flap_window`].
     pub alert_flap_window: Option<DurationText>,
     /// See [`CoreConfig::alert_retries`].
@@ -682,6 +705,19 @@ impl ConfigFile {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::Read(path.to_path_buf(), e.to_string()))?;
         toml::from_str(&text).map_err(|e| ConfigError::Parse(path.to_path_buf(), e.to_string()))
+    }
+}
+
+/// A release public key written as text (base64), checked as it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReleaseKeyText(pub tether_wire::releases::ReleaseKey);
+
+impl<'de> Deserialize<'de> for ReleaseKeyText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        tether_certs::release::parse_public_key(&text)
+            .map(ReleaseKeyText)
+            .map_err(serde::de::Error::custom)
     }
 }
 

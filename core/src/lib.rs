@@ -32,6 +32,7 @@ mod history;
 mod mailbox;
 mod node_conn;
 mod probe;
+mod releases;
 mod retention;
 mod tasks;
 mod telemetry;

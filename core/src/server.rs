@@ -108,6 +108,8 @@ pub(crate) struct Shared {
     pub deliveries: crate::alerts::notify::Deliveries,
     /// Scheduled tasks' runs going on, and the scheduler's wake-up call.
     pub tasks: crate::tasks::Tasks,
+    /// Agent release files.
+    pub release_files: crate::releases::ReleaseFiles,
 }
 
 /// Holds one of `max_handshakes` until the handshake has finished, either way.
@@ -131,6 +133,7 @@ impl Shared {
         Arc::new(Shared {
             config,
             store,
+            release_files: crate::releases::ReleaseFiles::new(data_dir.root()),
             data_dir,
             presence: Presence::default(),
             started_at_ms: clock.now_ms(),
@@ -343,9 +346,12 @@ impl Core {
             config.login_lockout,
             config.login_delay,
         );
+        let release_files = crate::releases::ReleaseFiles::new(data_dir.root());
+        release_files.clear_leftovers();
         let shared = Arc::new(Shared {
             config,
             store,
+            release_files,
             data_dir,
             presence: Presence::default(),
             started_at_ms: clock.now_ms(),

@@ -38,6 +38,24 @@ pub struct NodeConfig {
     pub machine_id_file: Option<PathBuf>,
     /// What core may make this node do (`[policy]`); enforced here, only reported to core.
     pub policy: NodePolicy,
+    /// The version this agent reports (the build's: `TETHER_VERSION` at build time, else the
+    /// crate's).
+    pub agent_version: String,
+    /// Release public keys this node trusts (`release_keys` in `[node]`, `--release-key`):
+    /// it installs only agent releases signed by one of them. None: it installs none.
+    pub release_keys: Vec<tether_wire::releases::ReleaseKey>,
+    /// This agent's binary and the arguments it was started with, to start again after an
+    /// update (none: updates are refused, as for a library embedding the agent).
+    pub relaunch: Option<Relaunch>,
+}
+
+/// How to start this agent again: its binary, its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relaunch {
+    /// The binary's path, as it was when the agent started (resolved: not a symlink).
+    pub binary: PathBuf,
+    /// The arguments after the program name.
+    pub args: Vec<std::ffi::OsString>,
 }
 
 impl NodeConfig {
@@ -57,6 +75,9 @@ impl NodeConfig {
             shell: None,
             machine_id_file: None,
             policy: NodePolicy::open(),
+            agent_version: crate::AGENT_VERSION.to_string(),
+            release_keys: Vec::new(),
+            relaunch: None,
         }
     }
 
@@ -101,6 +122,15 @@ impl NodeConfig {
         }
         if let Some(file) = node.machine_id_file {
             self.machine_id_file = Some(file);
+        }
+        if let Some(keys) = node.release_keys {
+            self.release_keys = keys
+                .iter()
+                .map(|k| {
+                    tether_certs::release::parse_public_key(k)
+                        .map_err(|e| format!("release_keys: {e}"))
+                })
+                .collect::<Result<_, _>>()?;
         }
         let duration =
             |key: &str, text: Option<String>, target: &mut Duration| -> Result<(), String> {
@@ -221,6 +251,8 @@ pub struct NodeSection {
     pub reconnect_max: Option<String>,
     /// File holding this machine's id (default `/etc/machine-id`).
     pub machine_id_file: Option<PathBuf>,
+    /// Release public keys to trust (base64, as `tether release keygen` prints them).
+    pub release_keys: Option<Vec<String>>,
 }
 
 impl NodeConfigFile {

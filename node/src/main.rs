@@ -10,9 +10,15 @@ use tether_node::{NodeConfig, NodeError};
 use tether_wire::token::JoinToken;
 use tether_wire::units::parse_duration;
 
+/// The version this build reports: `TETHER_VERSION` when it was built, else the crate's.
+const VERSION: &str = match option_env!("TETHER_VERSION") {
+    Some(version) => version,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 /// Tether's agent: keeps one QUIC connection to core, enrolls, reports facts and metrics.
 #[derive(Debug, Parser)]
-#[command(name = "tether-node", version, about, long_about = None)]
+#[command(name = "tether-node", version = VERSION, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -71,6 +77,15 @@ struct RunArgs {
     /// Longest delay between reconnect attempts, e.g. 30s.
     #[arg(long, value_parser = parse_duration)]
     reconnect_max: Option<std::time::Duration>,
+    /// A release public key to trust (base64, as `tether release keygen` prints it); repeat
+    /// for several. The agent installs only releases signed by a key it trusts; given here,
+    /// it replaces the config file's `release_keys`.
+    #[arg(long = "release-key", value_name = "KEY", value_parser = release_key)]
+    release_keys: Vec<tether_wire::releases::ReleaseKey>,
+}
+
+fn release_key(text: &str) -> Result<tether_wire::releases::ReleaseKey, String> {
+    tether_certs::release::parse_public_key(text).map_err(|e| e.to_string())
 }
 
 fn build_config(args: RunArgs) -> anyhow::Result<NodeConfig> {
@@ -106,6 +121,17 @@ fn build_config(args: RunArgs) -> anyhow::Result<NodeConfig> {
     if let Some(max) = args.reconnect_max {
         config.reconnect_max = max;
     }
+    if !args.release_keys.is_empty() {
+        config.release_keys = args.release_keys;
+    }
+    config.agent_version = VERSION.to_string();
+    // Where this binary is now: after an update the path holds another file.
+    config.relaunch = std::env::current_exe()
+        .ok()
+        .map(|binary| tether_node::config::Relaunch {
+            binary,
+            args: std::env::args_os().skip(1).collect(),
+        });
     config.validate().map_err(anyhow::Error::msg)?;
     Ok(config)
 }
@@ -119,7 +145,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     tether_log::init(cli.log_format.parse().unwrap_or_default());
     let Command::Run(args) = cli.command;

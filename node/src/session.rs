@@ -26,7 +26,7 @@ use crate::backoff::Backoff;
 use crate::collect::{Collector, collect_facts};
 use crate::exec::Executions;
 use crate::state::NodeState;
-use crate::{AGENT_VERSION, NodeConfig, NodeError};
+use crate::{NodeConfig, NodeError};
 
 /// A session that lasted this long resets the backoff to its quick first retry.
 const STABLE_SESSION: Duration = Duration::from_secs(10);
@@ -101,7 +101,7 @@ pub async fn run(
     crate::exec::clear_scripts(&config.state_dir.join("scripts"));
     let agent = crate::agent::Agent::start(
         state.dir(),
-        AGENT_VERSION,
+        &config.agent_version,
         tether_wire::units::unix_ms(std::time::SystemTime::now()),
     );
     let mut ctx = Context {
@@ -353,7 +353,7 @@ fn enroll_request(ctx: &Context) -> Result<EnrollRequest, NodeError> {
         public_key_pem: ctx.state.key.public().to_pem(),
         hostname,
         join_secret: token.secret,
-        agent_version: AGENT_VERSION.to_string(),
+        agent_version: ctx.config.agent_version.clone(),
         signature: ByteBuf::default(),
     };
     request.signature = ByteBuf(ctx.state.key.sign(&request.signed_bytes()));
@@ -385,7 +385,7 @@ fn auth_request(ctx: &Context, connection: &Connection) -> Result<AuthRequest, N
         node_id: ctx.state.node_id,
         timestamp,
         proof: FixedBytes(tether_certs::proof::compute(secret, &input)),
-        agent_version: AGENT_VERSION.to_string(),
+        agent_version: ctx.config.agent_version.clone(),
         machine: crate::collect::machine_fingerprint(ctx.config.machine_id_file.as_deref()),
         hostname: hostname(ctx),
     })
@@ -521,7 +521,8 @@ async fn run_session(
         tokio::select! {
             _ = ctx.cancel.cancelled() => return Ok(goodbye(connection)),
             _ = facts_check.tick() => {
-                let facts = collect_facts(hostname.as_deref());
+                let mut facts = collect_facts(hostname.as_deref());
+                facts.agent_version.clone_from(&ctx.config.agent_version);
                 let digest = facts.digest();
                 if facts_digest != Some(digest) {
                     debug!("sending static facts");

@@ -24,6 +24,7 @@ mod history;
 mod legacy;
 mod nodes;
 mod records;
+mod releases;
 mod retention;
 mod snapshot;
 mod tables;
@@ -50,6 +51,7 @@ pub use records::{
     ApplicationRecord, ExecutionRecord, IdentityConflict, NodeExecRecord, NodeRecord, StatusEvent,
     TtySessionRecord,
 };
+pub use releases::ReleaseRefusal;
 pub use retention::Pruned;
 pub use snapshot::Summary;
 pub use tasks::{TaskOutcome, TaskRefusal};

@@ -85,6 +85,12 @@ pub(crate) const TASK_RUNS: TableDefinition<'_, (u64, u64), &[u8]> =
 pub(crate) const TASK_RUNNING: TableDefinition<'_, (u64, u64), ()> =
     TableDefinition::new("task_running");
 
+/// release number → encoded [`tether_wire::releases::Release`].
+pub(crate) const RELEASES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("releases");
+/// (version, OS, architecture) → release number: one build of a version per platform.
+pub(crate) const RELEASE_BY_BUILD: TableDefinition<'_, (&str, &str, &str), u64> =
+    TableDefinition::new("release_by_build");
+
 /// name → number: counters kept in step with the tables they count, in the same transactions,
 /// and markers of indexes built for databases written before them.
 pub(crate) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
@@ -92,6 +98,8 @@ pub(crate) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("me
 pub(crate) const GROUPS_NEXT_ID: &str = "groups_next_id";
 /// [`META`] key: the next task's number.
 pub(crate) const TASKS_NEXT_ID: &str = "tasks_next_id";
+/// [`META`] key: the next release's number.
+pub(crate) const RELEASES_NEXT_ID: &str = "releases_next_id";
 /// [`META`] key: the next alert's number.
 pub(crate) const ALERTS_NEXT_ID: &str = "alerts_next_id";
 /// [`META`] key: bytes of kept execution output (the values of [`EXEC_OUTPUT`]).
@@ -146,6 +154,8 @@ macro_rules! every_table {
         $each!(TASK_BY_NAME);
         $each!(TASK_RUNS);
         $each!(TASK_RUNNING);
+        $each!(RELEASES);
+        $each!(RELEASE_BY_BUILD);
         $each!(EXEC_WITH_OUTPUT);
         $each!(REJECTED_BY_TIME);
         $each!(USERS);

@@ -424,6 +424,33 @@ pub enum AdminRequest {
         /// How many times (at most 20).
         count: u32,
     },
+    /// Upload an agent release: the file follows on the stream as
+    /// [`UploadFrame`](crate::releases::UploadFrame)s, then the stream ends. Core checks size,
+    /// SHA-256 and signature (against the release keys it trusts) before keeping it.
+    /// Answer: `Releases` with the one kept.
+    ReleaseUpload {
+        /// The signed manifest.
+        manifest: crate::releases::Manifest,
+        /// Release notes.
+        notes: String,
+    },
+    /// Every release, newest first. Answer: `Releases`.
+    ReleaseList,
+    /// A version's builds (one per OS and architecture). Answer: `Releases`.
+    ReleaseShow {
+        /// The version.
+        version: String,
+    },
+    /// Delete a version's builds (only one OS/architecture's when given); refused while a
+    /// deploy that has not ended uses one. Answer: `Releases` (those deleted).
+    ReleaseDelete {
+        /// The version.
+        version: String,
+        /// Only this OS's build.
+        os: Option<String>,
+        /// Only this architecture's build.
+        arch: Option<String>,
+    },
 }
 
 impl AdminRequest {
@@ -515,6 +542,10 @@ impl AdminRequest {
             AdminRequest::TaskRun { .. } => "TaskRun",
             AdminRequest::TaskHistory { .. } => "TaskHistory",
             AdminRequest::CronPreview { .. } => "CronPreview",
+            AdminRequest::ReleaseUpload { .. } => "ReleaseUpload",
+            AdminRequest::ReleaseList => "ReleaseList",
+            AdminRequest::ReleaseShow { .. } => "ReleaseShow",
+            AdminRequest::ReleaseDelete { .. } => "ReleaseDelete",
         }
     }
 }
@@ -699,6 +730,8 @@ pub enum AdminResponse {
         /// The next due times, unix ms.
         times_ms: Vec<i64>,
     },
+    /// Agent releases.
+    Releases(Vec<crate::releases::ReleaseView>),
 }
 
 /// What a backup holds, said before it is sent.

@@ -57,6 +57,7 @@ pub mod history;
 pub mod ids;
 pub mod limits;
 pub mod policy;
+pub mod releases;
 pub mod tasks;
 pub mod token;
 pub mod tty;

@@ -208,6 +208,62 @@ impl AdminClient {
         Ok((send, FramedRecv::new(recv, MAX_ADMIN_FRAME_LEN)))
     }
 
+    /// Uploads an agent release: `request` is, or wraps, `ReleaseUpload`; the file is read from
+    /// `file` in chunks of [`tether_wire::releases::UPLOAD_CHUNK`] and `progress` is told the
+    /// bytes sent so far after each. Core may refuse before the file is all sent (a bad
+    /// signature, a duplicate): its answer is returned as soon as it comes.
+    pub async fn upload(
+        &self,
+        request: &AdminRequest,
+        mut file: impl tokio::io::AsyncRead + Unpin,
+        mut progress: impl FnMut(u64),
+    ) -> Result<Vec<AdminResponse>, ClientError> {
+        use tether_wire::releases::{UPLOAD_CHUNK, UploadFrame};
+        use tokio::io::AsyncReadExt as _;
+        let (mut send, mut recv) = self.send(request).await?;
+        let mut buf = vec![0u8; UPLOAD_CHUNK];
+        let mut sent = 0u64;
+        // Core's answer may come early (a refusal); it is read while the file goes out.
+        let early = loop {
+            let n = file
+                .read(&mut buf)
+                .await
+                .map_err(|e| ClientError::Transport(format!("reading the file: {e}")))?;
+            if n == 0 {
+                break None;
+            }
+            let frame = UploadFrame::Data(tether_wire::bytes::ByteBuf(buf[..n].to_vec()));
+            tokio::select! {
+                biased;
+                answer = next_answer(&mut recv, &self.connection) => break Some(answer),
+                written = send.send(&frame) => if written.is_err() {
+                    // Core stopped reading: its answer says why.
+                    break Some(next_answer(&mut recv, &self.connection).await);
+                },
+            }
+            sent += n as u64;
+            progress(sent);
+        };
+        let mut responses = Vec::new();
+        match early {
+            Some(answer) => {
+                if let Some(response) = answer? {
+                    responses.push(response);
+                }
+            }
+            None => send.finish(),
+        }
+        while let Some(response) = next_answer(&mut recv, &self.connection).await? {
+            responses.push(response);
+        }
+        if responses.is_empty() {
+            return Err(ClientError::Transport(
+                "core closed the stream without answering".into(),
+            ));
+        }
+        Ok(responses)
+    }
+
     /// Starts an execution; its answers are read from the returned session as they come.
     pub async fn exec(&self, spec: ExecSpec) -> Result<ExecSession, ClientError> {
         self.exec_request(&AdminRequest::Exec(spec)).await

@@ -427,6 +427,26 @@ fn describe(request: &AdminRequest) -> (&'static str, Option<String>, Vec<(Strin
             None,
             vec![d("cron", cron.clone()), d("timezone", timezone.clone())],
         ),
+        AdminRequest::ReleaseUpload { manifest, notes } => (
+            "release",
+            Some(manifest.describe()),
+            vec![
+                d("size", manifest.size.to_string()),
+                d("sha256", hex::encode(manifest.sha256.as_bytes())),
+                d("key", tether_wire::releases::key_id(&manifest.key)),
+                d("notes", notes.clone()),
+            ],
+        ),
+        AdminRequest::ReleaseList => ("release", None, vec![]),
+        AdminRequest::ReleaseShow { version } => ("release", Some(version.clone()), vec![]),
+        AdminRequest::ReleaseDelete { version, os, arch } => (
+            "release",
+            Some(version.clone()),
+            [("os", os), ("arch", arch)]
+                .into_iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| d(k, v.clone())))
+                .collect(),
+        ),
         _ => ("unknown", None, vec![]),
     }
 }

@@ -21,6 +21,7 @@ mod history;
 mod login;
 mod metrics;
 mod nodes;
+mod releases;
 pub(crate) mod resolve;
 pub(crate) mod roles;
 mod status;
@@ -295,6 +296,24 @@ async fn dispatch(
             // Output of many nodes: streamed in frames as it is read, never all in memory.
             Some(crate::exec::show(shared, id, &mut send).await)
         }
+        AdminRequest::ReleaseUpload { manifest, notes } => {
+            // The file follows the request on this stream.
+            let reply = releases::upload(shared, &caller, manifest, notes, &mut recv).await;
+            let outcome = match &reply {
+                Ok(_) => Outcome::Ok,
+                Err(refusal) => Outcome::Failed(refusal),
+            };
+            audit::record(shared, &caller, &request, outcome).await;
+            let responses = reply
+                .unwrap_or_else(|(code, message)| vec![AdminResponse::Error { code, message }]);
+            for response in &responses {
+                if send.send(response).await.is_err() {
+                    return;
+                }
+            }
+            send.finish();
+            return;
+        }
         _ => None,
     };
     if let Some(result) = streamed {
@@ -463,12 +482,16 @@ async fn handle(shared: &Arc<Shared>, caller: &Caller, request: &AdminRequest) -
         | AdminRequest::TaskDelete { .. }
         | AdminRequest::TaskHistory { .. }
         | AdminRequest::CronPreview { .. }) => tasks::handle(shared, caller, request).await,
+        request @ (AdminRequest::ReleaseList
+        | AdminRequest::ReleaseShow { .. }
+        | AdminRequest::ReleaseDelete { .. }) => releases::handle(shared, caller, request).await,
         AdminRequest::OpenTty { .. }
         | AdminRequest::Watch(_)
         | AdminRequest::TtyRecording { .. }
         | AdminRequest::Exec(_)
         | AdminRequest::ShowExec { .. }
         | AdminRequest::Backup { .. }
+        | AdminRequest::ReleaseUpload { .. }
         | AdminRequest::AsUser { .. } => Err((
             ErrorCode::UNEXPECTED_MESSAGE,
             "this request takes a stream of its own".into(),

@@ -171,6 +171,9 @@ pub(crate) fn action(request: &AdminRequest) -> &'static str {
         | AdminRequest::TaskEnable { .. } => "tasks.create",
         AdminRequest::TaskRun { .. } => "tasks.execute",
         AdminRequest::TaskDelete { .. } => "tasks.delete",
+        AdminRequest::ReleaseList | AdminRequest::ReleaseShow { .. } => "versions.view",
+        AdminRequest::ReleaseUpload { .. } => "versions.upload",
+        AdminRequest::ReleaseDelete { .. } => "versions.delete",
         AdminRequest::UserAdd(_)
         | AdminRequest::UserList
         | AdminRequest::UserShow { .. }

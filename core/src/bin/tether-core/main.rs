@@ -244,6 +244,14 @@ struct CoreFlags {
     /// 100,000 nodes) [default: false].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     metrics_per_node: Option<bool>,
+    /// A release public key uploads must be signed by (base64, as `tether release keygen`
+    /// prints it); repeat for several. Given here, it replaces the file's `release_keys`
+    /// [default: none, and every upload is refused].
+    #[arg(long = "release-key", value_name = "KEY", value_parser = release_key)]
+    release_keys: Vec<tether_wire::releases::ReleaseKey>,
+    /// Release files sent to nodes at once [default: 200].
+    #[arg(long, value_name = "N")]
+    max_downloads: Option<usize>,
     /// An alert firing again within this long of its last notification is recorded but not
     /// notified: a flapping condition tells once per window [default: 10m].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
@@ -263,6 +271,11 @@ struct CoreFlags {
     /// Alerts kept at most [default: 100000].
     #[arg(long, value_name = "N")]
     alert_max_records: Option<u64>,
+}
+
+/// A release public key flag.
+fn release_key(text: &str) -> Result<tether_wire::releases::ReleaseKey, String> {
+    tether_certs::release::parse_public_key(text).map_err(|e| e.to_string())
 }
 
 /// A size flag: `1048576`, `64MiB`, `10GiB`.
@@ -370,6 +383,12 @@ impl CoreFlags {
         }
         if let Some(on) = self.metrics_per_node {
             config.metrics_per_node = on;
+        }
+        if !self.release_keys.is_empty() {
+            config.release_keys = self.release_keys;
+        }
+        if let Some(n) = self.max_downloads {
+            config.max_downloads = n;
         }
         set(&mut config.alert_flap_window, self.alert_flap_window);
         set(&mut config.alert_retry_backoff, self.alert_retry_backoff);

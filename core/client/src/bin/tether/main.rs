@@ -9,6 +9,7 @@ mod groups;
 mod keys;
 mod metrics;
 mod output;
+mod releases;
 mod stdout;
 mod tasks;
 mod terminal;
@@ -90,6 +91,11 @@ enum Command {
     /// output is in `exec history` and `exec show` too.
     #[command(subcommand)]
     Task(tasks::TaskCommandLine),
+    /// Agent releases, signed with a key core never holds: `release keygen --out release.key`,
+    /// `release sign tether-node --key release.key --version 1.2.0 --out m.toml`, `release
+    /// upload tether-node --manifest m.toml`, `release list`.
+    #[command(subcommand)]
+    Release(releases::ReleaseCommand),
     // Help from their arguments' documentation, as for exec, tty and backup.
     Completions(generate::CompletionsArgs),
     Man(generate::ManArgs),
@@ -251,6 +257,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     match &cli.command {
         Command::Completions(args) => return generate::completions(args),
         Command::Man(args) => return generate::man(args),
+        Command::Release(command) if command.is_offline() => {
+            let Command::Release(command) = cli.command else {
+                unreachable!("matched above")
+            };
+            return releases::run_offline(command);
+        }
         _ => {}
     }
     let path = identity_path(&cli)?;
@@ -297,6 +309,7 @@ async fn dispatch(client: &AdminClient, command: Command) -> anyhow::Result<u8> 
         Command::Alert(command) => return alerts::run(client, command).await,
         Command::Group(command) => return groups::run(client, command).await,
         Command::Task(command) => return tasks::run(client, command).await,
+        Command::Release(command) => return releases::run(client, command).await,
         Command::User(_) => bail!("user commands need the identity; this is a bug"),
         // Answered in `run` before connecting; the same answer here.
         Command::Completions(args) => return generate::completions(&args),

@@ -1,0 +1,171 @@
+//! Agent releases (`tether release ...`): upload, list, show, delete. An upload takes its
+//! stream: the file follows the request. The files are `crate::releases`.
+
+use tether_store::ReleaseRefusal;
+use tether_wire::ErrorCode;
+use tether_wire::admin::{AdminRequest, AdminResponse};
+use tether_wire::releases::{MAX_NOTES, Manifest, Release, ReleaseView, UploadFrame};
+use tether_wire::stream::FramedRecv;
+use tracing::info;
+
+use super::{Refusal, Reply, internal, invalid};
+use crate::auth::Caller;
+use crate::server::Shared;
+
+fn refused(refusal: ReleaseRefusal) -> Refusal {
+    let code = match refusal {
+        ReleaseRefusal::NotFound(_) => ErrorCode::NOT_FOUND,
+        ReleaseRefusal::Exists(_) => ErrorCode::CONFLICT,
+        ReleaseRefusal::Limit(_) => ErrorCode::LIMIT_REACHED,
+        _ => ErrorCode::INVALID_ARGUMENT,
+    };
+    (code, refusal.to_string())
+}
+
+/// The checks an upload passes before its first byte is read: shape, notes, signature by a
+/// key core trusts, not a duplicate.
+fn check_upload(shared: &Shared, manifest: &Manifest, notes: &str) -> Result<(), Refusal> {
+    manifest.check_shape().map_err(invalid)?;
+    if notes.len() > MAX_NOTES {
+        return Err(invalid(format!(
+            "release notes are {} bytes; the limit is {MAX_NOTES}",
+            notes.len()
+        )));
+    }
+    if shared.config.release_keys.is_empty() {
+        return Err((
+            ErrorCode::BAD_SIGNATURE,
+            "core trusts no release key yet: start it with --release-key KEY (or \
+             release_keys in its config file), the public key `tether release keygen` printed"
+                .into(),
+        ));
+    }
+    tether_certs::release::verify(manifest, &shared.config.release_keys)
+        .map_err(|e| (ErrorCode::BAD_SIGNATURE, e.to_string()))?;
+    if shared
+        .store
+        .release_for(&manifest.version, &manifest.os, &manifest.arch)
+        .map_err(internal)?
+        .is_some()
+    {
+        return Err(refused(ReleaseRefusal::Exists(manifest.describe())));
+    }
+    Ok(())
+}
+
+/// `ReleaseUpload`: checks, then reads the file from `recv`, then keeps it.
+pub(crate) async fn upload(
+    shared: &Shared,
+    caller: &Caller,
+    manifest: &Manifest,
+    notes: &str,
+    recv: &mut FramedRecv,
+) -> Reply {
+    check_upload(shared, manifest, notes)?;
+    let files = &shared.release_files;
+    let mut incoming = files.receive(manifest).await.map_err(|e| {
+        (
+            ErrorCode::INTERNAL,
+            format!("core cannot store release files: {e}"),
+        )
+    })?;
+    loop {
+        match recv.next::<UploadFrame>().await {
+            Ok(Some(UploadFrame::Data(bytes))) => incoming
+                .write(&bytes.0)
+                .await
+                .map_err(|m| (ErrorCode::INVALID_ARGUMENT, m))?,
+            Ok(None) => break,
+            Ok(Some(_)) => return Err(invalid("unexpected frame in an upload".into())),
+            Err(e) => {
+                return Err((
+                    e.protocol_code().unwrap_or(ErrorCode::MALFORMED),
+                    format!("the upload ended early: {e}"),
+                ));
+            }
+        }
+    }
+    incoming
+        .finish(manifest, files)
+        .await
+        .map_err(|m| (ErrorCode::INVALID_ARGUMENT, m))?;
+    let added = shared
+        .store
+        .add_release(
+            manifest.clone(),
+            notes.to_string(),
+            caller.user.clone(),
+            shared.now_ms(),
+        )
+        .await;
+    let release = match added {
+        Ok(Ok(release)) => release,
+        Ok(Err(refusal)) => {
+            forget_file(shared, manifest);
+            return Err(refused(refusal));
+        }
+        Err(e) => {
+            forget_file(shared, manifest);
+            return Err(internal(e));
+        }
+    };
+    info!(release = %manifest.describe(), by = %caller.user, size = manifest.size, "release uploaded");
+    Ok(vec![AdminResponse::Releases(vec![view(shared, release)])])
+}
+
+/// Removes a file no release record names (an upload whose record was refused).
+fn forget_file(shared: &Shared, manifest: &Manifest) {
+    let used = shared
+        .store
+        .releases()
+        .is_ok_and(|all| all.iter().any(|r| r.manifest.sha256 == manifest.sha256));
+    shared
+        .release_files
+        .remove_unless(manifest.sha256.as_bytes(), used);
+}
+
+fn view(_shared: &Shared, release: Release) -> ReleaseView {
+    ReleaseView {
+        release,
+        active_deploys: Vec::new(),
+    }
+}
+
+/// Every other release request.
+pub(crate) async fn handle(shared: &Shared, _caller: &Caller, request: AdminRequest) -> Reply {
+    let store = &shared.store;
+    match request {
+        AdminRequest::ReleaseList => {
+            let all = store.releases().map_err(internal)?;
+            Ok(vec![AdminResponse::Releases(
+                all.into_iter().map(|r| view(shared, r)).collect(),
+            )])
+        }
+        AdminRequest::ReleaseShow { version } => {
+            let builds = store.releases_of(&version).map_err(internal)?;
+            if builds.is_empty() {
+                return Err(refused(ReleaseRefusal::NotFound(version)));
+            }
+            Ok(vec![AdminResponse::Releases(
+                builds.into_iter().map(|r| view(shared, r)).collect(),
+            )])
+        }
+        AdminRequest::ReleaseDelete { version, os, arch } => {
+            let deleted = store
+                .delete_releases(version, os, arch, |_| None)
+                .await
+                .map_err(internal)?
+                .map_err(refused)?;
+            let remaining = store.releases().map_err(internal)?;
+            for release in &deleted {
+                let sha = &release.manifest.sha256;
+                let used = remaining.iter().any(|r| r.manifest.sha256 == *sha);
+                shared.release_files.remove_unless(sha.as_bytes(), used);
+            }
+            Ok(vec![AdminResponse::Releases(
+                deleted.into_iter().map(|r| view(shared, r)).collect(),
+            )])
+        }
+        _ => Err(invalid("not a release request".into())),
+    }
+}
