@@ -758,15 +758,9 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-/// Parses a byte size: `1048576`, `64MiB`, `10 GiB`, `1GB`.
+/// Parses a byte size: `1048576`, `64MiB`, `10 GiB`, `1GB` ([`tether_wire::units::parse_bytes`]).
 pub fn parse_bytes(text: &str) -> Result<ByteSize, String> {
-    let text = text.trim();
-    if let Ok(n) = text.parse::<u64>() {
-        return Ok(ByteSize(n));
-    }
-    text.parse::<bytesize::ByteSize>()
-        .map(|size| ByteSize(size.as_u64()))
-        .map_err(|_| format!("size {text:?} is not a number of bytes or a size like 64MiB"))
+    tether_wire::units::parse_bytes(text).map(ByteSize)
 }
 
 /// A configuration problem.

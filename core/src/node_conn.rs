@@ -568,6 +568,12 @@ async fn authenticate(
         return None;
     }
     info!(remote = %connection.remote_address(), version = %auth.agent_version, "node online");
+    if shared.deploys.any() {
+        let (shared, version) = (shared.clone(), auth.agent_version.clone());
+        tokio::spawn(async move {
+            crate::releases::deploy::on_authenticated(&shared, node_id, &version).await;
+        });
+    }
     Some(session)
 }
 
@@ -767,6 +773,13 @@ async fn run_session(
                 }
                 Err(e) => return ended(describe_close(&e)),
             },
+            // The only stream a node opens besides its control stream: a release download.
+            stream = connection.accept_bi() => match stream {
+                Ok((send, recv)) => {
+                    tokio::spawn(crate::releases::serve_download(shared.clone(), session.node_id, send, recv).in_current_span());
+                }
+                Err(e) => return ended(describe_close(&e)),
+            },
             frame = control.recv.next::<NodeMessage>() => match frame {
                 Ok(Some(NodeMessage::StaticFacts(facts))) => {
                     debug!("static facts received");
@@ -774,6 +787,9 @@ async fn run_session(
                         warn!(error = %e, "storing static facts failed");
                     }
                     session.live.lock().expect("not poisoned").facts_received += 1;
+                }
+                Ok(Some(NodeMessage::UpdateStatus(status))) => {
+                    Box::pin(crate::releases::deploy::on_status(shared, session.node_id, status)).await;
                 }
                 Ok(Some(NodeMessage::Policy(policy))) => {
                     debug!(policy = %policy.summary(), "policy reported");

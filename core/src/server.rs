@@ -110,6 +110,8 @@ pub(crate) struct Shared {
     pub tasks: crate::tasks::Tasks,
     /// Agent release files.
     pub release_files: crate::releases::ReleaseFiles,
+    /// Deploys under way.
+    pub deploys: crate::releases::deploy::Deploys,
 }
 
 /// Holds one of `max_handshakes` until the handshake has finished, either way.
@@ -131,6 +133,7 @@ impl Shared {
         clock: Arc<dyn Clock>,
     ) -> Arc<Shared> {
         Arc::new(Shared {
+            deploys: crate::releases::deploy::Deploys::new(config.max_downloads),
             config,
             store,
             release_files: crate::releases::ReleaseFiles::new(data_dir.root()),
@@ -348,10 +351,12 @@ impl Core {
         );
         let release_files = crate::releases::ReleaseFiles::new(data_dir.root());
         release_files.clear_leftovers();
+        let deploys = crate::releases::deploy::Deploys::new(config.max_downloads);
         let shared = Arc::new(Shared {
             config,
             store,
             release_files,
+            deploys,
             data_dir,
             presence: Presence::default(),
             started_at_ms: clock.now_ms(),
@@ -381,6 +386,7 @@ impl Core {
             tokio::spawn(crate::alerts::run(shared.clone())),
             tokio::spawn(crate::tasks::run(shared.clone())),
         ];
+        crate::releases::deploy::resume_all(&shared);
         if let Some(listener) = metrics_listener {
             tasks.push(tokio::spawn(crate::telemetry::http::serve(
                 shared.clone(),

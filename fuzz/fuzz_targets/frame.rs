@@ -1,15 +1,17 @@
-//! Every decoder of stream bytes (control, admin, execution output and terminal streams): arbitrary input never panics, never allocates beyond the limit,
+//! Every decoder of stream bytes (control, admin, execution output, terminal, release upload and download streams): arbitrary input never panics, never allocates beyond the limit,
 //! and whatever decodes re-encodes to a frame that decodes to the same message.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use tether_wire::admin::{AdminRequest, AdminResponse};
 use tether_wire::control::{CoreMessage, NodeMessage};
+use tether_wire::deploys::{DownloadFrame, DownloadRequest, MAX_DOWNLOAD_FRAME_LEN};
 use tether_wire::exec::ExecFrame;
 use tether_wire::frame::{Decoded, FrameReader, decode_frame, encode_frame};
 use tether_wire::limits::{
     MAX_ADMIN_FRAME_LEN, MAX_CONTROL_FRAME_LEN, MAX_EXEC_FRAME_LEN, MAX_TTY_FRAME_LEN,
 };
+use tether_wire::releases::UploadFrame;
 use tether_wire::tty::{TtyInput, TtyOpen, TtyOutput};
 
 fn check<T>(data: &[u8], max: usize)
@@ -41,4 +43,7 @@ fuzz_target!(|data: &[u8]| {
     check::<TtyOpen>(data, MAX_TTY_FRAME_LEN);
     check::<TtyInput>(data, MAX_TTY_FRAME_LEN);
     check::<TtyOutput>(data, MAX_TTY_FRAME_LEN);
+    check::<UploadFrame>(data, MAX_ADMIN_FRAME_LEN);
+    check::<DownloadRequest>(data, MAX_DOWNLOAD_FRAME_LEN);
+    check::<DownloadFrame>(data, MAX_DOWNLOAD_FRAME_LEN);
 });

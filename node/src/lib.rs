@@ -18,6 +18,7 @@ mod exec;
 mod session;
 pub mod state;
 mod tty;
+pub mod update;
 
 use std::future::Future;
 

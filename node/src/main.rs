@@ -38,6 +38,14 @@ enum Command {
     /// give this machine a fresh one and enroll); 1 any other error. Only 0 and 1 are worth
     /// restarting.
     Run(RunArgs),
+    /// Started by the agent itself during an update, from the binary it replaced: puts that
+    /// binary back if the new agent has not authenticated to core in time.
+    #[command(hide = true)]
+    Watchdog {
+        /// The agent's state directory.
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -148,7 +156,18 @@ async fn shutdown_signal() {
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     tether_log::init(cli.log_format.parse().unwrap_or_default());
-    let Command::Run(args) = cli.command;
+    let args = match cli.command {
+        Command::Run(args) => args,
+        Command::Watchdog { state_dir } => {
+            return match tether_node::update::watchdog(&state_dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tether-node watchdog: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
     let config = match build_config(args) {
         Ok(config) => config,
         Err(e) => {

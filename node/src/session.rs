@@ -47,6 +47,12 @@ struct Context {
     executions: Arc<Executions>,
     terminals: Arc<crate::tty::Terminals>,
     agent: crate::agent::Agent,
+    /// The update being fetched, if any (one at a time), and what it reports.
+    update: Option<(u64, tokio::task::JoinHandle<()>)>,
+    update_events: (
+        tokio::sync::mpsc::Sender<crate::update::Event>,
+        tokio::sync::mpsc::Receiver<crate::update::Event>,
+    ),
 }
 
 impl Context {
@@ -114,6 +120,8 @@ pub async fn run(
         endpoint: None,
         executions: Arc::default(),
         terminals: Arc::default(),
+        update: None,
+        update_events: tokio::sync::mpsc::channel(8),
     };
     let mut backoff = Backoff::new(ctx.config.reconnect_initial, ctx.config.reconnect_max);
     let result = loop {
@@ -517,9 +525,31 @@ async fn run_session(
     {
         return closed(ctx, connection, true);
     }
+    // An update that brought this agent here is confirmed; one that ended while no connection
+    // could tell core is told now.
+    if let Some(status) =
+        crate::update::after_authentication(&ctx.config.state_dir, &ctx.config.agent_version)
+        && send.send(&NodeMessage::UpdateStatus(status)).await.is_err()
+    {
+        return closed(ctx, connection, true);
+    }
     loop {
         tokio::select! {
             _ = ctx.cancel.cancelled() => return Ok(goodbye(connection)),
+            Some(event) = ctx.update_events.1.recv() => match event {
+                crate::update::Event::Status(status) => {
+                    if status.state.ended() {
+                        ctx.update = None;
+                    }
+                    if send.send(&NodeMessage::UpdateStatus(status)).await.is_err() {
+                        return closed(ctx, connection, true);
+                    }
+                }
+                crate::update::Event::Ready(switch) => {
+                    ctx.update = None;
+                    return Ok(switch_agent(ctx, connection, &mut send, switch).await);
+                }
+            },
             _ = facts_check.tick() => {
                 let mut facts = collect_facts(hostname.as_deref());
                 facts.agent_version.clone_from(&ctx.config.agent_version);
@@ -587,10 +617,75 @@ async fn run_session(
                     ctx.executions.start(connection.clone(), request, Some(script), refused);
                 }
                 Ok(Some(CoreMessage::CancelExec { exec_id })) => ctx.executions.cancel(exec_id),
+                Ok(Some(CoreMessage::Update(order))) => {
+                    let busy = ctx.update.as_ref().is_some_and(|(_, task)| !task.is_finished());
+                    if busy {
+                        debug!(deploy = order.deploy, "an update is being fetched already");
+                    } else {
+                        info!(deploy = order.deploy, version = %order.manifest.version, "core asks for an update");
+                        let task = tokio::spawn(crate::update::fetch(
+                            connection.clone(),
+                            ctx.config.clone(),
+                            order.clone(),
+                            ctx.update_events.0.clone(),
+                        ));
+                        ctx.update = Some((order.deploy, task));
+                    }
+                }
+                Ok(Some(CoreMessage::Rollback(order))) => {
+                    info!(deploy = order.deploy, version = %order.to_version, "core asks to put back the kept agent");
+                    match crate::update::rollback(&ctx.config, &order) {
+                        Ok(switch) => return Ok(switch_agent(ctx, connection, &mut send, switch).await),
+                        Err((state, error)) => {
+                            warn!(deploy = order.deploy, %error, "rollback not done");
+                            let status = tether_wire::deploys::UpdateStatus { deploy: order.deploy, state, bytes: 0, error: Some(error) };
+                            if send.send(&NodeMessage::UpdateStatus(status)).await.is_err() {
+                                return closed(ctx, connection, true);
+                            }
+                        }
+                    }
+                }
                 Ok(Some(other)) => debug!(?other, "ignoring a message this agent does not act on"),
                 Ok(None) | Err(_) => return closed(ctx, connection, true),
             },
         }
+    }
+}
+
+/// Tells core the new agent is being installed, leaves the connection, and executes the new
+/// agent in this process. Back here only if that failed: then the outcome is kept for the next
+/// connection to report, and the agent reconnects.
+async fn switch_agent(
+    ctx: &mut Context,
+    connection: &Connection,
+    send: &mut FramedSend,
+    switch: crate::update::Switch,
+) -> Attempt {
+    let deploy = switch.deploy();
+    let installing = tether_wire::deploys::UpdateStatus {
+        deploy,
+        state: tether_wire::deploys::UpdateState::Installing,
+        bytes: 0,
+        error: None,
+    };
+    let _ = send.send(&NodeMessage::UpdateStatus(installing)).await;
+    ctx.executions.cancel_all();
+    // Core reads the control stream to its end before the connection closes: a frame still
+    // in flight when it closes is lost, and this one says what happens next.
+    send.finish();
+    let _ = tokio::time::timeout(Duration::from_secs(2), send.stream_mut().stopped()).await;
+    connection.close(
+        VarInt::from_u32(ErrorCode::OK.close_code()),
+        b"node updating",
+    );
+    if let Some(endpoint) = &ctx.endpoint {
+        let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+    }
+    let error = switch.run();
+    crate::update::record_failure(&ctx.config.state_dir, deploy, error.clone());
+    Attempt::Lost {
+        reason: format!("update failed: {error}"),
+        authenticated: true,
     }
 }
 

@@ -17,6 +17,7 @@
 mod alerts;
 mod audit;
 mod codec;
+mod deploys;
 mod enroll;
 mod exec;
 mod groups;
@@ -40,6 +41,7 @@ use redb::Database;
 
 pub use alerts::{AlertOutcome, AlertRefusal};
 pub use audit::{AuditFilter, AuditRecord, AuditTamper, audit_hash};
+pub use deploys::DeployRefusal;
 pub use enroll::{Decision, DecisionOutcome, NewApplication, Submission};
 pub use groups::{GroupOutcome, GroupRefusal, GroupTree, NewGroup};
 pub use history::{

@@ -91,6 +91,14 @@ pub(crate) const RELEASES: TableDefinition<'_, u64, &[u8]> = TableDefinition::ne
 pub(crate) const RELEASE_BY_BUILD: TableDefinition<'_, (&str, &str, &str), u64> =
     TableDefinition::new("release_by_build");
 
+/// deploy number → encoded [`tether_wire::deploys::DeployView`] (the deploy with its counts).
+pub(crate) const DEPLOYS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("deploys");
+/// (deploy number, node id) → encoded [`tether_wire::deploys::NodeUpdate`].
+pub(crate) const DEPLOY_NODES: TableDefinition<'_, (u64, u128), &[u8]> =
+    TableDefinition::new("deploy_nodes");
+/// node id → the deploy it is in while its update there has not ended.
+pub(crate) const NODE_DEPLOY: TableDefinition<'_, u128, u64> = TableDefinition::new("node_deploy");
+
 /// name → number: counters kept in step with the tables they count, in the same transactions,
 /// and markers of indexes built for databases written before them.
 pub(crate) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
@@ -100,6 +108,8 @@ pub(crate) const GROUPS_NEXT_ID: &str = "groups_next_id";
 pub(crate) const TASKS_NEXT_ID: &str = "tasks_next_id";
 /// [`META`] key: the next release's number.
 pub(crate) const RELEASES_NEXT_ID: &str = "releases_next_id";
+/// [`META`] key: the next deploy's number.
+pub(crate) const DEPLOYS_NEXT_ID: &str = "deploys_next_id";
 /// [`META`] key: the next alert's number.
 pub(crate) const ALERTS_NEXT_ID: &str = "alerts_next_id";
 /// [`META`] key: bytes of kept execution output (the values of [`EXEC_OUTPUT`]).
@@ -156,6 +166,9 @@ macro_rules! every_table {
         $each!(TASK_RUNNING);
         $each!(RELEASES);
         $each!(RELEASE_BY_BUILD);
+        $each!(DEPLOYS);
+        $each!(DEPLOY_NODES);
+        $each!(NODE_DEPLOY);
         $each!(EXEC_WITH_OUTPUT);
         $each!(REJECTED_BY_TIME);
         $each!(USERS);

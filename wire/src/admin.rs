@@ -451,6 +451,32 @@ pub enum AdminRequest {
         /// Only this architecture's build.
         arch: Option<String>,
     },
+    /// Deploy a release. Answer: `Deploy` (started).
+    ReleaseDeploy(crate::deploys::DeploySpec),
+    /// Deploys, newest first. Answer: `Deploys`.
+    DeployList {
+        /// At most this many.
+        limit: u32,
+    },
+    /// A deploy and each node's state and progress. Answer: `Deploy`, then `DeployNodes`
+    /// frames (a few thousand nodes each).
+    DeployStatus {
+        /// The deploy.
+        id: u64,
+    },
+    /// Pause, resume or cancel a deploy. Answer: `Deploy`.
+    DeployControl {
+        /// The deploy.
+        id: u64,
+        /// What to do.
+        action: crate::deploys::DeployAction,
+    },
+    /// Put every node deploy `id` updated back to the agent it ran before (a new deploy).
+    /// Answer: `Deploy` (the rollback's).
+    DeployRollback {
+        /// The deploy to undo.
+        id: u64,
+    },
 }
 
 impl AdminRequest {
@@ -546,6 +572,11 @@ impl AdminRequest {
             AdminRequest::ReleaseList => "ReleaseList",
             AdminRequest::ReleaseShow { .. } => "ReleaseShow",
             AdminRequest::ReleaseDelete { .. } => "ReleaseDelete",
+            AdminRequest::ReleaseDeploy(_) => "ReleaseDeploy",
+            AdminRequest::DeployList { .. } => "DeployList",
+            AdminRequest::DeployStatus { .. } => "DeployStatus",
+            AdminRequest::DeployControl { .. } => "DeployControl",
+            AdminRequest::DeployRollback { .. } => "DeployRollback",
         }
     }
 }
@@ -732,6 +763,12 @@ pub enum AdminResponse {
     },
     /// Agent releases.
     Releases(Vec<crate::releases::ReleaseView>),
+    /// One deploy.
+    Deploy(crate::deploys::DeployView),
+    /// Deploys, newest first.
+    Deploys(Vec<crate::deploys::DeployView>),
+    /// Nodes of the deploy in the `Deploy` frame before.
+    DeployNodes(Vec<crate::deploys::NodeUpdate>),
 }
 
 /// What a backup holds, said before it is sent.

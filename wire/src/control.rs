@@ -51,6 +51,8 @@ pub enum NodeMessage {
     /// The node's own policy ([`crate::policy`]), sent after `AuthOk`: what core may ask of it.
     /// Reported only; the node enforces it.
     Policy(crate::policy::NodePolicy),
+    /// How an update (or a rollback) core asked for goes ([`crate::deploys`]).
+    UpdateStatus(crate::deploys::UpdateStatus),
 }
 
 /// Seed 000's registration request, signed with the node's RSA key.
@@ -235,6 +237,12 @@ pub enum CoreMessage {
         /// The script's bytes (at most [`crate::tasks::MAX_SCRIPT_LEN`]).
         script: crate::bytes::ByteBuf,
     },
+    /// Install an agent release ([`crate::deploys`]): check the manifest against the keys
+    /// this node trusts, fetch the file on a stream of its own, check it, replace the binary,
+    /// start the new agent under a watchdog.
+    Update(crate::deploys::UpdateOrder),
+    /// Put back the agent kept from the last update.
+    Rollback(crate::deploys::RollbackOrder),
 }
 
 /// What core tells an authenticated node.

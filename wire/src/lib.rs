@@ -46,6 +46,7 @@ pub mod alerts;
 pub mod bytes;
 pub mod codec;
 pub mod control;
+pub mod deploys;
 pub mod error;
 pub mod exec;
 pub mod facts;

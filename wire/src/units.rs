@@ -28,6 +28,18 @@ pub fn unix_ms(time: SystemTime) -> i64 {
     }
 }
 
+/// Parses a byte size: `1048576`, `64MiB`, `10 GiB`, `1GB` (units as the `bytesize` crate
+/// reads them: IEC and SI).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    if let Ok(n) = text.parse::<u64>() {
+        return Ok(n);
+    }
+    text.parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|_| format!("size {text:?} is not a number of bytes or a size like 64MiB"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,6 +52,13 @@ mod tests {
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
         assert!(parse_duration("30").unwrap_err().contains("needs a unit"));
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("1048576"), Ok(1_048_576));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert!(parse_bytes("lots").unwrap_err().contains("64MiB"));
     }
 
     #[test]

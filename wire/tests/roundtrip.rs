@@ -210,6 +210,7 @@ fn node_message() -> impl Strategy<Value = NodeMessage> {
             ),
         facts().prop_map(NodeMessage::StaticFacts),
         node_policy().prop_map(NodeMessage::Policy),
+        update_status().prop_map(NodeMessage::UpdateStatus),
     ]
 }
 
@@ -261,6 +262,20 @@ fn core_message() -> impl Strategy<Value = CoreMessage> {
         exec_id().prop_map(|exec_id| CoreMessage::CancelExec { exec_id }),
         (exec_request(), bytes())
             .prop_map(|(request, script)| CoreMessage::ExecScript { request, script }),
+        (any::<u64>(), manifest(), any::<u64>()).prop_map(|(deploy, manifest, watchdog_ms)| {
+            CoreMessage::Update(tether_wire::deploys::UpdateOrder {
+                deploy,
+                manifest,
+                watchdog_ms,
+            })
+        }),
+        (any::<u64>(), text(), any::<u64>()).prop_map(|(deploy, to_version, watchdog_ms)| {
+            CoreMessage::Rollback(tether_wire::deploys::RollbackOrder {
+                deploy,
+                to_version,
+                watchdog_ms,
+            })
+        }),
     ]
 }
 
@@ -1621,5 +1636,162 @@ proptest! {
     fn signed_bytes_are_unambiguous(a in manifest(), b in manifest()) {
         let covered = |m: &tether_wire::releases::Manifest| (m.version.clone(), m.os.clone(), m.arch.clone(), m.size, m.sha256);
         prop_assert_eq!(a.signed_bytes() == b.signed_bytes(), covered(&a) == covered(&b));
+    }
+}
+
+use tether_wire::deploys as dep;
+
+fn update_state() -> impl Strategy<Value = dep::UpdateState> {
+    prop_oneof![
+        Just(dep::UpdateState::Pending),
+        Just(dep::UpdateState::Downloading),
+        Just(dep::UpdateState::Verifying),
+        Just(dep::UpdateState::Installing),
+        Just(dep::UpdateState::Success),
+        Just(dep::UpdateState::Failed),
+        Just(dep::UpdateState::Rollback),
+        Just(dep::UpdateState::Skipped),
+        Just(dep::UpdateState::Cancelled),
+    ]
+}
+
+prop_compose! {
+    fn update_status()(
+        deploy in any::<u64>(), state in update_state(), bytes in any::<u64>(),
+        error in option::of(text()),
+    ) -> dep::UpdateStatus {
+        dep::UpdateStatus { deploy, state, bytes, error }
+    }
+}
+
+fn amount() -> impl Strategy<Value = dep::Amount> {
+    prop_oneof![
+        any::<u32>().prop_map(dep::Amount::Count),
+        any::<u8>().prop_map(dep::Amount::Percent),
+    ]
+}
+
+prop_compose! {
+    fn deploy_spec()(
+        version in text(), nodes in vec(text(), 0..3), labels in labels_vec(), all in any::<bool>(),
+        strategy in prop_oneof![Just(dep::Strategy::All), Just(dep::Strategy::Rolling), Just(dep::Strategy::Canary)],
+        amounts in (option::of(amount()), option::of(amount()), option::of(amount())),
+        times in any::<(u64, u64, u64)>(), skip in any::<bool>(), rate_limit in option::of(any::<u64>()),
+    ) -> dep::DeploySpec {
+        dep::DeploySpec {
+            version,
+            targets: TaskTargets { nodes, labels, groups: vec![], all },
+            strategy, batch: amounts.0, pause_ms: times.0, canary: amounts.1,
+            canary_wait_ms: times.1, max_failures: amounts.2,
+            offline: if skip { dep::OfflinePolicy::Skip } else { dep::OfflinePolicy::Wait },
+            watchdog_ms: times.2, rate_limit,
+        }
+    }
+}
+
+fn labels_vec() -> impl Strategy<Value = Vec<(String, String)>> {
+    vec((text(), text()), 0..3)
+}
+
+prop_compose! {
+    fn deploy_view()(
+        id in any::<u64>(), spec in deploy_spec(), of in option::of(any::<u64>()),
+        state in prop_oneof![Just(dep::DeployState::Running), Just(dep::DeployState::Paused), Just(dep::DeployState::Halted), Just(dep::DeployState::Cancelled), Just(dep::DeployState::Done)],
+        reason in option::of(text()), created_by in text(), times in (any::<i64>(), option::of(any::<i64>())),
+        waves in any::<(u32, u32)>(), counts in any::<[u32; 7]>(),
+    ) -> dep::DeployView {
+        dep::DeployView {
+            deploy: dep::Deploy {
+                id, spec,
+                kind: of.map_or(dep::DeployKind::Update, |of| dep::DeployKind::Rollback { of }),
+                state, reason, created_by, created_at_ms: times.0, finished_at_ms: times.1,
+                waves: waves.0, wave: waves.1, accepted_failures: counts[0],
+            },
+            counts: dep::DeployCounts {
+                pending: counts[0], active: counts[1], success: counts[2], failed: counts[3],
+                rollback: counts[4], skipped: counts[5], cancelled: counts[6],
+            },
+        }
+    }
+}
+
+prop_compose! {
+    fn node_update()(
+        node in node_id(), texts in (text(), text(), text()), wave in any::<u32>(),
+        state in update_state(), sizes in any::<(u64, u64)>(), error in option::of(text()),
+        times in (option::of(any::<i64>()), option::of(any::<i64>())),
+    ) -> dep::NodeUpdate {
+        dep::NodeUpdate {
+            node, hostname: texts.0, wave, from_version: texts.1, to_version: texts.2, state,
+            bytes: sizes.0, size: sizes.1, error, started_at_ms: times.0, finished_at_ms: times.1,
+        }
+    }
+}
+
+fn deploy_request() -> impl Strategy<Value = AdminRequest> {
+    prop_oneof![
+        deploy_spec().prop_map(AdminRequest::ReleaseDeploy),
+        any::<u32>().prop_map(|limit| AdminRequest::DeployList { limit }),
+        any::<u64>().prop_map(|id| AdminRequest::DeployStatus { id }),
+        (
+            any::<u64>(),
+            prop_oneof![
+                Just(dep::DeployAction::Pause),
+                Just(dep::DeployAction::Resume),
+                Just(dep::DeployAction::Cancel)
+            ]
+        )
+            .prop_map(|(id, action)| AdminRequest::DeployControl { id, action }),
+        any::<u64>().prop_map(|id| AdminRequest::DeployRollback { id }),
+    ]
+}
+
+fn deploy_response() -> impl Strategy<Value = AdminResponse> {
+    prop_oneof![
+        deploy_view().prop_map(AdminResponse::Deploy),
+        vec(deploy_view(), 0..3).prop_map(AdminResponse::Deploys),
+        vec(node_update(), 0..3).prop_map(AdminResponse::DeployNodes),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn deploy_requests(message in deploy_request()) {
+        check_frame(&message, MAX_ADMIN_FRAME_LEN)?;
+    }
+
+    #[test]
+    fn deploy_responses(message in deploy_response()) {
+        check_frame(&message, MAX_ADMIN_FRAME_LEN)?;
+    }
+
+    #[test]
+    fn download_frames(
+        deploy in any::<u64>(), sha in any::<[u8; 32]>(), offset in any::<u64>(),
+        size in any::<u64>(), data in vec(any::<u8>(), 0..512), message in text(),
+    ) {
+        let max = dep::MAX_DOWNLOAD_FRAME_LEN;
+        check_frame(&dep::DownloadRequest { deploy, sha256: FixedBytes(sha), offset }, max)?;
+        check_frame(&dep::DownloadFrame::Start { size }, max)?;
+        check_frame(&dep::DownloadFrame::Data(ByteBuf(data)), max)?;
+        check_frame(&dep::DownloadFrame::Refused { message }, max)?;
+    }
+
+    /// `N` and `P%` read back as written; a share rounds up.
+    #[test]
+    fn amounts(n in any::<u32>(), p in 1u8..=100, total in 0usize..100_000) {
+        let count: dep::Amount = n.to_string().parse().unwrap();
+        prop_assert_eq!(count, dep::Amount::Count(n));
+        let share: dep::Amount = format!("{p}%").parse().unwrap();
+        prop_assert_eq!(share.to_string(), format!("{p}%"));
+        let of = share.of(total);
+        prop_assert!(of * 100 >= total * usize::from(p) && of <= total);
+    }
+}
+
+#[test]
+fn amounts_refuse_nonsense() {
+    for bad in ["", "0%", "101%", "-1", "ten", "5 %"] {
+        assert!(bad.parse::<dep::Amount>().is_err(), "{bad:?}");
     }
 }

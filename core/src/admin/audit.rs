@@ -447,6 +447,44 @@ fn describe(request: &AdminRequest) -> (&'static str, Option<String>, Vec<(Strin
                 .filter_map(|(k, v)| v.as_ref().map(|v| d(k, v.clone())))
                 .collect(),
         ),
+        AdminRequest::ReleaseDeploy(spec) => {
+            let mut details = vec![
+                d("targets", spec.targets.describe()),
+                d("strategy", spec.strategy.to_string()),
+                d("offline", spec.offline.to_string()),
+                d("watchdog_ms", spec.watchdog_ms.to_string()),
+            ];
+            for (key, amount) in [
+                ("batch", spec.batch),
+                ("canary", spec.canary),
+                ("max_failures", spec.max_failures),
+            ] {
+                if let Some(amount) = amount {
+                    details.push(d(key, amount.to_string()));
+                }
+            }
+            for (key, ms) in [
+                ("pause_ms", spec.pause_ms),
+                ("canary_wait_ms", spec.canary_wait_ms),
+            ] {
+                if ms > 0 {
+                    details.push(d(key, ms.to_string()));
+                }
+            }
+            if let Some(rate) = spec.rate_limit {
+                details.push(d("rate_limit", rate.to_string()));
+            }
+            ("release", Some(spec.version.clone()), details)
+        }
+        AdminRequest::DeployList { .. } => ("deploy", None, vec![]),
+        AdminRequest::DeployStatus { id } | AdminRequest::DeployRollback { id } => {
+            ("deploy", Some(id.to_string()), vec![])
+        }
+        AdminRequest::DeployControl { id, action } => (
+            "deploy",
+            Some(id.to_string()),
+            vec![d("action", action.to_string())],
+        ),
         _ => ("unknown", None, vec![]),
     }
 }
@@ -637,6 +675,7 @@ pub(crate) fn answer_details(responses: &[AdminResponse]) -> Vec<(String, String
             AdminResponse::LoggedIn { session, .. } => Some(("session".into(), session.id.clone())),
             AdminResponse::Node(node) => Some(("node_id".into(), node.id.to_string())),
             AdminResponse::TaskRun(run) => Some(("run".into(), run.run.to_string())),
+            AdminResponse::Deploy(view) => Some(("deploy".into(), view.deploy.id.to_string())),
             _ => None,
         })
         .collect()

@@ -14,6 +14,7 @@
 mod alerts;
 pub(crate) mod audit;
 mod backup;
+mod deploys;
 mod enroll;
 mod fleet;
 pub(crate) mod groups;
@@ -485,6 +486,13 @@ async fn handle(shared: &Arc<Shared>, caller: &Caller, request: &AdminRequest) -
         request @ (AdminRequest::ReleaseList
         | AdminRequest::ReleaseShow { .. }
         | AdminRequest::ReleaseDelete { .. }) => releases::handle(shared, caller, request).await,
+        AdminRequest::ReleaseDeploy(spec) => deploys::deploy(shared, caller, spec).await,
+        AdminRequest::DeployList { limit } => deploys::list(shared, limit),
+        AdminRequest::DeployStatus { id } => deploys::status(shared, id),
+        AdminRequest::DeployControl { id, action } => {
+            deploys::control(shared, caller, id, action).await
+        }
+        AdminRequest::DeployRollback { id } => deploys::rollback(shared, caller, id).await,
         AdminRequest::OpenTty { .. }
         | AdminRequest::Watch(_)
         | AdminRequest::TtyRecording { .. }

@@ -4,6 +4,7 @@
 use tether_store::ReleaseRefusal;
 use tether_wire::ErrorCode;
 use tether_wire::admin::{AdminRequest, AdminResponse};
+use tether_wire::deploys::{DeployKind, DeployState};
 use tether_wire::releases::{MAX_NOTES, Manifest, Release, ReleaseView, UploadFrame};
 use tether_wire::stream::FramedRecv;
 use tracing::info;
@@ -124,10 +125,27 @@ fn forget_file(shared: &Shared, manifest: &Manifest) {
         .remove_unless(manifest.sha256.as_bytes(), used);
 }
 
-fn view(_shared: &Shared, release: Release) -> ReleaseView {
+/// Deploys that have not ended, by the version they install: (version, deploy, state).
+fn open_deploys(shared: &Shared) -> Vec<(String, u64, DeployState)> {
+    shared
+        .store
+        .open_deploys()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|v| v.deploy.kind == DeployKind::Update)
+        .map(|v| (v.deploy.spec.version, v.deploy.id, v.deploy.state))
+        .collect()
+}
+
+fn view(shared: &Shared, release: Release) -> ReleaseView {
+    let active_deploys = open_deploys(shared)
+        .into_iter()
+        .filter(|(version, _, _)| *version == release.manifest.version)
+        .map(|(_, id, _)| id)
+        .collect();
     ReleaseView {
         release,
-        active_deploys: Vec::new(),
+        active_deploys,
     }
 }
 
@@ -151,8 +169,18 @@ pub(crate) async fn handle(shared: &Shared, _caller: &Caller, request: AdminRequ
             )])
         }
         AdminRequest::ReleaseDelete { version, os, arch } => {
+            let open = open_deploys(shared);
             let deleted = store
-                .delete_releases(version, os, arch, |_| None)
+                .delete_releases(version, os, arch, move |release| {
+                    open.iter()
+                        .find(|(v, _, _)| *v == release.manifest.version)
+                        .map(|(v, id, state)| {
+                            format!(
+                                "release {v} is used by deploy {id}, which is {state}: cancel it \
+                                 (tether release cancel {id}) or let it finish first"
+                            )
+                        })
+                })
                 .await
                 .map_err(internal)?
                 .map_err(refused)?;

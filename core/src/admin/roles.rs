@@ -171,7 +171,13 @@ pub(crate) fn action(request: &AdminRequest) -> &'static str {
         | AdminRequest::TaskEnable { .. } => "tasks.create",
         AdminRequest::TaskRun { .. } => "tasks.execute",
         AdminRequest::TaskDelete { .. } => "tasks.delete",
-        AdminRequest::ReleaseList | AdminRequest::ReleaseShow { .. } => "versions.view",
+        AdminRequest::ReleaseList
+        | AdminRequest::ReleaseShow { .. }
+        | AdminRequest::DeployList { .. }
+        | AdminRequest::DeployStatus { .. } => "versions.view",
+        AdminRequest::ReleaseDeploy(_)
+        | AdminRequest::DeployControl { .. }
+        | AdminRequest::DeployRollback { .. } => "versions.deploy",
         AdminRequest::ReleaseUpload { .. } => "versions.upload",
         AdminRequest::ReleaseDelete { .. } => "versions.delete",
         AdminRequest::UserAdd(_)

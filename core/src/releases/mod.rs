@@ -136,3 +136,109 @@ impl Drop for Incoming {
         }
     }
 }
+
+pub(crate) mod deploy;
+
+/// Serves a release file on a stream node `node` opened: the file its update is for, from the
+/// offset it asks, once one of the `max_downloads` places is free, paced to the deploy's rate
+/// limit. Nothing of the file is held in memory beyond one chunk.
+pub(crate) async fn serve_download(
+    shared: std::sync::Arc<crate::server::Shared>,
+    node: tether_wire::NodeId,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+) {
+    use tether_wire::deploys::{
+        DOWNLOAD_CHUNK, DownloadFrame, DownloadRequest, MAX_DOWNLOAD_FRAME_LEN,
+    };
+    use tether_wire::stream::{FramedRecv, FramedSend};
+    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+
+    let mut recv = FramedRecv::new(recv, MAX_DOWNLOAD_FRAME_LEN);
+    let mut send = FramedSend::new(send, MAX_DOWNLOAD_FRAME_LEN);
+    let Ok(Some(request)) = recv.next::<DownloadRequest>().await else {
+        return;
+    };
+    let refuse = |message: String| DownloadFrame::Refused { message };
+    // Only the file of the update this node is in, for its deploy.
+    let found = shared
+        .store
+        .node_update(node)
+        .ok()
+        .flatten()
+        .and_then(|(id, _)| {
+            let view = shared.store.deploy(id).ok().flatten()?;
+            Some((id, view.deploy.spec.rate_limit))
+        });
+    let rate_limit = match found {
+        Some((id, rate)) if id == request.deploy => rate,
+        _ => {
+            let _ = send
+                .send(&refuse(format!(
+                    "this node has no update under way in deploy {}",
+                    request.deploy
+                )))
+                .await;
+            send.finish();
+            return;
+        }
+    };
+    let path = shared.release_files.path(request.sha256.as_bytes());
+    let Ok(_place) = shared.deploys.downloads.clone().acquire_owned().await else {
+        return;
+    };
+    let mut file = match tokio::fs::File::open(&path).await {
+        Ok(file) => file,
+        Err(e) => {
+            let _ = send
+                .send(&refuse(format!("core cannot read the release file: {e}")))
+                .await;
+            send.finish();
+            return;
+        }
+    };
+    let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    if request.offset > size
+        || file
+            .seek(std::io::SeekFrom::Start(request.offset))
+            .await
+            .is_err()
+    {
+        let _ = send
+            .send(&refuse(format!(
+                "offset {} is past the file's end ({size} bytes)",
+                request.offset
+            )))
+            .await;
+        send.finish();
+        return;
+    }
+    if send.send(&DownloadFrame::Start { size }).await.is_err() {
+        return;
+    }
+    let started = tokio::time::Instant::now();
+    let mut sent = 0u64;
+    let mut buf = vec![0u8; DOWNLOAD_CHUNK];
+    loop {
+        let n = match file.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading a release file failed");
+                return;
+            }
+        };
+        let frame = DownloadFrame::Data(tether_wire::bytes::ByteBuf(buf[..n].to_vec()));
+        if send.send(&frame).await.is_err() {
+            return;
+        }
+        sent += n as u64;
+        if let Some(rate) = rate_limit {
+            // Paced from the start: never ahead of `rate` bytes per second on average.
+            let due = started + std::time::Duration::from_secs_f64(sent as f64 / rate as f64);
+            tokio::time::sleep_until(due).await;
+        }
+    }
+    send.finish();
+    let _ = send.stream_mut().stopped().await;
+}

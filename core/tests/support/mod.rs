@@ -497,6 +497,36 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// The agent built again with `TETHER_VERSION=version` (the `tether-node-next` example, so that
+/// neither the agent's library nor `target/debug/tether-node` is rebuilt), copied to `to`.
+pub fn agent_with_version(version: &str, to: &Path) {
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _building = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "tether-node",
+            "--example",
+            "tether-node-next",
+        ])
+        .env("TETHER_VERSION", version)
+        .status()
+        .expect("running cargo");
+    assert!(status.success(), "building tether-node {version}");
+    let built = PathBuf::from(env!("CARGO_BIN_EXE_tether-core"))
+        .parent()
+        .unwrap()
+        .join("examples/tether-node-next");
+    std::fs::copy(&built, to).unwrap();
+    let out = Command::new(to).arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("tether-node {version}")
+    );
+}
+
 /// Waits until a core (a process just spawned) completes a QUIC handshake on `addr`.
 pub async fn wait_for_core(addr: SocketAddr, ca: Fingerprint) {
     eventually("core to answer", || async {
@@ -562,7 +592,8 @@ impl Drop for Proc {
     }
 }
 
-fn spawn(binary: &Path, args: &[String], log: &Path) -> Proc {
+/// Starts `binary` with `args`, its stderr to `log`.
+pub fn spawn(binary: &Path, args: &[String], log: &Path) -> Proc {
     let log_file = std::fs::File::create(log).unwrap();
     let child = Command::new(binary)
         .args(args)
