@@ -37,7 +37,10 @@ fn start_agent(core: &TestCore, root: &Path, name: &str, keys: &[&ReleaseSigning
     let dir = root.join(name);
     std::fs::create_dir_all(dir.join("bin")).unwrap();
     let binary = dir.join("bin/tether-node");
-    std::fs::copy(binary_path("tether-node"), &binary).unwrap();
+    // A restart runs what is there.
+    if !binary.exists() {
+        std::fs::copy(binary_path("tether-node"), &binary).unwrap();
+    }
     let mut args: Vec<String> = [
         "run",
         "--state-dir",
@@ -57,7 +60,19 @@ fn start_agent(core: &TestCore, root: &Path, name: &str, keys: &[&ReleaseSigning
     for key in keys {
         args.extend(["--release-key".into(), format_public_key(&key.public())]);
     }
-    let proc = spawn(&binary, &args, &dir.join("node.log"));
+    let mut n = 0;
+    let log = loop {
+        let log = dir.join(if n == 0 {
+            "node.log".to_string()
+        } else {
+            format!("node-{n}.log")
+        });
+        if !log.exists() {
+            break log;
+        }
+        n += 1;
+    };
+    let proc = spawn(&binary, &args, &log);
     Agent {
         proc,
         binary,
@@ -174,7 +189,7 @@ async fn wait_deploy(
 }
 
 /// Waits until the agent named `hostname` is online with `version`.
-async fn wait_version(admin: &Admin, hostname: &str, version: &str) {
+async fn wait_version(admin: &Admin, root: &Path, hostname: &str, version: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let found = admin.nodes().await.into_iter().any(|n| {
@@ -185,7 +200,8 @@ async fn wait_version(admin: &Admin, hostname: &str, version: &str) {
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{hostname} never came online with {version}"
+            "{hostname} never came online with {version}\n{}",
+            logs(root)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -195,9 +211,15 @@ async fn wait_version(admin: &Admin, hostname: &str, version: &str) {
 fn logs(root: &Path) -> String {
     let mut out = String::new();
     for entry in std::fs::read_dir(root).unwrap().flatten() {
-        let log = entry.path().join("node.log");
-        if let Ok(text) = std::fs::read_to_string(&log) {
-            out.push_str(&format!("--- {}\n{text}\n", log.display()));
+        for n in 0..4 {
+            let log = entry.path().join(if n == 0 {
+                "node.log".to_string()
+            } else {
+                format!("node-{n}.log")
+            });
+            if let Ok(text) = std::fs::read_to_string(&log) {
+                out.push_str(&format!("--- {}\n{text}\n", log.display()));
+            }
         }
     }
     out
@@ -227,7 +249,7 @@ async fn canary_then_the_rest_then_a_rollback() {
         .map(|i| start_agent(&core, tmp.path(), &format!("agent-{i}"), &[&key]))
         .collect();
     for agent in &agents {
-        wait_version(&admin, &agent.hostname, CURRENT).await;
+        wait_version(&admin, tmp.path(), &agent.hostname, CURRENT).await;
     }
     let original = std::fs::read(&agents[0].binary).unwrap();
 
@@ -249,7 +271,7 @@ async fn canary_then_the_rest_then_a_rollback() {
         assert_eq!(other.bytes, body.len() as u64, "{nodes:#?}");
     }
     for agent in &agents {
-        wait_version(&admin, &agent.hostname, NEXT).await;
+        wait_version(&admin, tmp.path(), &agent.hostname, NEXT).await;
         assert_eq!(std::fs::read(&agent.binary).unwrap(), body);
         // The old agent is kept beside it, and the agent runs in the same process.
         assert_eq!(
@@ -316,7 +338,7 @@ async fn canary_then_the_rest_then_a_rollback() {
     let (done, nodes) = wait_deploy(&admin, tmp.path(), back.deploy.id, DeployState::Done).await;
     assert_eq!(done.counts.success, 3, "{nodes:#?}");
     for agent in &agents {
-        wait_version(&admin, &agent.hostname, CURRENT).await;
+        wait_version(&admin, tmp.path(), &agent.hostname, CURRENT).await;
         assert_eq!(std::fs::read(&agent.binary).unwrap(), original);
     }
     drop(agents);
@@ -351,7 +373,7 @@ async fn a_release_that_exits_at_once_is_undone_by_the_watchdog_and_halts_the_de
         .map(|i| start_agent(&core, tmp.path(), &format!("agent-{i}"), &[&key]))
         .collect();
     for agent in &agents {
-        wait_version(&admin, &agent.hostname, CURRENT).await;
+        wait_version(&admin, tmp.path(), &agent.hostname, CURRENT).await;
     }
     let original = std::fs::read(&agents[0].binary).unwrap();
 
@@ -386,7 +408,7 @@ async fn a_release_that_exits_at_once_is_undone_by_the_watchdog_and_halts_the_de
         .iter()
         .find(|a| a.hostname == undone.hostname)
         .unwrap();
-    wait_version(&admin, &agent.hostname, CURRENT).await;
+    wait_version(&admin, tmp.path(), &agent.hostname, CURRENT).await;
     assert_eq!(std::fs::read(&agent.binary).unwrap(), original);
     let log = std::fs::read_to_string(
         agent
@@ -444,7 +466,7 @@ async fn a_tampered_file_and_an_untrusted_key_are_refused_by_the_node() {
     let trusting = start_agent(&core, tmp.path(), "trusting", &[&key]);
     let stranger = start_agent(&core, tmp.path(), "stranger", &[&other]);
     for agent in [&trusting, &stranger] {
-        wait_version(&admin, &agent.hostname, CURRENT).await;
+        wait_version(&admin, tmp.path(), &agent.hostname, CURRENT).await;
     }
     let original = std::fs::read(&trusting.binary).unwrap();
     let mut all = spec(NEXT, Strategy::All);
@@ -464,7 +486,7 @@ async fn a_tampered_file_and_an_untrusted_key_are_refused_by_the_node() {
     for agent in [&trusting, &stranger] {
         assert_eq!(std::fs::read(&agent.binary).unwrap(), original);
         assert!(!agent.binary.with_file_name("tether-node.prev").exists());
-        wait_version(&admin, &agent.hostname, CURRENT).await;
+        wait_version(&admin, tmp.path(), &agent.hostname, CURRENT).await;
     }
     // Nothing half-fetched is left: the corrupt download was removed.
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path().join("trusting/state/update"))
@@ -667,7 +689,95 @@ async fn refusals_halts_and_controls() {
     ] {
         assert!(audit.contains(wanted), "{wanted}");
     }
+    // With --offline skip, a node away at its turn is skipped, and the deploy ends.
+    let mut nodes = nodes;
+    let (away, node) = nodes.pop().unwrap();
+    node.stop().await.unwrap();
+    wait_status(&admin, away, NodeStatus::Offline).await;
+    upload(&admin, sign(&key, "2.0.0", &arch(), &body), &body).await;
+    let mut skip = spec("2.0.0", Strategy::All);
+    skip.offline = OfflinePolicy::Skip;
+    skip.max_failures = Some(Amount::Percent(100));
+    let started = deploy(&admin, AdminRequest::ReleaseDeploy(skip)).await;
+    let (done, updates) =
+        wait_deploy(&admin, tmp.path(), started.deploy.id, DeployState::Done).await;
+    assert_eq!(
+        (done.counts.skipped, done.counts.failed),
+        (1, 1),
+        "{updates:#?}"
+    );
+    let skipped = updates.iter().find(|u| u.node == away).unwrap();
+    assert_eq!(skipped.error.as_deref(), Some("offline when its turn came"));
     for (_, node) in nodes {
         node.stop().await.unwrap();
     }
+}
+
+/// A download broken off by the agent's death resumes from where it stopped; a node offline
+/// when its turn comes is updated when it returns (and the deploy waits for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_resume_and_offline_nodes_are_updated_when_they_return() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = ReleaseSigningKey::generate();
+    let public = key.public();
+    let core = TestCore::start(|c| {
+        c.auto_approve = true;
+        c.release_keys = vec![public];
+    })
+    .await;
+    let admin = core.admin().await;
+    let next = tmp.path().join("tether-node-next");
+    agent_with_version(NEXT, &next);
+    let body = std::fs::read(&next).unwrap();
+    upload(&admin, sign(&key, NEXT, &arch(), &body), &body).await;
+    let mut busy = start_agent(&core, tmp.path(), "busy", &[&key]);
+    let mut away = start_agent(&core, tmp.path(), "away", &[&key]);
+    for agent in [&busy, &away] {
+        wait_version(&admin, tmp.path(), &agent.hostname, CURRENT).await;
+    }
+    away.proc.kill9();
+    let away_id = admin
+        .nodes()
+        .await
+        .into_iter()
+        .find(|n| n.hostname == "away")
+        .unwrap()
+        .id;
+    wait_status(&admin, away_id, NodeStatus::Offline).await;
+
+    // Slow enough to be caught mid-way: about 6 s for the whole file.
+    let mut slow = spec(NEXT, Strategy::All);
+    slow.rate_limit = Some(8 << 20);
+    let started = deploy(&admin, AdminRequest::ReleaseDeploy(slow)).await;
+    let id = started.deploy.id;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, nodes) = status(&admin, id).await;
+        let fetched = nodes.iter().find(|u| u.hostname == "busy").unwrap().bytes;
+        if fetched > 10 << 20 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{nodes:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    busy.proc.kill9();
+    let busy_again = start_agent(&core, tmp.path(), "busy", &[&key]);
+    wait_version(&admin, tmp.path(), "busy", NEXT).await;
+    let log = std::fs::read_to_string(tmp.path().join("busy/node-1.log")).unwrap();
+    let resumed = log
+        .lines()
+        .find(|l| l.contains("downloading an agent release"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(!resumed.contains("from=0 "), "{resumed}");
+
+    // The deploy waits for the node that is away.
+    let (view, _) = status(&admin, id).await;
+    assert_eq!(view.deploy.state, DeployState::Running);
+    assert_eq!((view.counts.success, view.counts.pending), (1, 1));
+    let away_again = start_agent(&core, tmp.path(), "away", &[&key]);
+    let (done, nodes) = wait_deploy(&admin, tmp.path(), id, DeployState::Done).await;
+    assert_eq!(done.counts.success, 2, "{nodes:#?}");
+    wait_version(&admin, tmp.path(), "away", NEXT).await;
+    drop((busy, away, busy_again, away_again));
+    kill_all_under(tmp.path());
 }

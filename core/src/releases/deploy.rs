@@ -232,10 +232,15 @@ async fn step(
 
     // Orders for the nodes whose turn has come.
     let mut skipped = Vec::new();
-    for update in nodes
-        .iter()
-        .filter(|u| u.wave <= deploy.wave && matches!(u.state, UpdateState::Pending))
-    {
+    for update in nodes.iter().filter(|u| {
+        // Fetching or checking on a connection that went: ordered again on the new one,
+        // where the download resumes.
+        u.wave <= deploy.wave
+            && matches!(
+                u.state,
+                UpdateState::Pending | UpdateState::Downloading | UpdateState::Verifying
+            )
+    }) {
         match shared.presence.get(update.node) {
             Some(session) => {
                 let first = shared
@@ -267,12 +272,16 @@ async fn step(
                     }
                 }
             }
-            None if deploy.spec.offline == OfflinePolicy::Skip => skipped.push(NodeUpdate {
-                state: UpdateState::Skipped,
-                error: Some("offline when its turn came".into()),
-                finished_at_ms: Some(now_ms),
-                ..update.clone()
-            }),
+            None if update.state == UpdateState::Pending
+                && deploy.spec.offline == OfflinePolicy::Skip =>
+            {
+                skipped.push(NodeUpdate {
+                    state: UpdateState::Skipped,
+                    error: Some("offline when its turn came".into()),
+                    finished_at_ms: Some(now_ms),
+                    ..update.clone()
+                });
+            }
             None => {}
         }
     }
