@@ -400,7 +400,7 @@ async fn a_release_that_exits_at_once_is_undone_by_the_watchdog_and_halts_the_de
             .reason
             .as_deref()
             .unwrap()
-            .contains("1 failures"),
+            .contains("1 failure,"),
         "{halted:?}"
     );
     // The old agent is back, from the same file, online.

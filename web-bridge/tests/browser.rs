@@ -1026,3 +1026,126 @@ async fn tasks_page_previews_the_schedule_adds_a_task_and_shows_its_runs() {
     browser.close().await;
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_page_lists_releases_deploys_one_and_follows_it_live() {
+    use sha2::Digest as _;
+    let key = tether_certs::release::ReleaseSigningKey::generate();
+    let public = key.public();
+    let mut stack = Stack::start(|c| {
+        c.auto_approve = true;
+        c.release_keys = vec![public];
+    })
+    .await;
+    stack.add_node("web-01");
+    stack.add_node("web-02");
+    online(&stack, "web-01").await;
+    online(&stack, "web-02").await;
+    // A release, uploaded as the CLI does it.
+    let body = b"an agent build".to_vec();
+    let mut manifest = tether_wire::releases::Manifest {
+        version: "1.4.0".into(),
+        os: "linux".into(),
+        arch: std::env::consts::ARCH.into(),
+        size: body.len() as u64,
+        sha256: tether_wire::bytes::FixedBytes(sha2::Sha256::digest(&body).into()),
+        key: public,
+        signature: tether_wire::bytes::FixedBytes([0; 64]),
+    };
+    key.sign(&mut manifest);
+    let request = AdminRequest::ReleaseUpload {
+        manifest,
+        notes: "faster heartbeats".into(),
+    };
+    stack
+        .admin
+        .upload(&request, body.as_slice(), |_| {})
+        .await
+        .unwrap();
+
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    browser.log_in_as(&stack.url, "alice").await;
+    browser.goto(&format!("{}/#/releases", stack.url)).await;
+    let listed = browser
+        .wait_text("#releases", "the release", |t| t.contains("1.4.0"))
+        .await;
+    assert!(listed.contains("faster heartbeats"), "{listed}");
+    assert!(
+        listed.contains(&format!("linux/{}", std::env::consts::ARCH)),
+        "{listed}"
+    );
+
+    // A rolling deploy from the form. These agents run inside the test and cannot replace
+    // themselves: the first refuses, and the deploy halts, live, with the second untouched.
+    set_value(&browser, "deploy-strategy", "rolling").await;
+    browser.type_into("#deploy-batch", "1").await;
+    browser
+        .client
+        .execute(
+            "document.getElementById('deploy-all').checked = true; return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    browser.click("#deploy-add button[type=submit]").await;
+    let info = browser
+        .wait_text("#deploy-info", "the deploy halting", |t| {
+            t.contains("halted")
+        })
+        .await;
+    assert!(info.contains("1 failure,"), "{info}");
+    assert!(info.contains("0 of 2 updated, 1 failed"), "{info}");
+    let nodes = browser.text("#deploy-nodes").await;
+    assert!(nodes.contains("cannot replace itself"), "{nodes}");
+    assert!(nodes.contains("pending"), "{nodes}");
+    assert!(browser.exists("#deploy-resume").await);
+    browser.screenshot("deploy").await;
+
+    // Cancel it; the releases page lists it, and the release can go.
+    browser.click("#deploy-cancel").await;
+    browser
+        .click("#deploy-cancel + .confirm-ask .confirm-yes")
+        .await;
+    browser
+        .wait_text("#deploy-info", "the deploy cancelled", |t| {
+            t.contains("cancelled")
+        })
+        .await;
+    browser.goto(&format!("{}/#/releases", stack.url)).await;
+    browser
+        .wait_text("#deploys", "the deploy listed", |t| {
+            t.contains("#1") && t.contains("cancelled")
+        })
+        .await;
+    browser.screenshot("releases").await;
+    // A bad form: refused in words.
+    set_value(&browser, "deploy-strategy", "canary").await;
+    browser.type_into("#deploy-canary", "lots").await;
+    browser.click("#deploy-add button[type=submit]").await;
+    browser
+        .wait_text("#deploy-form-error", "the refusal", |t| {
+            t.contains("canary")
+        })
+        .await;
+
+    // A viewer sees releases and deploys, and no form or button.
+    browser.client.delete_all_cookies().await.unwrap();
+    browser.log_in_as(&stack.url, "vera").await;
+    browser.goto(&format!("{}/#/releases", stack.url)).await;
+    browser
+        .wait_text("#deploys", "the deploy, for a viewer", |t| t.contains("#1"))
+        .await;
+    assert!(!browser.exists("#deploy-add").await);
+    assert!(!browser.exists("button.delete-release").await);
+    browser.goto(&format!("{}/#/deploys/1", stack.url)).await;
+    browser
+        .wait_text("#deploy-info", "the deploy, for a viewer", |t| {
+            t.contains("cancelled")
+        })
+        .await;
+    assert!(!browser.exists("#deploy-rollback").await);
+    browser.close().await;
+    stack.shutdown().await;
+}

@@ -211,9 +211,10 @@ async fn step(
         let reason = if canary_failed {
             format!("a canary failed ({first})")
         } else {
+            let n = failures.len() - accepted;
             format!(
-                "{} failures, more than the {allowed} allowed ({first})",
-                failures.len() - accepted
+                "{n} {}, more than the {allowed} allowed ({first})",
+                if n == 1 { "failure" } else { "failures" }
             )
         };
         warn!(%reason, "deploy halted");

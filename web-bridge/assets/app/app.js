@@ -23,6 +23,8 @@ import * as accountPage from './pages/account.js';
 import * as alertsPage from './pages/alerts.js';
 import * as tasksPage from './pages/tasks.js';
 import * as taskPage from './pages/task.js';
+import * as releasesPage from './pages/releases.js';
+import * as deployPage from './pages/deploy.js';
 
 // [pattern, page, title, permission needed (any of), nav key]
 const routes = [
@@ -40,6 +42,8 @@ const routes = [
   [/^\/alerts$/, alertsPage, 'Alerts', ['alerts.view'], 'alerts'],
   [/^\/tasks$/, tasksPage, 'Tasks', ['tasks.view'], 'tasks'],
   [/^\/tasks\/([^/]+)$/, taskPage, 'Task', ['tasks.view'], 'tasks'],
+  [/^\/releases$/, releasesPage, 'Releases', ['versions.view'], 'releases'],
+  [/^\/deploys\/(\d+)$/, deployPage, 'Deploy', ['versions.view'], 'releases'],
   [/^\/account$/, accountPage, 'Your account', null, null],
 ];
 
@@ -52,6 +56,7 @@ const navItems = [
   ['sessions', 'Sessions', '#/sessions', ['tty.view']],
   ['alerts', 'Alerts', '#/alerts', ['alerts.view']],
   ['tasks', 'Tasks', '#/tasks', ['tasks.view']],
+  ['releases', 'Releases', '#/releases', ['versions.view']],
   ['users', 'Users', '#/users', ['users.manage']],
   ['audit', 'Audit', '#/audit', ['audit.view']],
 ];

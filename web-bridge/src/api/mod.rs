@@ -11,6 +11,7 @@ mod exec;
 mod live;
 mod metrics;
 mod nodes;
+mod releases;
 mod sessions;
 mod tasks;
 mod tty;
@@ -168,6 +169,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/tasks/{name}/run", post(tasks::run))
         .route("/tasks/{name}/runs", get(tasks::runs))
         .route("/cron-preview", get(tasks::preview))
+        .route("/releases", get(releases::list))
+        .route(
+            "/releases/{version}",
+            axum::routing::delete(releases::delete),
+        )
+        .route("/deploys", get(releases::deploys).post(releases::deploy))
+        .route("/deploys/{id}", get(releases::status))
+        .route("/deploys/{id}/{action}", post(releases::control))
         .route("/live", get(live::socket))
         .route("/exec", get(exec::socket))
         .route("/tty", get(tty::socket))
