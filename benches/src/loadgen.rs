@@ -65,6 +65,10 @@ pub struct Counters {
     pub heartbeats: AtomicU64,
     /// Exec requests answered.
     pub execs: AtomicU64,
+    /// Agent releases fetched to the end (simulated updates).
+    pub updates: AtomicU64,
+    /// Bytes of release files received.
+    pub update_bytes: AtomicU64,
     failures: Mutex<BTreeMap<String, u64>>,
     /// Why sessions ended, by reason.
     disconnect_reasons: Mutex<BTreeMap<String, u64>>,
@@ -111,6 +115,10 @@ pub struct Report {
     pub heartbeats: u64,
     /// Exec requests answered.
     pub execs_answered: u64,
+    /// Agent releases fetched to the end (each then reconnects as the new version).
+    pub updates: u64,
+    /// Bytes of release files received.
+    pub update_bytes: u64,
     /// Failed attempts by reason.
     pub failures: BTreeMap<String, u64>,
     /// Connect + authenticate latency, milliseconds: p50, p90, p99, max.
@@ -310,6 +318,8 @@ pub async fn run(config: LoadgenConfig, stop: CancellationToken) -> anyhow::Resu
         disconnects: counters.disconnects.load(Ordering::Relaxed),
         heartbeats: counters.heartbeats.load(Ordering::Relaxed),
         execs_answered: counters.execs.load(Ordering::Relaxed),
+        updates: counters.updates.load(Ordering::Relaxed),
+        update_bytes: counters.update_bytes.load(Ordering::Relaxed),
         failures: counters.failures.lock().expect("not poisoned").clone(),
         connect_ms: (!latencies.is_empty()).then(|| {
             [
@@ -348,6 +358,8 @@ async fn simulate(simulated: Simulated) {
         stop,
     } = simulated;
     let mut attempt: u32 = 0;
+    // The version this node reports: a deploy changes it.
+    let mut version = sim::SIM_VERSION.to_string();
     while !stop.is_cancelled() {
         let (id, secret) = identities.get(index);
         let attempt_once = async {
@@ -359,7 +371,8 @@ async fn simulate(simulated: Simulated) {
                     SimNode::connect_bare(&endpoint, config.core, id, interval_ms).await?
                 }
                 Some(secret) => {
-                    SimNode::connect(&endpoint, config.core, id, &secret, now_secs).await?
+                    SimNode::connect_as(&endpoint, config.core, id, &secret, now_secs, &version)
+                        .await?
                 }
                 None => {
                     let _slot = enrolling.acquire().await.expect("never closed");
@@ -394,12 +407,25 @@ async fn simulate(simulated: Simulated) {
                 attempt = 0;
                 counters.authentications.fetch_add(1, Ordering::Relaxed);
                 counters.online.fetch_add(1, Ordering::Relaxed);
-                let reason = session(node, &config, heartbeats_from, &counters, &stop).await;
+                let reason = session(
+                    node,
+                    &config,
+                    heartbeats_from,
+                    &counters,
+                    &stop,
+                    &mut version,
+                )
+                .await;
                 counters.online.fetch_sub(1, Ordering::Relaxed);
                 if stop.is_cancelled() {
                     return;
                 }
                 counters.disconnected(&reason);
+                if reason == UPDATED {
+                    // Back at once, as the new version, as a restarted agent is.
+                    attempt = 0;
+                    continue;
+                }
             }
             Err(error) => {
                 counters.failure(&failure_reason(&error));
@@ -421,15 +447,34 @@ async fn simulate(simulated: Simulated) {
     }
 }
 
-/// Heartbeats (none before `heartbeats_from`) and exec answers until the connection ends or the
-/// run stops; why it ended.
+/// Why a session ended when its node installed a release.
+const UPDATED: &str = "updated to a new agent version";
+
+/// Heartbeats (none before `heartbeats_from`), exec answers and release updates until the
+/// connection ends or the run stops; why it ended. An update fetches the file (and throws it
+/// away), reports as an agent does, sets `version` and ends the session with [`UPDATED`].
 async fn session(
     mut node: SimNode,
     config: &LoadgenConfig,
     heartbeats_from: tokio::time::Instant,
     counters: &Counters,
     stop: &CancellationToken,
+    version: &mut String,
 ) -> String {
+    use tether_wire::control::NodeMessage;
+    use tether_wire::deploys::{UpdateState, UpdateStatus};
+    if !config.bare {
+        let facts = sim::sim_facts(node.id, version);
+        if node.params.static_facts_digest != Some(facts.digest())
+            && let Err(error) = node.send(&NodeMessage::StaticFacts(facts)).await
+        {
+            return failure_reason(&error);
+        }
+    }
+    let mut fetching: Option<(
+        tether_wire::deploys::UpdateOrder,
+        tokio::task::JoinHandle<Result<u64, sim::SimError>>,
+    )> = None;
     let interval = config
         .heartbeat_interval
         .unwrap_or(Duration::from_millis(u64::from(
@@ -450,7 +495,38 @@ async fn session(
                     counters.heartbeats.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            fetched = async { (&mut fetching.as_mut().expect("guarded").1).await }, if fetching.is_some() => {
+                let (order, _) = fetching.take().expect("guarded");
+                let status = |state, bytes, error| NodeMessage::UpdateStatus(UpdateStatus { deploy: order.deploy, state, bytes, error });
+                match fetched {
+                    Ok(Ok(bytes)) => {
+                        counters.updates.fetch_add(1, Ordering::Relaxed);
+                        counters.update_bytes.fetch_add(bytes, Ordering::Relaxed);
+                        let _ = node.send(&status(UpdateState::Verifying, bytes, None)).await;
+                        let _ = node.send(&status(UpdateState::Installing, bytes, None)).await;
+                        node.finish().await;
+                        node.connection.close(0u32.into(), b"node updating");
+                        *version = order.manifest.version.clone();
+                        return UPDATED.into();
+                    }
+                    Ok(Err(error)) => return failure_reason(&error),
+                    Err(_) => return "download task failed".into(),
+                }
+            }
             message = node.next_message() => match message {
+                Ok(Some(CoreMessage::Update(order))) => {
+                    if order.manifest.version == *version {
+                        let skipped = NodeMessage::UpdateStatus(UpdateStatus { deploy: order.deploy, state: UpdateState::Skipped, bytes: 0, error: Some("runs it already".into()) });
+                        let _ = node.send(&skipped).await;
+                    } else if fetching.is_none() {
+                        let downloading = NodeMessage::UpdateStatus(UpdateStatus { deploy: order.deploy, state: UpdateState::Downloading, bytes: 0, error: None });
+                        let _ = node.send(&downloading).await;
+                        let connection = node.connection.clone();
+                        let fetch_order = order.clone();
+                        let task = tokio::spawn(async move { sim::download(&connection, &fetch_order).await });
+                        fetching = Some((order, task));
+                    }
+                }
                 Ok(Some(CoreMessage::Exec(request))) => {
                     let connection = node.connection.clone();
                     if sim::answer_exec(&connection, &request, now_ms()).await.is_ok() {

@@ -192,7 +192,7 @@ pub struct SimNode {
     /// What core said on authentication.
     pub params: SessionParams,
     seq: u32,
-    _send: FramedSend,
+    send: FramedSend,
     recv: FramedRecv,
 }
 
@@ -208,7 +208,8 @@ impl SimNode {
     ) -> Result<(SimNode, [u8; 32]), SimError> {
         let (connection, mut send, mut recv) = control(endpoint, addr).await?;
         let secret = enroll_on(&mut send, &mut recv, token, key, id, clock()).await?;
-        let node = Self::authenticate(connection, send, recv, id, &secret, clock()).await?;
+        let node =
+            Self::authenticate(connection, send, recv, id, &secret, clock(), SIM_VERSION).await?;
         Ok((node, secret))
     }
 
@@ -221,8 +222,36 @@ impl SimNode {
         secret: &[u8; 32],
         clock: fn() -> i64,
     ) -> Result<SimNode, SimError> {
+        Self::connect_as(endpoint, addr, id, secret, clock, SIM_VERSION).await
+    }
+
+    /// [`SimNode::connect`], reporting agent version `version` (after a simulated update).
+    pub async fn connect_as(
+        endpoint: &Endpoint,
+        addr: SocketAddr,
+        id: NodeId,
+        secret: &[u8; 32],
+        clock: fn() -> i64,
+        version: &str,
+    ) -> Result<SimNode, SimError> {
         let (connection, send, recv) = control(endpoint, addr).await?;
-        Self::authenticate(connection, send, recv, id, secret, clock()).await
+        Self::authenticate(connection, send, recv, id, secret, clock(), version).await
+    }
+
+    /// Sends a frame on the control stream.
+    pub async fn send(&mut self, message: &NodeMessage) -> Result<(), SimError> {
+        self.send.send(message).await.map_err(conn_err)
+    }
+
+    /// Finishes the control stream and waits (a little) until core has read it: what an agent
+    /// does before it leaves to run its new version.
+    pub async fn finish(&mut self) {
+        self.send.finish();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            self.send.stream_mut().stopped(),
+        )
+        .await;
     }
 
     /// Connects without enrolling or authenticating, for a bare quinn server that only reads
@@ -246,7 +275,7 @@ impl SimNode {
                 static_facts_digest: None,
             },
             seq: 0,
-            _send: send,
+            send,
             recv,
         })
     }
@@ -258,6 +287,7 @@ impl SimNode {
         id: NodeId,
         secret: &[u8; 32],
         now_secs: i64,
+        version: &str,
     ) -> Result<SimNode, SimError> {
         let mut exporter = [0u8; 32];
         connection
@@ -269,7 +299,7 @@ impl SimNode {
             node_id: id,
             timestamp: now_secs,
             proof: FixedBytes(proof),
-            agent_version: "sim".into(),
+            agent_version: version.into(),
             // Each simulated node is a machine of its own, the same one at every reconnect.
             machine: tether_wire::control::machine_fingerprint(id.as_bytes(), b"sim"),
             hostname: format!("sim-{}", &id.to_string()[..8]),
@@ -283,7 +313,7 @@ impl SimNode {
                 connection,
                 params,
                 seq: 0,
-                _send: send,
+                send,
                 recv,
             }),
             CoreMessage::Refused { code, message } => Err(SimError::Refused(code, message)),
@@ -428,4 +458,56 @@ pub async fn answer_exec(
     out.finish();
     let _ = out.stream_mut().stopped().await;
     Ok(())
+}
+
+/// The version simulated agents report until a deploy gives them another.
+pub const SIM_VERSION: &str = "sim";
+
+/// A simulated machine's static facts: what core needs to pick a release build (the
+/// architecture) and little else.
+pub fn sim_facts(id: NodeId, version: &str) -> tether_wire::facts::StaticFacts {
+    tether_wire::facts::StaticFacts {
+        hostname: format!("sim-{}", &id.to_string()[..8]),
+        os_name: "Simulated Linux".into(),
+        arch: "x86_64".into(),
+        cpu_count: 1,
+        memory_total: 1 << 30,
+        agent_version: version.into(),
+        ..Default::default()
+    }
+}
+
+/// Fetches the release of `order` as an agent does (one stream, from the start) and throws
+/// the bytes away; the bytes received.
+pub async fn download(
+    connection: &Connection,
+    order: &tether_wire::deploys::UpdateOrder,
+) -> Result<u64, SimError> {
+    use tether_wire::deploys::{DownloadFrame, DownloadRequest, MAX_DOWNLOAD_FRAME_LEN};
+    let (send, recv) = connection
+        .open_bi()
+        .await
+        .map_err(|e| SimError::Connection(e.to_string()))?;
+    let mut send = FramedSend::new(send, MAX_DOWNLOAD_FRAME_LEN);
+    let mut recv = FramedRecv::new(recv, MAX_DOWNLOAD_FRAME_LEN);
+    send.send(&DownloadRequest {
+        deploy: order.deploy,
+        sha256: order.manifest.sha256,
+        offset: 0,
+    })
+    .await
+    .map_err(conn_err)?;
+    send.finish();
+    let mut bytes = 0u64;
+    loop {
+        match recv.next::<DownloadFrame>().await.map_err(conn_err_chain)? {
+            Some(DownloadFrame::Start { .. }) => {}
+            Some(DownloadFrame::Data(data)) => bytes += data.0.len() as u64,
+            Some(DownloadFrame::Refused { message }) => {
+                return Err(SimError::Unexpected(format!("download refused: {message}")));
+            }
+            Some(_) => return Err(SimError::Unexpected("unexpected download frame".into())),
+            None => return Ok(bytes),
+        }
+    }
 }
