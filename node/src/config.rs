@@ -283,6 +283,23 @@ mod tests {
     }
 
     #[test]
+    fn release_keys_are_read_and_checked() {
+        let key = tether_certs::release::ReleaseSigningKey::generate();
+        let text = tether_certs::release::format_public_key(&key.public());
+        let file: NodeConfigFile =
+            toml::from_str(&format!("[node]\nrelease_keys = [\"{text}\"]\n")).unwrap();
+        let mut config = NodeConfig::with_state_dir("s".into());
+        config.apply_file(file).unwrap();
+        assert_eq!(config.release_keys, vec![key.public()]);
+        let bad: NodeConfigFile =
+            toml::from_str("[node]\nrelease_keys = [\"not-a-key\"]\n").unwrap();
+        let err = NodeConfig::with_state_dir("s".into())
+            .apply_file(bad)
+            .unwrap_err();
+        assert!(err.starts_with("release_keys:"), "{err}");
+    }
+
+    #[test]
     fn a_machine_id_file_must_be_readable() {
         let mut config = NodeConfig::with_state_dir("s".into());
         config.machine_id_file = Some("/no/such/machine-id".into());

@@ -165,8 +165,9 @@ impl Store {
     }
 
     /// Writes node records of deploy `id`, keeping its counts and the index of nodes whose
-    /// update has not ended. A record whose node is not in the deploy is ignored. Answers the
-    /// deploy as it is then.
+    /// update has not ended. A record whose node is not in the deploy is ignored, and so is one
+    /// that would change the state of a node that has ended (success, failed, ...): ends are
+    /// final. Answers the deploy as it is then.
     pub async fn save_node_updates(
         &self,
         id: u64,
@@ -185,6 +186,11 @@ impl Store {
                         Some(v) => codec::decode::<NodeUpdate>(v.value())?,
                         None => continue,
                     };
+                    // An end is final: a late report (the old connection's, read after the new
+                    // one authenticated) never turns it back. Only its reason may be refined.
+                    if before.state.ended() && update.state != before.state {
+                        continue;
+                    }
                     let mut counts = view.counts;
                     remove_count(&mut counts, before.state);
                     counts.add(update.state);

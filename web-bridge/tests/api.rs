@@ -183,6 +183,86 @@ async fn bad_requests_get_clear_json_errors() {
         .unwrap();
     assert_eq!(tasks, serde_json::json!([]), "nothing was added");
 
+    // Deploys: bad bodies say what is wrong; nothing starts.
+    for (body, status_code, says) in [
+        (
+            serde_json::json!({"version": "1.0", "all": true, "strategy": "fast"}),
+            400,
+            "strategy",
+        ),
+        (
+            serde_json::json!({"version": "1.0", "all": true, "strategy": "rolling", "batch": "lots"}),
+            400,
+            "batch",
+        ),
+        (
+            serde_json::json!({"version": "1.0", "all": true, "max_failures": "150%"}),
+            400,
+            "max_failures",
+        ),
+        (
+            serde_json::json!({"version": "1.0", "all": true, "offline": "maybe"}),
+            400,
+            "offline",
+        ),
+        (
+            serde_json::json!({"version": "1.0"}),
+            400,
+            "no nodes selected",
+        ),
+        (
+            serde_json::json!({"version": "1.0", "all": true, "watchdog_s": 0}),
+            400,
+            "--watchdog",
+        ),
+        (
+            serde_json::json!({"version": "1.0", "all": true, "speed": 1}),
+            400,
+            "speed",
+        ),
+        (
+            serde_json::json!({"version": "1.0", "all": true}),
+            404,
+            "upload it first",
+        ),
+    ] {
+        let answer = http
+            .post(format!("{url}/api/v1/deploys"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let (status, _, message) = error_of(answer).await;
+        assert_eq!(status, status_code, "{body}: {message}");
+        assert!(message.contains(says), "{body}: {message}");
+    }
+    let (status, _, message) = error_of(
+        http.post(format!("{url}/api/v1/deploys/1/explode"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404, "{message}");
+    let (status, _, message) = error_of(
+        http.get(format!("{url}/api/v1/deploys/7"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404, "{message}");
+    assert!(message.contains("no deploy 7"), "{message}");
+    let deploys: serde_json::Value = http
+        .get(format!("{url}/api/v1/deploys"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(deploys, serde_json::json!([]), "nothing was started");
+
     // A wrong method is named.
     let answer = http
         .put(format!("{url}/api/v1/nodes"))
