@@ -161,19 +161,12 @@ impl NewDeploy {
             .parse()
             .map_err(ApiError::bad_request)?;
         let seconds = |s: Option<u64>| s.map_or(0, |s| s.saturating_mul(1000));
-        let trimmed = |items: Vec<String>| -> Vec<String> {
-            items
-                .into_iter()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        };
         Ok(DeploySpec {
             version: self.version.trim().to_string(),
             targets: TaskTargets {
-                nodes: trimmed(self.nodes),
+                nodes: super::tasks::trimmed(self.nodes),
                 labels: self.labels,
-                groups: trimmed(self.groups),
+                groups: super::tasks::trimmed(self.groups),
                 all: self.all,
             },
             strategy,

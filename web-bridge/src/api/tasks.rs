@@ -79,7 +79,8 @@ pub(crate) struct NewTask {
     enabled: Option<bool>,
 }
 
-fn trimmed(items: Vec<String>) -> Vec<String> {
+/// The non-empty items, trimmed (comma-separated form fields).
+pub(crate) fn trimmed(items: Vec<String>) -> Vec<String> {
     items
         .into_iter()
         .map(|s| s.trim().to_string())
