@@ -84,6 +84,15 @@ fn binary_path(name: &str) -> PathBuf {
     binary(name)
 }
 
+/// Kills every process under its directory when dropped, a failed test's too.
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        kill_all_under(&self.0);
+    }
+}
+
 /// Kills every process started from under `root` (agents the watchdog started again are not
 /// the test's children).
 fn kill_all_under(root: &Path) {
@@ -232,6 +241,7 @@ fn arch() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_then_the_rest_then_a_rollback() {
     let tmp = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(tmp.path().to_path_buf());
     let key = ReleaseSigningKey::generate();
     let public = key.public();
     let core = TestCore::start(|c| {
@@ -354,6 +364,7 @@ fn agents_running(agent: &Agent) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_that_exits_at_once_is_undone_by_the_watchdog_and_halts_the_deploy() {
     let tmp = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(tmp.path().to_path_buf());
     let key = ReleaseSigningKey::generate();
     let public = key.public();
     let core = TestCore::start(|c| {
@@ -440,6 +451,7 @@ async fn a_release_that_exits_at_once_is_undone_by_the_watchdog_and_halts_the_de
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_file_and_an_untrusted_key_are_refused_by_the_node() {
     let tmp = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(tmp.path().to_path_buf());
     let key = ReleaseSigningKey::generate();
     let other = ReleaseSigningKey::generate();
     let public = key.public();
@@ -718,6 +730,7 @@ async fn refusals_halts_and_controls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downloads_resume_and_offline_nodes_are_updated_when_they_return() {
     let tmp = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(tmp.path().to_path_buf());
     let key = ReleaseSigningKey::generate();
     let public = key.public();
     let core = TestCore::start(|c| {
