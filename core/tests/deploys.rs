@@ -791,6 +791,50 @@ async fn downloads_resume_and_offline_nodes_are_updated_when_they_return() {
     let (done, nodes) = wait_deploy(&admin, tmp.path(), id, DeployState::Done).await;
     assert_eq!(done.counts.success, 2, "{nodes:#?}");
     wait_version(&admin, tmp.path(), "away", NEXT).await;
+
+    // A deploy cancelled while its nodes fetch: they finish, and their ends are recorded.
+    const LATER: &str = "9.2.0-test";
+    let later = tmp.path().join("tether-node-later");
+    agent_with_version(LATER, &later);
+    let body = std::fs::read(&later).unwrap();
+    upload(&admin, sign(&key, LATER, &arch(), &body), &body).await;
+    let mut slow = spec(LATER, Strategy::All);
+    slow.rate_limit = Some(8 << 20);
+    let started = deploy(&admin, AdminRequest::ReleaseDeploy(slow)).await;
+    let id = started.deploy.id;
+    loop {
+        let (view, _) = status(&admin, id).await;
+        if view.counts.active == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cancelled = deploy(
+        &admin,
+        AdminRequest::DeployControl {
+            id,
+            action: tether_wire::deploys::DeployAction::Cancel,
+        },
+    )
+    .await;
+    assert_eq!(cancelled.deploy.state, DeployState::Cancelled);
+    assert_eq!(cancelled.counts.active, 2, "nothing under way is cancelled");
+    for name in ["busy", "away"] {
+        wait_version(&admin, tmp.path(), name, LATER).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (view, nodes) = status(&admin, id).await;
+        if view.counts.success == 2 {
+            assert_eq!(view.deploy.state, DeployState::Cancelled);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{view:?} {nodes:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     drop((busy, away, busy_again, away_again));
     kill_all_under(tmp.path());
 }

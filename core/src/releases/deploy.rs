@@ -100,11 +100,18 @@ pub(crate) fn start_driver(shared: &Arc<Shared>, id: u64) {
     );
 }
 
-/// At start-up: drivers for every deploy that has not ended.
+/// Whether a deploy needs its driver: it has not ended, or it was cancelled with nodes still
+/// fetching or installing, whose ends (a success when the node authenticates, the install
+/// deadline) are still to be recorded.
+fn needs_driver(view: &DeployView) -> bool {
+    !view.deploy.state.ended() || view.counts.active > 0
+}
+
+/// At start-up: drivers for every deploy that needs one.
 pub(crate) fn resume_all(shared: &Arc<Shared>) {
-    match shared.store.open_deploys() {
-        Ok(open) => {
-            for view in open {
+    match shared.store.deploys(tether_wire::deploys::DEPLOYS_KEPT) {
+        Ok(all) => {
+            for view in all.iter().filter(|v| needs_driver(v)) {
                 start_driver(shared, view.deploy.id);
             }
         }
@@ -128,7 +135,7 @@ async fn drive(shared: &Arc<Shared>, id: u64, notify: &Notify) {
                 continue;
             }
         };
-        if view.deploy.state.ended() {
+        if !needs_driver(&view) {
             return;
         }
         let wait = match step(shared, &view, &mut next_wave_at).await {
