@@ -88,12 +88,8 @@ struct RunArgs {
     /// A release public key to trust (base64, as `tether release keygen` prints it); repeat
     /// for several. The agent installs only releases signed by a key it trusts; given here,
     /// it replaces the config file's `release_keys`.
-    #[arg(long = "release-key", value_name = "KEY", value_parser = release_key)]
+    #[arg(long = "release-key", value_name = "KEY", value_parser = tether_certs::release::parse_public_key)]
     release_keys: Vec<tether_wire::releases::ReleaseKey>,
-}
-
-fn release_key(text: &str) -> Result<tether_wire::releases::ReleaseKey, String> {
-    tether_certs::release::parse_public_key(text).map_err(|e| e.to_string())
 }
 
 fn build_config(args: RunArgs) -> anyhow::Result<NodeConfig> {

@@ -48,7 +48,7 @@ struct Context {
     terminals: Arc<crate::tty::Terminals>,
     agent: crate::agent::Agent,
     /// The update being fetched, if any (one at a time), and what it reports.
-    update: Option<(u64, tokio::task::JoinHandle<()>)>,
+    update: Option<tokio::task::JoinHandle<()>>,
     update_events: (
         tokio::sync::mpsc::Sender<crate::update::Event>,
         tokio::sync::mpsc::Receiver<crate::update::Event>,
@@ -618,7 +618,7 @@ async fn run_session(
                 }
                 Ok(Some(CoreMessage::CancelExec { exec_id })) => ctx.executions.cancel(exec_id),
                 Ok(Some(CoreMessage::Update(order))) => {
-                    let busy = ctx.update.as_ref().is_some_and(|(_, task)| !task.is_finished());
+                    let busy = ctx.update.as_ref().is_some_and(|task| !task.is_finished());
                     if busy {
                         debug!(deploy = order.deploy, "an update is being fetched already");
                     } else {
@@ -629,7 +629,7 @@ async fn run_session(
                             order.clone(),
                             ctx.update_events.0.clone(),
                         ));
-                        ctx.update = Some((order.deploy, task));
+                        ctx.update = Some(task);
                     }
                 }
                 Ok(Some(CoreMessage::Rollback(order))) => {
@@ -638,7 +638,7 @@ async fn run_session(
                         Ok(switch) => return Ok(switch_agent(ctx, connection, &mut send, switch).await),
                         Err((state, error)) => {
                             warn!(deploy = order.deploy, %error, "rollback not done");
-                            let status = tether_wire::deploys::UpdateStatus { deploy: order.deploy, state, bytes: 0, error: Some(error) };
+                            let status = crate::update::status(order.deploy, state, 0, Some(error));
                             if send.send(&NodeMessage::UpdateStatus(status)).await.is_err() {
                                 return closed(ctx, connection, true);
                             }
@@ -662,12 +662,12 @@ async fn switch_agent(
     switch: crate::update::Switch,
 ) -> Attempt {
     let deploy = switch.deploy();
-    let installing = tether_wire::deploys::UpdateStatus {
+    let installing = crate::update::status(
         deploy,
-        state: tether_wire::deploys::UpdateState::Installing,
-        bytes: 0,
-        error: None,
-    };
+        tether_wire::deploys::UpdateState::Installing,
+        0,
+        None,
+    );
     let _ = send.send(&NodeMessage::UpdateStatus(installing)).await;
     ctx.executions.cancel_all();
     // Core reads the control stream to its end before the connection closes: a frame still

@@ -123,7 +123,13 @@ fn write_toml<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     tether_certs::files::write_private_file(path, text.as_bytes()).map_err(std::io::Error::other)
 }
 
-fn status(deploy: u64, state: UpdateState, bytes: u64, error: Option<String>) -> UpdateStatus {
+/// A report on deploy `deploy`.
+pub(crate) fn status(
+    deploy: u64,
+    state: UpdateState,
+    bytes: u64,
+    error: Option<String>,
+) -> UpdateStatus {
     UpdateStatus {
         deploy,
         state,

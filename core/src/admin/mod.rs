@@ -297,24 +297,6 @@ async fn dispatch(
             // Output of many nodes: streamed in frames as it is read, never all in memory.
             Some(crate::exec::show(shared, id, &mut send).await)
         }
-        AdminRequest::ReleaseUpload { manifest, notes } => {
-            // The file follows the request on this stream.
-            let reply = releases::upload(shared, &caller, manifest, notes, &mut recv).await;
-            let outcome = match &reply {
-                Ok(_) => Outcome::Ok,
-                Err(refusal) => Outcome::Failed(refusal),
-            };
-            audit::record(shared, &caller, &request, outcome).await;
-            let responses = reply
-                .unwrap_or_else(|(code, message)| vec![AdminResponse::Error { code, message }]);
-            for response in &responses {
-                if send.send(response).await.is_err() {
-                    return;
-                }
-            }
-            send.finish();
-            return;
-        }
         _ => None,
     };
     if let Some(result) = streamed {
@@ -330,7 +312,13 @@ async fn dispatch(
         }
         return;
     }
-    let reply = handle(shared, &caller, &request).await;
+    let reply = match &request {
+        // The file follows the request on this stream; then it is answered as any other.
+        AdminRequest::ReleaseUpload { manifest, notes } => {
+            releases::upload(shared, &caller, manifest, notes, &mut recv).await
+        }
+        _ => handle(shared, &caller, &request).await,
+    };
     let (outcome, more) = match &reply {
         Ok(responses) => (Outcome::Ok, audit::answer_details(responses)),
         Err(refusal) => (Outcome::Failed(refusal), Vec::new()),

@@ -102,27 +102,29 @@ pub(crate) async fn upload(
     let release = match added {
         Ok(Ok(release)) => release,
         Ok(Err(refusal)) => {
-            forget_file(shared, manifest);
+            forget_file(shared, manifest.sha256.as_bytes());
             return Err(refused(refusal));
         }
         Err(e) => {
-            forget_file(shared, manifest);
+            forget_file(shared, manifest.sha256.as_bytes());
             return Err(internal(e));
         }
     };
     info!(release = %manifest.describe(), by = %caller.user, size = manifest.size, "release uploaded");
-    Ok(vec![AdminResponse::Releases(vec![view(shared, release)])])
+    Ok(vec![AdminResponse::Releases(vec![view(
+        &open_deploys(shared),
+        release,
+    )])])
 }
 
-/// Removes a file no release record names (an upload whose record was refused).
-fn forget_file(shared: &Shared, manifest: &Manifest) {
+/// Removes the file with this SHA-256 unless a release record names it (another version may
+/// be the same file).
+fn forget_file(shared: &Shared, sha256: &[u8; 32]) {
     let used = shared
         .store
         .releases()
-        .is_ok_and(|all| all.iter().any(|r| r.manifest.sha256 == manifest.sha256));
-    shared
-        .release_files
-        .remove_unless(manifest.sha256.as_bytes(), used);
+        .is_ok_and(|all| all.iter().any(|r| r.manifest.sha256.as_bytes() == sha256));
+    shared.release_files.remove_unless(sha256, used);
 }
 
 /// Deploys that have not ended, by the version they install: (version, deploy, state).
@@ -137,11 +139,12 @@ fn open_deploys(shared: &Shared) -> Vec<(String, u64, DeployState)> {
         .collect()
 }
 
-fn view(shared: &Shared, release: Release) -> ReleaseView {
-    let active_deploys = open_deploys(shared)
-        .into_iter()
+/// A release with the deploys (of `open`, from [`open_deploys`]) that use it.
+fn view(open: &[(String, u64, DeployState)], release: Release) -> ReleaseView {
+    let active_deploys = open
+        .iter()
         .filter(|(version, _, _)| *version == release.manifest.version)
-        .map(|(_, id, _)| id)
+        .map(|(_, id, _)| *id)
         .collect();
     ReleaseView {
         release,
@@ -152,24 +155,22 @@ fn view(shared: &Shared, release: Release) -> ReleaseView {
 /// Every other release request.
 pub(crate) async fn handle(shared: &Shared, _caller: &Caller, request: AdminRequest) -> Reply {
     let store = &shared.store;
+    let open = open_deploys(shared);
+    let views = |all: Vec<Release>, open: &[(String, u64, DeployState)]| {
+        vec![AdminResponse::Releases(
+            all.into_iter().map(|r| view(open, r)).collect(),
+        )]
+    };
     match request {
-        AdminRequest::ReleaseList => {
-            let all = store.releases().map_err(internal)?;
-            Ok(vec![AdminResponse::Releases(
-                all.into_iter().map(|r| view(shared, r)).collect(),
-            )])
-        }
+        AdminRequest::ReleaseList => Ok(views(store.releases().map_err(internal)?, &open)),
         AdminRequest::ReleaseShow { version } => {
             let builds = store.releases_of(&version).map_err(internal)?;
             if builds.is_empty() {
                 return Err(refused(ReleaseRefusal::NotFound(version)));
             }
-            Ok(vec![AdminResponse::Releases(
-                builds.into_iter().map(|r| view(shared, r)).collect(),
-            )])
+            Ok(views(builds, &open))
         }
         AdminRequest::ReleaseDelete { version, os, arch } => {
-            let open = open_deploys(shared);
             let deleted = store
                 .delete_releases(version, os, arch, move |release| {
                     open.iter()
@@ -184,15 +185,11 @@ pub(crate) async fn handle(shared: &Shared, _caller: &Caller, request: AdminRequ
                 .await
                 .map_err(internal)?
                 .map_err(refused)?;
-            let remaining = store.releases().map_err(internal)?;
             for release in &deleted {
-                let sha = &release.manifest.sha256;
-                let used = remaining.iter().any(|r| r.manifest.sha256 == *sha);
-                shared.release_files.remove_unless(sha.as_bytes(), used);
+                forget_file(shared, release.manifest.sha256.as_bytes());
             }
-            Ok(vec![AdminResponse::Releases(
-                deleted.into_iter().map(|r| view(shared, r)).collect(),
-            )])
+            // No deploy uses what was deleted.
+            Ok(views(deleted, &[]))
         }
         _ => Err(invalid("not a release request".into())),
     }

@@ -247,7 +247,7 @@ struct CoreFlags {
     /// A release public key uploads must be signed by (base64, as `tether release keygen`
     /// prints it); repeat for several. Given here, it replaces the file's `release_keys`
     /// [default: none, and every upload is refused].
-    #[arg(long = "release-key", value_name = "KEY", value_parser = release_key)]
+    #[arg(long = "release-key", value_name = "KEY", value_parser = tether_certs::release::parse_public_key)]
     release_keys: Vec<tether_wire::releases::ReleaseKey>,
     /// Release files sent to nodes at once [default: 200].
     #[arg(long, value_name = "N")]
@@ -271,11 +271,6 @@ struct CoreFlags {
     /// Alerts kept at most [default: 100000].
     #[arg(long, value_name = "N")]
     alert_max_records: Option<u64>,
-}
-
-/// A release public key flag.
-fn release_key(text: &str) -> Result<tether_wire::releases::ReleaseKey, String> {
-    tether_certs::release::parse_public_key(text).map_err(|e| e.to_string())
 }
 
 /// A size flag: `1048576`, `64MiB`, `10GiB`.
