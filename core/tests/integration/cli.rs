@@ -1,6 +1,6 @@
 //! The command lines as scripts use them: flags, files, JSON, stdout vs stderr, exit codes.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! id, or its exact hostname — through one resolver; a name that fits several nodes is refused
 //! with every candidate listed. Run through the real `tether` CLI, one row per subcommand.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! The JSON API and the WebSockets without a browser: bad input gets clear JSON errors,
 //! foreign origins are refused, sessions end, and the bridge rides out core going away.
 
-mod support;
+use crate::support;
 
 use support::{PASSWORD, Stack, eventually};
 use tokio_tungstenite::tungstenite;

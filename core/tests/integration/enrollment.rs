@@ -1,6 +1,6 @@
 //! Enrollment end to end: real QUIC on 127.0.0.1, real redb, real `tether-node` processes.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! disk image) must not take the node over in turns. Real `tether-node` processes sharing one
 //! identity, real QUIC, the real CLI.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! the whole role matrix, revocation and disable with open connections and terminals, session
 //! expiry, throttling, bad input, and a tampered audit chain.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

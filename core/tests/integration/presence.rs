@@ -1,6 +1,6 @@
 //! Presence end to end: online, offline, back again, replaced, deleted, skewed, in maintenance.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

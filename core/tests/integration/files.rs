@@ -2,7 +2,7 @@
 //! absolute one alike: it exits 0 and the file is there, with mode 0600 (they all hold
 //! secrets). A bare name's directory is `.`, not the empty path.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! `--group` selecting a group and everything below it for `exec` and `node list`, through the
 //! API and the CLI.
 
-mod support;
+use crate::support;
 
 use support::*;
 use tether_client::ClientError;

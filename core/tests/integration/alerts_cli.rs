@@ -2,7 +2,7 @@
 //! real SMTP server on loopback (`aiosmtpd` from PyPI, which `.ci/run` installs; the test
 //! skips it where missing unless TETHER_REQUIRE_SMTP is set).
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -5,7 +5,7 @@
 //! tampered with on core's disk and a key the node does not trust, both refused by the node
 //! with nothing touched.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

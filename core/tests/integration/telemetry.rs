@@ -2,7 +2,7 @@
 //! with a real agent, checked by `promtool` where it is installed (CI installs it), and
 //! `/health`.
 
-mod support;
+use crate::support;
 
 use support::*;
 use tether_wire::admin::AdminRequest;

@@ -2,7 +2,7 @@
 //! fleet go on, nothing already stored is lost, and writing resumes once there is room. On a
 //! real (small) filesystem, where the test may mount one.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! overlap skip; one catch-up run after a real core restart (or none); scripts, and a node's
 //! policy refusing them; bad input refused with nothing changed; the CLI end to end.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Kill -9 core at any moment: what was acknowledged is there after the restart, and the database
 //! opens cleanly.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

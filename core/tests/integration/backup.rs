@@ -1,7 +1,7 @@
 //! Backups taken from a running core, restored for a new one: real `tether-core`, `tether` and
 //! `tether-node` processes, real redb files, while the core is busy.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! Remote execution end to end: real agents running real processes over real QUIC.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

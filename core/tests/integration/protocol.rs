@@ -1,6 +1,6 @@
 //! Bad input on the wire: each gets its own error code, closes what it must and nothing more.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Interactive terminals end to end: real agents, real PTYs, real shells, real QUIC; the real
 //! `tether` CLI inside a real PTY where the local terminal matters.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};

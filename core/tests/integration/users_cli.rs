@@ -1,7 +1,7 @@
 //! `tether user ...` and `tether audit ...` as an operator types them: the real CLI against a
 //! real core.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

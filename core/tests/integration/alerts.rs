@@ -3,7 +3,7 @@
 //! they flap, the offline kind; a real HTTP receiver on loopback for webhooks (signed, retried,
 //! every attempt recorded); bad input refused with nothing changed.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Metrics history end to end: real agents' heartbeats written by core, read back through
 //! `NodeMetrics` and `tether node metrics`.
 
-mod support;
+use crate::support;
 
 use support::*;
 use tether_client::ClientError;

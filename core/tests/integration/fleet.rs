@@ -2,7 +2,7 @@
 //! dashboard's figures (`Overview`), and live figures on one stream (`Watch`) that ends when
 //! the caller no longer counts.
 
-mod support;
+use crate::support;
 
 use support::*;
 use tether_client::ClientError;

@@ -2,7 +2,7 @@
 //! what its policy does not allow, and the refusal comes back as its own status, in history
 //! and in the audit log; `node show` says what policy each node runs.
 
-mod support;
+use crate::support;
 
 use support::*;
 use tether_client::ClientError;

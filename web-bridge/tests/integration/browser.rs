@@ -2,7 +2,7 @@
 //! live status, enrollment, commands, the terminal, replay, and what a viewer may not do.
 //! Screenshots land in `target/web-shots/` (look at them; `docs/web.md` shows some).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! seed 002 (viewers list, operators upload, only admins delete); every request audited; and
 //! the CLI's keygen, sign and upload end to end.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 
