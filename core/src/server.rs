@@ -196,10 +196,10 @@ pub fn transport_config(config: &CoreConfig) -> Result<TransportConfig, StartErr
     transport.send_window(2 * 1024 * 1024);
     transport.datagram_receive_buffer_size(Some(64 * 1024));
     transport.datagram_send_buffer_size(16 * 1024);
-    // With segmentation offload, quinn reserves room for ten datagrams the first time a
-    // connection sends two at once (every handshake does) and keeps that 14 KiB buffer for the
-    // connection's life. Across 100,000 idle nodes that is over a gigabyte.
-    transport.enable_segmentation_offload(false);
+    // Segmentation offload (quinn's default) sends up to ten datagrams per system call: release
+    // downloads and terminal output. quinn kept each connection's batch buffer (14 KiB) for its
+    // whole life, over a gigabyte across 100,000 idle nodes, so offload was off; the patched quinn
+    // (`vendor/quinn/TETHER.md`) gives the buffer back once a connection has sent everything.
     transport.mtu_discovery_config(Some(mtu_discovery()));
     Ok(transport)
 }

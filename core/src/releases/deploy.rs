@@ -38,6 +38,10 @@ pub(crate) struct Deploys {
     sent: Mutex<HashSet<(u64, NodeId)>>,
     /// Bytes fetched, by node, while it downloads.
     pub(crate) progress: Mutex<HashMap<NodeId, u64>>,
+    /// When each node reported `installing` (unix ms), or when this core first saw it
+    /// installing (after a restart): the install deadline runs from there, not from the
+    /// node's start, which may have waited long for a download place.
+    installing_since: Mutex<HashMap<NodeId, i64>>,
     /// Release files being sent at once (`max_downloads`).
     pub(crate) downloads: Arc<tokio::sync::Semaphore>,
 }
@@ -49,6 +53,7 @@ impl Deploys {
             drivers: Mutex::default(),
             sent: Mutex::default(),
             progress: Mutex::default(),
+            installing_since: Mutex::default(),
             downloads: Arc::new(tokio::sync::Semaphore::new(max_downloads)),
         }
     }
@@ -64,6 +69,22 @@ impl Deploys {
         if let Some(notify) = self.drivers.lock().expect("not poisoned").get(&id) {
             notify.notify_one();
         }
+    }
+
+    /// A node's update ended: its live progress and install clock go.
+    fn forget_progress(&self, node: NodeId) {
+        self.progress.lock().expect("not poisoned").remove(&node);
+        self.installing_since
+            .lock()
+            .expect("not poisoned")
+            .remove(&node);
+    }
+
+    /// Whether `node`, installing, has been so for longer than `grace_ms` (its clock starts now
+    /// if this core had not seen it installing).
+    fn installing_longer_than(&self, node: NodeId, now_ms: i64, grace_ms: i64) -> bool {
+        let mut since = self.installing_since.lock().expect("not poisoned");
+        now_ms - *since.entry(node).or_insert(now_ms) > grace_ms
     }
 
     fn forget_sent(&self, node: NodeId) {
@@ -166,7 +187,7 @@ async fn step(
     let total = nodes.len();
     let now_ms = shared.now_ms();
 
-    // Installs that never came back, either way.
+    // Installs that never came back, either way, counted from when each began installing.
     let grace =
         i64::try_from((Duration::from_millis(deploy.spec.watchdog_ms) + INSTALL_GRACE).as_millis())
             .unwrap_or(i64::MAX);
@@ -174,7 +195,7 @@ async fn step(
         .iter()
         .filter(|u| {
             u.state == UpdateState::Installing
-                && u.started_at_ms.is_some_and(|t| now_ms - t > grace)
+                && shared.deploys.installing_longer_than(u.node, now_ms, grace)
         })
         .map(|u| NodeUpdate {
             state: UpdateState::Failed,
@@ -187,6 +208,9 @@ async fn step(
         })
         .collect();
     if !lost.is_empty() {
+        for update in &lost {
+            shared.deploys.forget_progress(update.node);
+        }
         shared.store.save_node_updates(id, lost).await?;
         return Ok(Duration::ZERO);
     }
@@ -426,12 +450,7 @@ pub(crate) async fn on_authenticated(shared: &Arc<Shared>, node: NodeId, version
         None
     };
     if let Some(ended) = ended {
-        shared
-            .deploys
-            .progress
-            .lock()
-            .expect("not poisoned")
-            .remove(&node);
+        shared.deploys.forget_progress(node);
         if let Err(e) = shared.store.save_node_updates(id, vec![ended]).await {
             warn!(error = %e, "recording an update's end failed");
         }
@@ -478,13 +497,16 @@ pub(crate) async fn on_status(shared: &Arc<Shared>, node: NodeId, status: Update
         finished_at_ms: ended.then_some(now_ms),
         ..update
     };
-    if ended {
+    if status.state == UpdateState::Installing {
         shared
             .deploys
-            .progress
+            .installing_since
             .lock()
             .expect("not poisoned")
-            .remove(&node);
+            .insert(node, now_ms);
+    }
+    if ended {
+        shared.deploys.forget_progress(node);
         warn!(deploy = id, state = %status.state, error = ?status.error, "update ended on the node");
     }
     if let Err(e) = shared.store.save_node_updates(id, vec![next]).await {

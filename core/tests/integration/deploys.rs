@@ -838,3 +838,105 @@ async fn downloads_resume_and_offline_nodes_are_updated_when_they_return() {
     drop((busy, away, busy_again, away_again));
     kill_all_under(tmp.path());
 }
+
+/// The state `node` has in deploy `id`, once `check` holds for it.
+async fn wait_node(admin: &Admin, id: u64, check: impl Fn(&NodeUpdate) -> bool) -> NodeUpdate {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (view, nodes) = status(admin, id).await;
+        if let Some(update) = nodes.iter().find(|u| check(u)) {
+            return update.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{view:?} {nodes:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A node that waited long for a download place has the whole install deadline once it
+/// installs: the deadline runs from `installing`, not from the node's start. (At 10,000 nodes
+/// and 200 downloads at once, nodes that waited over the deadline were failed the moment they
+/// reported `installing`.) Past the deadline the node is failed, and the deploy halts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_install_deadline_runs_from_installing_not_from_the_start() {
+    use tether_core::clock::ManualClock;
+    use tether_wire::control::{CoreMessage, NodeMessage};
+    use tether_wire::deploys::UpdateStatus;
+
+    let key = ReleaseSigningKey::generate();
+    let public = key.public();
+    let start_ms = tether_core::clock::unix_ms(std::time::SystemTime::now());
+    let clock = std::sync::Arc::new(ManualClock::at(start_ms));
+    let core = TestCore::start_with_clock(
+        |c| {
+            c.auto_approve = true;
+            c.release_keys = vec![public];
+        },
+        clock.clone(),
+    )
+    .await;
+    let admin = core.admin().await;
+    let (node, mut raw) = enrolled_node(&core).await;
+    raw.send(&NodeMessage::StaticFacts(tether_wire::facts::StaticFacts {
+        hostname: "raw".into(),
+        arch: arch(),
+        ..Default::default()
+    }))
+    .await;
+    eventually("the node's facts", || async {
+        admin.node(node).await.and_then(|n| n.static_facts)
+    })
+    .await;
+    let body = b"an agent that never comes back".to_vec();
+    upload(&admin, sign(&key, "2.0.0", &arch(), &body), &body).await;
+    let mut quick = spec("2.0.0", Strategy::All);
+    quick.watchdog_ms = 1_000;
+    let id = deploy(&admin, AdminRequest::ReleaseDeploy(quick))
+        .await
+        .deploy
+        .id;
+    loop {
+        match raw.recv().await {
+            Some(CoreMessage::Update(order)) => {
+                assert_eq!(order.deploy, id);
+                break;
+            }
+            Some(_) => {}
+            None => panic!("the connection ended before the order"),
+        }
+    }
+    let report = |state| {
+        NodeMessage::UpdateStatus(UpdateStatus {
+            deploy: id,
+            state,
+            bytes: 0,
+            error: None,
+        })
+    };
+    raw.send(&report(UpdateState::Downloading)).await;
+    wait_node(&admin, id, |u| u.state == UpdateState::Downloading).await;
+
+    // Ten minutes waiting for a download place, then the install begins.
+    clock.set(start_ms + 600_000);
+    raw.send(&report(UpdateState::Installing)).await;
+    wait_node(&admin, id, |u| u.state == UpdateState::Installing).await;
+    // Each report wakes the deploy's driver, and it looks again every second besides: after
+    // three looks the node is still installing, within its 121 s.
+    for _ in 0..3 {
+        raw.send(&report(UpdateState::Installing)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let (view, nodes) = status(&admin, id).await;
+    assert_eq!(nodes[0].state, UpdateState::Installing, "{nodes:#?}");
+    assert_eq!(view.deploy.state, DeployState::Running);
+
+    // Past the watchdog and the grace: failed, and the deploy halts (no failure tolerated).
+    clock.set(start_ms + 600_000 + 122_000);
+    let failed = wait_node(&admin, id, |u| u.state == UpdateState::Failed).await;
+    let error = failed.error.unwrap_or_default();
+    assert!(error.contains("did not come back within 121 s"), "{error}");
+    let (view, _) = wait_deploy(&admin, Path::new("/nonexistent"), id, DeployState::Halted).await;
+    assert_eq!(view.counts.failed, 1);
+}

@@ -1040,7 +1040,13 @@ impl State {
                             };
                             t
                         }
-                        None => break,
+                        None => {
+                            // Tether: give the buffer back once everything is sent. With
+                            // segmentation offload it grows to a batch of datagrams, and an idle
+                            // connection would keep that for its whole life.
+                            self.send_buffer = Vec::new();
+                            break;
+                        }
                     }
                 }
             };
