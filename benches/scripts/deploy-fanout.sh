@@ -80,6 +80,18 @@ print(d["state"], d["counts"]["success"])' "$id" 2> /dev/null || echo "unanswere
     done
     t1=$(date +%s%3N); c1=$(proc_cpu_s "$core")
     peak=$(proc_kib "$core" VmHWM)
+    # A deploy that did not end done: why, and what its nodes said (to stderr; the work
+    # directory and its logs go with the script).
+    case "$state" in
+        done*) ;;
+        *) tether release status "$id" --json 2> /dev/null | python3 -c '
+import collections, json, sys
+d = json.load(sys.stdin)
+print("deploy", d["deploy"]["state"], "-", d["deploy"]["reason"], file=sys.stderr)
+errors = collections.Counter((n["state"], n["error"]) for n in d["nodes"])
+for (state, error), count in errors.most_common(10):
+    print(f"  {count} {state}: {error}", file=sys.stderr)' || true ;;
+    esac
     unanswered=$(grep -c "timed out" "$work/polls-$n.log" 2> /dev/null || true)
     kill -INT "$loadgen"; wait "$loadgen" 2>/dev/null || true
     received=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["update_bytes"])' "$work/loadgen-$n.json")

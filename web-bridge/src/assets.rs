@@ -62,3 +62,24 @@ fn serve(path: &str, cache: &'static str) -> Response {
 fn hex_prefix(hash: &[u8; 32]) -> String {
     hash[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Assets;
+
+    /// The page preloads every module of the app, so that none is found only level by level as
+    /// imports are read (a module missing from the list still loads, just later).
+    #[test]
+    fn the_page_preloads_every_module() {
+        let index = Assets::get("app/index.html").expect("embedded");
+        let index = std::str::from_utf8(&index.data).expect("UTF-8");
+        let modules: Vec<_> = Assets::iter()
+            .filter(|path| path.starts_with("app/") && path.ends_with(".js"))
+            .collect();
+        assert!(modules.len() > 20, "{modules:?}");
+        for module in modules {
+            let link = format!("<link rel=\"modulepreload\" href=\"/assets/{module}\">");
+            assert!(index.contains(&link), "index.html lacks {link}");
+        }
+    }
+}

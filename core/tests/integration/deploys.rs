@@ -403,8 +403,14 @@ async fn a_release_that_exits_at_once_is_undone_by_the_watchdog_and_halts_the_de
         .iter()
         .find(|u| u.state == UpdateState::Rollback)
         .unwrap();
-    let reason = undone.error.as_deref().unwrap();
-    assert!(reason.contains("did not authenticate"), "{reason}");
+    // Core records the rollback when the old agent authenticates; the agent's own report (the
+    // watchdog's reason) follows on its control stream.
+    wait_node(&admin, started.deploy.id, |u| {
+        u.error
+            .as_deref()
+            .is_some_and(|e| e.contains("did not authenticate"))
+    })
+    .await;
     assert!(
         halted
             .deploy
@@ -939,4 +945,155 @@ async fn the_install_deadline_runs_from_installing_not_from_the_start() {
     assert!(error.contains("did not come back within 121 s"), "{error}");
     let (view, _) = wait_deploy(&admin, Path::new("/nonexistent"), id, DeployState::Halted).await;
     assert_eq!(view.counts.failed, 1);
+}
+
+/// Every agent process (`tether-node run`) started from under `root`.
+fn agent_pids_under(root: &Path) -> Vec<i32> {
+    let root = root.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().parse::<i32>().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            (args.first().is_some_and(|a| a.starts_with(&root))
+                && args.get(1).is_some_and(|a| a == "run"))
+            .then_some(pid)
+        })
+        .collect()
+}
+
+/// Under a service manager (systemd sets `INVOCATION_ID`; here the test plays systemd with
+/// `Restart=always`, `RestartSec=1` and `KillMode=process`): a release that exits at once is
+/// restarted by the manager until the watchdog puts the old binary back; the watchdog then
+/// leaves the start to the manager, so exactly one agent runs afterwards, the manager's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_service_manager_the_watchdog_leaves_the_restart_to_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(tmp.path().to_path_buf());
+    let key = ReleaseSigningKey::generate();
+    let public = key.public();
+    let core = TestCore::start(|c| {
+        c.auto_approve = true;
+        c.release_keys = vec![public];
+    })
+    .await;
+    let admin = core.admin().await;
+    let broken = b"#!/bin/sh\necho broken release >&2\nexit 1\n".to_vec();
+    upload(
+        &admin,
+        sign(&key, "6.6.7-broken", &arch(), &broken),
+        &broken,
+    )
+    .await;
+
+    // The manager: starts the unit's command, and again a second after each exit.
+    let dir = tmp.path().join("managed");
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    let binary = dir.join("bin/tether-node");
+    std::fs::copy(binary_path("tether-node"), &binary).unwrap();
+    let args: Vec<String> = vec![
+        "run".into(),
+        "--state-dir".into(),
+        dir.join("state").to_string_lossy().into_owned(),
+        "--core".into(),
+        core.addr.to_string(),
+        "--token".into(),
+        core.token().encode(),
+        "--hostname".into(),
+        "managed".into(),
+        "--reconnect-max".into(),
+        "1s".into(),
+        "--release-key".into(),
+        format_public_key(&key.public()),
+    ];
+    let stop = Arc::new(AtomicBool::new(false));
+    let starts = Arc::new(AtomicUsize::new(0));
+    let unit_pid = Arc::new(AtomicU32::new(0));
+    let manager = {
+        let (stop, starts, unit_pid, binary, log) = (
+            stop.clone(),
+            starts.clone(),
+            unit_pid.clone(),
+            binary.clone(),
+            dir.join("unit.log"),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap();
+                starts.fetch_add(1, Ordering::SeqCst);
+                let mut child = std::process::Command::new(&binary)
+                    .args(&args)
+                    .env("INVOCATION_ID", "0123456789abcdef0123456789abcdef")
+                    .env("TETHER_LOG", "info")
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .unwrap();
+                unit_pid.store(child.id(), Ordering::SeqCst);
+                // Stopped by the test: the unit's own process is killed (KillMode=process).
+                loop {
+                    if stop.load(Ordering::SeqCst) {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return;
+                    }
+                    if child.try_wait().unwrap().is_some() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    };
+    let log = || std::fs::read_to_string(dir.join("unit.log")).unwrap_or_default();
+    wait_version(&admin, tmp.path(), "managed", CURRENT).await;
+    let original = std::fs::read(&binary).unwrap();
+
+    let mut quick = spec("6.6.7-broken", Strategy::All);
+    quick.watchdog_ms = 4_000;
+    let started = deploy(&admin, AdminRequest::ReleaseDeploy(quick)).await;
+    let (halted, nodes) =
+        wait_deploy(&admin, tmp.path(), started.deploy.id, DeployState::Halted).await;
+    assert_eq!(halted.counts.rollback, 1, "{nodes:#?}\n{}", log());
+    // Core records the rollback when the old agent authenticates; the agent's own report (the
+    // watchdog's reason) follows on its control stream.
+    wait_node(&admin, started.deploy.id, |u| {
+        u.error
+            .as_deref()
+            .is_some_and(|e| e.contains("did not authenticate"))
+    })
+    .await;
+
+    // The old agent is back in place, started by the manager, and alone.
+    wait_version(&admin, tmp.path(), "managed", CURRENT).await;
+    assert_eq!(std::fs::read(&binary).unwrap(), original);
+    let unit_log = log();
+    assert!(unit_log.contains("broken release"), "{unit_log}");
+    assert!(
+        starts.load(Ordering::SeqCst) >= 2,
+        "the manager restarted the unit"
+    );
+    // Had the watchdog started the old agent itself, that one would run (outside the unit) and
+    // the manager's would keep failing to take the state directory.
+    let pids = agent_pids_under(tmp.path());
+    let unit = unit_pid.load(Ordering::SeqCst) as i32;
+    assert_eq!(pids, vec![unit], "one agent, the manager's\n{unit_log}");
+
+    stop.store(true, Ordering::SeqCst);
+    manager.join().unwrap();
+    kill_all_under(tmp.path());
 }

@@ -431,28 +431,38 @@ export function debounce(fn, ms) {
   return d;
 }
 
-const scripts = new Map();
+const loaded = new Map();
 
 /**
- * Loads classic scripts (the vendored xterm.js, asciinema-player) once, in order, when a page
- * first needs them: the nodes page and the dashboard should not wait for 700 KB of JavaScript
- * they never run. Answers a promise that rejects naming the script that failed.
+ * Loads classic scripts and stylesheets (the vendored xterm.js, asciinema-player and their CSS)
+ * once, in order, when a page first needs them: the nodes page and the dashboard should not
+ * wait for 700 KB of JavaScript they never run, nor the app's first run for stylesheets only a
+ * terminal uses (a pending stylesheet holds scripts back). A `.css` path is a stylesheet.
+ * Answers a promise that rejects naming the file that failed.
  */
-export function loadScripts(srcs) {
+export function loadAssets(srcs) {
   return srcs.reduce((before, src) => before.then(() => {
-    if (!scripts.has(src)) {
-      scripts.set(src, new Promise((resolve, reject) => {
-        const el = document.createElement('script');
-        el.src = src;
+    if (!loaded.has(src)) {
+      loaded.set(src, new Promise((resolve, reject) => {
+        let el;
+        if (src.endsWith('.css')) {
+          el = document.createElement('link');
+          el.rel = 'stylesheet';
+          el.href = src;
+        } else {
+          el = document.createElement('script');
+          el.src = src;
+        }
         el.onload = () => resolve();
         el.onerror = () => {
-          scripts.delete(src);
+          loaded.delete(src);
+          el.remove();
           reject(new Error('could not load ' + src));
         };
         document.head.append(el);
       }));
     }
-    return scripts.get(src);
+    return loaded.get(src);
   }), Promise.resolve());
 }
 

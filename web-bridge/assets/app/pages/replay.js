@@ -1,6 +1,6 @@
 // #/sessions/ID: the asciinema player on the session's recording, with speed and idle limit.
 
-import { api, h, fill, card, facts, badge, timeEl, fmtBytes, fmtDuration, field, loadScripts } from '../lib.js';
+import { api, h, fill, card, facts, badge, timeEl, fmtBytes, fmtDuration, field, loadAssets } from '../lib.js';
 
 export function mount(main, ctx) {
   const id = ctx.params[0];
@@ -103,7 +103,7 @@ export function mount(main, ctx) {
     .catch(() => showFacts(null));
 
   fill(playerEl, h('p', { class: 'muted', text: 'Loading the player\u2026' }));
-  loadScripts(['/assets/vendor/asciinema-player.min.js']).then(() => {
+  loadAssets(['/assets/vendor/asciinema-player.css', '/assets/vendor/asciinema-player.min.js']).then(() => {
     if (!dead) create(0);
   }, (e) => {
     if (!dead) fill(playerEl, h('p', { class: 'empty', text: 'The player could not load (' + e.message + ').' }));

@@ -7,7 +7,7 @@
 // Flow control: bytes handed to term.write() are counted until their callback runs; above
 // HIGH the page sends pause, below LOW resume.
 
-import { h, wsUrl, api, debounce, showError, unauthenticated, loadScripts } from '../lib.js';
+import { h, wsUrl, api, debounce, showError, unauthenticated, loadAssets } from '../lib.js';
 
 const HIGH = 256 * 1024;
 const LOW = 32 * 1024;
@@ -41,7 +41,7 @@ export function mount(main, ctx) {
 
   let gone = false;
   let stop = null;
-  loadScripts(['/assets/vendor/xterm.js', '/assets/vendor/addon-fit.js']).then(() => {
+  loadAssets(['/assets/vendor/xterm.css', '/assets/vendor/xterm.js', '/assets/vendor/addon-fit.js']).then(() => {
     if (!gone) stop = start();
   }, (e) => {
     status.textContent = 'The terminal could not load (' + e.message + ').';
