@@ -681,7 +681,11 @@ async fn switch_agent(
     if let Some(endpoint) = &ctx.endpoint {
         let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
     }
+    ctx.state.unlock_for_exec();
     let error = switch.run();
+    if !ctx.state.relock() {
+        warn!(state_dir = %ctx.config.state_dir.display(), "another agent took the state directory while an update failed");
+    }
     crate::update::record_failure(&ctx.config.state_dir, deploy, error.clone());
     Attempt::Lost {
         reason: format!("update failed: {error}"),

@@ -33,7 +33,7 @@ pub struct CoreRecord {
 #[derive(Debug)]
 pub struct NodeState {
     dir: PathBuf,
-    _lock: File,
+    lock: File,
     /// The node's id.
     pub node_id: NodeId,
     /// The node's key.
@@ -113,12 +113,28 @@ impl NodeState {
 
         Ok(Self {
             dir: dir.to_path_buf(),
-            _lock: lock,
+            lock,
             node_id,
             key,
             secret,
             core,
         })
+    }
+
+    /// Lets go of the directory's lock just before this process runs another agent (an update).
+    /// Closing the file on exec is not enough: the watchdog, spawned a moment before, shares the
+    /// lock's open file until its own exec has closed it, and the kernel resumes a `vfork`
+    /// parent before that; the new agent, taking the lock at once, found it held
+    /// ("another tether-node is running") when the machine was busy. Unlocking releases it
+    /// for every copy.
+    pub(crate) fn unlock_for_exec(&self) {
+        let _ = self.lock.unlock();
+    }
+
+    /// Takes the lock again after an exec that did not happen; false if another agent took the
+    /// directory meanwhile.
+    pub(crate) fn relock(&self) -> bool {
+        self.lock.try_lock().is_ok()
     }
 
     /// The state directory.
@@ -203,5 +219,27 @@ mod tests {
         let _first = NodeState::open(tmp.path()).unwrap();
         let err = NodeState::open(tmp.path()).unwrap_err();
         assert!(err.to_string().contains("another tether-node"), "{err}");
+    }
+
+    /// A copy of the lock's open file (what a just-spawned child holds until its exec closes
+    /// it) keeps the directory locked; unlocking before the exec lets the next agent in.
+    #[test]
+    fn an_agent_about_to_exec_lets_the_next_one_in() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = NodeState::open(tmp.path()).unwrap();
+        let child_copy = first.lock.try_clone().unwrap();
+        drop(first);
+        assert!(
+            NodeState::open(tmp.path()).is_err(),
+            "the copy holds the lock"
+        );
+        drop(child_copy);
+
+        let first = NodeState::open(tmp.path()).unwrap();
+        let child_copy = first.lock.try_clone().unwrap();
+        first.unlock_for_exec();
+        let next = NodeState::open(tmp.path()).expect("unlocked for the next agent");
+        assert!(!first.relock(), "the next agent has it");
+        drop((next, child_copy));
     }
 }
