@@ -178,16 +178,7 @@ fn find(shared: &Shared, id: u64) -> Result<DeployView, Refusal> {
 pub(crate) fn status(shared: &Shared, id: u64) -> Reply {
     let view = find(shared, id)?;
     let mut nodes = shared.store.deploy_nodes(id).map_err(internal)?;
-    {
-        let progress = shared.deploys.progress.lock().expect("not poisoned");
-        for update in &mut nodes {
-            if update.state == UpdateState::Downloading
-                && let Some(bytes) = progress.get(&update.node)
-            {
-                update.bytes = update.bytes.max(*bytes);
-            }
-        }
-    }
+    shared.deploys.show_progress(&mut nodes);
     let mut out = vec![AdminResponse::Deploy(view)];
     out.extend(
         nodes

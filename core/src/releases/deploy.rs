@@ -36,12 +36,8 @@ pub(crate) struct Deploys {
     drivers: Mutex<HashMap<u64, Arc<Notify>>>,
     /// Orders sent on a node's current connection, by deploy (sent again after a reconnect).
     sent: Mutex<HashSet<(u64, NodeId)>>,
-    /// Bytes fetched, by node, while it downloads.
-    pub(crate) progress: Mutex<HashMap<NodeId, u64>>,
-    /// When each node reported `installing` (unix ms), or when this core first saw it
-    /// installing (after a restart): the install deadline runs from there, not from the
-    /// node's start, which may have waited long for a download place.
-    installing_since: Mutex<HashMap<NodeId, i64>>,
+    /// What is known of each node's update between the records the store keeps, until it ends.
+    live: Mutex<HashMap<NodeId, Live>>,
     /// Release files being sent at once (`max_downloads`).
     pub(crate) downloads: Arc<tokio::sync::Semaphore>,
 }
@@ -52,8 +48,7 @@ impl Deploys {
         Self {
             drivers: Mutex::default(),
             sent: Mutex::default(),
-            progress: Mutex::default(),
-            installing_since: Mutex::default(),
+            live: Mutex::default(),
             downloads: Arc::new(tokio::sync::Semaphore::new(max_downloads)),
         }
     }
@@ -71,20 +66,37 @@ impl Deploys {
         }
     }
 
-    /// A node's update ended: its live progress and install clock go.
-    fn forget_progress(&self, node: NodeId) {
-        self.progress.lock().expect("not poisoned").remove(&node);
-        self.installing_since
-            .lock()
-            .expect("not poisoned")
-            .remove(&node);
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Live>> {
+        self.live.lock().expect("not poisoned")
+    }
+
+    /// A node's update ended: what was known of it live goes.
+    fn forget_live(&self, node: NodeId) {
+        self.live().remove(&node);
     }
 
     /// Whether `node`, installing, has been so for longer than `grace_ms` (its clock starts now
     /// if this core had not seen it installing).
     fn installing_longer_than(&self, node: NodeId, now_ms: i64, grace_ms: i64) -> bool {
-        let mut since = self.installing_since.lock().expect("not poisoned");
-        now_ms - *since.entry(node).or_insert(now_ms) > grace_ms
+        let mut live = self.live();
+        let since = live
+            .entry(node)
+            .or_default()
+            .installing_since_ms
+            .get_or_insert(now_ms);
+        now_ms - *since > grace_ms
+    }
+
+    /// The bytes each downloading node has fetched, newer than its record's.
+    pub(crate) fn show_progress(&self, nodes: &mut [NodeUpdate]) {
+        let live = self.live();
+        for update in nodes {
+            if update.state == UpdateState::Downloading
+                && let Some(now) = live.get(&update.node)
+            {
+                update.bytes = update.bytes.max(now.bytes);
+            }
+        }
     }
 
     fn forget_sent(&self, node: NodeId) {
@@ -93,6 +105,17 @@ impl Deploys {
             .expect("not poisoned")
             .retain(|(_, n)| *n != node);
     }
+}
+
+/// What core knows of a node's update between the records the store keeps.
+#[derive(Debug, Default)]
+struct Live {
+    /// Bytes fetched, while it downloads (every report; the record keeps the state's first).
+    bytes: u64,
+    /// When it reported `installing` (unix ms), or when this core first saw it installing
+    /// (after a restart): the install deadline runs from there, not from the node's start,
+    /// which may have waited long for a download place.
+    installing_since_ms: Option<i64>,
 }
 
 /// Starts the driver of deploy `id` unless it runs.
@@ -209,7 +232,7 @@ async fn step(
         .collect();
     if !lost.is_empty() {
         for update in &lost {
-            shared.deploys.forget_progress(update.node);
+            shared.deploys.forget_live(update.node);
         }
         shared.store.save_node_updates(id, lost).await?;
         return Ok(Duration::ZERO);
@@ -450,7 +473,7 @@ pub(crate) async fn on_authenticated(shared: &Arc<Shared>, node: NodeId, version
         None
     };
     if let Some(ended) = ended {
-        shared.deploys.forget_progress(node);
+        shared.deploys.forget_live(node);
         if let Err(e) = shared.store.save_node_updates(id, vec![ended]).await {
             warn!(error = %e, "recording an update's end failed");
         }
@@ -476,12 +499,7 @@ pub(crate) async fn on_status(shared: &Arc<Shared>, node: NodeId, status: Update
         return;
     }
     if status.state == UpdateState::Downloading {
-        shared
-            .deploys
-            .progress
-            .lock()
-            .expect("not poisoned")
-            .insert(node, status.bytes);
+        shared.deploys.live().entry(node).or_default().bytes = status.bytes;
     }
     // Success is core's to say, when the new agent authenticates.
     if status.state == update.state || status.state == UpdateState::Success {
@@ -500,13 +518,13 @@ pub(crate) async fn on_status(shared: &Arc<Shared>, node: NodeId, status: Update
     if status.state == UpdateState::Installing {
         shared
             .deploys
-            .installing_since
-            .lock()
-            .expect("not poisoned")
-            .insert(node, now_ms);
+            .live()
+            .entry(node)
+            .or_default()
+            .installing_since_ms = Some(now_ms);
     }
     if ended {
-        shared.deploys.forget_progress(node);
+        shared.deploys.forget_live(node);
         warn!(deploy = id, state = %status.state, error = ?status.error, "update ended on the node");
     }
     if let Err(e) = shared.store.save_node_updates(id, vec![next]).await {
