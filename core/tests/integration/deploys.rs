@@ -34,6 +34,35 @@ struct Agent {
 
 /// An agent run from its own copy of the binary, trusting `keys`.
 fn start_agent(core: &TestCore, root: &Path, name: &str, keys: &[&ReleaseSigningKey]) -> Agent {
+    let (binary, args) = agent_command(core, root, name, keys);
+    let dir = root.join(name);
+    let mut n = 0;
+    let log = loop {
+        let log = dir.join(if n == 0 {
+            "node.log".to_string()
+        } else {
+            format!("node-{n}.log")
+        });
+        if !log.exists() {
+            break log;
+        }
+        n += 1;
+    };
+    let proc = spawn(&binary, &args, &log);
+    Agent {
+        proc,
+        binary,
+        hostname: name.into(),
+    }
+}
+
+/// The binary (the agent's own copy, under `root/name/bin`) and arguments of agent `name`.
+fn agent_command(
+    core: &TestCore,
+    root: &Path,
+    name: &str,
+    keys: &[&ReleaseSigningKey],
+) -> (PathBuf, Vec<String>) {
     let dir = root.join(name);
     std::fs::create_dir_all(dir.join("bin")).unwrap();
     let binary = dir.join("bin/tether-node");
@@ -60,24 +89,7 @@ fn start_agent(core: &TestCore, root: &Path, name: &str, keys: &[&ReleaseSigning
     for key in keys {
         args.extend(["--release-key".into(), format_public_key(&key.public())]);
     }
-    let mut n = 0;
-    let log = loop {
-        let log = dir.join(if n == 0 {
-            "node.log".to_string()
-        } else {
-            format!("node-{n}.log")
-        });
-        if !log.exists() {
-            break log;
-        }
-        n += 1;
-    };
-    let proc = spawn(&binary, &args, &log);
-    Agent {
-        proc,
-        binary,
-        hostname: name.into(),
-    }
+    (binary, args)
 }
 
 fn binary_path(name: &str) -> PathBuf {
@@ -96,18 +108,33 @@ impl Drop for Reaper {
 /// Kills every process started from under `root` (agents the watchdog started again are not
 /// the test's children).
 fn kill_all_under(root: &Path) {
-    let root = root.to_string_lossy().into_owned();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(&root) && pid != std::process::id() as i32 {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status();
-        }
+    for (pid, _) in processes_under(root) {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
     }
+}
+
+/// Every process but this one whose command line names a path under `root`, with its
+/// arguments.
+fn processes_under(root: &Path) -> Vec<(i32, Vec<String>)> {
+    let root = root.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().parse::<i32>().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            (String::from_utf8_lossy(&cmdline).contains(&root) && pid != std::process::id() as i32)
+                .then(|| {
+                    let args = cmdline
+                        .split(|b| *b == 0)
+                        .map(|a| String::from_utf8_lossy(a).into_owned())
+                        .collect();
+                    (pid, args)
+                })
+        })
+        .collect()
 }
 
 fn sign(key: &ReleaseSigningKey, version: &str, arch: &str, body: &[u8]) -> Manifest {
@@ -949,21 +976,14 @@ async fn the_install_deadline_runs_from_installing_not_from_the_start() {
 
 /// Every agent process (`tether-node run`) started from under `root`.
 fn agent_pids_under(root: &Path) -> Vec<i32> {
-    let root = root.to_string_lossy().into_owned();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|entry| {
-            let pid = entry.file_name().to_string_lossy().parse::<i32>().ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let args: Vec<String> = cmdline
-                .split(|b| *b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            (args.first().is_some_and(|a| a.starts_with(&root))
-                && args.get(1).is_some_and(|a| a == "run"))
-            .then_some(pid)
+    let prefix = root.to_string_lossy().into_owned();
+    processes_under(root)
+        .into_iter()
+        .filter(|(_, args)| {
+            args.first().is_some_and(|a| a.starts_with(&prefix))
+                && args.get(1).is_some_and(|a| a == "run")
         })
+        .map(|(pid, _)| pid)
         .collect()
 }
 
@@ -996,24 +1016,7 @@ async fn under_a_service_manager_the_watchdog_leaves_the_restart_to_it() {
 
     // The manager: starts the unit's command, and again a second after each exit.
     let dir = tmp.path().join("managed");
-    std::fs::create_dir_all(dir.join("bin")).unwrap();
-    let binary = dir.join("bin/tether-node");
-    std::fs::copy(binary_path("tether-node"), &binary).unwrap();
-    let args: Vec<String> = vec![
-        "run".into(),
-        "--state-dir".into(),
-        dir.join("state").to_string_lossy().into_owned(),
-        "--core".into(),
-        core.addr.to_string(),
-        "--token".into(),
-        core.token().encode(),
-        "--hostname".into(),
-        "managed".into(),
-        "--reconnect-max".into(),
-        "1s".into(),
-        "--release-key".into(),
-        format_public_key(&key.public()),
-    ];
+    let (binary, args) = agent_command(&core, tmp.path(), "managed", &[&key]);
     let stop = Arc::new(AtomicBool::new(false));
     let starts = Arc::new(AtomicUsize::new(0));
     let unit_pid = Arc::new(AtomicU32::new(0));
