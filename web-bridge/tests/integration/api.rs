@@ -814,23 +814,6 @@ async fn the_browser_address_is_the_peer_or_what_a_trusted_proxy_says() {
     stack.shutdown().await;
 }
 
-/// Logs in with `password`; the answer's status, once past the throttle a wrong password
-/// before it sets (429 for a moment, as for every login).
-async fn login_status(stack: &Stack, http: &reqwest::Client, user: &str, password: &str) -> u16 {
-    eventually("a login past the throttle", || async {
-        let status = http
-            .post(format!("{}/api/v1/auth/login", stack.url))
-            .json(&serde_json::json!({"username": user, "password": password}))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16();
-        (status != 429).then_some(status)
-    })
-    .await
-}
-
 async fn me_status(stack: &Stack, http: &reqwest::Client) -> u16 {
     http.get(format!("{}/api/v1/me", stack.url))
         .send()
@@ -872,7 +855,7 @@ async fn passwords_change_with_the_current_one_and_admins_reset_others() {
     assert!(message.contains("nothing was changed"), "{message}");
     assert_eq!(me_status(&stack, &vera).await, 200, "still logged in");
     assert_eq!(
-        login_status(&stack, &stack.http(), "vera", PASSWORD).await,
+        stack.login_status(&stack.http(), "vera", PASSWORD).await,
         200
     );
 
@@ -902,10 +885,10 @@ async fn passwords_change_with_the_current_one_and_admins_reset_others() {
     );
     assert_eq!(me_status(&stack, &vera).await, 401, "the session ended");
     assert_eq!(
-        login_status(&stack, &stack.http(), "vera", PASSWORD).await,
+        stack.login_status(&stack.http(), "vera", PASSWORD).await,
         401
     );
-    assert_eq!(login_status(&stack, &vera, "vera", fresh).await, 200);
+    assert_eq!(stack.login_status(&vera, "vera", fresh).await, 200);
 
     // An admin resets it: a generated one, shown once, that works; vera is logged out again.
     let alice = stack.http();
@@ -925,13 +908,10 @@ async fn passwords_change_with_the_current_one_and_admins_reset_others() {
     assert!(generated.len() >= 12);
     assert_eq!(me_status(&stack, &vera).await, 401);
     assert_eq!(
-        login_status(&stack, &stack.http(), "vera", &generated).await,
+        stack.login_status(&stack.http(), "vera", &generated).await,
         200
     );
-    assert_eq!(
-        login_status(&stack, &stack.http(), "vera", fresh).await,
-        401
-    );
+    assert_eq!(stack.login_status(&stack.http(), "vera", fresh).await, 401);
     stack.shutdown().await;
 }
 

@@ -202,22 +202,30 @@ impl Stack {
             .unwrap()
     }
 
-    /// Logs `user` in through the API; the client keeps the cookie. Core's throttle answers
-    /// 429 for a moment after a failed login from the same address (a test's bad requests):
-    /// asked again then.
+    /// Logs `user` in through the API; the client keeps the cookie.
     pub async fn login(&self, http: &reqwest::Client, user: &str) {
-        let status = eventually("a login past the throttle", || async {
+        assert_eq!(
+            self.login_status(http, user, PASSWORD).await,
+            200,
+            "{user} logs in"
+        );
+    }
+
+    /// Logs in with `password`; the answer's status, once past core's throttle, which answers
+    /// 429 for a moment after a failed login from the same address (as a test's bad requests).
+    pub async fn login_status(&self, http: &reqwest::Client, user: &str, password: &str) -> u16 {
+        eventually("a login past the throttle", || async {
             let status = http
                 .post(format!("{}/api/v1/auth/login", self.url))
-                .json(&serde_json::json!({"username": user, "password": PASSWORD}))
+                .json(&serde_json::json!({"username": user, "password": password}))
                 .send()
                 .await
                 .unwrap()
-                .status();
+                .status()
+                .as_u16();
             (status != 429).then_some(status)
         })
-        .await;
-        assert_eq!(status, 200, "{user} logs in");
+        .await
     }
 }
 
