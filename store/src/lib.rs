@@ -45,8 +45,8 @@ pub use deploys::DeployRefusal;
 pub use enroll::{Decision, DecisionOutcome, NewApplication, Submission};
 pub use groups::{GroupOutcome, GroupRefusal, GroupTree, NewGroup};
 pub use history::{
-    FLEET_MEDIAN, FLEET_P95, History, HistoryRead, HistorySample, HistorySpans, HistoryWrite,
-    fleet_quantiles,
+    FLEET_MEDIAN, FLEET_P95, History, HistoryPages, HistoryRead, HistorySample, HistorySpans,
+    HistoryWrite, fleet_quantiles,
 };
 pub use nodes::{ConnectivityChange, NodeDetail, Resolved};
 pub use records::{

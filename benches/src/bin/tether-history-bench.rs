@@ -51,6 +51,16 @@ enum Cmd {
         /// 25 minutes, sockets ±8 a heartbeat, rates spread over 10×); 0.25 a quiet server.
         #[arg(long, default_value_t = 1.0)]
         noise: f64,
+        /// Seconds of fleet time per write (core flushes every 30 s; longer runs faster and
+        /// makes larger transactions).
+        #[arg(long, default_value_t = 3600)]
+        flush: i64,
+        /// How long 1-minute aggregates are kept, hours (core's default: 48).
+        #[arg(long, default_value_t = 48)]
+        minute_hours: i64,
+        /// How long 1-hour aggregates are kept, days (core's default: 90).
+        #[arg(long, default_value_t = 90)]
+        hour_days: i64,
     },
     /// CPU time of writing history.
     Write {
@@ -183,8 +193,8 @@ async fn feed(
     span_s: i64,
     interval: i64,
     flush: i64,
+    spans: HistorySpans,
 ) -> anyhow::Result<u64> {
-    let spans = HistorySpans::default();
     let mut batch = Vec::new();
     let mut written = 0u64;
     let mut t = start_s;
@@ -218,6 +228,8 @@ async fn size(
     days: u32,
     interval: i64,
     noise: f64,
+    flush: i64,
+    spans: HistorySpans,
 ) -> anyhow::Result<Value> {
     let mut servers: Vec<Server> = (0..nodes)
         .map(|i| Server::restless(i as u64, noise))
@@ -225,8 +237,7 @@ async fn size(
     let span = i64::from(days) * 86_400;
     let started = Instant::now();
     let cpu0 = cpu_seconds();
-    // A flush per hour of simulated time keeps the run short; windows seal the same way.
-    let written = feed(store, &mut servers, START_S, span, interval, 3600).await?;
+    let written = feed(store, &mut servers, START_S, span, interval, flush, spans).await?;
     let cpu = cpu_seconds() - cpu0;
     // (No sweep: these nodes are not enrolled, and the sweep drops history of unknown nodes.)
     let per_node: Vec<u64> = servers
@@ -241,10 +252,16 @@ async fn size(
         }
     }
     let tiers = tiers.map(|b| b as f64 / nodes as f64);
+    let pages = store.history_pages().await?;
+    let per = |b: u64| b as f64 / nodes as f64;
     Ok(json!({
-        "nodes": nodes, "days": days, "interval_s": interval, "noise": noise, "heartbeats": written,
+        "nodes": nodes, "days": days, "interval_s": interval, "noise": noise, "flush_s": flush,
+        "spans_s": {"raw": spans.raw_s, "minute": spans.minute_s, "hour": spans.hour_s}, "heartbeats": written,
         "history_bytes_per_node": {"mean": mean, "min": per_node.iter().min(), "max": per_node.iter().max(),
             "raw": tiers[0], "minute": tiers[1], "hour": tiers[2]},
+        "pages_per_node": {"open": per(pages.open_pages), "open_stored": per(pages.open_stored),
+            "blocks": per(pages.chunk_pages), "blocks_stored": per(pages.chunk_stored),
+            "file_allocated": per(pages.file_allocated)},
         "seconds": started.elapsed().as_secs_f64(),
         "cpu_us_per_heartbeat": cpu * 1e6 / written as f64,
     }))
@@ -273,7 +290,17 @@ async fn write(
     let sample_us = cpu_seconds() - sample_started - gen_us;
     let started = Instant::now();
     let cpu0 = cpu_seconds();
-    let written = feed(store, &mut servers, START_S, minutes * 60, interval, flush).await?;
+    let spans = HistorySpans::default();
+    let written = feed(
+        store,
+        &mut servers,
+        START_S,
+        minutes * 60,
+        interval,
+        flush,
+        spans,
+    )
+    .await?;
     let cpu = cpu_seconds() - cpu0;
     let per_heartbeat_us = cpu * 1e6 / written as f64 - gen_us;
     // At N nodes every `interval`: heartbeats per second times the cost of each.
@@ -298,7 +325,8 @@ async fn read(
     // The node read: 3 days at 30 s, so its last 48 hours are full.
     let mut target = vec![Server::new(7)];
     let end_s = START_S + 3 * 86_400;
-    feed(store, &mut target, START_S, 3 * 86_400, 30, 3600).await?;
+    let spans = HistorySpans::default();
+    feed(store, &mut target, START_S, 3 * 86_400, 30, 3600, spans).await?;
     let started = Instant::now();
     let mut filler: Vec<Server> = (0..nodes).map(|i| Server::new(1000 + i as u64)).collect();
     let filler_written = feed(
@@ -308,6 +336,7 @@ async fn read(
         filler_hours * 3600,
         filler_interval,
         3600,
+        spans,
     )
     .await?;
     let fill_seconds = started.elapsed().as_secs_f64();
@@ -359,7 +388,17 @@ async fn main() -> anyhow::Result<()> {
             days,
             interval,
             noise,
-        } => size(&store, nodes, days, interval, noise).await?,
+            flush,
+            minute_hours,
+            hour_days,
+        } => {
+            let spans = HistorySpans {
+                minute_s: minute_hours * 3600,
+                hour_s: hour_days * 86_400,
+                ..HistorySpans::default()
+            };
+            size(&store, nodes, days, interval, noise, flush, spans).await?
+        }
         Cmd::Write {
             nodes,
             minutes,

@@ -4,9 +4,9 @@
 //! 1-minute aggregates (48 hours), 1-hour aggregates (90 days); an aggregate keeps the average,
 //! minimum and maximum of each series and how many heartbeats it holds. A tier's newest rows
 //! sit in one *open chunk* per node; when its window ends (10 minutes, 1 hour, 1 day) the chunk
-//! is sealed into a compressed block (10 minutes, 6 hours, 7 days: later windows are merged
-//! into the block) and rolled up into the next tier's open chunk, and blocks past the tier's
-//! span are deleted. So nothing is computed on a timer across all nodes: the work is done when
+//! is sealed into a compressed block (later windows are merged into the newest block while it
+//! fills no more than one page of the file: at most 12 hours of minutes or 14 days of hours)
+//! and rolled up into the next tier's open chunk, and blocks past the tier's span are deleted. So nothing is computed on a timer across all nodes: the work is done when
 //! a node's own heartbeats cross a window, and a sweep ([`Store::sweep_history`]) only seals
 //! what silent nodes left open and drops what deleted nodes left behind.
 //!
@@ -62,36 +62,65 @@ struct Tier {
     resolution_s: i64,
     /// The open chunk's window: sealed when a row past it arrives.
     window_s: i64,
-    /// The sealed block windows are merged into (a multiple of the window).
-    block_s: i64,
+    /// How sealed windows are gathered into blocks.
+    blocks: Blocks,
     /// zstd level for its blocks.
     level: i32,
     resolution: Resolution,
 }
 
+/// How a tier's sealed windows are gathered into blocks (one stored value each, keyed by its
+/// first row's time).
+#[derive(Clone, Copy)]
+enum Blocks {
+    /// A block per this many seconds (a multiple of the window), starting at multiples of it.
+    Every(i64),
+    /// Windows are merged into the newest block while it stays within `bytes` and its rows
+    /// within `span_s` seconds of its first, and start a new block after that. The span bounds
+    /// how long past the tier's span a block's oldest rows are kept (a block goes once the next
+    /// one began before the tier's span), however well the rows compress.
+    UpTo { bytes: usize, span_s: i64 },
+}
+
+/// A block that, with its key, fills one 4 KiB redb page and no more. redb gives a value that
+/// does not fit one page a power-of-two run of pages, so blocks of a fixed span (6 hours of
+/// minutes: 4 to 6 KB) took 8 KiB each, half of it empty. A leaf page holding one entry takes
+/// 4 bytes of header, 4 of value length and the 25-byte key.
+const BLOCK_BYTES: usize = 4000;
+
 const TIERS: [Tier; 3] = [
     Tier {
         resolution_s: 0,
         window_s: 600,
-        block_s: 600,
+        // Small blocks (200 to 400 bytes) that share leaf pages; the tier is kept an hour.
+        blocks: Blocks::Every(600),
         level: 1,
         resolution: Resolution::Raw,
     },
     Tier {
         resolution_s: 60,
         window_s: 3600,
-        block_s: 6 * 3600,
+        blocks: Blocks::UpTo {
+            bytes: BLOCK_BYTES,
+            span_s: 12 * 3600,
+        },
         level: 3,
         resolution: Resolution::Minute,
     },
     Tier {
         resolution_s: 3600,
         window_s: 86_400,
-        block_s: 7 * 86_400,
+        blocks: Blocks::UpTo {
+            bytes: BLOCK_BYTES,
+            span_s: 14 * 86_400,
+        },
         level: 3,
         resolution: Resolution::Hour,
     },
 ];
+
+/// zstd level of open chunks: rewritten at every row they gain, so kept cheap.
+const OPEN_LEVEL: i32 = 1;
 
 /// The fleet's median, kept as history of its own beside the nodes' (each series' median over
 /// the heartbeats of one flush). Ids 1 and 2 are not random (version 4) UUIDs, so no node has
@@ -195,6 +224,23 @@ pub struct History {
     pub samples: Vec<u32>,
     /// Per metric asked for.
     pub series: Vec<MetricSeries>,
+}
+
+/// Pages and bytes of history in the database file ([`Store::history_pages`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistoryPages {
+    /// The pages of the open chunks' table, bytes (what they hold, the tree's own keys and
+    /// headers, and what is left empty in them).
+    pub open_pages: u64,
+    /// The keys and values in them, bytes.
+    pub open_stored: u64,
+    /// The pages of the sealed blocks' table, bytes.
+    pub chunk_pages: u64,
+    /// The keys and values in them, bytes.
+    pub chunk_stored: u64,
+    /// Pages the whole file has allocated (every table, and pages freed by the last commits
+    /// not yet reusable), bytes.
+    pub file_allocated: u64,
 }
 
 type OpenTable<'t> = Table<'t, (u128, u8), &'static [u8]>;
@@ -451,6 +497,27 @@ impl Store {
         Ok(self.history_bytes_by_tier(node)?.iter().sum())
     }
 
+    /// What history takes in the database file, and the file as a whole, in bytes: for
+    /// measuring how much of the file the stored values are.
+    pub async fn history_pages(&self) -> Result<HistoryPages, StoreError> {
+        self.write(|txn| {
+            use redb::ReadableTableMetadata;
+            let open = txn.open_table(METRICS_OPEN)?.stats()?;
+            let chunks = txn.open_table(METRICS_CHUNKS)?.stats()?;
+            let file = txn.stats()?;
+            let pages =
+                |t: &redb::TableStats| t.stored_bytes() + t.metadata_bytes() + t.fragmented_bytes();
+            Ok(HistoryPages {
+                open_pages: pages(&open),
+                open_stored: open.stored_bytes(),
+                chunk_pages: pages(&chunks),
+                chunk_stored: chunks.stored_bytes(),
+                file_allocated: file.allocated_pages() * file.page_size() as u64,
+            })
+        })
+        .await
+    }
+
     /// [`Store::history_bytes`] per tier: every heartbeat, 1-minute and 1-hour aggregates.
     pub fn history_bytes_by_tier(&self, node: NodeId) -> Result<[u64; 3], StoreError> {
         let node = node.0.as_u128();
@@ -494,10 +561,21 @@ fn rows_of(
 ) -> Result<Vec<Row>, StoreError> {
     let t = &TIERS[tier];
     let mut rows = Vec::new();
-    let first_block = bucket(from_s, t.block_s);
-    for entry in chunks.range((node, tier as u8, first_block)..(node, tier as u8, to_s))? {
+    let tier_u8 = tier as u8;
+    // The block holding `from_s` is the last to begin at or before it.
+    if let Some(entry) = chunks
+        .range((node, tier_u8, i64::MIN)..=(node, tier_u8, from_s))?
+        .next_back()
+    {
         rows.extend(codec::unseal(entry?.1.value())?);
     }
+    if from_s.saturating_add(1) < to_s {
+        for entry in chunks.range((node, tier_u8, from_s + 1)..(node, tier_u8, to_s))? {
+            rows.extend(codec::unseal(entry?.1.value())?);
+        }
+    }
+    // A window tried again after a failed write may have landed in a later block.
+    in_order(&mut rows);
     if tier == 0 {
         rows.extend_from_slice(raw);
         // A window sealed between reading memory and the database is in both.
@@ -543,26 +621,32 @@ impl Cx<'_, '_> {
         debug_assert!(tier > 0, "raw windows are kept in memory");
         let t = &TIERS[tier];
         let key = (self.node, tier as u8);
-        let mut chunk: Option<Vec<u8>> = self.open.get(key)?.map(|v| v.value().to_vec());
+        // (window start, its rows)
+        let mut chunk: Option<(i64, Vec<Row>)> = match self.open.get(key)? {
+            Some(v) => Some((codec::open_start(v.value())?, codec::open_rows(v.value())?)),
+            None => None,
+        };
         for row in rows {
             let window = bucket(row.at_s, t.window_s);
-            if let Some(current) = &chunk {
-                let start = codec::open_start(current)?;
-                if window < start {
+            if let Some((start, _)) = &chunk {
+                if window < *start {
                     continue;
                 }
-                if window > start {
-                    let sealed = codec::open_rows(current)?;
-                    chunk = None;
-                    self.seal(tier, sealed)?;
+                if window > *start
+                    && let Some((_, ended)) = chunk.take()
+                {
+                    self.seal(tier, ended)?;
                 }
             }
-            let current = chunk.get_or_insert_with(|| codec::open_new(window, false));
-            codec::open_push(current, &row);
+            chunk
+                .get_or_insert_with(|| (window, Vec::new()))
+                .1
+                .push(row);
         }
         match chunk {
-            Some(chunk) => {
-                self.open.insert(key, chunk.as_slice())?;
+            Some((start, rows)) => {
+                self.open
+                    .insert(key, codec::open_sealed(start, &rows, OPEN_LEVEL).as_slice())?;
             }
             None => {
                 self.open.remove(key)?;
@@ -575,20 +659,29 @@ impl Cx<'_, '_> {
     /// prunes this tier.
     fn seal(&mut self, tier: usize, rows: Vec<Row>) -> Result<(), StoreError> {
         let t = &TIERS[tier];
-        // Usually one window; several after a write that failed and was tried again.
-        for part in rows.chunk_by(|a, b| bucket(a.at_s, t.block_s) == bucket(b.at_s, t.block_s)) {
-            let key = (self.node, tier as u8, bucket(part[0].at_s, t.block_s));
-            let mut block = match self.chunks.get(key)? {
-                Some(v) => codec::unseal(v.value())?,
-                None => Vec::new(),
-            };
-            block.extend_from_slice(part);
-            // In time order, each time once, however the windows arrived.
-            block.sort_by_key(|r| r.at_s);
-            block.dedup_by_key(|r| r.at_s);
-            self.chunks
-                .insert(key, codec::seal(&block, t.level).as_slice())?;
-            self.done.sealed += 1;
+        match t.blocks {
+            Blocks::Every(block_s) => {
+                // Usually one window; several after a write that failed and was tried again.
+                for part in rows.chunk_by(|a, b| bucket(a.at_s, block_s) == bucket(b.at_s, block_s))
+                {
+                    let key = (self.node, tier as u8, bucket(part[0].at_s, block_s));
+                    let mut block = match self.chunks.get(key)? {
+                        Some(v) => codec::unseal(v.value())?,
+                        None => Vec::new(),
+                    };
+                    block.extend_from_slice(part);
+                    in_order(&mut block);
+                    self.chunks
+                        .insert(key, codec::seal(&block, t.level).as_slice())?;
+                    self.done.sealed += 1;
+                }
+            }
+            Blocks::UpTo { bytes, span_s } => {
+                // A block spans at most a quarter of the tier's span, so that what a block
+                // keeps past the span stays small however the span is set.
+                let span_s = span_s.min(self.spans.of(tier) / 4).max(t.window_s);
+                self.append_block(tier, rows.clone(), bytes, span_s)?;
+            }
         }
         if let Some(next) = TIERS.get(tier + 1) {
             let coarser = rollup(&rows, next.resolution_s);
@@ -597,6 +690,57 @@ impl Cx<'_, '_> {
             }
         }
         self.prune(tier)
+    }
+
+    /// Merges `rows` into tier `tier`'s newest block if it stays within `limit` bytes and
+    /// `span_s` seconds, else stores them as a block of their own. Rows older than the newest
+    /// block's last (a window tried again after a failed write) are merged into it whatever its
+    /// size.
+    fn append_block(
+        &mut self,
+        tier: usize,
+        mut rows: Vec<Row>,
+        limit: usize,
+        span_s: i64,
+    ) -> Result<(), StoreError> {
+        let t = &TIERS[tier];
+        let tier_u8 = tier as u8;
+        in_order(&mut rows);
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+            return Ok(());
+        };
+        let (first, last) = (first.at_s, last.at_s);
+        let newest = match self
+            .chunks
+            .range((self.node, tier_u8, i64::MIN)..=(self.node, tier_u8, i64::MAX))?
+            .next_back()
+        {
+            Some(entry) => {
+                let (key, value) = entry?;
+                Some((key.value().2, codec::unseal(value.value())?))
+            }
+            None => None,
+        };
+        if let Some((start, mut block)) = newest {
+            let later = block.last().is_none_or(|newest| first > newest.at_s);
+            if !later || last - start < span_s {
+                block.extend_from_slice(&rows);
+                in_order(&mut block);
+                let merged = codec::seal(&block, t.level);
+                if !later || merged.len() <= limit {
+                    self.chunks
+                        .insert((self.node, tier_u8, start), merged.as_slice())?;
+                    self.done.sealed += 1;
+                    return Ok(());
+                }
+            }
+        }
+        self.chunks.insert(
+            (self.node, tier_u8, first),
+            codec::seal(&rows, t.level).as_slice(),
+        )?;
+        self.done.sealed += 1;
+        Ok(())
     }
 
     /// Seals tier `tier`'s open chunk if its window ended a whole window ago.
@@ -613,21 +757,183 @@ impl Cx<'_, '_> {
         self.seal(tier, codec::open_rows(&chunk)?)
     }
 
-    /// Deletes tier `tier`'s blocks that ended before its span.
+    /// Deletes tier `tier`'s blocks that ended before its span. A block's rows all precede the
+    /// next block's start, so a block is gone once the next one began before the span. A
+    /// tier's newest block is read to learn its end only when it began before the span (a
+    /// silent node's: an active node starts a block at least every quarter span).
     fn prune(&mut self, tier: usize) -> Result<(), StoreError> {
         let t = &TIERS[tier];
+        let tier_u8 = tier as u8;
         let cutoff = self.now_s - self.spans.of(tier);
-        // A block starting at `s` ends at `s + block_s`.
-        let last_start = cutoff - t.block_s;
-        let keys: Vec<(u128, u8, i64)> = self
+        let starts: Vec<i64> = self
             .chunks
-            .range((self.node, tier as u8, i64::MIN)..=(self.node, tier as u8, last_start))?
-            .map(|e| e.map(|(k, _)| k.value()))
+            .range((self.node, tier_u8, i64::MIN)..=(self.node, tier_u8, cutoff))?
+            .map(|e| e.map(|(k, _)| k.value().2))
             .collect::<Result<_, _>>()?;
-        for key in keys {
-            self.chunks.remove(key)?;
+        let Some(&last) = starts.last() else {
+            return Ok(());
+        };
+        let last_ended = match t.blocks {
+            Blocks::Every(block_s) => last + block_s <= cutoff,
+            Blocks::UpTo { .. } => {
+                // With a later block, it straddles the cutoff (or, after a gap, may): kept until
+                // that one's start passes.
+                let newer = self
+                    .chunks
+                    .range(
+                        (self.node, tier_u8, cutoff.saturating_add(1))
+                            ..=(self.node, tier_u8, i64::MAX),
+                    )?
+                    .next()
+                    .is_some();
+                !newer && {
+                    let rows = match self.chunks.get((self.node, tier_u8, last))? {
+                        Some(v) => codec::unseal(v.value())?,
+                        None => Vec::new(),
+                    };
+                    rows.last()
+                        .is_none_or(|r| r.at_s + t.resolution_s.max(1) <= cutoff)
+                }
+            }
+        };
+        let ended = starts.len() - usize::from(!last_ended);
+        for start in &starts[..ended] {
+            self.chunks.remove((self.node, tier_u8, *start))?;
             self.done.pruned += 1;
         }
         Ok(())
+    }
+}
+
+/// Sorts rows by time and keeps each time once (the first seen).
+fn in_order(rows: &mut Vec<Row>) {
+    rows.sort_by_key(|r| r.at_s);
+    rows.dedup_by_key(|r| r.at_s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tether_wire::heartbeat::Metrics;
+
+    /// Open chunks written as fixed-width rows (before they were kept sealed) still read, and
+    /// the next row turns them into the sealed form with nothing lost.
+    #[tokio::test]
+    async fn open_chunks_of_fixed_rows_still_read_and_are_sealed_at_the_next_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("tether.redb")).unwrap();
+        let node = NodeId::random();
+        let id = node.0.as_u128();
+        // A day boundary; the minute tier's window is an hour.
+        let hour = 1_800_000_000 - 1_800_000_000 % 86_400;
+        let old: Vec<Row> = (0..3)
+            .map(|m| {
+                let mut row = Row::sample(hour + 60 * m, [7; SERIES]);
+                row.count = 2;
+                row
+            })
+            .collect();
+        let mut legacy = codec::open_new(hour, false);
+        for row in &old {
+            codec::open_push(&mut legacy, row);
+        }
+        store
+            .write(move |txn| {
+                txn.open_table(METRICS_OPEN)?
+                    .insert((id, 1), legacy.as_slice())?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        // Heartbeats from minute 10 to 25: the raw window of minutes 10 to 20 ends and is
+        // rolled up into the minute tier's open chunk.
+        let metrics = Metrics {
+            cpu_percent: 40.0,
+            ..Metrics::default()
+        };
+        let samples: Vec<HistorySample> = (20..50)
+            .map(|i| HistorySample::new(node, (hour + 30 * i) * 1000, &metrics))
+            .collect();
+        let spans = HistorySpans::default();
+        store
+            .append_history(samples, (hour + 1500) * 1000, spans)
+            .await
+            .unwrap();
+        let chunk = store
+            .read()
+            .unwrap()
+            .open_table(METRICS_OPEN)
+            .unwrap()
+            .get((id, 1))
+            .unwrap()
+            .unwrap()
+            .value()
+            .to_vec();
+        assert_eq!(chunk[0], 2, "sealed now");
+        let rows = codec::open_rows(&chunk).unwrap();
+        assert_eq!(rows.len(), 3 + 10);
+        assert_eq!(rows[..3], old[..]);
+        assert!(rows[3..].iter().all(|r| r.count == 2 && r.avg[0] == 160));
+        store.close().await;
+    }
+
+    /// A busy server's heartbeat (every series moving), from a xorshift generator.
+    fn restless(x: &mut u64) -> Metrics {
+        let mut next = || {
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            (*x % 1000) as f64 / 1000.0
+        };
+        Metrics {
+            cpu_percent: (20.0 + 30.0 * next()) as f32,
+            memory_used: (6.0e9 + 2.0e8 * next()) as u64,
+            memory_total: 16 << 30,
+            net_rx_bytes_per_sec: (1.0e5 * (1.0 + 9.0 * next())) as u64,
+            net_tx_bytes_per_sec: (1.0e4 * (1.0 + 9.0 * next())) as u64,
+            load1: (1.0 + next()) as f32,
+            processes: 200 + (20.0 * next()) as u32,
+            tcp_connections: 50 + (40.0 * next()) as u32,
+            ..Metrics::default()
+        }
+    }
+
+    /// Blocks of the minute tier fill one page of the file and no more: each but the newest
+    /// within a window's bytes of [`BLOCK_BYTES`], none over it.
+    #[tokio::test]
+    async fn blocks_fill_one_page_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("tether.redb")).unwrap();
+        let node = NodeId::random();
+        let t0 = 1_800_000_000 - 1_800_000_000 % 86_400;
+        let mut x = 1u64;
+        let mut batch = Vec::new();
+        let mut at = t0;
+        while at < t0 + 3 * 86_400 {
+            batch.push(HistorySample::new(node, at * 1000, &restless(&mut x)));
+            at += 30;
+            if at % 600 == 0 {
+                let spans = HistorySpans::default();
+                store
+                    .append_history(std::mem::take(&mut batch), at * 1000, spans)
+                    .await
+                    .unwrap();
+            }
+        }
+        let txn = store.read().unwrap();
+        let chunks = txn.open_table(METRICS_CHUNKS).unwrap();
+        let id = node.0.as_u128();
+        let minutes: Vec<usize> = chunks
+            .range((id, 1u8, i64::MIN)..=(id, 1u8, i64::MAX))
+            .unwrap()
+            .map(|e| e.unwrap().1.value().len())
+            .collect();
+        assert!(minutes.len() >= 8, "{minutes:?}");
+        assert!(minutes.iter().all(|&n| n <= BLOCK_BYTES), "{minutes:?}");
+        let (_, full) = minutes.split_last().unwrap();
+        assert!(full.iter().all(|&n| n > BLOCK_BYTES - 1500), "{minutes:?}");
+        drop(chunks);
+        drop(txn);
+        store.close().await;
     }
 }

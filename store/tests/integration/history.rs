@@ -202,8 +202,8 @@ async fn old_data_is_pruned_tier_by_tier() {
     let store = open(&dir);
     let node = enrolled(&store, 2).await;
     let spans = HistorySpans::default();
-    // 100 days, one heartbeat every 10 minutes (enough to fill every tier quickly).
-    let end = T0 + 100 * DAY_MS;
+    // 120 days, one heartbeat every 10 minutes (enough to fill every tier quickly).
+    let end = T0 + 120 * DAY_MS;
     feed(&store, node, T0, end, 600_000, |_| 50.0).await;
     let count = |from: i64, to: i64| {
         let h = store
@@ -224,12 +224,14 @@ async fn old_data_is_pruned_tier_by_tier() {
             h.samples.iter().map(|&n| u64::from(n)).sum::<u64>(),
         )
     };
-    // 80 days ago: hours. 95 days ago: gone (past 90 days and the week-long block).
+    // 80 days ago: hours. 105 days ago: gone (past 90 days, and past the block holding the
+    // 90th day, which spans at most 14 days).
     assert_eq!(
         count(end - 80 * DAY_MS, end - 79 * DAY_MS),
         (Resolution::Hour, 144)
     );
-    assert_eq!(count(end - 99 * DAY_MS, end - 98 * DAY_MS).1, 0);
+    assert_eq!(count(end - 105 * DAY_MS, end - 104 * DAY_MS).1, 0);
+    assert_eq!(count(end - 119 * DAY_MS, end - 118 * DAY_MS).1, 0);
     // The minute tier keeps its 48 hours (and no more than a block beyond).
     assert_eq!(
         count(end - 47 * HOUR_MS, end - 46 * HOUR_MS),
@@ -512,4 +514,104 @@ async fn windows_a_failed_write_could_not_seal_are_kept_not_lost() {
     assert_eq!(kept.len(), 50);
     assert!(kept.iter().all(|&(n, _)| n == 1), "{kept:?}");
     assert_eq!(kept[49].1, Some(49.0));
+}
+
+/// A busy server's heartbeat: every series moving, from a small deterministic generator.
+fn restless(step: u64) -> Metrics {
+    // SplitMix64: enough noise that blocks fill up as a busy server's do.
+    let mut x = step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut next = || {
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) % 1000) as f64 / 1000.0
+    };
+    Metrics {
+        cpu_percent: (20.0 + 30.0 * next()) as f32,
+        memory_used: (6.0e9 + 2.0e8 * next()) as u64,
+        memory_total: 16 << 30,
+        net_rx_bytes_per_sec: (1.0e5 * (1.0 + 9.0 * next())) as u64,
+        net_tx_bytes_per_sec: (1.0e4 * (1.0 + 9.0 * next())) as u64,
+        load1: (1.0 + next()) as f32,
+        load5: (1.0 + 0.3 * next()) as f32,
+        load15: (1.0 + 0.1 * next()) as f32,
+        processes: 200 + (20.0 * next()) as u32,
+        tcp_connections: 50 + (40.0 * next()) as u32,
+        ..Metrics::default()
+    }
+}
+
+#[tokio::test]
+async fn restless_history_reads_back_whole_across_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let nodes = [enrolled(&store, 11).await, enrolled(&store, 12).await];
+    let spans = HistorySpans::default();
+    let end = T0 + 3 * DAY_MS;
+    let mut batch = Vec::new();
+    let mut at = T0;
+    while at < end {
+        for (i, node) in nodes.iter().enumerate() {
+            let step = (at / 30_000) as u64 * 2 + i as u64;
+            batch.push(HistorySample::new(*node, at + i as i64, &restless(step)));
+        }
+        at += 30_000;
+        if at % (10 * 60_000) == 0 {
+            store
+                .append_history(std::mem::take(&mut batch), at, spans)
+                .await
+                .unwrap();
+        }
+    }
+    store.append_history(batch, at, spans).await.unwrap();
+
+    // Open chunks are kept sealed: an hour of minutes and a day of hours in a few KB (as rows
+    // of fixed width, up to 9.4 KB and 3.7 KB a node).
+    let pages = store.history_pages().await.unwrap();
+    assert!(pages.open_stored < 2 * 3000, "{pages:?}");
+    assert!(
+        pages.chunk_stored > 0 && pages.chunk_pages >= pages.chunk_stored,
+        "{pages:?}"
+    );
+
+    for node in nodes {
+        // 23 hours of minutes (the most one read gives at 1 minute), from 46 hours ago: every
+        // minute holds its two heartbeats, once, across blocks.
+        let h = store
+            .history(
+                node,
+                HistoryRead {
+                    from_ms: end - 46 * HOUR_MS,
+                    to_ms: end - 23 * HOUR_MS,
+                    step_ms: Some(60_000),
+                    now_ms: end,
+                },
+                &[Metric::Cpu],
+                spans,
+            )
+            .unwrap();
+        assert_eq!(h.resolution, Resolution::Minute);
+        assert_eq!(h.samples.len(), 23 * 60);
+        assert!(h.samples.iter().all(|&n| n == 2), "{:?}", h.samples);
+        // The three days by the hour: 120 heartbeats each.
+        let h = store
+            .history(
+                node,
+                HistoryRead {
+                    from_ms: T0,
+                    to_ms: end,
+                    step_ms: Some(3_600_000),
+                    now_ms: end + 3 * DAY_MS,
+                },
+                &[Metric::Cpu],
+                spans,
+            )
+            .unwrap();
+        assert_eq!(h.resolution, Resolution::Hour);
+        assert_eq!(h.samples.len(), 72);
+        // The last hour is still in finer tiers' open chunks, rolled up as it is read.
+        assert!(h.samples.iter().all(|&n| n == 120), "{:?}", h.samples);
+    }
+    store.close().await;
 }
