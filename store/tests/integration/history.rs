@@ -615,3 +615,24 @@ async fn restless_history_reads_back_whole_across_blocks() {
     }
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_node_silent_past_every_span_keeps_no_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let spans = HistorySpans::default();
+    let node = enrolled(&store, 13).await;
+    let end = T0 + 3 * DAY_MS;
+    feed(&store, node, T0, end, 30_000, |at| {
+        ((at / 30_000) % 50) as f32
+    })
+    .await;
+    assert!(store.history_bytes(node).unwrap() > 0);
+    // Silent for longer than the hour tier's span: the sweep seals what was open, then finds
+    // each tier's newest block ended before its span (read to learn so) and drops it.
+    let later = end + 91 * DAY_MS;
+    let swept = store.sweep_history(later, spans).await.unwrap();
+    assert!(swept.pruned > 0, "{swept:?}");
+    assert_eq!(store.history_bytes(node).unwrap(), 0);
+    store.close().await;
+}
