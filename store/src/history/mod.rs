@@ -899,9 +899,10 @@ mod tests {
     }
 
     /// Blocks of the minute tier fill one page of the file and no more: each but the newest
-    /// within a window's bytes of [`BLOCK_BYTES`], none over it.
+    /// within a window's bytes of [`BLOCK_BYTES`], none over it. Open chunks are kept sealed,
+    /// and the history reads back whole across blocks.
     #[tokio::test]
-    async fn blocks_fill_one_page_each() {
+    async fn blocks_fill_one_page_each_and_read_back_whole() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("tether.redb")).unwrap();
         let node = NodeId::random();
@@ -934,6 +935,40 @@ mod tests {
         assert!(full.iter().all(|&n| n > BLOCK_BYTES - 1500), "{minutes:?}");
         drop(chunks);
         drop(txn);
+
+        // An hour of minutes and a day of hours in a few KB (as rows of fixed width, up to
+        // 9.4 KB and 3.7 KB).
+        let pages = store.history_pages().await.unwrap();
+        assert!(pages.open_stored < 3000, "{pages:?}");
+        let end_ms = at * 1000;
+        let read = |from_ms: i64, to_ms: i64, step_ms: u64, now_ms: i64| {
+            let read = HistoryRead {
+                from_ms,
+                to_ms,
+                step_ms: Some(step_ms),
+                now_ms,
+            };
+            store
+                .history(node, read, &[Metric::Cpu], HistorySpans::default())
+                .unwrap()
+        };
+        // 23 hours of minutes (the most one read gives at 1 minute), from 46 hours ago: every
+        // minute holds its two heartbeats, once, across blocks.
+        let h = read(
+            end_ms - 46 * 3_600_000,
+            end_ms - 23 * 3_600_000,
+            60_000,
+            end_ms,
+        );
+        assert_eq!(h.resolution, Resolution::Minute);
+        assert_eq!(h.samples.len(), 23 * 60);
+        assert!(h.samples.iter().all(|&n| n == 2), "{:?}", h.samples);
+        // The three days by the hour, read three days later: 120 heartbeats each (the last
+        // hours still in finer tiers' open chunks, rolled up as they are read).
+        let h = read(t0 * 1000, end_ms, 3_600_000, end_ms + 3 * 86_400_000);
+        assert_eq!(h.resolution, Resolution::Hour);
+        assert_eq!(h.samples.len(), 72);
+        assert!(h.samples.iter().all(|&n| n == 120), "{:?}", h.samples);
         store.close().await;
     }
 }
