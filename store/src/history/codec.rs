@@ -3,10 +3,11 @@
 //! A tier's newest rows sit in an *open chunk*. The raw tier's (in memory, written out only on a
 //! clean close) are rows of fixed width appended as heartbeats come; a coarser tier's gets a
 //! row per finer window (every 10 minutes or every hour), so it is kept sealed, as below, and
-//! rewritten whole at each row. When its window ends the chunk is *sealed*: columns instead of rows, each column delta-coded as zigzag varints (slow-moving
-//! series become runs of zeros), and the whole compressed with zstd when that is smaller. This
-//! is the "compressed blocks" way of Prometheus's and Gorilla's chunks, with the general-purpose
-//! compressor doing the bit-level work.
+//! rewritten whole at each row. When its window ends the chunk is *sealed*: columns instead of
+//! rows, each column delta-coded as zigzag varints (slow-moving series become runs of zeros),
+//! and the whole compressed with zstd when that is smaller. This is the "compressed blocks" way
+//! of Prometheus's and Gorilla's chunks, with the general-purpose compressor doing the
+//! bit-level work.
 
 use crate::StoreError;
 

@@ -6,9 +6,10 @@
 //! sit in one *open chunk* per node; when its window ends (10 minutes, 1 hour, 1 day) the chunk
 //! is sealed into a compressed block (later windows are merged into the newest block while it
 //! fills no more than one page of the file: at most 12 hours of minutes or 14 days of hours)
-//! and rolled up into the next tier's open chunk, and blocks past the tier's span are deleted. So nothing is computed on a timer across all nodes: the work is done when
-//! a node's own heartbeats cross a window, and a sweep ([`Store::sweep_history`]) only seals
-//! what silent nodes left open and drops what deleted nodes left behind.
+//! and rolled up into the next tier's open chunk, and blocks past the tier's span are deleted.
+//! So nothing is computed on a timer across all nodes: the work is done when a node's own
+//! heartbeats cross a window, and a sweep ([`Store::sweep_history`]) only seals what silent
+//! nodes left open and drops what deleted nodes left behind.
 //!
 //! Times are unix seconds in storage; callers pass core's clock in (this crate reads none).
 
@@ -69,16 +70,18 @@ struct Tier {
     resolution: Resolution,
 }
 
-/// How a tier's sealed windows are gathered into blocks (one stored value each, keyed by its
-/// first row's time).
+/// How a tier's sealed windows are gathered into blocks (one stored value each, keyed by a time
+/// at or before its first row; its rows all precede the next block's key).
 #[derive(Clone, Copy)]
 enum Blocks {
     /// A block per this many seconds (a multiple of the window), starting at multiples of it.
     Every(i64),
     /// Windows are merged into the newest block while it stays within `bytes` and its rows
-    /// within `span_s` seconds of its first, and start a new block after that. The span bounds
-    /// how long past the tier's span a block's oldest rows are kept (a block goes once the next
-    /// one began before the tier's span), however well the rows compress.
+    /// within `span_s` seconds of its key (a quarter of the tier's span if that is less, but at
+    /// least a window), and start a new block after that. Every block's rows lie within
+    /// `span_s` of its key, however well they compress, so a block is known to have ended
+    /// `span_s` after its key: that bounds how long past the tier's span its oldest rows are
+    /// kept.
     UpTo { bytes: usize, span_s: i64 },
 }
 
@@ -300,7 +303,8 @@ impl Store {
 
     /// Seals open windows that ended more than a window ago (nodes that went silent), prunes
     /// their blocks past the span, and removes the history of nodes no longer in the store.
-    /// A pass over one key per node and tier.
+    /// A pass over each node's keys (a block is read only for a node silent for about a
+    /// tier's span).
     pub async fn sweep_history(
         &self,
         now_ms: i64,
@@ -693,9 +697,9 @@ impl Cx<'_, '_> {
     }
 
     /// Merges `rows` into tier `tier`'s newest block if it stays within `limit` bytes and
-    /// `span_s` seconds, else stores them as a block of their own. Rows older than the newest
-    /// block's last (a window tried again after a failed write) are merged into it whatever its
-    /// size.
+    /// `span_s` seconds, else stores them as a block of their own. Rows no later than the
+    /// newest block's last (a clock stepped back, a window tried again after a failed write)
+    /// go to the blocks holding their times instead ([`Cx::merge_late`]).
     fn append_block(
         &mut self,
         tier: usize,
@@ -717,17 +721,28 @@ impl Cx<'_, '_> {
         {
             Some(entry) => {
                 let (key, value) = entry?;
-                Some((key.value().2, codec::unseal(value.value())?))
+                let start = key.value().2;
+                // One unreadable block must not stop history for good: it is left as it is
+                // (and pruned in time) and the rows begin a new one.
+                match codec::unseal(value.value()) {
+                    Ok(rows) => Some((start, rows)),
+                    Err(e) => {
+                        tracing::warn!(node = %uuid::Uuid::from_u128(self.node), tier, error = %e,
+                            "metrics history block unreadable; starting a new one");
+                        None
+                    }
+                }
             }
             None => None,
         };
         if let Some((start, mut block)) = newest {
-            let later = block.last().is_none_or(|newest| first > newest.at_s);
-            if !later || last - start < span_s {
+            if block.last().is_some_and(|newest| first <= newest.at_s) {
+                return self.merge_late(tier, rows, span_s);
+            }
+            if last - start < span_s {
                 block.extend_from_slice(&rows);
-                in_order(&mut block);
                 let merged = codec::seal(&block, t.level);
-                if !later || merged.len() <= limit {
+                if merged.len() <= limit {
                     self.chunks
                         .insert((self.node, tier_u8, start), merged.as_slice())?;
                     self.done.sealed += 1;
@@ -740,6 +755,55 @@ impl Cx<'_, '_> {
             codec::seal(&rows, t.level).as_slice(),
         )?;
         self.done.sealed += 1;
+        Ok(())
+    }
+
+    /// Merges time-ordered `rows` that are not all later than tier `tier`'s newest block into
+    /// the blocks holding their times (the last block keyed at or before a row, if the row lies
+    /// within `span_s` of its key), whatever their size; rows outside every block make blocks
+    /// of their own. Reads find each row where its time says.
+    fn merge_late(&mut self, tier: usize, rows: Vec<Row>, span_s: i64) -> Result<(), StoreError> {
+        let t = &TIERS[tier];
+        let tier_u8 = tier as u8;
+        let mut rest = rows.as_slice();
+        while let Some(first) = rest.first().map(|r| r.at_s) {
+            let holder = self
+                .chunks
+                .range((self.node, tier_u8, i64::MIN)..=(self.node, tier_u8, first))?
+                .next_back()
+                .map(|e| e.map(|(k, _)| k.value().2))
+                .transpose()?
+                .filter(|start| first - start < span_s);
+            let next = self
+                .chunks
+                .range(
+                    (self.node, tier_u8, first.saturating_add(1))..=(self.node, tier_u8, i64::MAX),
+                )?
+                .next()
+                .map(|e| e.map(|(k, _)| k.value().2))
+                .transpose()?;
+            let start = holder.unwrap_or(first);
+            // Up to the next block, and (to keep every block within its span) not past it.
+            let end = next.unwrap_or(i64::MAX).min(start.saturating_add(span_s));
+            let take = rest.partition_point(|r| r.at_s < end).max(1);
+            let (part, later) = rest.split_at(take);
+            rest = later;
+            let mut block = match self.chunks.get((self.node, tier_u8, start))? {
+                Some(v) => codec::unseal(v.value()).unwrap_or_else(|e| {
+                    tracing::warn!(node = %uuid::Uuid::from_u128(self.node), tier, error = %e,
+                        "metrics history block unreadable; replaced");
+                    Vec::new()
+                }),
+                None => Vec::new(),
+            };
+            block.extend_from_slice(part);
+            in_order(&mut block);
+            self.chunks.insert(
+                (self.node, tier_u8, start),
+                codec::seal(&block, t.level).as_slice(),
+            )?;
+            self.done.sealed += 1;
+        }
         Ok(())
     }
 
@@ -758,9 +822,11 @@ impl Cx<'_, '_> {
     }
 
     /// Deletes tier `tier`'s blocks that ended before its span. A block's rows all precede the
-    /// next block's start, so a block is gone once the next one began before the span. A
-    /// tier's newest block is read to learn its end only when it began before the span (a
-    /// silent node's: an active node starts a block at least every quarter span).
+    /// next block's key, so a block is gone once the next one began before the span; and one
+    /// kept by size has ended `span_s` after its key (see [`Blocks::UpTo`]), so a gap in the
+    /// node's history does not keep it longer. The newest block is read to learn its end only
+    /// when neither says (a node silent for about the span); one that does not read is left to
+    /// that bound.
     fn prune(&mut self, tier: usize) -> Result<(), StoreError> {
         let t = &TIERS[tier];
         let tier_u8 = tier as u8;
@@ -773,11 +839,13 @@ impl Cx<'_, '_> {
         let Some(&last) = starts.last() else {
             return Ok(());
         };
+        let resolution_s = t.resolution_s.max(1);
         let last_ended = match t.blocks {
             Blocks::Every(block_s) => last + block_s <= cutoff,
+            Blocks::UpTo { span_s, .. } if last + span_s + resolution_s <= cutoff => true,
             Blocks::UpTo { .. } => {
-                // With a later block, it straddles the cutoff (or, after a gap, may): kept until
-                // that one's start passes.
+                // With a later block, it straddles the cutoff (or may): kept until that one's
+                // start passes.
                 let newer = self
                     .chunks
                     .range(
@@ -788,11 +856,12 @@ impl Cx<'_, '_> {
                     .is_some();
                 !newer && {
                     let rows = match self.chunks.get((self.node, tier_u8, last))? {
-                        Some(v) => codec::unseal(v.value())?,
-                        None => Vec::new(),
+                        Some(v) => codec::unseal(v.value()).ok(),
+                        None => Some(Vec::new()),
                     };
-                    rows.last()
-                        .is_none_or(|r| r.at_s + t.resolution_s.max(1) <= cutoff)
+                    rows.is_some_and(|rows| {
+                        rows.last().is_none_or(|r| r.at_s + resolution_s <= cutoff)
+                    })
                 }
             }
         };
@@ -969,6 +1038,47 @@ mod tests {
         assert_eq!(h.resolution, Resolution::Hour);
         assert_eq!(h.samples.len(), 72);
         assert!(h.samples.iter().all(|&n| n == 120), "{:?}", h.samples);
+        store.close().await;
+    }
+
+    /// An unreadable newest block does not stop history: windows begin a new block, and the
+    /// writes go on.
+    #[tokio::test]
+    async fn an_unreadable_block_does_not_stop_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("tether.redb")).unwrap();
+        let node = NodeId::random();
+        let id = node.0.as_u128();
+        let t0 = 1_800_000_000 - 1_800_000_000 % 86_400;
+        store
+            .write(move |txn| {
+                txn.open_table(METRICS_CHUNKS)?
+                    .insert((id, 1, t0 - 3600), [0x13u8, 9, 9, 9].as_slice())?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let metrics = Metrics {
+            cpu_percent: 40.0,
+            ..Metrics::default()
+        };
+        // Two hours: the minute tier's first window ends and is sealed into a block.
+        let samples: Vec<HistorySample> = (0..240)
+            .map(|i| HistorySample::new(node, (t0 + 30 * i) * 1000, &metrics))
+            .collect();
+        let spans = HistorySpans::default();
+        let done = store
+            .append_history(samples, (t0 + 7200) * 1000, spans)
+            .await
+            .unwrap();
+        assert!(done.sealed > 0, "{done:?}");
+        let txn = store.read().unwrap();
+        let chunks = txn.open_table(METRICS_CHUNKS).unwrap();
+        let block = chunks.get((id, 1, t0)).unwrap().expect("a new block");
+        assert_eq!(codec::unseal(block.value()).unwrap().len(), 60);
+        drop(block);
+        drop(chunks);
+        drop(txn);
         store.close().await;
     }
 }

@@ -536,3 +536,110 @@ async fn a_node_silent_past_every_span_keeps_no_history() {
     assert_eq!(store.history_bytes(node).unwrap(), 0);
     store.close().await;
 }
+
+/// Heartbeats over `[from_ms, to_ms)` every 30 s, then a sweep at `sweep_ms` (which seals what
+/// the node left open).
+async fn feed_and_sweep(store: &Store, node: NodeId, from_ms: i64, to_ms: i64, sweep_ms: i64) {
+    feed(store, node, from_ms, to_ms, 30_000, |at| {
+        ((at / 30_000) % 40) as f32
+    })
+    .await;
+    store
+        .sweep_history(sweep_ms, HistorySpans::default())
+        .await
+        .unwrap();
+}
+
+fn minutes_samples(store: &Store, node: NodeId, from_ms: i64, to_ms: i64, now_ms: i64) -> u64 {
+    let h = store
+        .history(
+            node,
+            HistoryRead {
+                from_ms,
+                to_ms,
+                step_ms: Some(60_000),
+                now_ms,
+            },
+            &[Metric::Cpu],
+            HistorySpans::default(),
+        )
+        .unwrap();
+    assert_eq!(h.resolution, Resolution::Minute);
+    h.samples.iter().map(|&n| u64::from(n)).sum()
+}
+
+#[tokio::test]
+async fn heartbeats_arriving_late_are_read_where_their_time_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let node = enrolled(&store, 14).await;
+    feed_and_sweep(&store, node, T0, T0 + 20 * HOUR_MS, T0 + 20 * HOUR_MS).await;
+    feed_and_sweep(
+        &store,
+        node,
+        T0 + 24 * HOUR_MS,
+        T0 + 30 * HOUR_MS,
+        T0 + 31 * HOUR_MS,
+    )
+    .await;
+    // The clock stepped back: 25 minutes at 21:00, after 30 hours were stored.
+    let late = T0 + 21 * HOUR_MS;
+    feed_and_sweep(&store, node, late, late + 25 * 60_000, T0 + 32 * HOUR_MS).await;
+    let now = T0 + 32 * HOUR_MS;
+    assert_eq!(
+        minutes_samples(&store, node, late - HOUR_MS / 2, late + HOUR_MS, now),
+        50
+    );
+    // Nothing else moved, nothing is counted twice.
+    assert_eq!(
+        minutes_samples(&store, node, T0 + 10 * HOUR_MS, T0 + 20 * HOUR_MS, now),
+        1200
+    );
+    assert_eq!(
+        minutes_samples(&store, node, T0 + 24 * HOUR_MS, T0 + 30 * HOUR_MS, now),
+        720
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_gap_does_not_keep_old_history_past_its_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let spans = HistorySpans::default();
+    let node = enrolled(&store, 15).await;
+    // Five days, silence until day 60, one more day; swept on day 120.
+    feed(&store, node, T0, T0 + 5 * DAY_MS, 600_000, |_| 20.0).await;
+    feed(
+        &store,
+        node,
+        T0 + 60 * DAY_MS,
+        T0 + 61 * DAY_MS,
+        600_000,
+        |_| 20.0,
+    )
+    .await;
+    let now = T0 + 120 * DAY_MS;
+    store.sweep_history(now, spans).await.unwrap();
+    let hours = |from: i64, to: i64| {
+        let h = store
+            .history(
+                node,
+                HistoryRead {
+                    from_ms: from,
+                    to_ms: to,
+                    step_ms: None,
+                    now_ms: now,
+                },
+                &[Metric::Cpu],
+                spans,
+            )
+            .unwrap();
+        h.samples.iter().map(|&n| u64::from(n)).sum::<u64>()
+    };
+    // Days 0 to 5 are 115 days old: past the 90 days and the at most 14 days a block adds, though
+    // the next block began only on day 60.
+    assert_eq!(hours(T0, T0 + 5 * DAY_MS), 0);
+    assert_eq!(hours(T0 + 60 * DAY_MS, T0 + 61 * DAY_MS), 144);
+    store.close().await;
+}
