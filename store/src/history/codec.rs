@@ -106,18 +106,15 @@ pub(crate) fn open_push(chunk: &mut Vec<u8>, row: &Row) {
 
 /// The rows of an open chunk.
 pub(crate) fn open_rows(chunk: &[u8]) -> Result<Vec<Row>, StoreError> {
-    let raw = match chunk.first() {
-        Some(&OPEN_RAW) => true,
-        Some(&OPEN_AGG) => false,
-        Some(&OPEN_SEALED) => false,
-        _ => return Err(corrupt("open chunk of an unknown format")),
-    };
     let body = chunk
         .get(OPEN_HEADER..)
         .ok_or_else(|| corrupt("open chunk shorter than its header"))?;
-    if chunk[0] == OPEN_SEALED {
-        return unseal(body);
-    }
+    let raw = match chunk[0] {
+        OPEN_RAW => true,
+        OPEN_AGG => false,
+        OPEN_SEALED => return unseal(body),
+        _ => return Err(corrupt("open chunk of an unknown format")),
+    };
     let width = if raw { RAW_ROW } else { AGG_ROW };
     if body.len() % width != 0 {
         return Err(corrupt("open chunk with a partial row"));
@@ -164,24 +161,6 @@ const MAX_SEALED_PAYLOAD: usize = 64 << 20;
 /// the values themselves because a bucket of two heartbeats has its average in the middle
 /// (above ≈ below: next to nothing to store), and averages move less than extremes.
 pub(crate) fn seal(rows: &[Row], level: i32) -> Vec<u8> {
-    let payload = columns(rows);
-    let mut out = Vec::with_capacity(payload.len() / 3 + 16);
-    let compressed = zstd::bulk::compress(&payload, level)
-        .ok()
-        .filter(|c| c.len() < payload.len());
-    out.push(if compressed.is_some() {
-        SEALED_ZSTD
-    } else {
-        SEALED_PLAIN
-    });
-    put_unsigned(&mut out, rows.len() as u64);
-    put_unsigned(&mut out, payload.len() as u64);
-    out.extend_from_slice(compressed.as_deref().unwrap_or(&payload));
-    out
-}
-
-/// The columns of a sealed chunk, before compression.
-fn columns(rows: &[Row]) -> Vec<u8> {
     let mut payload = Vec::with_capacity(rows.len() * (2 + 3 * SERIES));
     let (mut last_at, mut last_gap) = (0i64, 0i64);
     for (i, row) in rows.iter().enumerate() {
@@ -222,7 +201,19 @@ fn columns(rows: &[Row]) -> Vec<u8> {
         put_column(&mut payload, &below, None);
         put_column(&mut payload, &above, Some(&below));
     }
-    payload
+    let mut out = Vec::with_capacity(payload.len() / 3 + 16);
+    let compressed = zstd::bulk::compress(&payload, level)
+        .ok()
+        .filter(|c| c.len() < payload.len());
+    out.push(if compressed.is_some() {
+        SEALED_ZSTD
+    } else {
+        SEALED_PLAIN
+    });
+    put_unsigned(&mut out, rows.len() as u64);
+    put_unsigned(&mut out, payload.len() as u64);
+    out.extend_from_slice(compressed.as_deref().unwrap_or(&payload));
+    out
 }
 
 /// The rows of a sealed chunk (either layout).
