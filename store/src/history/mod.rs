@@ -663,6 +663,10 @@ impl Cx<'_, '_> {
     /// prunes this tier.
     fn seal(&mut self, tier: usize, rows: Vec<Row>) -> Result<(), StoreError> {
         let t = &TIERS[tier];
+        let coarser = TIERS
+            .get(tier + 1)
+            .map(|next| rollup(&rows, next.resolution_s))
+            .unwrap_or_default();
         match t.blocks {
             Blocks::Every(block_s) => {
                 // Usually one window; several after a write that failed and was tried again.
@@ -684,14 +688,11 @@ impl Cx<'_, '_> {
                 // A block spans at most a quarter of the tier's span, so that what a block
                 // keeps past the span stays small however the span is set.
                 let span_s = span_s.min(self.spans.of(tier) / 4).max(t.window_s);
-                self.append_block(tier, rows.clone(), bytes, span_s)?;
+                self.append_block(tier, rows, bytes, span_s)?;
             }
         }
-        if let Some(next) = TIERS.get(tier + 1) {
-            let coarser = rollup(&rows, next.resolution_s);
-            if !coarser.is_empty() {
-                self.push(tier + 1, coarser)?;
-            }
+        if !coarser.is_empty() {
+            self.push(tier + 1, coarser)?;
         }
         self.prune(tier)
     }
@@ -721,17 +722,9 @@ impl Cx<'_, '_> {
         {
             Some(entry) => {
                 let (key, value) = entry?;
-                let start = key.value().2;
-                // One unreadable block must not stop history for good: it is left as it is
-                // (and pruned in time) and the rows begin a new one.
-                match codec::unseal(value.value()) {
-                    Ok(rows) => Some((start, rows)),
-                    Err(e) => {
-                        tracing::warn!(node = %uuid::Uuid::from_u128(self.node), tier, error = %e,
-                            "metrics history block unreadable; starting a new one");
-                        None
-                    }
-                }
+                // Unreadable: left as it is (and pruned in time), and the rows begin a new one.
+                self.readable(tier, value.value())
+                    .map(|rows| (key.value().2, rows))
             }
             None => None,
         };
@@ -767,13 +760,24 @@ impl Cx<'_, '_> {
         let tier_u8 = tier as u8;
         let mut rest = rows.as_slice();
         while let Some(first) = rest.first().map(|r| r.at_s) {
-            let holder = self
+            // (its key, its rows: none if it does not read, and it is then written over)
+            let holder = match self
                 .chunks
                 .range((self.node, tier_u8, i64::MIN)..=(self.node, tier_u8, first))?
                 .next_back()
-                .map(|e| e.map(|(k, _)| k.value().2))
-                .transpose()?
-                .filter(|start| first - start < span_s);
+            {
+                Some(entry) => {
+                    let (key, value) = entry?;
+                    let start = key.value().2;
+                    (first - start < span_s).then(|| {
+                        (
+                            start,
+                            self.readable(tier, value.value()).unwrap_or_default(),
+                        )
+                    })
+                }
+                None => None,
+            };
             let next = self
                 .chunks
                 .range(
@@ -782,20 +786,12 @@ impl Cx<'_, '_> {
                 .next()
                 .map(|e| e.map(|(k, _)| k.value().2))
                 .transpose()?;
-            let start = holder.unwrap_or(first);
+            let (start, mut block) = holder.unwrap_or((first, Vec::new()));
             // Up to the next block, and (to keep every block within its span) not past it.
             let end = next.unwrap_or(i64::MAX).min(start.saturating_add(span_s));
             let take = rest.partition_point(|r| r.at_s < end).max(1);
             let (part, later) = rest.split_at(take);
             rest = later;
-            let mut block = match self.chunks.get((self.node, tier_u8, start))? {
-                Some(v) => codec::unseal(v.value()).unwrap_or_else(|e| {
-                    tracing::warn!(node = %uuid::Uuid::from_u128(self.node), tier, error = %e,
-                        "metrics history block unreadable; replaced");
-                    Vec::new()
-                }),
-                None => Vec::new(),
-            };
             block.extend_from_slice(part);
             in_order(&mut block);
             self.chunks.insert(
@@ -805,6 +801,17 @@ impl Cx<'_, '_> {
             self.done.sealed += 1;
         }
         Ok(())
+    }
+
+    /// A block's rows, or none if it does not read (logged): one damaged block must not stop
+    /// the node's history from being written.
+    fn readable(&self, tier: usize, block: &[u8]) -> Option<Vec<Row>> {
+        codec::unseal(block)
+            .map_err(|e| {
+                tracing::warn!(node = %uuid::Uuid::from_u128(self.node), tier, error = %e,
+                    "metrics history block unreadable; writing around it");
+            })
+            .ok()
     }
 
     /// Seals tier `tier`'s open chunk if its window ended a whole window ago.
