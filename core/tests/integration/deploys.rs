@@ -817,9 +817,13 @@ async fn downloads_resume_and_offline_nodes_are_updated_when_they_return() {
     assert!(!resumed.contains("from=0 "), "{resumed}");
 
     // The deploy waits for the node that is away.
-    let (view, _) = status(&admin, id).await;
-    assert_eq!(view.deploy.state, DeployState::Running);
-    assert_eq!((view.counts.success, view.counts.pending), (1, 1));
+    let (view, nodes) = status(&admin, id).await;
+    assert_eq!(view.deploy.state, DeployState::Running, "{nodes:#?}");
+    assert_eq!(
+        (view.counts.success, view.counts.pending),
+        (1, 1),
+        "{nodes:#?}"
+    );
     let away_again = start_agent(&core, tmp.path(), "away", &[&key]);
     let (done, nodes) = wait_deploy(&admin, tmp.path(), id, DeployState::Done).await;
     assert_eq!(done.counts.success, 2, "{nodes:#?}");
