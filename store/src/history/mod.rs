@@ -892,6 +892,17 @@ mod tests {
     use super::*;
     use tether_wire::heartbeat::Metrics;
 
+    /// `count` heartbeats of `node` every 30 s from `from_s`, CPU at 40 %.
+    fn steady(node: NodeId, from_s: i64, count: i64) -> Vec<HistorySample> {
+        let metrics = Metrics {
+            cpu_percent: 40.0,
+            ..Metrics::default()
+        };
+        (0..count)
+            .map(|i| HistorySample::new(node, (from_s + 30 * i) * 1000, &metrics))
+            .collect()
+    }
+
     /// Open chunks written as fixed-width rows (before they were kept sealed) still read, and
     /// the next row turns them into the sealed form with nothing lost.
     #[tokio::test]
@@ -923,13 +934,7 @@ mod tests {
             .unwrap();
         // Heartbeats from minute 10 to 25: the raw window of minutes 10 to 20 ends and is
         // rolled up into the minute tier's open chunk.
-        let metrics = Metrics {
-            cpu_percent: 40.0,
-            ..Metrics::default()
-        };
-        let samples: Vec<HistorySample> = (20..50)
-            .map(|i| HistorySample::new(node, (hour + 30 * i) * 1000, &metrics))
-            .collect();
+        let samples = steady(node, hour + 600, 30);
         let spans = HistorySpans::default();
         store
             .append_history(samples, (hour + 1500) * 1000, spans)
@@ -1065,14 +1070,8 @@ mod tests {
             })
             .await
             .unwrap();
-        let metrics = Metrics {
-            cpu_percent: 40.0,
-            ..Metrics::default()
-        };
         // Two hours: the minute tier's first window ends and is sealed into a block.
-        let samples: Vec<HistorySample> = (0..240)
-            .map(|i| HistorySample::new(node, (t0 + 30 * i) * 1000, &metrics))
-            .collect();
+        let samples = steady(node, t0, 240);
         let spans = HistorySpans::default();
         let done = store
             .append_history(samples, (t0 + 7200) * 1000, spans)
